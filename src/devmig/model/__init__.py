@@ -1,0 +1,84 @@
+"""Model documents, parameters, constraints and configurations (sans-IO core).
+
+Load a document with :func:`load_document` (or a host report with
+:func:`load_host_report`), then create configurations with :func:`expand`::
+
+    doc = load_document(text)
+    nic = doc.find("example.org/devices/nic")
+    config = expand(nic, "version=2,rx-table-size=48")
+    config.string        # 'rss=on,rx-queues=4,rx-table-size=48'
+    version_of(nic, config)  # None: no published version equals it
+"""
+
+from devmig.model._config import (
+    Config,
+    check_full,
+    constraint_problems,
+    expand,
+    parse_canonical,
+    version_of,
+)
+from devmig.model._document import (
+    HOST_REPORT_FORMAT,
+    MODEL_DOCUMENT_FORMAT,
+    BoolParam,
+    Condition,
+    Constraint,
+    DeviceModel,
+    HostReport,
+    Implementation,
+    InSet,
+    IntParam,
+    IntRange,
+    ModelDocument,
+    Param,
+    Range,
+    StrParam,
+    VersionSpec,
+    condition_holds,
+)
+from devmig.model._options import OptionItem, convert_value, format_options, split_options
+from devmig.model._schema import host_report_schema, model_document_schema
+from devmig.model._validate import load_any, load_document, load_host_report, parse_json
+from devmig.model._values import TypeName, Value, format_value, same_value, type_of
+
+__all__ = [
+    "HOST_REPORT_FORMAT",
+    "MODEL_DOCUMENT_FORMAT",
+    "BoolParam",
+    "Condition",
+    "Config",
+    "Constraint",
+    "DeviceModel",
+    "HostReport",
+    "Implementation",
+    "InSet",
+    "IntParam",
+    "IntRange",
+    "ModelDocument",
+    "OptionItem",
+    "Param",
+    "Range",
+    "StrParam",
+    "TypeName",
+    "Value",
+    "VersionSpec",
+    "check_full",
+    "condition_holds",
+    "constraint_problems",
+    "convert_value",
+    "expand",
+    "format_options",
+    "format_value",
+    "host_report_schema",
+    "load_any",
+    "load_document",
+    "load_host_report",
+    "model_document_schema",
+    "parse_canonical",
+    "parse_json",
+    "same_value",
+    "split_options",
+    "type_of",
+    "version_of",
+]

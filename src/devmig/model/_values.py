@@ -1,0 +1,40 @@
+"""Parameter values: their Python types, typed equality and option-syntax rendering.
+
+A value is a ``bool``, an ``int`` or a ``str``. Because ``True == 1`` in Python,
+every comparison that must respect the parameter type goes through
+:func:`same_value`, and :func:`type_of` never mistakes a ``bool`` for an ``int``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Value = bool | int | str
+TypeName = Literal["bool", "int", "str"]
+
+__all__ = ["TypeName", "Value", "format_value", "same_value", "type_of"]
+
+
+def type_of(value: object) -> TypeName | None:
+    """Return the parameter type name of ``value``, or ``None`` if it is none of them."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def same_value(a: object, b: object) -> bool:
+    """Return whether ``a`` and ``b`` are equal *and* of the same parameter type."""
+    return type(a) is type(b) and a == b
+
+
+def format_value(value: Value) -> str:
+    """Render a value in option syntax: ``on``/``off``, decimal, or the string with ``,`` doubled."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return str(value)
+    return value.replace(",", ",,")
