@@ -93,9 +93,9 @@ class IntRange(_Frozen):
     def render(self) -> str:
         """Return a short rendering: ``0..64 step 16``."""
         if self.min == self.max:
-            return str(self.min)
-        text = f"{self.min}..{self.max}"
-        return text + (f" step {self.step}" if self.step else "")
+            return format_value(self.min)
+        text = f"{format_value(self.min)}..{format_value(self.max)}"
+        return text + (f" step {format_value(self.step)}" if self.step else "")
 
 
 class _ParamBase(_Frozen):

@@ -114,20 +114,36 @@ def convert_value(type_name: TypeName, raw: str | None) -> Value | None:
     return raw
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_DEC_DIGITS = frozenset("0123456789")
+_CHUNK = 1000  # decimal digits converted at a time (below Python's str->int limit)
+
+
 def _parse_int(raw: str) -> int | None:
     text = raw
     sign = 1
-    if text[:1] in "+-" and text:
+    if text[:1] in ("+", "-"):
         sign = -1 if text[0] == "-" else 1
         text = text[1:]
     if text[:2].lower() == "0x":
         digits = text[2:]
-        if digits and all(c in "0123456789abcdefABCDEF" for c in digits):
+        if digits and all(c in _HEX_DIGITS for c in digits):
             return sign * int(digits, 16)
         return None
-    if text and text.isascii() and text.isdigit():
-        return sign * int(text)
+    if text and all(c in _DEC_DIGITS for c in text):
+        return sign * _decimal(text)
     return None
+
+
+def _decimal(digits: str) -> int:
+    """Convert ASCII decimal digits of any length (``int()`` refuses more than ~4300)."""
+    if len(digits) <= _CHUNK:
+        return int(digits)
+    value = 0
+    for start in range(0, len(digits), _CHUNK):
+        chunk = digits[start : start + _CHUNK]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return value
 
 
 def format_options(items: list[tuple[str, Value]] | tuple[tuple[str, Value], ...]) -> str:

@@ -33,7 +33,7 @@ from devmig.model._document import (
     ModelDocument,
     Range,
 )
-from devmig.model._values import format_value, type_of
+from devmig.model._values import format_value, show_value, type_of
 
 __all__ = ["load_document", "load_host_report", "load_any", "parse_json"]
 
@@ -103,7 +103,7 @@ def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Proble
         loc = (*prefix, *_real_loc(raw, tuple(err["loc"])))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key {err['loc'][-1]!r}"
+            msg = f"unknown key {show_value(err['loc'][-1])}"
         elif err["type"] == "literal_error" and err["loc"][-1:] == ("format",):
             msg = f"format must be {err.get('ctx', {}).get('expected', '')}"
         key = (loc, msg)
@@ -228,7 +228,7 @@ def _condition_type_problem(type_name: str, cond: Any) -> str | None:
     values = cond.in_ if isinstance(cond, InSet) else (cond,)
     for v in values:
         if type_of(v) != type_name:
-            return f"condition value {v!r} is not a {type_name}"
+            return f"condition value {show_value(v)} is not a {type_name}"
     return None
 
 
@@ -241,7 +241,7 @@ def _check_format(raw: Any, expected: str) -> list[Problem]:
             Problem(
                 "SCHEMA",
                 ("format",),
-                f"format must be {expected!r}" + ("" if fmt is None else f", not {fmt!r}"),
+                f"format must be {expected!r}" + ("" if fmt is None else f", not {show_value(fmt)}"),
                 value=fmt if type_of(fmt) else None,
                 allowed=[expected],
             )
@@ -362,7 +362,7 @@ def load_any(source: str | bytes | Mapping[str, Any]) -> ModelDocument | HostRep
                 Problem(
                     "SCHEMA",
                     ("format",),
-                    f"unknown format {fmt!r}" if fmt is not None else "missing key 'format'",
+                    f"unknown format {show_value(fmt)}" if fmt is not None else "missing key 'format'",
                     value=fmt if type_of(fmt) else None,
                     allowed=[MODEL_DOCUMENT_FORMAT, HOST_REPORT_FORMAT],
                 )

@@ -12,7 +12,7 @@ from typing import Literal
 Value = bool | int | str
 TypeName = Literal["bool", "int", "str"]
 
-__all__ = ["TypeName", "Value", "format_value", "same_value", "type_of"]
+__all__ = ["TypeName", "Value", "format_value", "same_value", "show_value", "type_of"]
 
 
 def type_of(value: object) -> TypeName | None:
@@ -32,9 +32,29 @@ def same_value(a: object, b: object) -> bool:
 
 
 def format_value(value: Value) -> str:
-    """Render a value in option syntax: ``on``/``off``, decimal, or the string with ``,`` doubled."""
+    """Render a value in option syntax: ``on``/``off``, decimal, or the string with ``,`` doubled.
+
+    An integer too long for decimal rendering (Python refuses more than about
+    4300 digits) is rendered as ``0x`` hexadecimal, which option syntax reads back.
+    """
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # beyond Python's int->str digit limit: hex has none
+            return hex(value)
     return value.replace(",", ",,")
+
+
+def show_value(value: object, limit: int = 80) -> str:
+    """Return a short ``repr`` of any value for a message; never raises.
+
+    Integers too long for decimal are shown in hex, and long renderings are cut
+    to ``limit`` characters, so that a message about hostile input stays small.
+    """
+    try:
+        text = hex(value) if type(value) is int and value.bit_length() > 4000 else repr(value)
+    except Exception:  # a repr that fails (deep nesting, huge ints inside containers)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,112 @@
+"""Shared data for the ``devmig.model`` tests: the DESIGN §7 example and helpers.
+
+The example document is copied verbatim from DESIGN §7 (normative); tests that
+need a variant deep-copy it with :func:`nic_doc` and edit the copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devmig import DevmigError, Problem
+from devmig.model import DeviceModel, load_document
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = REPO / "schema"
+EXAMPLES_DIR = REPO / "src" / "devmig" / "examples"
+
+NIC_DOC: dict[str, Any] = {
+    "format": "devmig/model-document/1",
+    "implementation": {"name": "acme-nic", "release": "3.0.0"},
+    "models": [
+        {
+            "model": "example.org/devices/nic",
+            "description": "Example NIC with receive-side scaling",
+            "params": {
+                "rss": {"type": "bool", "off": False, "init": True},
+                "rx-queues": {"type": "int", "allowed": [{"min": 1, "max": 16}], "off": 1, "init": 8},
+                "rx-table-size": {
+                    "type": "int",
+                    "allowed": [{"min": 0, "max": 64, "step": 16}],
+                    "off": 0,
+                    "init": 64,
+                },
+                "link-speed": {
+                    "type": "str",
+                    "allowed": ["1G", "10G", "25G"],
+                    "off": "1G",
+                    "init": "25G",
+                },
+            },
+            "constraints": [
+                {
+                    "when": {"rss": True},
+                    "require": {"rx-queues": {"min": 2}},
+                    "message": "RSS needs at least two receive queues",
+                }
+            ],
+            "versions": [
+                {"name": "1", "params": {}},
+                {"name": "2", "params": {"rss": True, "rx-queues": 4, "rx-table-size": 32}},
+                {
+                    "name": "3",
+                    "params": {"rss": True, "rx-queues": 8, "rx-table-size": 64, "link-speed": "25G"},
+                },
+            ],
+        }
+    ],
+}
+
+NIC_ID = "example.org/devices/nic"
+
+
+def nic_doc() -> dict[str, Any]:
+    """Return a fresh deep copy of the DESIGN §7 example document."""
+    return copy.deepcopy(NIC_DOC)
+
+
+def nic_model() -> dict[str, Any]:
+    """Return a fresh copy of the example's only model."""
+    model: dict[str, Any] = nic_doc()["models"][0]
+    return model
+
+
+def nic() -> DeviceModel:
+    """Return the loaded example model."""
+    return load_document(NIC_DOC).models[0]
+
+
+def host_report(*docs: dict[str, Any], host: str = "host-a") -> dict[str, Any]:
+    """Return a host report holding ``docs``."""
+    return {"format": "devmig/host-report/1", "host": host, "implementations": list(docs)}
+
+
+def problems(error_type: type[DevmigError], call: Callable[[], object]) -> tuple[Problem, ...]:
+    """Run ``call``, assert it raises ``error_type`` and return its problems."""
+    with pytest.raises(error_type) as info:
+        call()
+    assert info.value.problems, "an error must carry at least one problem"
+    return info.value.problems
+
+
+def one(found: tuple[Problem, ...], code: str) -> Problem:
+    """Return the only problem with ``code`` (fail when there are none or several)."""
+    matching = [p for p in found if p.code == code]
+    assert len(matching) == 1, f"expected one {code}, got {[(p.code, p.loc) for p in found]}"
+    return matching[0]
+
+
+def locs(found: tuple[Problem, ...]) -> set[tuple[str, tuple[str | int, ...]]]:
+    """Return ``{(code, loc)}`` of the problems."""
+    return {(p.code, p.loc) for p in found}
+
+
+def json_text(data: Any) -> str:
+    """Return ``data`` as JSON text (the form documents travel in)."""
+    return json.dumps(data, indent=2)
