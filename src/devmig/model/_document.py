@@ -17,7 +17,16 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+)
 
 from devmig.model._values import TypeName, Value, format_value, same_value
 
@@ -232,7 +241,33 @@ class InSet(_Frozen):
     in_: Annotated[tuple[ScalarValue, ...], Field(alias="in", min_length=1)]
 
 
-Condition = ScalarValue | Range | InSet
+def _condition_tag(value: Any) -> str | None:
+    """Tell which kind of condition a raw value is, so errors come from that kind only."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, InSet) or (isinstance(value, Mapping) and "in" in value):
+        return "in"
+    if isinstance(value, (Range, Mapping)):
+        return "range"
+    return None
+
+
+Condition = Annotated[
+    Annotated[StrictBool, Tag("bool")]
+    | Annotated[StrictInt, Tag("int")]
+    | Annotated[StrictStr, Tag("str")]
+    | Annotated[Range, Tag("range")]
+    | Annotated[InSet, Tag("in")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="condition_type",
+        custom_error_message='a condition is a literal, {"min": a, "max": b} or {"in": [...]}',
+    ),
+]
 
 
 def condition_holds(cond: Condition, value: Value) -> bool:

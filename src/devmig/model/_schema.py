@@ -37,14 +37,24 @@ def _decorate(schema: dict[str, Any], name: str, title: str) -> dict[str, Any]:
     for definition in out.get("$defs", {}).values():
         definition.pop("description", None)
     _close_pattern_objects(out)
+    # 'version' is reserved: no parameter may be named so (DESIGN §2).
+    params = out["$defs"]["DeviceModel"]["properties"]["params"]
+    params["propertyNames"]["not"] = {"anyOf": [params["propertyNames"]["not"], {"const": "version"}]}
     return out
 
 
 def _close_pattern_objects(node: Any) -> None:
-    """Forbid keys that match no ``patternProperties`` (pydantic leaves them open)."""
+    """Forbid keys that match no ``patternProperties`` (pydantic leaves them open).
+
+    A key pattern ends in ``$``, which in ECMA-262 (the regex dialect of JSON
+    Schema) matches only at the end, but in Python's ``re`` (used by the
+    ``jsonschema`` library) also before a final newline: keys with a newline
+    are refused explicitly so that both read the schema as the loader does.
+    """
     if isinstance(node, dict):
         if "patternProperties" in node:
             node.setdefault("additionalProperties", False)
+            node.setdefault("propertyNames", {})["not"] = {"pattern": "\n"}
         for value in node.values():
             _close_pattern_objects(value)
     elif isinstance(node, list):

@@ -8,16 +8,20 @@ Loading runs in three layers, each adding problems rather than stopping:
    own so that one malformed model does not hide the problems of the others;
 3. consistency of every model that has the right shape (init values allowed
    and satisfying the constraints, versions valid and unique, constraints
-   naming known parameters).
+   naming known parameters). One problem never hides another: a constraint
+   that names an unknown parameter is left out of the constraint checks, but
+   the init values and the versions are still checked against the others.
 
 Only a document without any problem is returned; otherwise
 :class:`~devmig.DocumentError` carries them all, each with a ``loc`` path into
-the document.
+the document. Whatever the input — any text, any bytes, any JSON-like data —
+the loaders raise nothing but :class:`~devmig.DocumentError`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +34,7 @@ from devmig.model._document import (
     MODEL_DOCUMENT_FORMAT,
     DeviceModel,
     HostReport,
+    InSet,
     ModelDocument,
     Range,
 )
@@ -40,46 +45,102 @@ __all__ = ["load_document", "load_host_report", "load_any", "parse_json"]
 _MODEL_ADAPTER: TypeAdapter[DeviceModel] = TypeAdapter(DeviceModel)
 
 
-def parse_json(text: str | bytes) -> Any:
+_MAX_DIGITS = 4300  # Python's default limit of int <-> decimal str conversion
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_JSON = re.compile(rf"-?Infinity|NaN|-?\d{{{_MAX_DIGITS + 1},}}")
+
+
+class _NotJson(ValueError):
+    """A token Python's ``json`` accepts but JSON does not (``NaN``, ``Infinity``)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+def parse_json(text: str | bytes | bytearray) -> Any:
     """Parse JSON text, mapping a syntax error to ``JSON_SYNTAX`` with line and column.
+
+    ``NaN``, ``Infinity`` and integers of more than 4300 digits (which Python
+    cannot convert) are refused, as is text nested too deeply.
 
     Raises:
         DocumentError: ``JSON_SYNTAX`` when the text is not JSON (or not UTF-8).
     """
     try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        return json.loads(text)
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        return json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
-        raise DocumentError(
-            [Problem("JSON_SYNTAX", (), f"not UTF-8 text at byte {exc.start}", context={"byte": exc.start})]
-        ) from exc
-    except json.JSONDecodeError as exc:
         raise DocumentError(
             [
                 Problem(
                     "JSON_SYNTAX",
                     (),
-                    f"line {exc.lineno} column {exc.colno}: {exc.msg}",
-                    hint="the document must be JSON",
-                    context={"line": exc.lineno, "column": exc.colno},
+                    f"not UTF-8 text at byte {exc.start}",
+                    hint="the document must be UTF-8 encoded JSON",
+                    context={"byte": exc.start},
                 )
             ]
         ) from exc
+    except json.JSONDecodeError as exc:
+        raise _syntax_error(exc.msg, exc.lineno, exc.colno) from exc
     except RecursionError as exc:
-        raise DocumentError([Problem("JSON_SYNTAX", (), "JSON nested too deeply")]) from exc
+        raise DocumentError(
+            [Problem("JSON_SYNTAX", (), "JSON nested too deeply", hint="the document must be JSON")]
+        ) from exc
+    except ValueError as exc:  # NaN/Infinity, or an integer beyond Python's digit limit
+        line, column = _position(text) if isinstance(text, str) else (1, 1)
+        what = (
+            f"{exc} is not JSON" if isinstance(exc, _NotJson) else f"a number has more than {_MAX_DIGITS} digits"
+        )
+        raise _syntax_error(what, line, column) from exc
+
+
+def _syntax_error(message: str, line: int, column: int) -> DocumentError:
+    return DocumentError(
+        [
+            Problem(
+                "JSON_SYNTAX",
+                (),
+                f"line {line} column {column}: {message}",
+                hint="the document must be JSON",
+                context={"line": line, "column": column},
+            )
+        ]
+    )
+
+
+def _position(text: str) -> tuple[int, int]:
+    """Return the 1-based line and column of the first token outside strings that is not JSON."""
+    blank = _STRING.sub(lambda m: " " * len(m.group()), text)
+    match = _NOT_JSON.search(blank)
+    index = match.start() if match else 0
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _raw(source: Any) -> Any:
+    """Return JSON data: text and bytes are parsed, anything else is taken as parsed data."""
+    if isinstance(source, (str, bytes, bytearray)):
+        return parse_json(source)
+    if isinstance(source, memoryview):
+        return parse_json(source.tobytes())
+    return source
 
 
 def _real_loc(raw: Any, loc: tuple[Any, ...]) -> Loc:
     """Keep only the parts of a pydantic ``loc`` that are real keys/indices of ``raw``.
 
-    pydantic inserts union member tags (``int``, ``Range``, ...) into locations;
+    pydantic inserts union member tags (``int``, ``range``, ...) into locations;
     walking the raw input tells them apart from real keys.
     """
     out: list[str | int] = []
     node = raw
     for part in loc:
-        if (isinstance(node, Mapping) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+        if (isinstance(node, Mapping) and _has_key(node, part)) or (
+            isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             out.append(part)
             node = node[part]
         elif isinstance(node, Mapping) and part in _FIELD_NAMES:
@@ -89,11 +150,18 @@ def _real_loc(raw: Any, loc: tuple[Any, ...]) -> Loc:
     return tuple(out)
 
 
+def _has_key(node: Mapping[Any, Any], key: Any) -> bool:
+    try:
+        return key in node
+    except TypeError:  # pragma: no cover - a key type the mapping cannot hash
+        return False
+
+
 _FIELD_NAMES = {
     "format", "implementation", "models", "name", "release", "model", "description",
     "params", "constraints", "versions", "type", "allowed", "off", "init", "min", "max",
     "step", "when", "require", "message", "in", "host", "implementations",
-}
+}  # fmt: skip
 
 
 def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Problem]:
@@ -104,21 +172,13 @@ def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Proble
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {show_value(err['loc'][-1])}"
-        elif err["type"] == "literal_error" and err["loc"][-1:] == ("format",):
-            msg = f"format must be {err.get('ctx', {}).get('expected', '')}"
         key = (loc, msg)
         if key in seen:
             continue
         seen.add(key)
         value = err.get("input")
         problems.append(
-            Problem(
-                "SCHEMA",
-                loc,
-                msg,
-                value=value if type_of(value) is not None else None,
-                hint=None,
-            )
+            Problem("SCHEMA", loc, msg, value=value if type_of(value) is not None else None)
         )
     # A union that fails in every member reports once per member; keep one
     # problem per location when several share it.
@@ -126,8 +186,9 @@ def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Proble
     for p in problems:
         if p.loc in by_loc:
             first = by_loc[p.loc]
-            by_loc[p.loc] = Problem(first.code, first.loc, f"{first.message}; or {p.message}",
-                                    value=first.value)
+            by_loc[p.loc] = Problem(
+                first.code, first.loc, f"{first.message}; or {p.message}", value=first.value
+            )
         else:
             by_loc[p.loc] = p
     return list(by_loc.values())
@@ -139,7 +200,13 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
     params = model.params
     if "version" in params:
         problems.append(
-            Problem("SCHEMA", (*loc, "params", "version"), "'version' is reserved and cannot name a parameter")
+            Problem(
+                "SCHEMA",
+                (*loc, "params", "version"),
+                "'version' is reserved and cannot name a parameter",
+                value="version",
+                hint="rename the parameter",
+            )
         )
     for name, param in params.items():
         if not param.allows(param.init):
@@ -154,6 +221,9 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
                     hint=param.hint_for(param.init),
                 )
             )
+    # Constraints that name unknown parameters or compare with a value of the
+    # wrong type are reported and left out of every evaluation below.
+    broken: set[int] = set()
     for index, constraint in enumerate(model.constraints):
         for part in ("when", "require"):
             conditions = getattr(constraint, part)
@@ -161,11 +231,12 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
                 here = (*loc, "constraints", index, part, name)
                 cparam = params.get(name)
                 if cparam is None:
+                    broken.add(index)
                     problems.append(
                         Problem(
                             "CONSTRAINT_PARAM_UNKNOWN",
                             here,
-                            f"constraint {index} names unknown parameter {name!r}",
+                            f"constraint {index} names unknown parameter {show_value(name)}",
                             value=name,
                             allowed=sorted(params),
                         )
@@ -173,13 +244,21 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
                     continue
                 bad = _condition_type_problem(cparam.type_name, cond)
                 if bad:
+                    broken.add(index)
                     problems.append(Problem("SCHEMA", here, bad, allowed=cparam.type_name))
-    shape_ok = not problems
-    if shape_ok:
-        problems += constraint_problems(
-            model, model.init_values, loc=(*loc, "constraints"), code="INIT_CONSTRAINT_VIOLATED",
+
+    def sound(found: list[Problem]) -> list[Problem]:
+        return [p for p in found if p.context.get("constraint") not in broken]
+
+    problems += sound(
+        constraint_problems(
+            model,
+            model.init_values,
+            loc=(*loc, "constraints"),
+            code="INIT_CONSTRAINT_VIOLATED",
             by_constraint=True,
         )
+    )
     seen: dict[str, int] = {}
     for index, version in enumerate(model.versions):
         vloc = (*loc, "versions", index)
@@ -188,41 +267,40 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
                 Problem(
                     "VERSION_DUPLICATE",
                     (*vloc, "name"),
-                    f"version {version.name!r} is listed twice (first at index {seen[version.name]})",
+                    f"version {show_value(version.name)} is listed twice (first at index {seen[version.name]})",
                     value=version.name,
+                    allowed=None,
+                    hint="a published version never changes: publish a new name",
+                    context={"first": seen[version.name]},
                 )
             )
         else:
             seen[version.name] = index
-        unknown = False
-        for name, value in version.params.items():
-            if name not in params:
-                unknown = True
-                problems.append(
-                    Problem(
-                        "VERSION_PARAM_UNKNOWN",
-                        (*vloc, "params", name),
-                        f"version {version.name!r} names unknown parameter {name!r}",
-                        value=value,
-                        allowed=sorted(params),
-                    )
+        unknown = [name for name in version.params if name not in params]
+        for name in unknown:
+            problems.append(
+                Problem(
+                    "VERSION_PARAM_UNKNOWN",
+                    (*vloc, "params", name),
+                    f"version {show_value(version.name)} names unknown parameter {show_value(name)}",
+                    value=version.params[name],
+                    allowed=sorted(params),
                 )
-        if unknown or not shape_ok:
-            continue
-        full = model.version_values(version)
-        problems += check_full(
+            )
+        found = check_full(
             model,
-            full,
+            model.version_values(version),
             loc=(*vloc, "params"),
             value_code="VERSION_VALUE_NOT_ALLOWED",
             constraint_code="VERSION_CONSTRAINT_VIOLATED",
         )
+        if unknown:  # the version is already wrong: judge its values, not its constraints
+            found = [p for p in found if p.code != "VERSION_CONSTRAINT_VIOLATED"]
+        problems += sound(found)
     return problems
 
 
 def _condition_type_problem(type_name: str, cond: Any) -> str | None:
-    from devmig.model._document import InSet
-
     if isinstance(cond, Range):
         return None if type_name == "int" else f"a min/max condition needs an int parameter, not {type_name}"
     values = cond.in_ if isinstance(cond, InSet) else (cond,)
@@ -232,53 +310,90 @@ def _condition_type_problem(type_name: str, cond: Any) -> str | None:
     return None
 
 
-def _check_format(raw: Any, expected: str) -> list[Problem]:
-    if not isinstance(raw, Mapping):
-        return [Problem("SCHEMA", (), f"a {expected} document is a JSON object", value=None)]
+def _format_problem(raw: Mapping[Any, Any], expected: str, loc: Loc = ("format",)) -> Problem:
     fmt = raw.get("format")
-    if fmt != expected:
-        return [
-            Problem(
-                "SCHEMA",
-                ("format",),
-                f"format must be {expected!r}" + ("" if fmt is None else f", not {show_value(fmt)}"),
-                value=fmt if type_of(fmt) else None,
-                allowed=[expected],
-            )
-        ]
-    return []
+    other = {MODEL_DOCUMENT_FORMAT: "model document", HOST_REPORT_FORMAT: "host report"}
+    hint = None
+    if isinstance(fmt, str) and fmt in other and fmt != expected:
+        hint = f"this is a {other[fmt]}: load it as one (load_any tells them apart)"
+    return Problem(
+        "SCHEMA",
+        loc,
+        f"format must be {expected!r}" + ("" if fmt is None else f", not {show_value(fmt)}"),
+        value=fmt if type_of(fmt) else None,
+        allowed=[expected],
+        hint=hint,
+    )
+
+
+def _not_an_object(raw: Any, what: str, loc: Loc = ()) -> Problem:
+    return Problem(
+        "SCHEMA",
+        loc,
+        f"a {what} is a JSON object, not {_json_kind(raw)}",
+        value=raw if type_of(raw) else None,
+        allowed="object",
+    )
+
+
+def _json_kind(raw: Any) -> str:
+    if raw is None:
+        return "null"
+    if isinstance(raw, bool):
+        return "a boolean"
+    if isinstance(raw, (int, float)):
+        return "a number"
+    if isinstance(raw, str):
+        return "a string"
+    if isinstance(raw, (list, tuple)):
+        return "an array"
+    return f"a {type(raw).__name__}"
+
+
+def _shape_problems(raw: Mapping[Any, Any], exc: ValidationError, expected: str) -> list[Problem]:
+    """Return the ``SCHEMA`` problems of ``exc``, with one clear problem for the format."""
+    problems = [p for p in _schema_problems(raw, exc, ()) if p.loc != ("format",)]
+    if raw.get("format") != expected:
+        problems.insert(0, _format_problem(raw, expected))
+    return problems
 
 
 def _document_problems(raw: Any, prefix: Loc) -> tuple[ModelDocument | None, list[Problem]]:
-    problems = _check_format(raw, MODEL_DOCUMENT_FORMAT)
-    if problems and not isinstance(raw, Mapping):
-        return None, [Problem(p.code, (*prefix, *p.loc), p.message) for p in problems]
+    if not isinstance(raw, Mapping):
+        return None, [_not_an_object(raw, "model document", prefix)]
+    problems: list[Problem] = []
     doc: ModelDocument | None = None
+    models: list[tuple[int, DeviceModel]] = []
     try:
-        doc = ModelDocument.model_validate(raw)
+        # Raw JSON is validated by alias only: ``{"in_": [...]}`` is no condition.
+        doc = ModelDocument.model_validate(dict(raw), by_alias=True, by_name=False)
     except ValidationError as exc:
-        problems = _schema_problems(raw, exc, ())
+        problems = _shape_problems(raw, exc, MODEL_DOCUMENT_FORMAT)
         # Validate each model alone so consistency problems of well-shaped
         # models are still reported next to the shape problems of others.
-        models = raw.get("models") if isinstance(raw, Mapping) else None
-        if isinstance(models, list):
-            for index, item in enumerate(models):
+        raw_models = raw.get("models")
+        if isinstance(raw_models, (list, tuple)):
+            for index, item in enumerate(raw_models):
                 try:
-                    model = _MODEL_ADAPTER.validate_python(item)
+                    models.append((index, _MODEL_ADAPTER.validate_python(item, by_alias=True, by_name=False)))
                 except ValidationError:
                     continue
-                problems += model_problems(model, ("models", index))
     else:
-        ids: dict[str, int] = {}
-        for index, model in enumerate(doc.models):
-            if model.model in ids:
-                problems.append(
-                    Problem("SCHEMA", ("models", index, "model"),
-                            f"model {model.model!r} is listed twice (first at index {ids[model.model]})",
-                            value=model.model)
+        models = list(enumerate(doc.models))
+    ids: dict[str, int] = {}
+    for index, model in models:
+        if model.model in ids:
+            problems.append(
+                Problem(
+                    "SCHEMA",
+                    ("models", index, "model"),
+                    f"model {model.model!r} is listed twice (first at index {ids[model.model]})",
+                    value=model.model,
+                    hint="list each model once",
                 )
-            ids.setdefault(model.model, index)
-            problems += model_problems(model, ("models", index))
+            )
+        ids.setdefault(model.model, index)
+        problems += model_problems(model, ("models", index))
     if prefix:
         problems = [
             Problem(p.code, (*prefix, *p.loc), p.message, p.value, p.allowed, p.hint, p.context)
@@ -299,8 +414,7 @@ def load_document(source: str | bytes | Mapping[str, Any]) -> ModelDocument:
     Raises:
         DocumentError: with every problem found (codes of DESIGN §7).
     """
-    raw = source if isinstance(source, Mapping) else parse_json(source)
-    doc, problems = _document_problems(raw, ())
+    doc, problems = _document_problems(_raw(source), ())
     if problems or doc is None:
         raise DocumentError(problems)
     return doc
@@ -312,21 +426,27 @@ def load_host_report(source: str | bytes | Mapping[str, Any]) -> HostReport:
     Raises:
         DocumentError: with every problem found, located under ``implementations``.
     """
-    raw = source if isinstance(source, Mapping) else parse_json(source)
-    problems = _check_format(raw, HOST_REPORT_FORMAT)
-    if problems and not isinstance(raw, Mapping):
-        raise DocumentError(problems)
-    assert isinstance(raw, Mapping)
-    impls = raw.get("implementations", [])
+    raw = _raw(source)
+    if not isinstance(raw, Mapping):
+        raise DocumentError([_not_an_object(raw, "host report")])
+    problems: list[Problem] = []
     envelope = {k: v for k, v in raw.items() if k != "implementations"}
-    if not problems:
-        try:
-            HostReport.model_validate({**envelope, "implementations": []})
-        except ValidationError as exc:
-            problems += _schema_problems(envelope, exc, ())
+    try:
+        HostReport.model_validate({**envelope, "implementations": []}, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        problems += _shape_problems(envelope, exc, HOST_REPORT_FORMAT)
+    impls = raw.get("implementations", [])
     docs = []
-    if not isinstance(impls, list):
-        problems.append(Problem("SCHEMA", ("implementations",), "implementations must be a list"))
+    if not isinstance(impls, (list, tuple)):
+        problems.append(
+            Problem(
+                "SCHEMA",
+                ("implementations",),
+                f"implementations must be an array, not {_json_kind(impls)}",
+                value=impls if type_of(impls) else None,
+                allowed="array",
+            )
+        )
     else:
         seen: dict[tuple[str, str], int] = {}
         for index, item in enumerate(impls):
@@ -336,36 +456,44 @@ def load_host_report(source: str | bytes | Mapping[str, Any]) -> HostReport:
                 key = (doc.implementation.name, doc.implementation.release)
                 if key in seen:
                     problems.append(
-                        Problem("SCHEMA", ("implementations", index, "implementation"),
-                                f"implementation {key[0]} {key[1]} is listed twice", value=key[0])
+                        Problem(
+                            "SCHEMA",
+                            ("implementations", index, "implementation"),
+                            f"implementation {key[0]} {key[1]} is listed twice (first at index {seen[key]})",
+                            value=key[0],
+                            hint="list each implementation release once",
+                        )
                     )
                 seen.setdefault(key, index)
                 docs.append(doc)
     if problems:
         raise DocumentError(problems)
-    return HostReport.model_validate({**envelope, "implementations": docs})
+    return HostReport.model_validate({**envelope, "implementations": docs}, by_alias=True, by_name=False)
 
 
 def load_any(source: str | bytes | Mapping[str, Any]) -> ModelDocument | HostReport:
     """Load a model document or a host report, telling them apart by ``format``.
 
     Raises:
-        DocumentError: as :func:`load_document` / :func:`load_host_report`.
+        DocumentError: as :func:`load_document` / :func:`load_host_report`; a
+            ``SCHEMA`` problem at ``format`` when it names neither.
     """
-    raw = source if isinstance(source, Mapping) else parse_json(source)
-    if isinstance(raw, Mapping) and raw.get("format") == HOST_REPORT_FORMAT:
+    raw = _raw(source)
+    if not isinstance(raw, Mapping):
+        raise DocumentError([_not_an_object(raw, "model document or host report")])
+    fmt = raw.get("format")
+    if fmt == HOST_REPORT_FORMAT:
         return load_host_report(raw)
-    if isinstance(raw, Mapping) and raw.get("format") != MODEL_DOCUMENT_FORMAT:
-        fmt = raw.get("format")
-        raise DocumentError(
-            [
-                Problem(
-                    "SCHEMA",
-                    ("format",),
-                    f"unknown format {show_value(fmt)}" if fmt is not None else "missing key 'format'",
-                    value=fmt if type_of(fmt) else None,
-                    allowed=[MODEL_DOCUMENT_FORMAT, HOST_REPORT_FORMAT],
-                )
-            ]
-        )
-    return load_document(raw)
+    if fmt == MODEL_DOCUMENT_FORMAT:
+        return load_document(raw)
+    raise DocumentError(
+        [
+            Problem(
+                "SCHEMA",
+                ("format",),
+                f"unknown format {show_value(fmt)}" if fmt is not None else "missing key 'format'",
+                value=fmt if type_of(fmt) else None,
+                allowed=[MODEL_DOCUMENT_FORMAT, HOST_REPORT_FORMAT],
+            )
+        ]
+    )
