@@ -1,0 +1,162 @@
+"""The result of a release diff: every change, with a rule id and what it breaks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from devmig._errors import Loc
+from devmig.model import Implementation
+
+__all__ = ["BREAKS", "DIRECTIONS", "RULES", "Change", "Direction", "ReleaseDiff"]
+
+Direction = Literal["upgrade", "rollback", "instantiate"]
+DIRECTIONS: Final[tuple[Direction, ...]] = ("upgrade", "rollback", "instantiate")
+
+RULES: Final[dict[str, str]] = {
+    # breaking (when the condition in the description holds)
+    "MODEL_REMOVED": "NEW no longer supports a model OLD supports",
+    "PARAM_REMOVED": "NEW no longer knows a parameter OLD allows at a non-off value",
+    "ALLOWED_NARROWED": "NEW refuses a value OLD allows, and OLD accepts a configuration with it",
+    "OFF_NOT_ALLOWED": "a parameter new in NEW whose off value NEW refuses",
+    "CONSTRAINT_ADDED": "a constraint new in NEW that some configuration OLD accepts violates",
+    "TYPE_CHANGED": "a parameter's type changed",
+    "OFF_VALUE_CHANGED": "a parameter's off value changed (it changes the model itself)",
+    "VERSION_REDEFINED": "a version both publish expands to different canonical configurations",
+    "VERSION_REMOVED": "NEW no longer publishes a version OLD publishes",
+    # additive or cosmetic: nothing broken
+    "MODEL_ADDED": "NEW supports a model OLD does not",
+    "PARAM_ADDED": "NEW has a parameter OLD does not",
+    "ALLOWED_WIDENED": "NEW allows a value OLD does not",
+    "CONSTRAINT_REMOVED": "OLD has a constraint NEW does not",
+    "VERSION_ADDED": "NEW publishes a version OLD does not",
+    "INIT_CHANGED": "a parameter's init value changed",
+    "DESCRIPTION_CHANGED": "a description or a constraint's message changed",
+}
+"""Every rule id of the release diff, with what it means."""
+
+BREAKS: Final[dict[str, tuple[Direction, ...]]] = {
+    "MODEL_REMOVED": ("upgrade", "instantiate"),
+    "PARAM_REMOVED": ("upgrade",),
+    "ALLOWED_NARROWED": ("upgrade",),
+    "OFF_NOT_ALLOWED": ("upgrade",),
+    "CONSTRAINT_ADDED": ("upgrade",),
+    "TYPE_CHANGED": ("upgrade",),
+    "OFF_VALUE_CHANGED": ("upgrade", "rollback"),
+    "VERSION_REDEFINED": ("upgrade", "rollback"),
+    "VERSION_REMOVED": ("instantiate",),
+}
+"""What each breaking rule breaks when it applies. ``PARAM_REMOVED``,
+``ALLOWED_NARROWED`` and ``CONSTRAINT_ADDED`` are also listed with nothing
+broken when no configuration OLD accepts is affected. ``MODEL_REMOVED`` breaks
+``upgrade`` too (DESIGN §3 names it under ``instantiate``): every device of
+that model would fail the pairwise check against NEW, and the diff never
+disagrees with the check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between two releases of a model document.
+
+    Attributes:
+        rule: the rule id (a key of :data:`RULES`).
+        model: the model id.
+        loc: where, inside the model: ``("params", "rx-table-size", "allowed")``,
+            ``("constraints", 2)`` (index in NEW for an added constraint, in OLD
+            for a removed one), ``("versions", "3")``; ``()`` for a whole model.
+        breaks: what it breaks: a subset of ``upgrade`` (a device created on
+            OLD can no longer move to NEW), ``rollback`` (a device created on
+            NEW cannot move back, or changes meaning) and ``instantiate`` (a
+            manager can no longer create by that name); empty when additive.
+        message: one sentence for a person.
+        example: a configuration string OLD accepts that NEW refuses, when one
+            exists (``version=NAME`` for version changes).
+        example_version: the published version of OLD that ``example`` is, if any.
+        old: the OLD side as JSON data (a value, allowed values, a canonical
+            configuration string, a constraint...).
+        new: the NEW side as JSON data.
+        exact: ``False`` when the solver could not decide whether a configuration
+            OLD accepts is affected, and the break is reported conservatively.
+    """
+
+    rule: str
+    model: str
+    loc: Loc
+    breaks: tuple[Direction, ...]
+    message: str
+    example: str | None = None
+    example_version: str | None = None
+    old: Any = None
+    new: Any = None
+    exact: bool = True
+
+    @property
+    def breaking(self) -> bool:
+        """Whether the change breaks anything."""
+        return bool(self.breaks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the change as JSON data."""
+        return {
+            "rule": self.rule,
+            "model": self.model,
+            "loc": list(self.loc),
+            "breaks": list(self.breaks),
+            "message": self.message,
+            "example": self.example,
+            "example_version": self.example_version,
+            "old": self.old,
+            "new": self.new,
+            "exact": self.exact,
+        }
+
+    def render(self) -> str:
+        """Return a one-line rendering."""
+        where = ".".join(str(p) for p in (self.model, *self.loc))
+        broken = f" [breaks {', '.join(self.breaks)}]" if self.breaks else ""
+        text = f"{self.rule} {where}: {self.message}{broken}"
+        if self.example is not None:
+            text += f" (e.g. {self.example!r})" if self.example else " (e.g. the off configuration '')"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDiff:
+    """Every change between two releases OLD and NEW of a model document.
+
+    Attributes:
+        old: OLD's implementation release.
+        new: NEW's implementation release.
+        changes: every change: per model (OLD's order, then models new in NEW),
+            its parameters (OLD's order, then new ones), constraints, versions.
+    """
+
+    old: Implementation
+    new: Implementation
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def breaking(self) -> bool:
+        """Whether any change breaks anything."""
+        return any(c.breaks for c in self.changes)
+
+    @property
+    def breaks(self) -> frozenset[Direction]:
+        """Every direction some change breaks."""
+        return frozenset(d for c in self.changes for d in c.breaks)
+
+    def rules(self) -> list[str]:
+        """Return the rule id of every change, in order."""
+        return [c.rule for c in self.changes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diff as JSON data: ``{"breaking": bool, "changes": [change dicts]}``."""
+        return {"breaking": self.breaking, "changes": [c.to_dict() for c in self.changes]}
+
+    def render(self) -> str:
+        """Return a multi-line rendering for people."""
+        head = f"{self.old.render()} -> {self.new.render()}: "
+        if not self.changes:
+            return head + "no change"
+        head += "breaking" if self.breaking else "compatible"
+        return "\n".join([head, *(f"  {c.render()}" for c in self.changes)])

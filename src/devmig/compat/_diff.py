@@ -1,0 +1,431 @@
+"""The release diff (DESIGN §3): every change between two releases, and what it breaks.
+
+Theory of operation: a change *breaks upgrade* exactly when some configuration
+OLD accepts (allowed values and constraints; the same set for every rule)
+fails the pairwise check (:func:`~devmig.compat.check`) against NEW because of
+it. Rules whose effect does not depend on the configuration (a removed model,
+a changed type or off value, a new parameter whose off value NEW refuses)
+break it outright; the others ask the solver (:mod:`devmig.compat._solver`)
+whether OLD accepts a configuration that NEW refuses:
+
+- ``PARAM_REMOVED``: one setting the parameter to a value other than its off
+  value (so that the canonical configuration names it);
+- ``ALLOWED_NARROWED``: one giving the parameter a value NEW does not allow
+  (its off value included: NEW would run it at a value it refuses);
+- ``CONSTRAINT_ADDED``: one whose full configuration at NEW (NEW's off values,
+  then the canonical configuration) violates the new constraint.
+
+Every rule of the check (MODEL_UNKNOWN, PARAM_UNKNOWN, VALUE_NOT_ALLOWED,
+CONSTRAINT_VIOLATED, OFF_VALUE_MISMATCH) maps to one of these questions, so a
+configuration of OLD that fails the check against NEW always shows up as an
+upgrade break in the diff, and every example given does fail the check.
+
+The solver is exact; where it cannot decide (a step pattern longer than
+:data:`~devmig.compat._domain.SCAN_LIMIT` values, a search longer than
+:data:`~devmig.compat._solver.NODE_LIMIT` nodes) it reports the break with
+``exact=False`` and no example: conservative, never lenient.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
+from devmig.compat._compiled import IdentityCache, compile_condition, cond_holds
+from devmig.compat._domain import int_classes, int_progressions
+from devmig.compat._solver import Restriction, Solution, Space
+from devmig.model import (
+    Condition,
+    Config,
+    Constraint,
+    DeviceModel,
+    InSet,
+    IntParam,
+    ModelDocument,
+    Param,
+    Range,
+    Value,
+    format_value,
+    same_value,
+    version_of,
+)
+
+__all__ = ["diff"]
+
+_SPACES: IdentityCache[Space] = IdentityCache(limit=1024)
+
+
+def _space(model: DeviceModel, _: None) -> Space:
+    return Space(model)
+
+
+def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
+    """List every change from release OLD to release NEW, each with what it breaks.
+
+    Args:
+        old: the earlier release's model document.
+        new: the later release's model document (usually of the same implementation).
+
+    Returns:
+        The :class:`ReleaseDiff`; ``breaking`` is true when any change breaks
+        ``upgrade``, ``rollback`` or ``instantiate``. Whenever a configuration
+        OLD accepts (a published version or any other) fails the pairwise check
+        against NEW, some change breaks ``upgrade``.
+    """
+    changes: list[Change] = []
+    new_models = {m.model: m for m in new.models}
+    old_ids = set()
+    for om in old.models:
+        old_ids.add(om.model)
+        nm = new_models.get(om.model)
+        if nm is None:
+            example = _base_example(om)
+            changes.append(
+                Change(
+                    "MODEL_REMOVED",
+                    om.model,
+                    (),
+                    BREAKS["MODEL_REMOVED"],
+                    f"{new.implementation.render()} no longer supports model {om.model}",
+                    example=example[0],
+                    example_version=example[1],
+                    old=om.model,
+                )
+            )
+            continue
+        if om is nm:
+            continue
+        changes += _ModelDiff(om, nm).run()
+    for nm in new.models:
+        if nm.model not in old_ids:
+            changes.append(
+                Change("MODEL_ADDED", nm.model, (), (), f"new model {nm.model}", new=nm.model)
+            )
+    return ReleaseDiff(old.implementation, new.implementation, tuple(changes))
+
+
+def _base_example(model: DeviceModel) -> tuple[str | None, str | None]:
+    """Return the simplest configuration OLD accepts (and its version name, if published)."""
+    space = _SPACES.get(model, None, _space)
+    return _example(model, space.base if space.sound else None)
+
+
+def _example(model: DeviceModel, witness: Any) -> tuple[str | None, str | None]:
+    if witness is None:
+        return None, None
+    config = Config(model.model, model.canonical_items(witness))
+    return config.string, version_of(model, config)
+
+
+def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value], ...]:
+    return tuple((k, type(v).__name__, v) for k, v in items)
+
+
+def _cond_key(cond: Condition) -> tuple[Any, ...]:
+    if isinstance(cond, Range):
+        return ("range", cond.min, cond.max)
+    if isinstance(cond, InSet):
+        return ("in", frozenset((type(v).__name__, v) for v in cond.in_))
+    return ("eq", type(cond).__name__, cond)
+
+
+def _constraint_key(k: Constraint) -> tuple[frozenset[Any], frozenset[Any]]:
+    return (
+        frozenset((n, _cond_key(c)) for n, c in k.when.items()),
+        frozenset((n, _cond_key(c)) for n, c in k.require.items()),
+    )
+
+
+def _constraint_json(k: Constraint) -> dict[str, Any]:
+    return k.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _ModelDiff:
+    """The changes of one model present in both releases."""
+
+    def __init__(self, old: DeviceModel, new: DeviceModel) -> None:
+        self.old = old
+        self.new = new
+        self.id = old.model
+        self._space: Space | None = None
+
+    @property
+    def space(self) -> Space:
+        if self._space is None:
+            self._space = _SPACES.get(self.old, None, _space)
+        return self._space
+
+    def change(
+        self,
+        rule: str,
+        loc: tuple[str | int, ...],
+        message: str,
+        *,
+        breaks: tuple[Direction, ...] | None = None,
+        solution: Solution | None = None,
+        example: tuple[str | None, str | None] = (None, None),
+        old: Any = None,
+        new: Any = None,
+    ) -> Change:
+        exact = True
+        if solution is not None:
+            exact = solution.exact
+            if solution.witness is not None:
+                example = _example(self.old, solution.witness)
+        return Change(
+            rule,
+            self.id,
+            loc,
+            BREAKS.get(rule, ()) if breaks is None else breaks,
+            message,
+            example=example[0],
+            example_version=example[1],
+            old=old,
+            new=new,
+            exact=exact,
+        )
+
+    def run(self) -> list[Change]:
+        out: list[Change] = []
+        o, n = self.old, self.new
+        if o.description != n.description:
+            out.append(
+                self.change("DESCRIPTION_CHANGED", ("description",), "the model's description changed",
+                            old=o.description, new=n.description)
+            )
+        for name, op in o.params.items():
+            np = n.params.get(name)
+            if np is None:
+                out.append(self.param_removed(name, op))
+            elif np is not op:
+                out += self.param_changed(name, op, np)
+        for name, np in n.params.items():
+            if name not in o.params:
+                out += self.param_added(name, np)
+        if o.constraints != n.constraints:
+            out += self.constraints()
+        out += self.versions()
+        return out
+
+    # -- parameters ---------------------------------------------------------
+
+    def param_removed(self, name: str, op: Param) -> Change:
+        if isinstance(op, IntParam):
+            restriction = Restriction(exclude=((op.off, op.off, 1),))
+        else:
+            restriction = Restriction(exclude_values=frozenset({(type(op.off), op.off)}))
+        sol = self.space.solve({name: restriction})
+        if sol.exists:
+            message = (
+                f"parameter {name} is removed; configurations OLD accepts set it to values other "
+                f"than its off value {format_value(op.off)}, and NEW refuses them"
+            )
+        else:
+            message = (
+                f"parameter {name} is removed; OLD accepts it only at its off value "
+                f"{format_value(op.off)}, so no canonical configuration names it"
+            )
+        return self.change("PARAM_REMOVED", ("params", name), message,
+                           breaks=BREAKS["PARAM_REMOVED"] if sol.exists else (), solution=sol,
+                           old=op.model_dump(mode="json", exclude_defaults=True))
+
+    def param_added(self, name: str, np: Param) -> list[Change]:
+        out = [
+            self.change("PARAM_ADDED", ("params", name),
+                        f"new parameter {name} ({np.type_name}, off {format_value(np.off)})",
+                        new=np.model_dump(mode="json", exclude_defaults=True))
+        ]
+        if not np.allows(np.off):
+            out.append(
+                self.change(
+                    "OFF_NOT_ALLOWED", ("params", name, "off"),
+                    f"new parameter {name} does not allow its off value {format_value(np.off)} "
+                    f"(allowed: {np.describe_allowed()}): NEW refuses every configuration of OLD, "
+                    "which all leave it off",
+                    example=_base_example(self.old), old=np.off, new=np.allowed_json(),
+                )
+            )
+        return out
+
+    def param_changed(self, name: str, op: Param, np: Param) -> list[Change]:
+        out: list[Change] = []
+        loc = ("params", name)
+        if op.type_name != np.type_name:
+            example = _base_example(self.old)
+            out.append(
+                self.change("TYPE_CHANGED", (*loc, "type"),
+                            f"{name} changed type from {op.type_name} to {np.type_name}",
+                            example=example, old=op.type_name, new=np.type_name)
+            )
+            out.append(self._off_changed(name, op, np, example))
+            if op.description != np.description:
+                out.append(self.change("DESCRIPTION_CHANGED", (*loc, "description"),
+                                       f"{name}'s description changed",
+                                       old=op.description, new=np.description))
+            return out
+        if not same_value(op.off, np.off):
+            out.append(self._off_changed(name, op, np, _base_example(self.old)))
+        out += self.allowed_changed(name, op, np)
+        if not same_value(op.init, np.init):
+            out.append(self.change("INIT_CHANGED", (*loc, "init"),
+                                   f"{name}'s init value changed from {format_value(op.init)} "
+                                   f"to {format_value(np.init)}", old=op.init, new=np.init))
+        if op.description != np.description:
+            out.append(self.change("DESCRIPTION_CHANGED", (*loc, "description"),
+                                   f"{name}'s description changed",
+                                   old=op.description, new=np.description))
+        return out
+
+    def _off_changed(
+        self, name: str, op: Param, np: Param, example: tuple[str | None, str | None]
+    ) -> Change:
+        return self.change(
+            "OFF_VALUE_CHANGED", ("params", name, "off"),
+            f"{name}'s off value changed from {format_value(op.off)} ({op.type_name}) to "
+            f"{format_value(np.off)} ({np.type_name}): the model itself changed, and every "
+            "configuration that omits it changes meaning",
+            example=example, old=op.off, new=np.off,
+        )
+
+    def allowed_changed(self, name: str, op: Param, np: Param) -> list[Change]:
+        out: list[Change] = []
+        loc = ("params", name, "allowed")
+        restriction: Restriction
+        if isinstance(op, IntParam) and isinstance(np, IntParam):
+            old_progs, new_progs = int_progressions(op), int_progressions(np)
+            if old_progs == new_progs:
+                return out
+            narrowed = bool(int_classes(old_progs, new_progs, ()))
+            widened = bool(int_classes(new_progs, old_progs, ()))
+            restriction = Restriction(exclude=new_progs)
+        else:
+            old_values = tuple(dict.fromkeys(op.allowed))
+            new_values = tuple(dict.fromkeys(np.allowed))
+            if set(old_values) == set(new_values):
+                return out
+            narrowed = any(not np.allows(v) for v in old_values)
+            widened = any(not op.allows(v) for v in new_values)
+            restriction = Restriction(exclude_values=frozenset((type(v), v) for v in new_values))
+        both = f"(allowed: {op.describe_allowed()} -> {np.describe_allowed()})"
+        if narrowed:
+            sol = self.space.solve({name: restriction})
+            if sol.exists:
+                witness = sol.witness
+                some = f" such as {name}={format_value(witness[name])}" if witness is not None else ""
+                message = f"{name} no longer allows values{some} that configurations OLD accepts use {both}"
+            else:
+                message = f"{name} allows fewer values, but no configuration OLD accepts uses them {both}"
+            out.append(self.change("ALLOWED_NARROWED", loc, message,
+                                   breaks=BREAKS["ALLOWED_NARROWED"] if sol.exists else (),
+                                   solution=sol, old=op.allowed_json(), new=np.allowed_json()))
+        if widened:
+            out.append(self.change("ALLOWED_WIDENED", loc, f"{name} allows more values {both}",
+                                   old=op.allowed_json(), new=np.allowed_json()))
+        return out
+
+    # -- constraints --------------------------------------------------------
+
+    def constraints(self) -> list[Change]:
+        out: list[Change] = []
+        o, n = self.old, self.new
+        unmatched: dict[Any, list[int]] = defaultdict(list)
+        for index, k in enumerate(o.constraints):
+            unmatched[_constraint_key(k)].append(index)
+        added: list[int] = []
+        for index, k in enumerate(n.constraints):
+            pool = unmatched.get(_constraint_key(k))
+            if pool:
+                old_index = pool.pop(0)
+                if o.constraints[old_index].message != k.message:
+                    out.append(self.change("DESCRIPTION_CHANGED", ("constraints", index, "message"),
+                                           f"constraint {index}'s message changed",
+                                           old=o.constraints[old_index].message, new=k.message))
+            else:
+                added.append(index)
+        for indices in unmatched.values():
+            for index in indices:
+                k = o.constraints[index]
+                out.append(self.change("CONSTRAINT_REMOVED", ("constraints", index),
+                                       f"constraint removed: {k.render()}", old=_constraint_json(k)))
+        for index in added:
+            k = n.constraints[index]
+            sol = self.violations(k)
+            if sol.exists:
+                message = f"new constraint: {k.render()}; configurations OLD accepts violate it"
+            else:
+                message = f"new constraint: {k.render()}; every configuration OLD accepts satisfies it"
+            out.append(self.change("CONSTRAINT_ADDED", ("constraints", index), message,
+                                   breaks=BREAKS["CONSTRAINT_ADDED"] if sol.exists else (),
+                                   solution=sol, new=_constraint_json(k)))
+        return out
+
+    def violations(self, k: Constraint) -> Solution:
+        """Find a configuration OLD accepts whose full configuration at NEW violates ``k``."""
+        o, n = self.old, self.new
+        when: dict[str, list[tuple[Any, bool]]] = defaultdict(list)
+        for name, cond in k.when.items():
+            spec = compile_condition(name, cond)
+            if name not in o.params:
+                np = n.params.get(name)
+                if np is None or not cond_holds(spec, np.off):
+                    return Solution("none")  # a parameter OLD lacks is at NEW's off value
+                continue
+            when[name].append((spec, True))
+        best = Solution("none")
+        for name, cond in k.require.items():
+            spec = compile_condition(name, cond)
+            tests = {p: list(t) for p, t in when.items()}
+            if name not in o.params:
+                np = n.params.get(name)
+                if np is not None and cond_holds(spec, np.off):
+                    continue
+            else:
+                tests.setdefault(name, []).append((spec, False))
+            restrictions = {p: Restriction(tests=tuple(t), seen_as=self._seen_as(p)) for p, t in tests.items()}
+            sol = self.space.solve(restrictions)
+            if sol.status == "found":
+                return sol
+            if sol.status == "maybe":
+                best = sol
+        return best
+
+    def _seen_as(self, name: str) -> tuple[Value, Value] | None:
+        old_off = self.old.params[name].off
+        np = self.new.params.get(name)
+        if np is None or same_value(old_off, np.off):
+            return None
+        return old_off, np.off
+
+    # -- versions -----------------------------------------------------------
+
+    def versions(self) -> list[Change]:
+        out: list[Change] = []
+        o, n = self.old, self.new
+        old_map, new_map = o.version_map, n.version_map
+        for name in dict.fromkeys(v.name for v in o.versions):
+            if name not in new_map:
+                out.append(self.change("VERSION_REMOVED", ("versions", name),
+                                       f"version {name} is no longer published; creating with "
+                                       f"version={name} fails", example=(f"version={name}", name),
+                                       old=self._canonical(o, name)))
+                continue
+            old_items = o.canonical_items(o.version_values(old_map[name]))
+            new_items = n.canonical_items(n.version_values(new_map[name]))
+            if _typed(old_items) != _typed(new_items):
+                old_text = Config(o.model, old_items).string
+                new_text = Config(n.model, new_items).string
+                out.append(self.change(
+                    "VERSION_REDEFINED", ("versions", name),
+                    f"version {name} changed meaning: {old_text!r} in OLD, {new_text!r} in NEW",
+                    example=(f"version={name}", name), old=old_text, new=new_text,
+                ))
+        for name in dict.fromkeys(v.name for v in n.versions):
+            if name not in old_map:
+                out.append(self.change("VERSION_ADDED", ("versions", name), f"new version {name}",
+                                       new=self._canonical(n, name)))
+        return out
+
+    @staticmethod
+    def _canonical(model: DeviceModel, name: str) -> str:
+        return Config(model.model, model.canonical_items(model.version_values(model.version_map[name]))).string

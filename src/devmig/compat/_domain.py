@@ -1,0 +1,131 @@
+"""Value domains of parameters, split into classes that every condition treats alike.
+
+Theory of operation: the constraint language only compares a parameter with
+literals, sets and ``min``/``max`` bounds. So the values a parameter allows fall
+into a few *classes* — for an integer, the elementary intervals between the
+interesting points (range ends, condition bounds, listed values, off and init
+values); for a string, each listed string and "any other" — and any two values
+of one class satisfy exactly the same conditions. A search over one
+representative per class is therefore exact.
+
+Integer ranges with steps make "allowed by OLD but not by NEW" periodic rather
+than interval-shaped; :func:`find_int` looks for such a value inside one
+elementary interval by scanning one period (the least common multiple of the
+steps involved). Should that period exceed :data:`SCAN_LIMIT` values, the
+search gives up and answers "maybe" (``exact=False``): the caller then reports
+a break conservatively, never hides one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from math import lcm
+
+from devmig.model import IntParam
+
+__all__ = ["SCAN_LIMIT", "IntProg", "find_int", "in_progressions", "int_classes", "int_progressions"]
+
+IntProg = tuple[int, int, int]
+"""An arithmetic progression ``(first, last, step)``: ``first``, ``first+step``, ... ``last``."""
+
+SCAN_LIMIT = 4096
+
+
+def int_progressions(param: IntParam) -> tuple[IntProg, ...]:
+    """Return an int parameter's allowed ranges as progressions (``last`` on the grid)."""
+    out = []
+    for r in param.allowed:
+        if r.max < r.min:
+            continue
+        step = r.step or 1
+        out.append((r.min, r.min + (r.max - r.min) // step * step, step))
+    return tuple(out)
+
+
+def in_progressions(value: int, progs: Iterable[IntProg]) -> bool:
+    """Return whether ``value`` lies on one of the progressions."""
+    return any(lo <= value <= hi and (value - lo) % step == 0 for lo, hi, step in progs)
+
+
+def find_int(a: int, b: int, include: Iterable[IntProg], exclude: Iterable[IntProg]) -> tuple[int | None, bool]:
+    """Find an integer of ``[a, b]`` on some ``include`` progression and on no ``exclude`` one.
+
+    ``[a, b]`` must be elementary: no progression of ``exclude`` starts or ends
+    strictly inside it (its ``first`` and ``last + 1`` are not in ``(a, b]``).
+
+    Returns:
+        ``(value, True)`` when found; ``(None, True)`` when there is provably
+        none; ``(None, False)`` when the scan limit was hit without finding one
+        (there may be one).
+    """
+    excl = [(lo, step) for lo, hi, step in exclude if lo <= b and hi >= a]
+    if any(step == 1 for _, step in excl):
+        return None, True
+    exact = True
+    for lo, hi, step in include:
+        top = min(b, hi)
+        if lo > top:
+            continue
+        start = lo if lo >= a else lo + (a - lo + step - 1) // step * step
+        if start > top:
+            continue
+        count = (top - start) // step + 1
+        if excl:
+            period = step
+            for _, es in excl:
+                period = lcm(period, es)
+            count = min(count, period // step)
+        if count > SCAN_LIMIT:
+            count = SCAN_LIMIT
+            exact = False
+        for i in range(count):
+            v = start + i * step
+            for elo, es in excl:
+                if (v - elo) % es == 0:
+                    break
+            else:
+                return v, True
+    return None, exact
+
+
+def int_classes(
+    include: tuple[IntProg, ...], exclude: tuple[IntProg, ...], points: Iterable[int]
+) -> list[tuple[int, bool]]:
+    """Return one representative per class of the values of ``include`` not in ``exclude``.
+
+    Args:
+        include: the allowed progressions.
+        exclude: progressions of values to leave out.
+        points: values where a condition may change its answer (a bound ``m``
+            of ``>= m`` and ``m+1`` of ``<= m``; ``v`` and ``v+1`` of ``= v``).
+
+    Returns:
+        ``(value, exact)`` pairs, by increasing value. ``exact=False`` marks a
+        stand-in for a class that may or may not hold a value (see
+        :func:`find_int`): its value satisfies the same conditions as the class
+        but is not necessarily allowed.
+    """
+    if not include:
+        return []
+    lo_all = min(p[0] for p in include)
+    hi_all = max(p[1] for p in include)
+    cuts: set[int] = set()
+    for x in points:
+        cuts.add(x)
+    for lo, hi, _ in include:
+        cuts.add(lo)
+        cuts.add(hi + 1)
+    for lo, hi, _ in exclude:
+        cuts.add(lo)
+        cuts.add(hi + 1)
+    inner = sorted(x for x in cuts if lo_all < x <= hi_all)
+    starts = [lo_all, *inner]
+    ends = [x - 1 for x in inner] + [hi_all]
+    out: list[tuple[int, bool]] = []
+    for a, b in zip(starts, ends, strict=True):
+        value, exact = find_int(a, b, include, exclude)
+        if value is not None:
+            out.append((value, True))
+        elif not exact:
+            out.append((a, False))
+    return out
