@@ -1,0 +1,121 @@
+"""Which bytes of a region a stream has covered so far.
+
+:class:`PageCoverage` keeps one ``bool`` per 4 KiB page for whole pages and a
+short sorted interval list only for pages covered partially, so a record costs
+O(1) numpy slice work plus at most two small list merges, whatever its size.
+:class:`IntervalSet` merges arbitrary intervals (used where region sizes are not
+known, e.g. when inspecting a saved stream).
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+import numpy.typing as npt
+
+from devmig.state._region import PAGE_SIZE
+
+__all__ = ["IntervalSet", "PageCoverage"]
+
+
+class IntervalSet:
+    """A set of byte offsets kept as sorted, disjoint, non-adjacent ``[start, end)`` intervals."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add(self, start: int, end: int) -> None:
+        """Add ``[start, end)``, merging with overlapping or adjacent intervals."""
+        if end <= start:
+            return
+        i = bisect.bisect_left(self._ends, start)  # first interval that ends at/after start
+        j = bisect.bisect_right(self._starts, end)  # first interval that starts after end
+        if i < j:
+            start = min(start, self._starts[i])
+            end = max(end, self._ends[j - 1])
+        self._starts[i:j] = [start]
+        self._ends[i:j] = [end]
+
+    def intervals(self) -> list[tuple[int, int]]:
+        """Return the intervals, sorted."""
+        return list(zip(self._starts, self._ends, strict=True))
+
+    def total(self) -> int:
+        """Return how many offsets are in the set."""
+        return sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
+
+    def first_gap(self, start: int, end: int) -> int | None:
+        """Return the first offset of ``[start, end)`` not in the set, or ``None``."""
+        pos = start
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if i >= 0 and self._ends[i] > pos:
+            pos = self._ends[i]
+        return pos if pos < end else None
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+class PageCoverage:
+    """Coverage of one region of ``size`` bytes: a page bitmap plus partial pages.
+
+    Attributes:
+        covered_bytes_hint: bytes added so far, counting overlaps (a statistic).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.page_count = -(-size // PAGE_SIZE)
+        self._full: npt.NDArray[np.bool_] = np.zeros(self.page_count, dtype=np.bool_)
+        self._partial: dict[int, IntervalSet] = {}
+        self.covered_bytes_hint = 0
+
+    def _page_end(self, page: int) -> int:
+        return min((page + 1) * PAGE_SIZE, self.size)
+
+    def add(self, offset: int, length: int) -> None:
+        """Record that ``[offset, offset + length)`` (inside the region) was written."""
+        end = offset + length
+        self.covered_bytes_hint += length
+        pos = offset
+        while pos < end:
+            page = pos // PAGE_SIZE
+            start = page * PAGE_SIZE
+            if pos == start and end >= self._page_end(page):
+                last = self.page_count if end >= self.size else end // PAGE_SIZE
+                self._full[page:last] = True
+                pos = min(last * PAGE_SIZE, self.size)
+                continue
+            stop = min(end, self._page_end(page))
+            if not self._full[page]:
+                part = self._partial.setdefault(page, IntervalSet())
+                part.add(pos, stop)
+                if part.first_gap(start, self._page_end(page)) is None:
+                    self._full[page] = True
+                    del self._partial[page]
+            pos = stop
+
+    def first_gap(self) -> int | None:
+        """Return the first offset not covered yet, or ``None`` when all is covered."""
+        if self.page_count == 0:
+            return None
+        page = int(np.argmin(self._full))
+        if self._full[page]:
+            return None
+        part = self._partial.get(page)
+        start = page * PAGE_SIZE
+        if part is None:
+            return start
+        return part.first_gap(start, self._page_end(page))
+
+    def complete(self) -> bool:
+        """Return whether every byte is covered."""
+        return bool(self._full.all())
+
+    def reset(self) -> None:
+        """Forget everything covered."""
+        self._full.fill(False)
+        self._partial.clear()
+        self.covered_bytes_hint = 0

@@ -1,0 +1,555 @@
+"""State declarations: what a device's state is made of, and its shape for one configuration.
+
+A device author declares named :class:`SectionSpec` s of typed :class:`FieldSpec` s
+and bulk :class:`RegionSpec` s in a :class:`StateDeclaration`. Variable-length
+fields (``str``, ``bytes``, arrays) carry a declared maximum; maxima and region
+sizes are a constant, the name of an ``int`` parameter, or a function of the
+configuration. A section may be *conditional* (``when=``) or *optional*.
+
+:meth:`StateDeclaration.layout` resolves all of that for one full
+configuration into a :class:`StateLayout`: the active sections in declaration
+order, every maximum and region size as a number. The layout validates section
+values (:meth:`StateLayout.validate_section`), collecting every problem.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+
+from devmig._errors import Problem, StreamError
+from devmig.state._problems import (
+    Config,
+    ConfigValue,
+    error_from_problems,
+    freeze_config,
+    is_config_value,
+    typed_equal,
+)
+
+__all__ = [
+    "Condition",
+    "FieldKind",
+    "FieldLayout",
+    "FieldSpec",
+    "RegionLayout",
+    "RegionSpec",
+    "SectionLayout",
+    "SectionSpec",
+    "SizeExpr",
+    "StateDeclaration",
+    "StateLayout",
+]
+
+FieldKind = Literal[
+    "u8", "u16", "u32", "u64", "i64", "bool", "str", "bytes",
+    "u8[]", "u16[]", "u32[]", "u64[]", "i64[]",
+]  # fmt: skip
+"""The type of a field; ``"u32[]"`` is an array of ``u32``."""
+
+SizeExpr = int | str | Callable[[Config], int]
+"""A declared size: a constant, the name of an ``int`` parameter, or a function of the configuration."""
+
+Condition = Mapping[str, ConfigValue] | Callable[[Config], bool]
+"""When a section is present: parameter → value (all must match, typed), or a predicate."""
+
+INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
+    "u8": (0, (1 << 8) - 1),
+    "u16": (0, (1 << 16) - 1),
+    "u32": (0, (1 << 32) - 1),
+    "u64": (0, (1 << 64) - 1),
+    "i64": (-(1 << 63), (1 << 63) - 1),
+}
+_KINDS: Final = frozenset(get_args(FieldKind))
+_VARIABLE: Final = frozenset(k for k in _KINDS if k in ("str", "bytes") or k.endswith("[]"))
+_MAX_ELEMENT_PROBLEMS: Final = 4
+
+
+def _declaration_error(
+    message: str, *, section: str | None = None, value: Any = None
+) -> StreamError:
+    return StreamError("DECLARATION_INVALID", message, section=section, value=value)
+
+
+def _check_name(name: object, what: str, *, section: str | None = None) -> None:
+    if not isinstance(name, str) or not name:
+        raise _declaration_error(
+            f"{what} name must be a non-empty string", section=section, value=name
+        )
+
+
+def _check_size_expr(size: object, what: str, *, section: str | None = None) -> None:
+    if isinstance(size, bool) or not (isinstance(size, (int, str)) or callable(size)):
+        raise _declaration_error(
+            f"{what} must be an int, a parameter name or a callable", section=section, value=size
+        )
+    if isinstance(size, int) and size < 0:
+        raise _declaration_error(f"{what} must not be negative", section=section, value=size)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One typed field of a section.
+
+    Args:
+        name: the field's name, unique in its section.
+        kind: one of ``u8 u16 u32 u64 i64 bool str bytes`` or an array of an
+            integer kind (``"u32[]"``).
+        max: for ``str`` (UTF-8 bytes), ``bytes`` and arrays (elements) the
+            declared maximum length, required there and refused elsewhere.
+
+    Raises:
+        StreamError: ``DECLARATION_INVALID`` for a bad name, kind or maximum.
+    """
+
+    name: str
+    kind: FieldKind
+    max: SizeExpr | None = None
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "field")
+        if self.kind not in _KINDS:
+            raise _declaration_error(
+                f"field {self.name!r}: unknown kind {self.kind!r}", value=self.kind
+            )
+        if self.kind in _VARIABLE:
+            if self.max is None:
+                raise _declaration_error(f"field {self.name!r} ({self.kind}) needs a maximum")
+            _check_size_expr(self.max, f"maximum of field {self.name!r}")
+        elif self.max is not None:
+            raise _declaration_error(
+                f"field {self.name!r} ({self.kind}) has a fixed size; it takes no maximum"
+            )
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """A named group of fields, saved and loaded as one SECTION record.
+
+    Args:
+        name: unique in the declaration.
+        fields: the fields, in order.
+        when: present exactly when this holds for the configuration (a mapping
+            of parameter → value compared typed, or a predicate); ``None``:
+            always present.
+        optional: extra data that a reader without this section skips; it is
+            left out of the state digest and must not change guest-visible
+            behaviour. An optional section may be absent from a stream.
+    """
+
+    name: str
+    fields: Sequence[FieldSpec]
+    when: Condition | None = None
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "section")
+        object.__setattr__(self, "fields", tuple(self.fields))
+        seen: set[str] = set()
+        for f in self.fields:
+            if not isinstance(f, FieldSpec):
+                raise _declaration_error("fields must be FieldSpec", section=self.name, value=f)
+            if f.name in seen:
+                raise _declaration_error(f"duplicate field {f.name!r}", section=self.name)
+            seen.add(f.name)
+        if self.when is not None and not callable(self.when):
+            if not isinstance(self.when, Mapping) or not all(
+                isinstance(k, str) and is_config_value(v) for k, v in self.when.items()
+            ):
+                raise _declaration_error(
+                    "when= must map parameter names to bool/int/str values, or be a callable",
+                    section=self.name,
+                )
+            object.__setattr__(self, "when", MappingProxyType(dict(self.when)))
+        if not isinstance(self.optional, bool):
+            raise _declaration_error("optional must be a bool", section=self.name)
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """A bulk region (device memory), sent as BULK/ZERO records.
+
+    Args:
+        name: unique among the regions.
+        size: bytes; a constant, an ``int`` parameter name, or a function of
+            the configuration.
+    """
+
+    name: str
+    size: SizeExpr
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "region")
+        _check_size_expr(self.size, f"size of region {self.name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldLayout:
+    """A field with its maximum resolved (``None`` for fixed-size kinds)."""
+
+    name: str
+    kind: FieldKind
+    max: int | None
+
+    def bound(self) -> int:
+        """Return an upper bound of the field's value size in CBOR."""
+        if self.kind == "bool":
+            return 1
+        if self.kind in INT_RANGES:
+            return 9
+        assert self.max is not None
+        if self.kind.endswith("[]"):
+            return 9 + 9 * self.max
+        return 9 + self.max
+
+
+@dataclass(frozen=True, slots=True)
+class SectionLayout:
+    """An active section for one configuration.
+
+    Attributes:
+        position: index among the layout's active sections (record order).
+        max_size: an upper bound of its SECTION payload size.
+    """
+
+    name: str
+    fields: tuple[FieldLayout, ...]
+    optional: bool
+    position: int
+    max_size: int
+
+    def field(self, name: str) -> FieldLayout | None:
+        """Return the field called ``name``, or ``None``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RegionLayout:
+    """A region with its size resolved; ``index`` is its number in BULK/ZERO records."""
+
+    name: str
+    size: int
+    index: int
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """The shape of a device's state for one full configuration.
+
+    Attributes:
+        config: the full configuration the layout was resolved for.
+        sections: the active sections, in declaration order.
+        regions: every region, in declaration order.
+        inactive: names of declared sections whose ``when`` is false.
+    """
+
+    config: Mapping[str, ConfigValue]
+    sections: tuple[SectionLayout, ...]
+    regions: tuple[RegionLayout, ...]
+    inactive: frozenset[str] = field(default_factory=frozenset)
+
+    def section(self, name: str) -> SectionLayout | None:
+        """Return the active section called ``name``, or ``None``."""
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    @property
+    def max_section_size(self) -> int:
+        """The largest SECTION payload any active section may need."""
+        return max((s.max_size for s in self.sections), default=0)
+
+    @property
+    def region_bytes(self) -> int:
+        """The total size of every region."""
+        return sum(r.size for r in self.regions)
+
+    def validate_section(self, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Check one section's values and return them normalised for encoding.
+
+        Normalised: integers as ``int``, arrays as ``list[int]``, ``bytes`` as
+        ``bytes``. Every problem is collected (unknown, missing and ill-typed
+        fields, integers out of range, lengths above the maximum).
+
+        Raises:
+            StreamError: ``SECTION_UNKNOWN`` when ``name`` is not an active
+                section; ``SECTION_INVALID`` naming the section and every bad
+                field (``loc`` ends with ``("field", name)``).
+        """
+        spec = self.section(name)
+        if spec is None:
+            raise StreamError(
+                "SECTION_UNKNOWN",
+                f"section {name!r} is not active in this configuration",
+                section=name,
+                allowed=[s.name for s in self.sections],
+            )
+        problems: list[Problem] = []
+        out: dict[str, Any] = {}
+        if not isinstance(values, Mapping):
+            raise StreamError(
+                "SECTION_INVALID", f"section {name!r}: fields must be a mapping", section=name
+            )
+        for key in values:
+            if not isinstance(key, str) or spec.field(key) is None:
+                problems.append(
+                    Problem(
+                        "SECTION_INVALID",
+                        ("section", name, "field", str(key)),
+                        f"section {name!r} has no field {key!r}",
+                        allowed=[f.name for f in spec.fields],
+                    )
+                )
+        for f in spec.fields:
+            loc = ("section", name, "field", f.name)
+            if f.name not in values:
+                problems.append(Problem("SECTION_INVALID", loc, f"field {f.name!r} is missing"))
+                continue
+            value, field_problems = _normalize(f, values[f.name], loc)
+            problems += field_problems
+            out[f.name] = value
+        if problems:
+            raise error_from_problems(problems, section=name)
+        return out
+
+
+def _is_int(value: object) -> bool:
+    return (isinstance(value, (int, np.integer))) and not isinstance(value, (bool, np.bool_))
+
+
+def _normalize(f: FieldLayout, value: Any, loc: tuple[str | int, ...]) -> tuple[Any, list[Problem]]:
+    kind = f.kind
+    if kind == "bool":
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value), []
+        return value, [_bad(loc, f"field {f.name!r} must be a bool", value, "bool")]
+    if kind in INT_RANGES:
+        if not _is_int(value):
+            return value, [_bad(loc, f"field {f.name!r} must be an integer", value, kind)]
+        lo, hi = INT_RANGES[kind]
+        if not lo <= int(value) <= hi:
+            return value, [
+                _bad(
+                    loc,
+                    f"field {f.name!r} is out of range for {kind}",
+                    value,
+                    {"min": lo, "max": hi},
+                )
+            ]
+        return int(value), []
+    assert f.max is not None
+    if kind == "bytes":
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            return value, [_bad(loc, f"field {f.name!r} must be bytes", value, "bytes")]
+        data = bytes(value)
+        if len(data) > f.max:
+            return data, [_too_long(loc, f, len(data), "bytes")]
+        return data, []
+    if kind == "str":
+        if not isinstance(value, str):
+            return value, [_bad(loc, f"field {f.name!r} must be a str", value, "str")]
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            return value, [_bad(loc, f"field {f.name!r} is not valid Unicode", value, "str")]
+        if size > f.max:
+            return value, [_too_long(loc, f, size, "UTF-8 bytes")]
+        return value, []
+    # arrays
+    element = kind[:-2]
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.ndim == 1 else value
+    if not isinstance(value, (list, tuple)):
+        return value, [_bad(loc, f"field {f.name!r} must be a list of {element}", value, kind)]
+    problems: list[Problem] = []
+    if len(value) > f.max:
+        problems.append(_too_long(loc, f, len(value), "elements"))
+    lo, hi = INT_RANGES[element]
+    bad = [i for i, v in enumerate(value) if not _is_int(v) or not lo <= int(v) <= hi]
+    for i in bad[:_MAX_ELEMENT_PROBLEMS]:
+        problems.append(
+            _bad(
+                (*loc, i),
+                f"element {i} of field {f.name!r} is not a {element}"
+                + (f" ({len(bad)} bad elements)" if i == bad[0] and len(bad) > 1 else ""),
+                value[i],
+                {"min": lo, "max": hi},
+            )
+        )
+    if problems:
+        return value, problems
+    return [int(v) for v in value], []
+
+
+def _bad(loc: tuple[str | int, ...], message: str, value: Any, allowed: Any) -> Problem:
+    shown = value if isinstance(value, (bool, int, str, type(None))) else type(value).__name__
+    if isinstance(shown, str) and len(shown) > 64:
+        shown = shown[:64] + "..."
+    return Problem("SECTION_INVALID", loc, message, value=shown, allowed=allowed)
+
+
+def _too_long(loc: tuple[str | int, ...], f: FieldLayout, size: int, unit: str) -> Problem:
+    return Problem(
+        "SECTION_INVALID",
+        loc,
+        f"field {f.name!r} has {size} {unit}, above its maximum {f.max}",
+        value=size,
+        allowed={"max": f.max},
+    )
+
+
+class StateDeclaration:
+    """Everything a device declares about its state.
+
+    Args:
+        sections: the sections, in record order.
+        regions: the bulk regions; a region's index is its position here.
+
+    Raises:
+        StreamError: ``DECLARATION_INVALID`` for duplicate names or entries
+            of the wrong type.
+    """
+
+    def __init__(
+        self, sections: Iterable[SectionSpec] = (), regions: Iterable[RegionSpec] = ()
+    ) -> None:
+        self.sections: tuple[SectionSpec, ...] = tuple(sections)
+        self.regions: tuple[RegionSpec, ...] = tuple(regions)
+        for kind, items, cls in (
+            ("section", self.sections, SectionSpec),
+            ("region", self.regions, RegionSpec),
+        ):
+            names: set[str] = set()
+            for item in items:
+                if not isinstance(item, cls):
+                    raise _declaration_error(f"{kind}s must be {cls.__name__}", value=item)
+                if item.name in names:
+                    raise _declaration_error(f"duplicate {kind} {item.name!r}")
+                names.add(item.name)
+
+    def __repr__(self) -> str:
+        return (
+            f"StateDeclaration(sections={[s.name for s in self.sections]}, "
+            f"regions={[r.name for r in self.regions]})"
+        )
+
+    def layout(self, config: Mapping[str, ConfigValue]) -> StateLayout:
+        """Resolve the declaration for one full configuration.
+
+        Args:
+            config: every parameter of the model with its value (not the
+                canonical configuration: parameters at their off value must be
+                present too).
+
+        Returns:
+            The :class:`StateLayout`.
+
+        Raises:
+            StreamError: ``CONFIG_INVALID`` for a malformed configuration;
+                ``LAYOUT_INVALID`` (every problem) when a condition or size
+                names a missing parameter or a parameter of the wrong type, a
+                callable fails or returns something other than expected, or a
+                size is negative.
+        """
+        frozen = freeze_config(config)
+        problems: list[Problem] = []
+        sections: list[SectionLayout] = []
+        inactive: set[str] = set()
+        for spec in self.sections:
+            active = _condition(spec, frozen, problems)
+            if not active:
+                inactive.add(spec.name)
+                continue
+            fields = tuple(
+                FieldLayout(
+                    f.name,
+                    f.kind,
+                    None
+                    if f.max is None
+                    else _size(f.max, frozen, problems, ("section", spec.name, "field", f.name)),
+                )
+                for f in spec.fields
+            )
+            bound = (
+                64
+                + len(spec.name.encode())
+                + sum(9 + len(f.name.encode()) + f.bound() for f in fields)
+            )
+            sections.append(SectionLayout(spec.name, fields, spec.optional, len(sections), bound))
+        regions = tuple(
+            RegionLayout(r.name, _size(r.size, frozen, problems, ("region", r.name)), i)
+            for i, r in enumerate(self.regions)
+        )
+        if problems:
+            raise error_from_problems(problems)
+        return StateLayout(MappingProxyType(frozen), tuple(sections), regions, frozenset(inactive))
+
+
+def _condition(spec: SectionSpec, config: Config, problems: list[Problem]) -> bool:
+    loc = ("section", spec.name, "when")
+    when = spec.when
+    if when is None:
+        return True
+    if callable(when):
+        try:
+            result = when(config)
+        except Exception as exc:
+            problems.append(Problem("LAYOUT_INVALID", loc, f"condition failed: {exc!r}"))
+            return False
+        if not isinstance(result, (bool, np.bool_)):
+            problems.append(
+                Problem("LAYOUT_INVALID", loc, "condition must return a bool", value=repr(result))
+            )
+            return False
+        return bool(result)
+    ok = True
+    for param, value in when.items():
+        if param not in config:
+            problems.append(
+                Problem("LAYOUT_INVALID", (*loc, param), f"configuration lacks parameter {param!r}")
+            )
+            return False
+        ok = ok and typed_equal(config[param], value)
+    return ok
+
+
+def _size(
+    expr: SizeExpr, config: Config, problems: list[Problem], loc: tuple[str | int, ...]
+) -> int:
+    if isinstance(expr, int):
+        return expr
+    if isinstance(expr, str):
+        if expr not in config:
+            problems.append(
+                Problem("LAYOUT_INVALID", loc, f"configuration lacks parameter {expr!r}")
+            )
+            return 0
+        value: object = config[expr]
+    else:
+        try:
+            value = expr(config)
+        except Exception as exc:
+            problems.append(Problem("LAYOUT_INVALID", loc, f"size expression failed: {exc!r}"))
+            return 0
+    number = operator.index(value) if _is_int(value) else -1  # type: ignore[arg-type]
+    if number < 0:
+        problems.append(
+            Problem(
+                "LAYOUT_INVALID",
+                loc,
+                "size must be a non-negative int",
+                value=repr(value),
+                allowed={"min": 0},
+            )
+        )
+        return 0
+    return number
