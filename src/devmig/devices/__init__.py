@@ -1,0 +1,51 @@
+"""Reference devices, each with several implementation releases that migrate between each other.
+
+:data:`CATALOG` maps an implementation name to its releases, oldest first;
+:func:`device_class` finds one release.
+"""
+
+from __future__ import annotations
+
+from devmig._errors import DevmigError, Problem
+from devmig.device import Device
+from devmig.devices.nic import NicV1, NicV2, NicV3
+
+__all__ = ["CATALOG", "device_class", "newest", "releases"]
+
+CATALOG: dict[str, tuple[type[Device], ...]] = {
+    "acme-nic": (NicV1, NicV2, NicV3),
+}
+"""Implementation name → its release classes, oldest first."""
+
+
+def releases(implementation: str) -> list[str]:
+    """Return the release strings of an implementation, oldest first."""
+    return [cls.implementation().release for cls in CATALOG.get(implementation, ())]
+
+
+def device_class(implementation: str, release: str) -> type[Device]:
+    """Return the class of one implementation release.
+
+    Raises:
+        DevmigError: ``RELEASE_UNKNOWN`` naming the releases there are.
+    """
+    for cls in CATALOG.get(implementation, ()):
+        if cls.implementation().release == release:
+            return cls
+    known = {name: releases(name) for name in CATALOG}
+    raise DevmigError(
+        [
+            Problem(
+                "RELEASE_UNKNOWN",
+                ("release", implementation),
+                f"no reference device {implementation} {release}",
+                value=f"{implementation}={release}",
+                allowed=known,
+            )
+        ]
+    )
+
+
+def newest(implementation: str) -> type[Device]:
+    """Return the newest release of an implementation."""
+    return CATALOG[implementation][-1]
