@@ -242,7 +242,11 @@ class InSet(_Frozen):
 
 
 def _condition_tag(value: Any) -> str | None:
-    """Tell which kind of condition a raw value is, so errors come from that kind only."""
+    """Tell which kind of condition a raw value is, so errors come from that kind only.
+
+    The tags appear in pydantic's error locations; they contain a ``:`` so
+    that they can never be mistaken for a key of the document.
+    """
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -250,9 +254,9 @@ def _condition_tag(value: Any) -> str | None:
     if isinstance(value, str):
         return "str"
     if isinstance(value, InSet) or (isinstance(value, Mapping) and "in" in value):
-        return "in"
+        return "condition:in"
     if isinstance(value, (Range, Mapping)):
-        return "range"
+        return "condition:range"
     return None
 
 
@@ -260,8 +264,8 @@ Condition = Annotated[
     Annotated[StrictBool, Tag("bool")]
     | Annotated[StrictInt, Tag("int")]
     | Annotated[StrictStr, Tag("str")]
-    | Annotated[Range, Tag("range")]
-    | Annotated[InSet, Tag("in")],
+    | Annotated[Range, Tag("condition:range")]
+    | Annotated[InSet, Tag("condition:in")],
     Discriminator(
         _condition_tag,
         custom_error_type="condition_type",

@@ -170,6 +170,8 @@ def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Proble
     for err in exc.errors(include_url=False):
         loc = (*prefix, *_real_loc(raw, tuple(err["loc"])))
         msg = err["msg"]
+        if err["type"] == "too_short" and _long_enough(err):
+            continue  # the list has enough items, but some are invalid: they are reported
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {show_value(err['loc'][-1])}"
         key = (loc, msg)
@@ -192,6 +194,12 @@ def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Proble
         else:
             by_loc[p.loc] = p
     return list(by_loc.values())
+
+
+def _long_enough(err: Any) -> bool:
+    given = err.get("input")
+    need = err.get("ctx", {}).get("min_length")
+    return isinstance(given, (list, tuple, Mapping)) and isinstance(need, int) and len(given) >= need
 
 
 def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
@@ -277,6 +285,11 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
         else:
             seen[version.name] = index
         unknown = [name for name in version.params if name not in params]
+        mistyped = any(
+            type_of(value) != params[name].type_name
+            for name, value in version.params.items()
+            if name in params
+        )
         for name in unknown:
             problems.append(
                 Problem(
@@ -294,7 +307,7 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
             value_code="VERSION_VALUE_NOT_ALLOWED",
             constraint_code="VERSION_CONSTRAINT_VIOLATED",
         )
-        if unknown:  # the version is already wrong: judge its values, not its constraints
+        if unknown or mistyped:  # already wrong: judge its values, not its constraints
             found = [p for p in found if p.code != "VERSION_CONSTRAINT_VIOLATED"]
         problems += sound(found)
     return problems
