@@ -1,0 +1,387 @@
+"""Public helpers for device authors' tests: a migrate round-trip and a cross-release matrix.
+
+Both run the source and the destination in one process through the real
+codec — the same records an agent would send over a socket — and compare
+against *unmigrated* runs:
+
+* :func:`migrate_round_trip` runs ``steps`` seeded work steps on a source,
+  starts pre-copy after ``migrate_at - precopy_steps`` steps, keeps working
+  between pre-copy rounds (so memory is dirtied under the send), stops and
+  copies, loads the stream into a destination of another (or the same)
+  release, resumes it and finishes the steps there. It checks that the
+  destination's digest at switch-over equals the source's, and that the
+  output log and the final digest equal those of unmigrated runs on *both*
+  releases.
+* :func:`cross_release_matrix` does that for every ordered pair of releases
+  and every configuration worth trying (every published version both accept,
+  the init configuration, and one configuration that is no version). A pair
+  the compatibility check refuses must fail before any BULK record, with the
+  check's reasons, and the destination must refuse the configuration too.
+
+Example::
+
+    from devmig.testing import cross_release_matrix
+    report = cross_release_matrix([MyDeviceV1, MyDeviceV2], steps=200)
+    report.raise_for_failures()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from devmig._errors import ConfigError, Problem
+from devmig.compat import check
+from devmig.device import Device
+from devmig.migration import State
+from devmig.model import Config, DeviceModel, expand, version_of
+from devmig.state import RoundEndSignal
+
+__all__ = [
+    "MatrixCell",
+    "MatrixReport",
+    "RoundTrip",
+    "configs_to_try",
+    "cross_release_matrix",
+    "migrate_round_trip",
+    "run_unmigrated",
+]
+
+HostFactory = Callable[[str], Mapping[str, Any]]
+"""Returns the host-only settings for a device; called with ``"source"``, ``"destination"`` or a run name."""
+
+
+def _no_host(_role: str) -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """An unmigrated run: its output log and final state digest."""
+
+    log: list[tuple[Any, ...]]
+    digest: bytes
+
+
+def run_unmigrated(
+    cls: type[Device], config: Config | str, *, seed: int, steps: int, host: Mapping[str, Any] | None = None
+) -> RunResult:
+    """Run ``steps`` seeded steps on one device that never migrates."""
+    device = _create(cls, config, host, seed)
+    device.step(steps)
+    result = RunResult(list(device.log), device.digest())
+    close = getattr(device, "close", None)
+    if callable(close):
+        close()
+    return result
+
+
+def _create(cls: type[Device], config: Config | str, host: Mapping[str, Any] | None, seed: int) -> Device:
+    if isinstance(config, Config):
+        device = cls.create_canonical(config, host=host)
+        device.seed = seed
+        return device
+    return cls.create(config, host=host, seed=seed)
+
+
+@dataclass
+class RoundTrip:
+    """What one migrate round-trip did and saw.
+
+    Attributes:
+        config: the canonical configuration migrated.
+        log: the source's log up to the switch-over, then the destination's.
+        digest_source: the source's state digest when it stopped.
+        digest_destination: the destination's digest right after loading.
+        digest_final: the destination's digest after the last step.
+        stream_bytes: bytes of the stream; rounds: pre-copy rounds sent.
+        destination: the destination device (still open).
+    """
+
+    config: Config
+    log: list[tuple[Any, ...]]
+    digest_source: bytes
+    digest_destination: bytes
+    digest_final: bytes
+    stream_bytes: int
+    rounds: int
+    destination: Device
+
+
+def migrate_round_trip(
+    source_cls: type[Device],
+    destination_cls: type[Device],
+    config: Config | str | None = None,
+    *,
+    seed: int = 0,
+    steps: int = 100,
+    migrate_at: int = 50,
+    precopy_rounds: int = 2,
+    steps_per_round: int = 5,
+    chunk_bytes: int = 1 << 16,
+    host: HostFactory = _no_host,
+) -> RoundTrip:
+    """Migrate a device from one release to another in one process, through the real codec.
+
+    Args:
+        source_cls, destination_cls: the releases.
+        config: the configuration string (on the source) or a canonical
+            configuration; ``None`` for the init values.
+        seed: the workload seed.
+        steps: total steps of work; the switch-over happens after ``migrate_at``.
+        precopy_rounds: pre-copy rounds while the source keeps working,
+            ``steps_per_round`` steps after each round.
+        chunk_bytes: how much to read from the source at a time.
+        host: host-only settings per role.
+
+    Returns:
+        A :class:`RoundTrip`. It does *not* compare against unmigrated runs;
+        :func:`cross_release_matrix` does.
+
+    Raises:
+        ConfigError: the destination refuses the configuration (nothing streamed).
+        StreamError: the destination refused the stream.
+    """
+    source = _create(source_cls, config or "", host("source"), seed)
+    canonical = source.config
+    destination = destination_cls.create_canonical(canonical, host=host("destination"))
+    destination.set_state(State.RESUMING)
+    pre_steps = min(migrate_at, precopy_rounds * steps_per_round)
+    source.step(migrate_at - pre_steps)
+    sent = 0
+    rounds = 0
+
+    def pump() -> bool:
+        """Move source data to the destination; True at a round's end, False at the stream's."""
+        nonlocal sent
+        while True:
+            chunk = source.read_data(chunk_bytes)
+            if isinstance(chunk, RoundEndSignal):
+                return True
+            if chunk == []:
+                return False
+            for buf in chunk:
+                destination.write_data(buf)
+                sent += len(buf)
+
+    if precopy_rounds and source.flags & source.flags.PRE_COPY:
+        source.set_state(State.PRE_COPY)
+        done = 0
+        while rounds < precopy_rounds:
+            pump()
+            rounds += 1
+            step_now = min(steps_per_round, pre_steps - done)
+            if step_now:
+                source.step(step_now)
+                done += step_now
+        if done < pre_steps:
+            source.step(pre_steps - done)
+    else:
+        source.step(pre_steps)
+    source.set_state(State.STOP_COPY)
+    digest_source = source.digest()
+    pump()
+    destination.set_state(State.STOP)
+    digest_destination = destination.digest()
+    source.set_state(State.STOP)
+    destination.set_state(State.RUNNING)
+    destination.step(steps - migrate_at)
+    log = list(source.log) + list(destination.log)
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
+    return RoundTrip(
+        canonical, log, digest_source, digest_destination, destination.digest(), sent, rounds, destination
+    )
+
+
+def configs_to_try(source: DeviceModel, destination: DeviceModel) -> list[tuple[str, str]]:
+    """Return ``(label, option string)`` pairs worth migrating from ``source``'s model.
+
+    Every version the source publishes (whether the destination accepts it is
+    for the check to say), the init configuration, and one configuration
+    that equals no version: the init values with one parameter moved to
+    another allowed value.
+    """
+    out = [(f"version={v.name}", f"version={v.name}") for v in source.versions]
+    out.append(("init", ""))
+    init = expand(source, "")
+    for name, param in sorted(source.params.items()):
+        for candidate in _other_values(param, init.full(source)[name]):
+            text = ",".join(_replace(init, name, candidate))
+            try:
+                config = expand(source, text)
+            except ConfigError:
+                continue
+            if version_of(source, config) is None:
+                out.append((f"no-version:{text}", text))
+                return out
+    return out
+
+
+def _replace(config: Config, name: str, value: Any) -> list[str]:
+    items = dict(config.items)
+    items[name] = value
+    return [f"{k}={_fmt(v)}" for k, v in sorted(items.items())]
+
+
+def _other_values(param: Any, current: Any) -> list[Any]:
+    if param.type_name == "bool":
+        return [v for v in param.allowed if v is not current]
+    if param.type_name == "str":
+        return [v for v in param.allowed if v != current]
+    values = []
+    for r in param.allowed:
+        for v in (r.min, r.last, r.min + (r.step or 1)):
+            if v != current and r.contains(v) and v not in values:
+                values.append(v)
+    return values
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).replace(",", ",,")
+
+
+@dataclass
+class MatrixCell:
+    """One (source release, destination release, configuration) of the matrix."""
+
+    source: str
+    destination: str
+    label: str
+    config: str
+    outcome: str
+    """``migrated``, ``refused`` (by the check, before any BULK record) or ``FAILED``."""
+    reasons: tuple[Problem, ...] = ()
+    failure: str = ""
+
+
+@dataclass
+class MatrixReport:
+    """The cells of a cross-release matrix run."""
+
+    cells: list[MatrixCell] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[MatrixCell]:
+        """The cells that failed."""
+        return [c for c in self.cells if c.outcome == "FAILED"]
+
+    def count(self, outcome: str) -> int:
+        """How many cells ended with ``outcome``."""
+        return sum(1 for c in self.cells if c.outcome == outcome)
+
+    def raise_for_failures(self) -> None:
+        """Raise ``AssertionError`` listing every failed cell."""
+        if self.failures:
+            lines = [f"{c.source} -> {c.destination} [{c.label}]: {c.failure}" for c in self.failures]
+            raise AssertionError(f"{len(lines)} matrix cell(s) failed:\n" + "\n".join(lines))
+
+
+def cross_release_matrix(
+    releases: Sequence[type[Device]],
+    *,
+    seed: int = 1,
+    steps: int = 120,
+    migrate_at: int = 60,
+    precopy_rounds: int = 2,
+    steps_per_round: int = 5,
+    host: Callable[[type[Device], str], Mapping[str, Any]] | None = None,
+) -> MatrixReport:
+    """Migrate between every ordered pair of releases (older→newer and newer→older).
+
+    For each pair and each configuration of :func:`configs_to_try`: when the
+    compatibility check accepts, migrate and require the output log and the
+    final digest to equal unmigrated runs on *both* releases, and the
+    digests to agree at switch-over; when it refuses, require the destination
+    to refuse the canonical configuration too (the check passes ⇔ the
+    destination accepts) — the migration fails before any BULK record, with
+    the check's reasons.
+
+    Args:
+        releases: the release classes of one device model.
+        host: host-only settings per ``(release class, role)``.
+
+    Returns:
+        A :class:`MatrixReport`; call :meth:`MatrixReport.raise_for_failures`.
+    """
+    report = MatrixReport()
+    host_for = host or (lambda _cls, _role: {})
+    baselines: dict[tuple[str, str], RunResult] = {}
+
+    def baseline(cls: type[Device], config: Config) -> RunResult:
+        key = (cls.implementation().release, config.string)
+        if key not in baselines:
+            baselines[key] = run_unmigrated(cls, config, seed=seed, steps=steps, host=host_for(cls, "baseline"))
+        return baselines[key]
+
+    for src in releases:
+        for dst in releases:
+            src_model = src.model()
+            for label, text in configs_to_try(src_model, dst.model()):
+                cell = MatrixCell(src.implementation().release, dst.implementation().release, label, text, "")
+                report.cells.append(cell)
+                try:
+                    _run_cell(cell, src, dst, text, baseline, seed, steps, migrate_at, precopy_rounds,
+                              steps_per_round, host_for)
+                except Exception as exc:  # a failing cell is data for the report
+                    cell.outcome = "FAILED"
+                    cell.failure = f"{type(exc).__name__}: {exc}"
+    return report
+
+
+def _run_cell(
+    cell: MatrixCell,
+    src: type[Device],
+    dst: type[Device],
+    text: str,
+    baseline: Callable[[type[Device], Config], RunResult],
+    seed: int,
+    steps: int,
+    migrate_at: int,
+    precopy_rounds: int,
+    steps_per_round: int,
+    host_for: Callable[[type[Device], str], Mapping[str, Any]],
+) -> None:
+    config = expand(src.model(), text)
+    verdict = check(src.model(), config, dst.document())
+    try:
+        dst.create_canonical(config, host=host_for(dst, "probe"))
+        accepted = True
+    except ConfigError:
+        accepted = False
+    if verdict.compatible != accepted:
+        cell.outcome = "FAILED"
+        cell.failure = f"check says compatible={verdict.compatible} but the destination accepted={accepted}"
+        return
+    if not verdict.compatible:
+        cell.outcome = "refused"
+        cell.reasons = verdict.reasons
+        return
+    trip = migrate_round_trip(
+        src, dst, config, seed=seed, steps=steps, migrate_at=migrate_at, precopy_rounds=precopy_rounds,
+        steps_per_round=steps_per_round,
+        host=lambda role: host_for(src if role == "source" else dst, role),
+    )
+    problems = []
+    if trip.digest_source != trip.digest_destination:
+        problems.append("digest at switch-over differs")
+    for cls in (src, dst):
+        base = baseline(cls, config)
+        if trip.log != base.log:
+            first = next((i for i, (a, b) in enumerate(zip(trip.log, base.log, strict=False)) if a != b),
+                         min(len(trip.log), len(base.log)))
+            problems.append(f"log differs from unmigrated {cls.implementation().release} at entry {first}")
+        if trip.digest_final != base.digest:
+            problems.append(f"final digest differs from unmigrated {cls.implementation().release}")
+    close = getattr(trip.destination, "close", None)
+    if callable(close):
+        close()
+    if problems:
+        cell.outcome = "FAILED"
+        cell.failure = "; ".join(problems)
+    else:
+        cell.outcome = "migrated"
