@@ -1,0 +1,5 @@
+"""``python -m devmig``: the same as the ``devmig`` command."""
+
+from devmig.cli import main
+
+main()
