@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from devmig._errors import ConfigError, DevmigError, DocumentError, Problem
@@ -185,21 +186,20 @@ def diff_cmd(
     if json_mode:
         out.json(result.to_dict())
     else:
-        table = Table(title=f"{old} → {new}", title_justify="left")
-        table.add_column("rule", no_wrap=True)
-        table.add_column("model")
-        table.add_column("where")
-        table.add_column("breaks", no_wrap=True)
-        table.add_column("change")
-        for change in result.changes:
-            breaks = ", ".join(change.breaks)
-            style = "red" if change.breaks else "green"
-            where = ".".join(str(p) for p in change.loc)
-            table.add_row(f"[{style}]{change.rule}[/]", change.model, where, breaks or "-", change.message)
-        if result.changes:
-            out.console.print(table)
-        else:
-            out.console.print("no changes")
+        out.console.print(f"[bold]{escape(old)} → {escape(new)}[/]")
+        if not result.changes:
+            out.console.print("  no changes")
+        models = list(dict.fromkeys(change.model for change in result.changes))
+        for model_id in models:
+            out.console.print(f"  [bold]{escape(model_id)}[/]")
+            for change in (c for c in result.changes if c.model == model_id):
+                where = ".".join(str(p) for p in change.loc)
+                if change.breaks:
+                    head = f"    [red]✗ {change.rule}[/]  {escape(where)}  breaks: {', '.join(change.breaks)}"
+                else:
+                    head = f"    [green]✓ {change.rule}[/]  {escape(where)}"
+                out.console.print(head)
+                out.console.print(f"        {escape(change.message)}")
         verdict = "[red]breaking[/]" if result.breaking else "[green]no breaking change[/]"
         out.console.print(verdict)
     raise typer.Exit(EXIT_NO if result.breaking else EXIT_OK)

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from devmig._errors import DevmigError, DocumentError, Problem
 from devmig._examples import EXAMPLE_PREFIX, example_text
@@ -65,24 +65,19 @@ class Output:
     def problems(
         self, problems: Sequence[Problem], *, title: str, stream: Console | None = None
     ) -> None:
-        """Print problems as a table (code, where, what, hint)."""
+        """Print problems as a list: code and location, then the message and the hint.
+
+        A list reads better than a table in a narrow terminal or a log file.
+        """
         console = stream or self.console
-        if len(problems) == 1:
-            p = problems[0]
-            where = _where(p)
-            text = f"[bold red]{title}:[/] [{p.code}] " + (f"{where}: " if where else "") + p.message
-            console.print(text, markup=True, highlight=False)
-            if p.hint:
-                console.print(f"  hint: {p.hint}", markup=False)
-            return
-        table = Table(title=f"{title}: {len(problems)} problems", title_justify="left", expand=False)
-        table.add_column("code", style="red", no_wrap=True)
-        table.add_column("where", no_wrap=False)
-        table.add_column("problem")
-        table.add_column("hint", style="dim")
+        count = f"{len(problems)} problems" if len(problems) != 1 else "1 problem"
+        console.print(f"[bold red]{escape(title)}[/]: {count}")
         for p in problems:
-            table.add_row(p.code, _where(p), p.message, p.hint or "")
-        console.print(table)
+            where = _where(p)
+            console.print(f"  [red]✗ {p.code}[/]" + (f"  [bold]{escape(where)}[/]" if where else ""))
+            console.print(f"      {escape(p.message)}")
+            if p.hint:
+                console.print(f"      [dim]hint: {escape(p.hint)}[/]")
 
 
 def _where(problem: Problem) -> str:
