@@ -12,7 +12,7 @@ import sys
 import typer
 
 from devmig._errors import DevmigError
-from devmig.cli import _documents
+from devmig.cli import _documents, _streams
 from devmig.cli._output import EXIT_USAGE, Output
 
 __all__ = ["app", "main"]
@@ -39,6 +39,7 @@ def version() -> None:
 
 
 _documents.register(app)
+_streams.register(app)
 
 
 def main() -> None:

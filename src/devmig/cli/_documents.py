@@ -232,7 +232,7 @@ def examples_cmd(
         except DevmigError as exc:
             out.fail(exc, EXIT_USAGE)
         return
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ex in list_examples():
         doc = load_document(read_source(f"example:{ex.name}"))
         rows.append(
