@@ -69,9 +69,14 @@ class Change:
             NEW cannot move back, or changes meaning) and ``instantiate`` (a
             manager can no longer create by that name); empty when additive.
         message: one sentence for a person.
-        example: a configuration string OLD accepts that NEW refuses, when one
-            exists (``version=NAME`` for version changes).
+        example: when one exists, an option string (DESIGN §2) that creates on
+            OLD a device NEW refuses: ``version=NAME`` for a published version,
+            else the shortest of "init values plus changes" and
+            "``version=NAME`` plus changes" (``""`` is the init values). For
+            version changes, the version's name.
         example_version: the published version of OLD that ``example`` is, if any.
+        example_config: the example's canonical configuration on OLD (off values
+            dropped; what a device stores and the check compares).
         old: the OLD side as JSON data (a value, allowed values, a canonical
             configuration string, a constraint...).
         new: the NEW side as JSON data.
@@ -86,6 +91,7 @@ class Change:
     message: str
     example: str | None = None
     example_version: str | None = None
+    example_config: str | None = None
     old: Any = None
     new: Any = None
     exact: bool = True
@@ -105,6 +111,7 @@ class Change:
             "message": self.message,
             "example": self.example,
             "example_version": self.example_version,
+            "example_config": self.example_config,
             "old": self.old,
             "new": self.new,
             "exact": self.exact,
@@ -116,7 +123,7 @@ class Change:
         broken = f" [breaks {', '.join(self.breaks)}]" if self.breaks else ""
         text = f"{self.rule} {where}: {self.message}{broken}"
         if self.example is not None:
-            text += f" (e.g. {self.example!r})" if self.example else " (e.g. the off configuration '')"
+            text += f" (e.g. {self.example!r})" if self.example else " (e.g. the init values '')"
         return text
 
 

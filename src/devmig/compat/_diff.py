@@ -29,6 +29,7 @@ The solver is exact; where it cannot decide (a step pattern longer than
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
@@ -46,6 +47,7 @@ from devmig.model import (
     Param,
     Range,
     Value,
+    format_options,
     format_value,
     same_value,
     version_of,
@@ -90,6 +92,7 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
                     f"{new.implementation.render()} no longer supports model {om.model}",
                     example=example[0],
                     example_version=example[1],
+                    example_config=example[2],
                     old=om.model,
                 )
             )
@@ -105,17 +108,44 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
     return ReleaseDiff(old.implementation, new.implementation, tuple(changes))
 
 
-def _base_example(model: DeviceModel) -> tuple[str | None, str | None]:
-    """Return the simplest configuration OLD accepts (and its version name, if published)."""
+Example = tuple[str | None, str | None, str | None]
+"""``(option string, version name, canonical configuration)`` of an example."""
+
+
+def _base_example(model: DeviceModel) -> Example:
+    """Return the simplest configuration OLD accepts, as an example."""
     space = _SPACES.get(model, None, _space)
     return _example(model, space.base if space.sound else None)
 
 
-def _example(model: DeviceModel, witness: Any) -> tuple[str | None, str | None]:
+def _example(model: DeviceModel, witness: Mapping[str, Value] | None) -> Example:
+    """Return a witness as an option string that creates exactly it on OLD.
+
+    A published version is named by ``version=NAME``; otherwise the shortest
+    of "the init values plus changes" and "a version plus changes" is used.
+    """
     if witness is None:
-        return None, None
+        return None, None, None
     config = Config(model.model, model.canonical_items(witness))
-    return config.string, version_of(model, config)
+    version = version_of(model, config)
+    if version is not None:
+        return format_options([("version", version)]), version, config.string
+    best: str | None = None
+    bases: list[tuple[str | None, Mapping[str, Value]]] = [(None, model.init_values)]
+    bases += [(v.name, model.version_values(v)) for v in model.versions]
+    for name, base in bases:
+        items: list[tuple[str, Value]] = [] if name is None else [("version", name)]
+        items += sorted((k, v) for k, v in witness.items() if k not in base or not same_value(base[k], v))
+        text = format_options(items)
+        if best is None or len(text) < len(best):
+            best = text
+    return best, None, config.string
+
+
+def _version_example(model: DeviceModel, name: str) -> Example:
+    version = model.version_map[name]
+    config = Config(model.model, model.canonical_items(model.version_values(version)))
+    return format_options([("version", name)]), name, config.string
 
 
 def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value], ...]:
@@ -164,7 +194,7 @@ class _ModelDiff:
         *,
         breaks: tuple[Direction, ...] | None = None,
         solution: Solution | None = None,
-        example: tuple[str | None, str | None] = (None, None),
+        example: Example = (None, None, None),
         old: Any = None,
         new: Any = None,
     ) -> Change:
@@ -181,6 +211,7 @@ class _ModelDiff:
             message,
             example=example[0],
             example_version=example[1],
+            example_config=example[2],
             old=old,
             new=new,
             exact=exact,
@@ -278,7 +309,7 @@ class _ModelDiff:
         return out
 
     def _off_changed(
-        self, name: str, op: Param, np: Param, example: tuple[str | None, str | None]
+        self, name: str, op: Param, np: Param, example: Example
     ) -> Change:
         return self.change(
             "OFF_VALUE_CHANGED", ("params", name, "off"),
@@ -407,7 +438,7 @@ class _ModelDiff:
             if name not in new_map:
                 out.append(self.change("VERSION_REMOVED", ("versions", name),
                                        f"version {name} is no longer published; creating with "
-                                       f"version={name} fails", example=(f"version={name}", name),
+                                       f"version={name} fails", example=_version_example(o, name),
                                        old=self._canonical(o, name)))
                 continue
             old_items = o.canonical_items(o.version_values(old_map[name]))
@@ -418,7 +449,7 @@ class _ModelDiff:
                 out.append(self.change(
                     "VERSION_REDEFINED", ("versions", name),
                     f"version {name} changed meaning: {old_text!r} in OLD, {new_text!r} in NEW",
-                    example=(f"version={name}", name), old=old_text, new=new_text,
+                    example=_version_example(o, name), old=old_text, new=new_text,
                 ))
         for name in dict.fromkeys(v.name for v in n.versions):
             if name not in old_map:
