@@ -79,6 +79,9 @@ class PageCoverage:
         """Record that ``[offset, offset + length)`` (inside the region) was written."""
         end = offset + length
         self.covered_bytes_hint += length
+        if not offset % PAGE_SIZE and (not end % PAGE_SIZE or end == self.size):
+            self._full[offset // PAGE_SIZE : -(-end // PAGE_SIZE)] = True  # whole pages: fast path
+            return
         pos = offset
         while pos < end:
             page = pos // PAGE_SIZE

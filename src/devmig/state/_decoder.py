@@ -35,7 +35,6 @@ regions with a new decoder.
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NoReturn
@@ -88,20 +87,37 @@ DEFAULT_MAX_SECTION: Final = 1 << 20
 _LOOKAHEAD: Final = RECORD_HEAD.size + BULK_HEAD.size  # a record head plus BULK fields
 
 
-class _Want(enum.Enum):
-    PREAMBLE = "preamble"
-    RECORD_HEAD = "record head"
-    BULK_HEAD = "BULK fields"
-    BULK_DATA = "BULK data"
-    BULK_DIGEST = "BULK digest"
-    PAYLOAD = "payload"
-    DONE = "done"
+class _Want:
+    """Where the decoder is within a record (plain ints: this is the hot path)."""
+
+    PREAMBLE = 0
+    RECORD_HEAD = 1
+    BULK_HEAD = 2
+    BULK_DATA = 3
+    BULK_DIGEST = 4
+    PAYLOAD = 5
+    DONE = 6
+    NAMES: Final = (
+        "preamble",
+        "record head",
+        "BULK fields",
+        "BULK data",
+        "BULK digest",
+        "payload",
+        "done",
+    )
 
 
-_FIXED_LENGTH: Final[Mapping[RecordType, int]] = {
-    RecordType.ZERO: ZERO_PAYLOAD.size,
-    RecordType.ROUND_END: ROUND_END_PAYLOAD.size,
-    RecordType.TRAILER: TRAILER_PAYLOAD_SIZE,
+_TYPES: Final[Mapping[int, RecordType]] = {int(t): t for t in RecordType}
+_ORDER: Final[Mapping[Phase, Mapping[int, Phase]]] = {
+    phase: {int(t): nxt for t, nxt in allowed.items()} for phase, allowed in ORDER.items()
+}
+
+
+_FIXED_LENGTH: Final[Mapping[int, int]] = {
+    RecordType.ZERO.value: ZERO_PAYLOAD.size,
+    RecordType.ROUND_END.value: ROUND_END_PAYLOAD.size,
+    RecordType.TRAILER.value: TRAILER_PAYLOAD_SIZE,
 }
 
 
@@ -158,7 +174,7 @@ class StreamDecoder:
         bulk_max = BULK_HEAD.size + zstd_bound(max_chunk)
         self.max_record = max_record if max_record is not None else max(bulk_max, self.max_section)
         self._phase = Phase.HEADER
-        self._want = _Want.PREAMBLE
+        self._want: int = _Want.PREAMBLE
         self._error: StreamError | None = None
         self._inq: deque[memoryview] = deque()
         self._inq_len = 0
@@ -181,6 +197,16 @@ class StreamDecoder:
         self._coverage = [PageCoverage(r.size) for r in layout.regions]
         self._staged: dict[str, dict[str, Any]] = {}
         self._next_section = 0
+        self._steps = (  # indexed by _Want
+            self._step_preamble,
+            self._step_record_head,
+            self._step_bulk_head,
+            self._step_bulk_data,
+            self._step_bulk_digest,
+            self._step_payload,
+            self._step_done,
+        )
+        self._allowed = _ORDER[Phase.HEADER]
         self.header: Header | None = None
         """The HEADER event, once accepted."""
         self.minor: int | None = None
@@ -205,7 +231,7 @@ class StreamDecoder:
     @property
     def done(self) -> bool:
         """Whether the TRAILER was verified (the load is complete)."""
-        return self._want is _Want.DONE and self._error is None
+        return self._want == _Want.DONE and self._error is None
 
     @property
     def error(self) -> StreamError | None:
@@ -253,8 +279,9 @@ class StreamDecoder:
                 what was already received.
         """
         self._raise_if_error()
-        self._process(until_event=False)
-        if self._want is _Want.BULK_DATA and not self._inq_len:
+        if self._want != _Want.BULK_DATA or self._inq_len:
+            self._process(until_event=False)
+        if self._want == _Want.BULK_DATA and not self._inq_len:
             view = self._dest[self._dest_pos :]
             self._handed = (True, view)
             return view
@@ -301,12 +328,12 @@ class StreamDecoder:
         """
         self._raise_if_error()
         self._process(until_event=False)
-        if self._want is not _Want.DONE:
+        if self._want != _Want.DONE:
             inside = self._want not in (_Want.RECORD_HEAD, _Want.PREAMBLE) or self._inq_len
             self._fail(
                 "TRUNCATED",
                 f"input ended {'inside a record' if inside else 'before the TRAILER'} "
-                f"(waiting for {self._want.value})",
+                f"(waiting for {_Want.NAMES[self._want]})",
                 record=self._record if inside else self._record + 1,
                 offset=self._consumed + self._inq_len,
             )
@@ -386,17 +413,17 @@ class StreamDecoder:
 
     def _framing_size(self) -> int:
         want = self._want
-        if want is _Want.PREAMBLE:
+        if want == _Want.PREAMBLE:
             need = PREAMBLE_SIZE + _LOOKAHEAD
-        elif want is _Want.RECORD_HEAD:
+        elif want == _Want.RECORD_HEAD:
             need = _LOOKAHEAD
-        elif want is _Want.BULK_HEAD:
+        elif want == _Want.BULK_HEAD:
             need = BULK_HEAD.size
-        elif want is _Want.BULK_DATA:
+        elif want == _Want.BULK_DATA:
             need = len(self._dest) - self._dest_pos
-        elif want is _Want.BULK_DIGEST:
+        elif want == _Want.BULK_DIGEST:
             need = DIGEST.size + _LOOKAHEAD
-        elif want is _Want.PAYLOAD:
+        elif want == _Want.PAYLOAD:
             need = self._need + _LOOKAHEAD
         else:
             need = 64
@@ -414,29 +441,19 @@ class StreamDecoder:
         raise StreamError(code, message, **where)
 
     def _process(self, *, until_event: bool) -> None:
+        steps = self._steps
+        events = self._events
         try:
-            while not (until_event and self._events) and self._step():
-                pass
+            while steps[self._want]():
+                if until_event and events:
+                    return
         except StreamError as exc:
             if self._error is None:
                 self._error = exc
                 self._phase = Phase.ERROR
             raise
 
-    def _step(self) -> bool:
-        want = self._want
-        if want is _Want.RECORD_HEAD:
-            return self._step_record_head()
-        if want is _Want.BULK_DATA:
-            return self._step_bulk_data()
-        if want is _Want.BULK_HEAD:
-            return self._step_bulk_head()
-        if want is _Want.BULK_DIGEST:
-            return self._step_bulk_digest()
-        if want is _Want.PAYLOAD:
-            return self._step_payload()
-        if want is _Want.PREAMBLE:
-            return self._step_preamble()
+    def _step_done(self) -> bool:
         if self._inq_len:
             self._fail(
                 "STREAM_ORDER",
@@ -495,10 +512,7 @@ class StreamDecoder:
                 value=length,
                 allowed=self.max_record,
             )
-        try:
-            known: RecordType | None = RecordType(rtype)
-        except ValueError:
-            known = None
+        known = _TYPES.get(rtype)
         if known is None:
             if not flags & FLAG_SKIPPABLE or self._phase not in (Phase.BULK, Phase.SECTIONS):
                 self._fail(
@@ -506,7 +520,11 @@ class StreamDecoder:
                 )
             self._next_phase = self._phase
         else:
-            nxt = ORDER[self._phase].get(known)
+            if flags & FLAG_SKIPPABLE:
+                self._fail(
+                    "RECORD_CORRUPT", f"{known.name} cannot be skippable", offset=start, value=flags
+                )
+            nxt = self._allowed.get(rtype)
             if nxt is None:
                 self._fail(
                     "STREAM_ORDER",
@@ -532,7 +550,7 @@ class StreamDecoder:
         return True
 
     def _check_length(self, rtype: RecordType, length: int, start: int) -> None:
-        fixed = _FIXED_LENGTH.get(rtype)
+        fixed = _FIXED_LENGTH.get(rtype.value)
         if fixed is not None and length != fixed:
             self._fail(
                 "RECORD_CORRUPT",
@@ -685,7 +703,9 @@ class StreamDecoder:
         self._end_record()
 
     def _end_record(self) -> None:
-        self._phase = self._next_phase
+        if self._next_phase is not self._phase:
+            self._phase = self._next_phase
+            self._allowed = _ORDER[self._phase]
         self._want = _Want.DONE if self._phase is Phase.DONE else _Want.RECORD_HEAD
 
     def _step_payload(self) -> bool:

@@ -258,6 +258,10 @@ def inspect_stream(
             trailer_hash.update(view[start:end])
             pos = end
             continue
+        if flags & FLAG_SKIPPABLE:
+            raise StreamError(
+                "RECORD_CORRUPT", f"{known.name} cannot be skippable", record=index, offset=start
+            )
         nxt = ORDER[phase].get(known)
         if nxt is None:
             raise StreamError(

@@ -18,8 +18,9 @@ TRAILER    16 bytes: xxh3-128 of every byte from the magic to the end of the
 ========== ==============================================================
 
 Flags: bit 7 (``FLAG_SKIPPABLE``) marks a record that a reader which does not
-know its type may skip (how a later minor version adds a record type); every
-other bit is reserved and must be zero.
+know its type may skip (how a later minor version adds a record type); the six
+record types above never carry it, and every other bit is reserved and must be
+zero.
 
 The record order is the table :data:`ORDER`, read by both the encoder and the
 decoder.

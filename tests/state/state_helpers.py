@@ -1,0 +1,273 @@
+"""Shared fixtures for the state tests: a small NIC-like declaration and stream helpers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from devmig.state import (
+    NEED_DATA,
+    ROUND_END,
+    Event,
+    FieldSpec,
+    PrecopySource,
+    Region,
+    RegionSpec,
+    SectionSpec,
+    StateDeclaration,
+    StateLayout,
+    StreamDecoder,
+    StreamEncoder,
+)
+from devmig.state._records import (
+    BULK_HEAD,
+    MAGIC,
+    PREAMBLE,
+    VERSION_MAJOR,
+    VERSION_MINOR,
+    RecordType,
+    encode_cbor,
+    encode_record,
+)
+
+MODEL = "example.org/devices/nic"
+
+SECTIONS_DECL = [
+    SectionSpec(
+        "regs",
+        [
+            FieldSpec("ctrl", "u8"),
+            FieldSpec("status", "u16"),
+            FieldSpec("head", "u32"),
+            FieldSpec("counter", "u64"),
+            FieldSpec("delta", "i64"),
+            FieldSpec("link", "bool"),
+            FieldSpec("name", "str", max=16),
+            FieldSpec("mac", "bytes", max=6),
+        ],
+    ),
+    SectionSpec(
+        "rss",
+        [FieldSpec("key", "bytes", max=40), FieldSpec("table", "u32[]", max="rx-table-size")],
+        when={"rss": True},
+    ),
+    SectionSpec(
+        "queues",
+        [FieldSpec("heads", "u16[]", max=lambda c: int(c["rx-queues"]))],
+    ),
+]
+OPTIONAL_STATS = SectionSpec("stats", [FieldSpec("rx_packets", "u64")], optional=True)
+
+REGIONS_DECL = [
+    RegionSpec("mem", 5 * 4096 + 100),
+    RegionSpec("ring", lambda c: 4096 * int(c["rx-queues"])),
+]
+
+DECL = StateDeclaration(sections=SECTIONS_DECL, regions=REGIONS_DECL)
+"""Release N: no optional section."""
+DECL_WITH_STATS = StateDeclaration(sections=[*SECTIONS_DECL, OPTIONAL_STATS], regions=REGIONS_DECL)
+"""Release N+1: adds an optional ``stats`` section."""
+
+FULL = {"rss": True, "rx-queues": 4, "rx-table-size": 8, "link-speed": "1G"}
+CANON = {"rss": True, "rx-queues": 4, "rx-table-size": 8}
+FULL_OFF = {"rss": False, "rx-queues": 1, "rx-table-size": 0, "link-speed": "1G"}
+CANON_OFF: dict[str, bool | int | str] = {}
+
+
+def sections_for(layout: StateLayout, *, stats: bool = False) -> dict[str, dict[str, Any]]:
+    """Return valid section values for ``layout``."""
+    out: dict[str, dict[str, Any]] = {
+        "regs": {
+            "ctrl": 0xAB,
+            "status": 0x1234,
+            "head": 77,
+            "counter": (1 << 64) - 1,
+            "delta": -(1 << 63),
+            "link": True,
+            "name": "eth0-é",
+            "mac": b"\x02\x00\x00\x00\x00\x01",
+        },
+        "queues": {"heads": list(range(int(layout.config["rx-queues"])))},
+    }
+    if layout.section("rss") is not None:
+        out["rss"] = {
+            "key": bytes(range(40)),
+            "table": list(range(int(layout.config["rx-table-size"]))),
+        }
+    if stats and layout.section("stats") is not None:
+        out["stats"] = {"rx_packets": 123456}
+    return out
+
+
+def make_regions(layout: StateLayout, seed: int = 1, *, zero_pages: bool = True) -> list[Region]:
+    """Regions with seeded random contents; some pages left zero."""
+    rng = np.random.default_rng(seed)
+    regions = [Region.for_layout(r) for r in layout.regions]
+    for region in regions:
+        region.data[:] = rng.integers(0, 256, region.size, dtype=np.uint8)
+        if zero_pages and region.size > 8192:
+            region.data[4096:8192] = 0
+    return regions
+
+
+def blank_regions(layout: StateLayout) -> list[Region]:
+    """Fresh destination regions, as created (a recognisable fill)."""
+    return [Region.for_layout(r, fill=lambda a: a.fill(0x5A)) for r in layout.regions]
+
+
+def encode_stream(
+    layout: StateLayout,
+    regions: Sequence[Region],
+    sections: Mapping[str, Mapping[str, Any]],
+    *,
+    config: Mapping[str, bool | int | str] = CANON,
+    compress: bool = False,
+    chunk_size: int = 8192,
+    rounds: int = 2,
+    seed: int = 0,
+    budget: int = 10_000,
+) -> bytes:
+    """Encode a full stream with pre-copy rounds, dirtying a few pages between calls."""
+    rng = random.Random(seed)
+    encoder = StreamEncoder(
+        MODEL, config, layout, {"implementation": "test"}, compress=compress, chunk_size=chunk_size
+    )
+    out: list[bytes] = [encoder.header()]
+    source = PrecopySource(regions, encoder)
+    done_rounds = 0
+    while done_rounds < rounds:
+        records = source.next_records(budget)
+        if records is ROUND_END:
+            done_rounds += 1
+            continue
+        out += [bytes(b) for b in records]
+        for _ in range(rng.randrange(1, 3)):
+            region = rng.choice(list(regions))
+            if region.size:
+                offset = rng.randrange(region.size)
+                data = rng.randbytes(min(rng.randrange(1, 300), region.size - offset))
+                region.write(offset, data)
+    while records := source.next_records(budget, stopped=True):
+        assert isinstance(records, list)
+        out += [bytes(b) for b in records]
+    out.append(source.finish(sections))
+    return b"".join(out)
+
+
+def decode_all(
+    decoder: StreamDecoder, data: bytes, *, splits: Iterable[int] | None = None
+) -> list[Event]:
+    """Feed ``data`` (optionally in pieces) with ``receive_data``; return every event."""
+    events: list[Event] = []
+    pieces = [data] if splits is None else _split(data, splits)
+    for piece in pieces:
+        decoder.receive_data(piece)
+        while (event := decoder.next_event()) is not NEED_DATA:
+            events.append(event)
+    decoder.end_of_input()
+    while (event := decoder.next_event()) is not NEED_DATA:
+        events.append(event)
+    return events
+
+
+def decode_zero_copy(
+    decoder: StreamDecoder, data: bytes, rng: random.Random | None = None
+) -> list[Event]:
+    """Feed ``data`` through ``get_buffer``/``buffer_updated``, each receive of a random size."""
+    events: list[Event] = []
+    view = memoryview(data)
+    pos = 0
+    while pos < len(view):
+        target = decoder.get_buffer(-1)
+        n = min(len(target), len(view) - pos)
+        if rng is not None:
+            n = min(n, rng.choice([1, 2, 3, 7, 8, 23, 100, 4096, 1 << 20]))
+        target[:n] = view[pos : pos + n]
+        decoder.buffer_updated(n)
+        pos += n
+        while (event := decoder.next_event()) is not NEED_DATA:
+            events.append(event)
+    decoder.end_of_input()
+    while (event := decoder.next_event()) is not NEED_DATA:
+        events.append(event)
+    return events
+
+
+def _split(data: bytes, splits: Iterable[int]) -> list[bytes]:
+    out = []
+    pos = 0
+    for size in splits:
+        if pos >= len(data):
+            break
+        out.append(data[pos : pos + max(1, size)])
+        pos += max(1, size)
+    if pos < len(data):
+        out.append(data[pos:])
+    return out
+
+
+def decoder_for(
+    layout: StateLayout,
+    regions: Sequence[Region],
+    *,
+    config: Mapping[str, bool | int | str] = CANON,
+    model: str = MODEL,
+    **limits: int,
+) -> StreamDecoder:
+    return StreamDecoder(model, config, layout, regions, **limits)
+
+
+# -- crafting raw streams -------------------------------------------------------
+
+
+def preamble(major: int = VERSION_MAJOR, minor: int = VERSION_MINOR, magic: bytes = MAGIC) -> bytes:
+    return PREAMBLE.pack(magic, major, minor)
+
+
+def header_record(model: str = MODEL, config: Mapping[str, Any] = CANON, **extra: Any) -> bytes:
+    return encode_record(
+        RecordType.HEADER,
+        encode_cbor({"model": model, "config": dict(config), "producer": {}, **extra}),
+    )
+
+
+def bulk_record(
+    region: int, offset: int, data: bytes, *, codec: int = 0, raw: int | None = None
+) -> bytes:
+    head = BULK_HEAD.pack(region, offset, len(data) if raw is None else raw, codec)
+    return encode_record(RecordType.BULK, head + data)
+
+
+def section_record(name: str, fields: Mapping[str, Any], *, optional: bool = False) -> bytes:
+    return encode_record(
+        RecordType.SECTION,
+        encode_cbor({"name": name, "optional": optional, "fields": dict(fields)}),
+    )
+
+
+def trailer_record(stream_so_far: bytes) -> bytes:
+    return encode_record(RecordType.TRAILER, xxhash.xxh3_128_digest(stream_so_far))
+
+
+def craft(*records: bytes, trailer: bool = True, start: bytes | None = None) -> bytes:
+    """Preamble + records (+ a TRAILER with the right digest)."""
+    body = (preamble() if start is None else start) + b"".join(records)
+    return body + trailer_record(body) if trailer else body
+
+
+def full_bulk_records(regions: Sequence[Region]) -> list[bytes]:
+    """One raw BULK record per region with its whole contents."""
+    return [bulk_record(i, 0, r.data.tobytes()) for i, r in enumerate(regions)]
+
+
+def section_records(layout: StateLayout, sections: Mapping[str, Mapping[str, Any]]) -> list[bytes]:
+    out = []
+    for spec in layout.sections:
+        if spec.name in sections:
+            fields = layout.validate_section(spec.name, sections[spec.name])
+            out.append(section_record(spec.name, fields, optional=spec.optional))
+    return out
