@@ -5,9 +5,52 @@
 walks it exactly as ``vfio_mig_get_next_state()`` does, refusing what the
 kernel refuses with a :class:`~devmig.TransitionError`. :class:`StateMachine`
 holds one device's state and walks it, arc by arc.
+
+:class:`SourceHandoff` and :class:`DestinationHandoff` are the two sides of
+one migration's session protocol (HELLO, the stream, READY, GO, ACK, and the
+QUERY/STATUS exchange when in doubt), as pure objects driven by
+:data:`SOURCE_TRANSITIONS` and :data:`DESTINATION_TRANSITIONS`;
+``spec/handoff.pml`` is their model, checked by spin (``docs/handoff.md``).
 """
 
 from devmig.migration._machine import ArcCallback, StateMachine
+from devmig.migration._session import (
+    DESTINATION_ANSWERS,
+    DESTINATION_TRANSITIONS,
+    NEED_DATA,
+    PAUSED,
+    SOURCE_ANSWERS,
+    SOURCE_TRANSITIONS,
+    ConnectionRejected,
+    DestinationEvent,
+    DestinationPhase,
+    DestroyCopy,
+    Failure,
+    PersistCommitted,
+    PersistStarted,
+    QueryDestination,
+    QuerySource,
+    ReleaseCopy,
+    ResumeDevice,
+    SourceEvent,
+    SourcePhase,
+    StreamStarted,
+    Trigger,
+    Wait,
+    destination_journal_answer,
+    source_journal_answer,
+)
+from devmig.migration._session_destination import DestinationHandoff
+from devmig.migration._session_frames import (
+    HandoffError,
+    Message,
+    Outcome,
+    Query,
+    Role,
+    read_query,
+)
+from devmig.migration._session_source import SourceHandoff
+from devmig.migration._session_tickets import Tickets
 from devmig.migration._states import (
     ARCS,
     NEXT_HOP,
@@ -22,14 +65,47 @@ from devmig.migration._states import (
 
 __all__ = [
     "ARCS",
-    "NEXT_HOP",
-    "REQUIRED_FLAGS",
     "ArcCallback",
+    "ConnectionRejected",
+    "DESTINATION_ANSWERS",
+    "DESTINATION_TRANSITIONS",
+    "DestinationEvent",
+    "DestinationHandoff",
+    "DestinationPhase",
+    "DestroyCopy",
+    "Failure",
+    "HandoffError",
+    "Message",
     "MigrationFlags",
+    "NEED_DATA",
+    "NEXT_HOP",
+    "Outcome",
+    "PAUSED",
+    "PersistCommitted",
+    "PersistStarted",
+    "Query",
+    "QueryDestination",
+    "QuerySource",
+    "REQUIRED_FLAGS",
+    "ReleaseCopy",
+    "ResumeDevice",
+    "Role",
+    "SOURCE_ANSWERS",
+    "SOURCE_TRANSITIONS",
+    "SourceEvent",
+    "SourceHandoff",
+    "SourcePhase",
     "State",
     "StateMachine",
+    "StreamStarted",
+    "Tickets",
+    "Trigger",
+    "Wait",
     "arcs",
+    "destination_journal_answer",
     "next_state",
+    "read_query",
+    "source_journal_answer",
     "supported_states",
     "transition_path",
 ]

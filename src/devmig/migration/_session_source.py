@@ -1,0 +1,410 @@
+"""The source side of a migration hand-off (see ``_session`` for the theory).
+
+The source agent drives a :class:`SourceHandoff` like this::
+
+    handoff = SourceHandoff(migration_id, secret)
+    send(handoff.hello())
+    ...write the codec's stream straight to the connection...
+    handoff.stream_sent()
+    while True:
+        event = handoff.next_event()
+        if event is NEED_DATA:   handoff.receive_data(recv())   # b"" at EOF
+        elif PersistCommitted:   journal COMMITTED; send(handoff.committed())
+        elif ReleaseCopy:        destroy the source copy; done
+        elif ResumeDevice:       resume the device; done
+        elif QueryDestination:   ask with handoff.query(); handoff.receive_status(answer)
+
+with ``timeout()``, ``connection_lost()`` and ``cancel()`` called when those
+happen, and ``answer_query()`` when the destination agent asks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from devmig.migration._session import (
+    CANCELLED,
+    CONNECTION_LOST,
+    JOURNAL_FAILED,
+    NEED_DATA,
+    PAUSED,
+    PEER_IN_DOUBT,
+    SOURCE_ANSWERS,
+    SOURCE_TRANSITIONS,
+    STATUS_CONTRADICTS,
+    STATUS_INVALID,
+    TIMEOUT,
+    TOO_LATE,
+    Failure,
+    PersistCommitted,
+    QueryDestination,
+    ReleaseCopy,
+    ResumeDevice,
+    SourceEvent,
+    SourcePhase,
+    Trigger,
+    Wait,
+    _check_asker,
+    status_bytes,
+    step,
+)
+from devmig.migration._session_frames import (
+    PREAMBLE,
+    Abort,
+    Ack,
+    FrameReader,
+    Go,
+    HandoffError,
+    Hello,
+    Message,
+    Outcome,
+    Query,
+    Ready,
+    Refused,
+    Role,
+    Status,
+    encode,
+    read_single,
+)
+
+__all__ = ["SourceHandoff"]
+
+_S = SourcePhase
+
+#: The messages the source reads from the connection, by phase.
+_READS: dict[SourcePhase, frozenset[Message]] = {
+    _S.STREAMING: frozenset({Message.REFUSED}),
+    _S.WAIT_READY: frozenset({Message.READY, Message.REFUSED}),
+    _S.COMMITTED: frozenset({Message.ACK, Message.REFUSED}),
+}
+#: Phases in which received bytes are kept for later (read once COMMITTED).
+_KEEPS = frozenset({_S.CONNECTING, _S.COMMITTING, *_READS})
+
+_ANSWER_TRIGGERS = {
+    Outcome.STARTED: Trigger.STARTED,
+    Outcome.ABORTED: Trigger.ABORTED,
+    Outcome.PENDING: Trigger.PENDING,
+}
+
+
+class SourceHandoff:
+    """The source side of one migration's hand-off: a pure protocol object.
+
+    Args:
+        migration_id: the migration's id, as the destination agent issued it.
+        secret: the migration's single-use secret (16 to 64 bytes).
+
+    Raises:
+        HandoffError: ``FRAME_INVALID`` when the id or the secret is malformed.
+    """
+
+    __slots__ = ("_disconnected", "_events", "_failure", "_hello", "_id", "_phase", "_reader")
+
+    def __init__(self, migration_id: str, secret: bytes) -> None:
+        self._hello = PREAMBLE + encode(Hello(migration_id, secret))
+        self._id = migration_id
+        self._phase = _S.CONNECTING
+        self._failure: Failure | None = None
+        self._events: deque[SourceEvent] = deque()
+        self._reader = FrameReader()
+        self._disconnected: Failure | None = None
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def migration_id(self) -> str:
+        """The migration's id."""
+        return self._id
+
+    @property
+    def phase(self) -> SourcePhase:
+        """The current phase."""
+        return self._phase
+
+    @property
+    def failure(self) -> Failure | None:
+        """Why the hand-off left its happy path (rolled back, or in doubt), if it did."""
+        return self._failure
+
+    def __repr__(self) -> str:
+        return f"<SourceHandoff {self._id!r} {self._phase.name}>"
+
+    def _fire(self, trigger: Trigger, failure: Failure | None = None) -> None:
+        old = self._phase
+        new = step(SOURCE_TRANSITIONS, old, trigger)
+        self._phase = new
+        if new is not old or trigger is Trigger.PENDING:
+            if failure is not None:
+                self._failure = failure
+            self._enter(new)
+
+    def _enter(self, phase: SourcePhase) -> None:
+        if phase is _S.COMMITTING:
+            self._events.append(PersistCommitted(self._id))
+        elif phase is _S.DONE:
+            self._events.append(ReleaseCopy(self._id))
+        elif phase in (_S.ROLLED_BACK, _S.IN_DOUBT):
+            assert self._failure is not None
+            event = ResumeDevice if phase is _S.ROLLED_BACK else QueryDestination
+            self._events.append(event(self._id, self._failure))
+        if phase not in _KEEPS:
+            self._reader.clear()
+
+    def _here(self, code: str, message: str) -> Failure:
+        return Failure(code, message, Role.SOURCE, self._phase.name)
+
+    def _lose(self, failure: Failure) -> None:
+        """The connection is gone (lost, stalled, or broken by the peer)."""
+        self._reader.clear()
+        self._disconnected = self._disconnected or failure
+        if self._phase is not _S.COMMITTING:
+            # While COMMITTED is being journaled, the write's outcome decides
+            # between rolling back and being in doubt (see committed()).
+            self._fire(Trigger.CONNECTION_LOST, failure)
+
+    # -- the connection -------------------------------------------------------
+
+    def hello(self) -> bytes:
+        """Start the hand-off: return the preamble and HELLO to send first.
+
+        Afterwards write the stream straight to the connection, then call
+        :meth:`stream_sent`.
+
+        Raises:
+            HandoffError: ``PHASE_INVALID`` unless CONNECTING.
+        """
+        self._fire(Trigger.HELLO_SENT)
+        data, self._hello = self._hello, b""
+        return data
+
+    def stream_sent(self) -> None:
+        """Record that the stream's last byte (its TRAILER) was written.
+
+        Raises:
+            HandoffError: ``PHASE_INVALID`` unless STREAMING.
+        """
+        self._fire(Trigger.STREAM_SENT)
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the destination (``b""`` when it closed).
+
+        Bytes that arrive once the connection no longer matters are dropped.
+        """
+        if self._phase not in _KEEPS or self._disconnected is not None:
+            return
+        if data:
+            self._reader.feed(data)
+        else:
+            self._disconnected = self._here(
+                CONNECTION_LOST, "the destination closed the connection"
+            )
+
+    def next_event(self) -> SourceEvent | Wait:
+        """Return the next command for the agent, or why there is none.
+
+        Returns:
+            A command (:class:`PersistCommitted`, :class:`ReleaseCopy`,
+            :class:`ResumeDevice`, :class:`QueryDestination`), else
+            :data:`NEED_DATA` when the phase reads the connection and has no
+            complete frame, else :data:`PAUSED`. A frame the phase does not
+            expect, or a malformed one, is handled as a broken connection
+            (rolled back, or in doubt once committed); it is not raised.
+        """
+        while True:
+            if self._events:
+                return self._events.popleft()
+            reads = _READS.get(self._phase)
+            if reads is None:
+                return PAUSED
+            try:
+                frame = self._reader.next_frame(reads)
+            except HandoffError as exc:
+                self._lose(self._here(exc.code, f"the destination broke the protocol: {exc}"))
+                continue
+            if frame is None:
+                if self._disconnected is None:
+                    return NEED_DATA
+                self._fire(Trigger.CONNECTION_LOST, self._disconnected)
+                continue
+            if isinstance(frame, Ready):
+                self._fire(Trigger.READY)
+            elif isinstance(frame, Ack):
+                self._fire(Trigger.ACK)
+            else:
+                assert isinstance(frame, Refused)
+                refused = Failure(frame.code, frame.text, Role.DESTINATION, frame.phase)
+                self._fire(Trigger.REFUSED, refused)
+
+    def committed(self) -> bytes:
+        """Record that COMMITTED is durably in the journal; return GO to send.
+
+        From now on the source never resumes by itself.
+
+        Returns:
+            The GO frame; empty when the connection was lost meanwhile (the
+            hand-off is then IN_DOUBT and a :class:`QueryDestination` follows).
+
+        Raises:
+            HandoffError: ``PHASE_INVALID`` unless COMMITTING.
+        """
+        self._fire(Trigger.PERSISTED)
+        if self._disconnected is not None:
+            self._fire(Trigger.CONNECTION_LOST, self._disconnected)
+            return b""
+        return encode(Go())
+
+    def commit_failed(self, message: str) -> bytes:
+        """Record that COMMITTED could not be journaled: roll back.
+
+        The journal write must be atomic: a failed write left no record.
+
+        Returns:
+            An ABORT frame to send (empty when the connection is gone).
+
+        Raises:
+            HandoffError: ``PHASE_INVALID`` unless COMMITTING.
+        """
+        failure = self._here(JOURNAL_FAILED, message)
+        self._fire(Trigger.PERSIST_FAILED, failure)
+        return self._abort_frame(failure)
+
+    def _abort_frame(self, failure: Failure) -> bytes:
+        if self._disconnected is not None:
+            return b""
+        return encode(Abort(failure.code, failure.message, failure.phase or ""))
+
+    def connection_lost(self) -> None:
+        """Record that the connection failed (reset, closed, unreachable)."""
+        self._lose(self._here(CONNECTION_LOST, "the connection to the destination was lost"))
+
+    def timeout(self) -> bytes:
+        """Record that the transport's time limit expired; treat as a lost connection.
+
+        Returns:
+            An ABORT frame to send before closing, when one can help (the
+            stream was sent and the source rolls back); else empty.
+        """
+        was = self._phase
+        failure = self._here(TIMEOUT, f"the destination did not answer in time ({was.name})")
+        self._lose(failure)
+        if was is _S.WAIT_READY:
+            return encode(Abort(failure.code, failure.message, was.name))
+        return b""
+
+    def cancel(self, message: str = "the migration was cancelled") -> bytes:
+        """Cancel the migration and resume the device.
+
+        Possible until READY arrives (CONNECTING, STREAMING, WAIT_READY).
+
+        Returns:
+            An ABORT frame to send in WAIT_READY; empty before (a stream
+            cannot be interrupted by a frame: close the connection).
+
+        Raises:
+            HandoffError: ``TOO_LATE`` from COMMITTING on: the destination may
+                be about to run the device; only its answer decides now.
+        """
+        if (self._phase, Trigger.CANCEL) not in SOURCE_TRANSITIONS:
+            raise HandoffError(
+                TOO_LATE,
+                f"a migration cannot be cancelled in {self._phase.name}",
+                phase=self._phase.name,
+                allowed=["CONNECTING", "STREAMING", "WAIT_READY"],
+                hint="after READY the outcome is the destination's to report",
+            )
+        was = self._phase
+        failure = self._here(CANCELLED, message)
+        self._fire(Trigger.CANCEL, failure)
+        return self._abort_frame(failure) if was is _S.WAIT_READY else b""
+
+    # -- out of band ----------------------------------------------------------
+
+    def query(self) -> bytes:
+        """Return a QUERY to send to the destination agent (IN_DOUBT only).
+
+        Raises:
+            HandoffError: ``PHASE_INVALID`` unless IN_DOUBT.
+        """
+        if self._phase is not _S.IN_DOUBT:
+            raise HandoffError(
+                "PHASE_INVALID",
+                f"the source queries only when in doubt, not in {self._phase.name}",
+                phase=self._phase.name,
+                allowed=["IN_DOUBT"],
+            )
+        return encode(Query(self._id, Role.SOURCE))
+
+    def receive_status(self, data: bytes) -> None:
+        """Apply the destination agent's answer (a STATUS frame) to a query.
+
+        A late answer that agrees with the outcome already reached is ignored.
+
+        Raises:
+            HandoffError: ``FRAME_INVALID`` for a malformed answer;
+                ``STATUS_INVALID`` for an answer about another migration or
+                one only a source gives; ``PHASE_INVALID`` when no query can
+                have been sent; ``STATUS_CONTRADICTS`` when it contradicts the
+                outcome (a broken peer: nothing is changed).
+        """
+        status = read_single(data, Message.STATUS)
+        assert isinstance(status, Status)
+        self._check_status(status)
+        phase = self._phase
+        if phase is _S.IN_DOUBT:
+            failure = None
+            if status.outcome is Outcome.ABORTED:
+                failure = Failure(
+                    status.code or "ABORTED", status.text, Role.DESTINATION, status.phase
+                )
+            self._fire(_ANSWER_TRIGGERS[status.outcome], failure)
+            return
+        agrees = {
+            _S.DONE: {Outcome.STARTED, Outcome.PENDING},
+            _S.ROLLED_BACK: {Outcome.ABORTED, Outcome.PENDING},
+        }.get(phase)
+        if agrees is None:
+            raise HandoffError(
+                "PHASE_INVALID",
+                f"no query was sent in {phase.name}",
+                phase=phase.name,
+                allowed=["IN_DOUBT"],
+            )
+        if status.outcome not in agrees:
+            raise HandoffError(
+                STATUS_CONTRADICTS,
+                f"the destination answers {status.outcome.name} but the source is {phase.name}",
+                phase=phase.name,
+                value=status.outcome.name,
+            )
+
+    def _check_status(self, status: Status) -> None:
+        if status.migration != self._id or status.outcome is Outcome.PROCEED:
+            raise HandoffError(
+                STATUS_INVALID,
+                "the answer is about another migration, or not a destination's",
+                phase=self._phase.name,
+                value=[status.migration, status.outcome.name],
+                allowed=[self._id, ["STARTED", "ABORTED", "PENDING"]],
+            )
+
+    def answer_query(self, query: Query) -> bytes:
+        """Answer the destination agent's QUERY, making the outcome final first.
+
+        A source that has not committed rolls back (a :class:`ResumeDevice`
+        follows) and answers ``ABORTED``; one committing answers ``PENDING``;
+        one committed answers ``PROCEED`` (the destination starts).
+
+        Returns:
+            The STATUS frame to send back.
+
+        Raises:
+            HandoffError: ``QUERY_INVALID`` for a query that is not the
+                destination's, or about another migration.
+        """
+        _check_asker(query, Role.DESTINATION, self._id, self._phase.name)
+        failure = self._here(
+            PEER_IN_DOUBT, "the destination asked for the outcome before the source committed"
+        )
+        self._fire(Trigger.QUERY, failure)  # recorded only if it rolls back
+        outcome = SOURCE_ANSWERS[self._phase]
+        return status_bytes(self._id, outcome, self._failure, self._phase.name)
