@@ -296,11 +296,11 @@ def render_condition(name: str, cond: Condition) -> str:
     """Render ``name`` with a condition for messages: ``rx-queues>=2``, ``rss=on``."""
     if isinstance(cond, Range):
         if cond.min is not None and cond.max is not None:
-            return f"{cond.min}<={name}<={cond.max}"
+            return f"{format_value(cond.min)}<={name}<={format_value(cond.max)}"
         if cond.min is not None:
-            return f"{name}>={cond.min}"
+            return f"{name}>={format_value(cond.min)}"
         if cond.max is not None:
-            return f"{name}<={cond.max}"
+            return f"{name}<={format_value(cond.max)}"
         return f"{name} (any)"
     if isinstance(cond, InSet):
         return f"{name} in {{{', '.join(format_value(v) for v in cond.in_)}}}"

@@ -121,12 +121,77 @@ def _position(text: str) -> tuple[int, int]:
 
 
 def _raw(source: Any) -> Any:
-    """Return JSON data: text and bytes are parsed, anything else is taken as parsed data."""
+    """Return JSON data: text and bytes are parsed, anything else is taken as parsed data.
+
+    Parsed data is checked for what JSON text cannot hold and the rest of the
+    loader cannot render: object keys that are not strings, and integers of
+    more than 4300 digits (Python cannot print them).
+
+    Raises:
+        DocumentError: ``JSON_SYNTAX`` for text, ``SCHEMA`` for such data.
+    """
     if isinstance(source, (str, bytes, bytearray)):
         return parse_json(source)
     if isinstance(source, memoryview):
         return parse_json(source.tobytes())
+    problems = _not_json_problems(source)
+    if problems:
+        raise DocumentError(problems)
     return source
+
+
+_HUGE = 10**_MAX_DIGITS
+
+
+def _not_json_problems(raw: Any) -> list[Problem]:
+    """Walk parsed data without recursion and report what JSON cannot hold."""
+    problems: list[Problem] = []
+    # A path is a linked list (key, parent) so that deep data costs no more
+    # than its size; it becomes a ``loc`` tuple only for a problem.
+    stack: list[tuple[Any, Any]] = [(raw, None)]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if type(node) is int and not -_HUGE < node < _HUGE:
+            problems.append(
+                Problem(
+                    "SCHEMA",
+                    _loc_of(path),
+                    f"an integer of more than {_MAX_DIGITS} digits",
+                    value=show_value(node),
+                    hint="JSON numbers this large cannot be read back",
+                )
+            )
+        elif isinstance(node, (Mapping, list, tuple)):
+            if id(node) in seen:
+                continue  # shared (or cyclic) data: checked once
+            seen.add(id(node))
+            children: list[tuple[Any, Any]] = []
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    if isinstance(key, str):
+                        children.append((value, (key, path)))
+                    else:
+                        problems.append(
+                            Problem(
+                                "SCHEMA",
+                                _loc_of((show_value(key), path)),
+                                f"a JSON object key is a string, not {show_value(key)}",
+                                hint="JSON objects have string keys",
+                            )
+                        )
+            else:
+                children = [(value, (index, path)) for index, value in enumerate(node)]
+            stack.extend(reversed(children))  # popped in document order
+    return problems
+
+
+def _loc_of(path: Any) -> Loc:
+    parts: list[str | int] = []
+    while path is not None:
+        key, path = path
+        parts.append(key)
+    return tuple(reversed(parts))
 
 
 def _real_loc(raw: Any, loc: tuple[Any, ...]) -> Loc:
