@@ -69,12 +69,18 @@ def run_unmigrated(
 ) -> RunResult:
     """Run ``steps`` seeded steps on one device that never migrates."""
     device = _create(cls, config, host, seed)
-    device.step(steps)
-    result = RunResult(list(device.log), device.digest())
+    try:
+        device.step(steps)
+        return RunResult(list(device.log), device.digest())
+    finally:
+        _close(device)
+
+
+def _close(device: Device) -> None:
+    """Close a device that holds host resources (``close()`` is optional for device classes)."""
     close = getattr(device, "close", None)
     if callable(close):
         close()
-    return result
 
 
 def _create(cls: type[Device], config: Config | str, host: Mapping[str, Any] | None, seed: int) -> Device:
@@ -188,9 +194,7 @@ def migrate_round_trip(
     destination.set_state(State.RUNNING)
     destination.step(steps - migrate_at)
     log = list(source.log) + list(destination.log)
-    close = getattr(source, "close", None)
-    if callable(close):
-        close()
+    _close(source)
     return RoundTrip(
         canonical, log, digest_source, digest_destination, destination.digest(), sent, rounds, destination
     )
@@ -289,6 +293,7 @@ def cross_release_matrix(
     migrate_at: int = 60,
     precopy_rounds: int = 2,
     steps_per_round: int = 5,
+    chunk_bytes: int = 1 << 20,
     host: Callable[[type[Device], str], Mapping[str, Any]] | None = None,
 ) -> MatrixReport:
     """Migrate between every ordered pair of releases (older→newer and newer→older).
@@ -303,7 +308,12 @@ def cross_release_matrix(
 
     Args:
         releases: the release classes of one device model.
-        host: host-only settings per ``(release class, role)``.
+        chunk_bytes: how much to read from a source at a time.
+        host: host-only settings per ``(release class, role)``; the roles are
+            ``"probe"`` (a destination created only to see whether it accepts
+            the configuration), ``"baseline"`` (an unmigrated run),
+            ``"source"`` and ``"destination"`` — a destination is asked for
+            right after its source, so the two may share storage.
 
     Returns:
         A :class:`MatrixReport`; call :meth:`MatrixReport.raise_for_failures`.
@@ -326,7 +336,7 @@ def cross_release_matrix(
                 report.cells.append(cell)
                 try:
                     _run_cell(cell, src, dst, text, baseline, seed, steps, migrate_at, precopy_rounds,
-                              steps_per_round, host_for)
+                              steps_per_round, chunk_bytes, host_for)
                 except Exception as exc:  # a failing cell is data for the report
                     cell.outcome = "FAILED"
                     cell.failure = f"{type(exc).__name__}: {exc}"
@@ -344,12 +354,13 @@ def _run_cell(
     migrate_at: int,
     precopy_rounds: int,
     steps_per_round: int,
+    chunk_bytes: int,
     host_for: Callable[[type[Device], str], Mapping[str, Any]],
 ) -> None:
     config = expand(src.model(), text)
     verdict = check(src.model(), config, dst.document())
     try:
-        dst.create_canonical(config, host=host_for(dst, "probe"))
+        _close(dst.create_canonical(config, host=host_for(dst, "probe")))
         accepted = True
     except ConfigError:
         accepted = False
@@ -363,7 +374,7 @@ def _run_cell(
         return
     trip = migrate_round_trip(
         src, dst, config, seed=seed, steps=steps, migrate_at=migrate_at, precopy_rounds=precopy_rounds,
-        steps_per_round=steps_per_round,
+        steps_per_round=steps_per_round, chunk_bytes=chunk_bytes,
         host=lambda role: host_for(src if role == "source" else dst, role),
     )
     problems = []
@@ -377,9 +388,7 @@ def _run_cell(
             problems.append(f"log differs from unmigrated {cls.implementation().release} at entry {first}")
         if trip.digest_final != base.digest:
             problems.append(f"final digest differs from unmigrated {cls.implementation().release}")
-    close = getattr(trip.destination, "close", None)
-    if callable(close):
-        close()
+    _close(trip.destination)
     if problems:
         cell.outcome = "FAILED"
         cell.failure = "; ".join(problems)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from devmig._errors import DevmigError, Problem
 from devmig.device import Device
+from devmig.devices.accel import AccelV1, AccelV2, AccelV3
+from devmig.devices.blk import BlkV1, BlkV1_1, BlkV2
 from devmig.devices.nic import NicV1, NicV2, NicV3
 
 __all__ = ["CATALOG", "device_class", "newest", "releases"]
 
 CATALOG: dict[str, tuple[type[Device], ...]] = {
     "acme-nic": (NicV1, NicV2, NicV3),
+    "acme-blk": (BlkV1, BlkV1_1, BlkV2),
+    "acme-accel": (AccelV1, AccelV2, AccelV3),
 }
 """Implementation name → its release classes, oldest first."""
 
