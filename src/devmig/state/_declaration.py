@@ -31,6 +31,7 @@ from devmig.state._problems import (
     is_config_value,
     typed_equal,
 )
+from devmig.state._values import INT_RANGES, is_int, normalize_field
 
 __all__ = [
     "Condition",
@@ -58,16 +59,8 @@ SizeExpr = int | str | Callable[[Config], int]
 Condition = Mapping[str, ConfigValue] | Callable[[Config], bool]
 """When a section is present: parameter → value (all must match, typed), or a predicate."""
 
-INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
-    "u8": (0, (1 << 8) - 1),
-    "u16": (0, (1 << 16) - 1),
-    "u32": (0, (1 << 32) - 1),
-    "u64": (0, (1 << 64) - 1),
-    "i64": (-(1 << 63), (1 << 63) - 1),
-}
 _KINDS: Final = frozenset(get_args(FieldKind))
 _VARIABLE: Final = frozenset(k for k in _KINDS if k in ("str", "bytes") or k.endswith("[]"))
-_MAX_ELEMENT_PROBLEMS: Final = 4
 
 
 def _declaration_error(
@@ -314,97 +307,12 @@ class StateLayout:
             if f.name not in values:
                 problems.append(Problem("SECTION_INVALID", loc, f"field {f.name!r} is missing"))
                 continue
-            value, field_problems = _normalize(f, values[f.name], loc)
+            value, field_problems = normalize_field(f, values[f.name], loc)
             problems += field_problems
             out[f.name] = value
         if problems:
             raise error_from_problems(problems, section=name)
         return out
-
-
-def _is_int(value: object) -> bool:
-    return (isinstance(value, (int, np.integer))) and not isinstance(value, (bool, np.bool_))
-
-
-def _normalize(f: FieldLayout, value: Any, loc: tuple[str | int, ...]) -> tuple[Any, list[Problem]]:
-    kind = f.kind
-    if kind == "bool":
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value), []
-        return value, [_bad(loc, f"field {f.name!r} must be a bool", value, "bool")]
-    if kind in INT_RANGES:
-        if not _is_int(value):
-            return value, [_bad(loc, f"field {f.name!r} must be an integer", value, kind)]
-        lo, hi = INT_RANGES[kind]
-        if not lo <= int(value) <= hi:
-            return value, [
-                _bad(
-                    loc,
-                    f"field {f.name!r} is out of range for {kind}",
-                    value,
-                    {"min": lo, "max": hi},
-                )
-            ]
-        return int(value), []
-    assert f.max is not None
-    if kind == "bytes":
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            return value, [_bad(loc, f"field {f.name!r} must be bytes", value, "bytes")]
-        data = bytes(value)
-        if len(data) > f.max:
-            return data, [_too_long(loc, f, len(data), "bytes")]
-        return data, []
-    if kind == "str":
-        if not isinstance(value, str):
-            return value, [_bad(loc, f"field {f.name!r} must be a str", value, "str")]
-        try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            return value, [_bad(loc, f"field {f.name!r} is not valid Unicode", value, "str")]
-        if size > f.max:
-            return value, [_too_long(loc, f, size, "UTF-8 bytes")]
-        return value, []
-    # arrays
-    element = kind[:-2]
-    if isinstance(value, np.ndarray):
-        value = value.tolist() if value.ndim == 1 else value
-    if not isinstance(value, (list, tuple)):
-        return value, [_bad(loc, f"field {f.name!r} must be a list of {element}", value, kind)]
-    problems: list[Problem] = []
-    if len(value) > f.max:
-        problems.append(_too_long(loc, f, len(value), "elements"))
-    lo, hi = INT_RANGES[element]
-    bad = [i for i, v in enumerate(value) if not _is_int(v) or not lo <= int(v) <= hi]
-    for i in bad[:_MAX_ELEMENT_PROBLEMS]:
-        problems.append(
-            _bad(
-                (*loc, i),
-                f"element {i} of field {f.name!r} is not a {element}"
-                + (f" ({len(bad)} bad elements)" if i == bad[0] and len(bad) > 1 else ""),
-                value[i],
-                {"min": lo, "max": hi},
-            )
-        )
-    if problems:
-        return value, problems
-    return [int(v) for v in value], []
-
-
-def _bad(loc: tuple[str | int, ...], message: str, value: Any, allowed: Any) -> Problem:
-    shown = value if isinstance(value, (bool, int, str, type(None))) else type(value).__name__
-    if isinstance(shown, str) and len(shown) > 64:
-        shown = shown[:64] + "..."
-    return Problem("SECTION_INVALID", loc, message, value=shown, allowed=allowed)
-
-
-def _too_long(loc: tuple[str | int, ...], f: FieldLayout, size: int, unit: str) -> Problem:
-    return Problem(
-        "SECTION_INVALID",
-        loc,
-        f"field {f.name!r} has {size} {unit}, above its maximum {f.max}",
-        value=size,
-        allowed={"max": f.max},
-    )
 
 
 class StateDeclaration:
@@ -540,7 +448,7 @@ def _size(
         except Exception as exc:
             problems.append(Problem("LAYOUT_INVALID", loc, f"size expression failed: {exc!r}"))
             return 0
-    number = operator.index(value) if _is_int(value) else -1  # type: ignore[arg-type]
+    number = operator.index(value) if is_int(value) else -1  # type: ignore[arg-type]
     if number < 0:
         problems.append(
             Problem(

@@ -42,21 +42,12 @@ from typing import Any, Final, NoReturn
 import xxhash
 
 from devmig._errors import StreamError
-from devmig.state._coverage import PageCoverage
 from devmig.state._declaration import StateLayout
-from devmig.state._events import (
-    NEED_DATA,
-    Bulk,
-    Event,
-    Header,
-    NeedData,
-    RoundEnd,
-    Section,
-    Trailer,
-    Zero,
-)
-from devmig.state._payloads import parse_header, parse_section
-from devmig.state._problems import config_differences, error_from_problems, freeze_config
+from devmig.state._events import NEED_DATA, Event, Header, NeedData
+from devmig.state._input import InputQueue
+from devmig.state._limits import DEFAULT_MAX_CHUNK, Limits
+from devmig.state._load import Load
+from devmig.state._problems import freeze_config
 from devmig.state._records import (
     BULK_HEAD,
     DIGEST,
@@ -67,23 +58,17 @@ from devmig.state._records import (
     PREAMBLE,
     PREAMBLE_SIZE,
     RECORD_HEAD,
-    ROUND_END_PAYLOAD,
-    TRAILER_PAYLOAD_SIZE,
     VERSION_MAJOR,
-    ZERO_PAYLOAD,
     Codec,
     Phase,
     RecordType,
     decompress_chunk,
     expected_types,
-    zstd_bound,
 )
 from devmig.state._region import Region
 
 __all__ = ["StreamDecoder"]
 
-DEFAULT_MAX_CHUNK: Final = 16 << 20
-DEFAULT_MAX_SECTION: Final = 1 << 20
 _LOOKAHEAD: Final = RECORD_HEAD.size + BULK_HEAD.size  # a record head plus BULK fields
 
 
@@ -111,13 +96,6 @@ class _Want:
 _TYPES: Final[Mapping[int, RecordType]] = {int(t): t for t in RecordType}
 _ORDER: Final[Mapping[Phase, Mapping[int, Phase]]] = {
     phase: {int(t): nxt for t, nxt in allowed.items()} for phase, allowed in ORDER.items()
-}
-
-
-_FIXED_LENGTH: Final[Mapping[int, int]] = {
-    RecordType.ZERO.value: ZERO_PAYLOAD.size,
-    RecordType.ROUND_END.value: ROUND_END_PAYLOAD.size,
-    RecordType.TRAILER.value: TRAILER_PAYLOAD_SIZE,
 }
 
 
@@ -165,38 +143,30 @@ class StreamDecoder:
         self.config = freeze_config(config)
         self.layout = layout
         self.regions = tuple(regions)
-        self.max_chunk = max_chunk
-        self.max_section = (
-            max_section
-            if max_section is not None
-            else max(DEFAULT_MAX_SECTION, layout.max_section_size)
+        self.limits = Limits.for_layout(
+            layout, max_record=max_record, max_section=max_section, max_chunk=max_chunk
         )
-        bulk_max = BULK_HEAD.size + zstd_bound(max_chunk)
-        self.max_record = max_record if max_record is not None else max(bulk_max, self.max_section)
+        """The size limits in force."""
+        self._load = Load(model, self.config, layout, self.regions)
+        self._input = InputQueue()
+        self._events: deque[Event] = deque()
         self._phase = Phase.HEADER
+        self._allowed = _ORDER[Phase.HEADER]
+        self._next_phase = Phase.HEADER
         self._want: int = _Want.PREAMBLE
         self._error: StreamError | None = None
-        self._inq: deque[memoryview] = deque()
-        self._inq_len = 0
-        self._events: deque[Event] = deque()
         self._handed: tuple[bool, memoryview] | None = None
-        self._consumed = 0
-        self._record = -1
+        self._landed = 0  # bytes received straight into region memory
         self._record_start = 0
-        self._round = 0
         self._trailer = xxhash.xxh3_128()
         self._expected_trailer = b""
         self._rtype: RecordType | None = None
-        self._next_phase = Phase.HEADER
         self._need = 0
         self._length = 0
         self._rec_hash = xxhash.xxh3_64()
-        self._bulk = (0, 0, 0, Codec.RAW)
+        self._bulk = (0, 0, 0)
         self._dest = memoryview(b"")
         self._dest_pos = 0
-        self._coverage = [PageCoverage(r.size) for r in layout.regions]
-        self._staged: dict[str, dict[str, Any]] = {}
-        self._next_section = 0
         self._steps = (  # indexed by _Want
             self._step_preamble,
             self._step_record_head,
@@ -206,15 +176,10 @@ class StreamDecoder:
             self._step_payload,
             self._step_done,
         )
-        self._allowed = _ORDER[Phase.HEADER]
         self.header: Header | None = None
         """The HEADER event, once accepted."""
         self.minor: int | None = None
         """The stream's minor version, once read."""
-        self.bulk_bytes = 0
-        """Bulk bytes landed (raw and decompressed)."""
-        self.zero_bytes = 0
-        """Bytes cleared by ZERO records."""
 
     # -- public API -----------------------------------------------------------
 
@@ -226,7 +191,7 @@ class StreamDecoder:
     @property
     def round(self) -> int:
         """Pre-copy rounds ended so far."""
-        return self._round
+        return self._load.round
 
     @property
     def done(self) -> bool:
@@ -238,6 +203,16 @@ class StreamDecoder:
         """The error that ended the load, if any."""
         return self._error
 
+    @property
+    def bulk_bytes(self) -> int:
+        """Bulk bytes landed (raw and decompressed)."""
+        return self._load.bulk_bytes
+
+    @property
+    def zero_bytes(self) -> int:
+        """Bytes cleared by ZERO records."""
+        return self._load.zero_bytes
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Queue stream bytes (any segmentation). Immutable ``bytes`` are kept, not copied.
 
@@ -248,9 +223,7 @@ class StreamDecoder:
         view = memoryview(data).cast("B")
         if not view.readonly:
             view = memoryview(bytes(view))
-        if len(view):
-            self._inq.append(view)
-            self._inq_len += len(view)
+        self._input.append(view)
 
     def next_event(self) -> Event | NeedData:
         """Return the next event, or :data:`NEED_DATA` when no full record is buffered.
@@ -279,9 +252,9 @@ class StreamDecoder:
                 what was already received.
         """
         self._raise_if_error()
-        if self._want != _Want.BULK_DATA or self._inq_len:
+        if self._want != _Want.BULK_DATA or self._input.size:
             self._process(until_event=False)
-        if self._want == _Want.BULK_DATA and not self._inq_len:
+        if self._want == _Want.BULK_DATA and not self._input.size:
             view = self._dest[self._dest_pos :]
             self._handed = (True, view)
             return view
@@ -291,6 +264,9 @@ class StreamDecoder:
 
     def buffer_updated(self, nbytes: int) -> None:
         """Account ``nbytes`` received into the buffer from the last :meth:`get_buffer`.
+
+        Inside a raw BULK payload the bytes are already in the region: they
+        are fed to the record's xxh3-64 and the stream's xxh3-128 right away.
 
         Raises:
             StreamError: the decoder's error; ``API_MISUSE`` without a
@@ -312,12 +288,11 @@ class StreamDecoder:
             self._rec_hash.update(piece)
             self._trailer.update(piece)
             self._dest_pos += nbytes
-            self._consumed += nbytes
+            self._landed += nbytes
             if self._dest_pos == len(self._dest):
                 self._want = _Want.BULK_DIGEST
         else:
-            self._inq.append(view[:nbytes])
-            self._inq_len += nbytes
+            self._input.append(view[:nbytes])
 
     def end_of_input(self) -> None:
         """Declare that no more bytes will come; the stream must be complete.
@@ -329,13 +304,14 @@ class StreamDecoder:
         self._raise_if_error()
         self._process(until_event=False)
         if self._want != _Want.DONE:
-            inside = self._want not in (_Want.RECORD_HEAD, _Want.PREAMBLE) or self._inq_len
+            inside = self._want not in (_Want.RECORD_HEAD, _Want.PREAMBLE) or self._input.size
+            record = self._load.record
             self._fail(
                 "TRUNCATED",
                 f"input ended {'inside a record' if inside else 'before the TRAILER'} "
                 f"(waiting for {_Want.NAMES[self._want]})",
-                record=self._record if inside else self._record + 1,
-                offset=self._consumed + self._inq_len,
+                record=record if inside else record + 1,
+                offset=self._offset + self._input.size,
             )
 
     def staged_sections(self) -> dict[str, dict[str, Any]]:
@@ -354,9 +330,9 @@ class StreamDecoder:
             raise StreamError(
                 "STREAM_ORDER",
                 "sections are staged until the TRAILER is verified",
-                round=self._round,
+                round=self._load.round,
             )
-        return {name: dict(fields) for name, fields in self._staged.items()}
+        return {name: dict(fields) for name, fields in self._load.staged.items()}
 
     def abort(self) -> None:
         """Give up the load: reset every region to its creation contents, drop staged sections.
@@ -364,52 +340,19 @@ class StreamDecoder:
         The decoder ends in ERROR (code ``ABORTED`` unless it already failed).
         Use a new decoder to load again.
         """
-        for region in self.regions:
-            region.reset()
-        self._staged.clear()
+        self._load.reset()
         self._events.clear()
-        self._inq.clear()
-        self._inq_len = 0
+        self._input.clear()
         if self._error is None:
-            self._error = StreamError("ABORTED", "the load was aborted", round=self._round)
+            self._error = StreamError("ABORTED", "the load was aborted", round=self._load.round)
         self._phase = Phase.ERROR
 
-    # -- input queue ----------------------------------------------------------
+    # -- plumbing -------------------------------------------------------------
 
-    def _take(self, n: int) -> memoryview | None:
-        if self._inq_len < n:
-            return None
-        first = self._inq[0]
-        if len(first) >= n:
-            out = first[:n]
-            if len(first) == n:
-                self._inq.popleft()
-            else:
-                self._inq[0] = first[n:]
-        else:
-            buf = bytearray(n)
-            pos = 0
-            while pos < n:
-                chunk = self._inq[0]
-                k = min(len(chunk), n - pos)
-                buf[pos : pos + k] = chunk[:k]
-                pos += k
-                if k == len(chunk):
-                    self._inq.popleft()
-                else:
-                    self._inq[0] = chunk[k:]
-            out = memoryview(buf)
-        self._inq_len -= n
-        self._consumed += n
-        return out
-
-    def _peek(self, n: int) -> bytes:
-        out = b""
-        for chunk in self._inq:
-            out += bytes(chunk[: n - len(out)])
-            if len(out) >= n:
-                break
-        return out
+    @property
+    def _offset(self) -> int:
+        """Stream bytes consumed so far."""
+        return self._input.consumed + self._landed
 
     def _framing_size(self) -> int:
         want = self._want
@@ -427,18 +370,14 @@ class StreamDecoder:
             need = self._need + _LOOKAHEAD
         else:
             need = 64
-        return max(1, need - self._inq_len)
-
-    # -- processing -----------------------------------------------------------
+        return max(1, need - self._input.size)
 
     def _raise_if_error(self) -> None:
         if self._error is not None:
             raise self._error
 
     def _fail(self, code: str, message: str, **where: Any) -> NoReturn:
-        where.setdefault("record", self._record if self._record >= 0 else None)
-        where.setdefault("round", self._round)
-        raise StreamError(code, message, **where)
+        self._load.fail(code, message, **where)
 
     def _process(self, *, until_event: bool) -> None:
         steps = self._steps
@@ -449,28 +388,37 @@ class StreamDecoder:
                     return
         except StreamError as exc:
             if self._error is None:
-                self._error = exc
+                self._error = self._load.located(exc)
                 self._phase = Phase.ERROR
-            raise
+            raise self._error from exc.__cause__
+
+    def _end_record(self, event: Event | None) -> None:
+        if event is not None:
+            self._events.append(event)
+        if self._next_phase is not self._phase:
+            self._phase = self._next_phase
+            self._allowed = _ORDER[self._phase]
+        self._want = _Want.DONE if self._phase is Phase.DONE else _Want.RECORD_HEAD
+
+    # -- steps ----------------------------------------------------------------
 
     def _step_done(self) -> bool:
-        if self._inq_len:
+        if self._input.size:
             self._fail(
                 "STREAM_ORDER",
                 "data after the TRAILER",
-                record=self._record + 1,
-                offset=self._consumed,
+                record=self._load.record + 1,
+                offset=self._offset,
             )
         return False
 
     def _step_preamble(self) -> bool:
-        if self._inq_len < PREAMBLE_SIZE:
-            if not MAGIC.startswith(self._peek(len(MAGIC))):
-                self._fail(
-                    "BAD_MAGIC", "not a devmig stream", offset=0, value=self._peek(len(MAGIC))
-                )
+        if self._input.size < PREAMBLE_SIZE:
+            seen = self._input.peek(len(MAGIC))
+            if not MAGIC.startswith(seen):
+                self._fail("BAD_MAGIC", "not a devmig stream", offset=0, value=seen)
             return False
-        raw = self._take(PREAMBLE_SIZE)
+        raw = self._input.take(PREAMBLE_SIZE)
         assert raw is not None
         magic, major, minor = PREAMBLE.unpack(raw)
         if magic != MAGIC:
@@ -491,12 +439,12 @@ class StreamDecoder:
         return True
 
     def _step_record_head(self) -> bool:
-        raw = self._take(RECORD_HEAD.size)
+        raw = self._input.take(RECORD_HEAD.size)
         if raw is None:
             return False
         rtype, flags, length = RECORD_HEAD.unpack(raw)
-        self._record += 1
-        self._record_start = start = self._consumed - RECORD_HEAD.size
+        self._load.record += 1
+        self._record_start = start = self._offset - RECORD_HEAD.size
         if flags & ~KNOWN_FLAGS:
             self._fail(
                 "RECORD_CORRUPT",
@@ -504,15 +452,8 @@ class StreamDecoder:
                 offset=start,
                 value=flags,
             )
-        if length > self.max_record:
-            self._fail(
-                "TOO_LARGE",
-                "record longer than allowed",
-                offset=start,
-                value=length,
-                allowed=self.max_record,
-            )
         known = _TYPES.get(rtype)
+        self.limits.check_length(known, length, fail=self._fail, offset=start)
         if known is None:
             if not flags & FLAG_SKIPPABLE or self._phase not in (Phase.BULK, Phase.SECTIONS):
                 self._fail(
@@ -534,7 +475,6 @@ class StreamDecoder:
                     allowed=expected_types(self._phase),
                 )
             self._next_phase = nxt
-            self._check_length(known, length, start)
         self._rtype = known
         self._length = length
         if known is RecordType.TRAILER:
@@ -549,68 +489,23 @@ class StreamDecoder:
             self._want = _Want.PAYLOAD
         return True
 
-    def _check_length(self, rtype: RecordType, length: int, start: int) -> None:
-        fixed = _FIXED_LENGTH.get(rtype.value)
-        if fixed is not None and length != fixed:
-            self._fail(
-                "RECORD_CORRUPT",
-                f"{rtype.name} length must be {fixed}",
-                offset=start,
-                value=length,
-                allowed=fixed,
-            )
-        if rtype in (RecordType.HEADER, RecordType.SECTION) and length > self.max_section:
-            self._fail(
-                "TOO_LARGE",
-                f"{rtype.name} longer than allowed",
-                offset=start,
-                value=length,
-                allowed=self.max_section,
-            )
-        if rtype is RecordType.BULK:
-            if length < BULK_HEAD.size:
-                self._fail(
-                    "RECORD_CORRUPT", "BULK shorter than its fields", offset=start, value=length
-                )
-            if length > BULK_HEAD.size + zstd_bound(self.max_chunk):
-                self._fail(
-                    "TOO_LARGE",
-                    "BULK longer than the chunk limit allows",
-                    offset=start,
-                    value=length,
-                    allowed=BULK_HEAD.size + zstd_bound(self.max_chunk),
-                )
-
-    def _check_region(self, region: int, offset: int, length: int) -> Region:
-        if region >= len(self.regions):
-            self._fail(
-                "BULK_OUT_OF_RANGE",
-                f"no region {region}",
-                region=region,
-                offset=offset,
-                allowed={"min": 0, "max": len(self.regions) - 1},
-            )
-        target = self.regions[region]
-        if offset + length > target.size:
-            self._fail(
-                "BULK_OUT_OF_RANGE",
-                f"bytes [{offset}, {offset + length}) outside region {target.name!r} of {target.size} bytes",
-                region=region,
-                offset=offset,
-                value=length,
-                allowed={"min": 0, "max": target.size},
-            )
-        return target
-
     def _step_bulk_head(self) -> bool:
-        raw = self._take(BULK_HEAD.size)
+        raw = self._input.take(BULK_HEAD.size)
         if raw is None:
             return False
         region, offset, raw_length, codec = BULK_HEAD.unpack(raw)
-        data_length = self._need_bulk_data(region, offset, raw_length, codec)
+        data_length = self.limits.check_bulk(
+            raw_length,
+            self._length - BULK_HEAD.size,
+            codec,
+            fail=self._fail,
+            region=region,
+            offset=offset,
+        )
+        self._load.region(region, offset, raw_length)
         self._trailer.update(raw)
         self._rec_hash = xxhash.xxh3_64(raw)
-        self._bulk = (region, offset, raw_length, Codec(codec))
+        self._bulk = (region, offset, raw_length)
         if codec == Codec.ZSTD:
             self._need = data_length + DIGEST.size
             self._want = _Want.PAYLOAD
@@ -620,247 +515,57 @@ class StreamDecoder:
             self._want = _Want.BULK_DATA if raw_length else _Want.BULK_DIGEST
         return True
 
-    def _need_bulk_data(self, region: int, offset: int, raw_length: int, codec: int) -> int:
-        if raw_length > self.max_chunk:
-            self._fail(
-                "TOO_LARGE",
-                "BULK chunk larger than allowed",
-                region=region,
-                offset=offset,
-                value=raw_length,
-                allowed=self.max_chunk,
-            )
-        self._check_region(region, offset, raw_length)
-        data_length = self._length - BULK_HEAD.size
-        if codec == Codec.RAW:
-            if data_length != raw_length:
-                self._fail(
-                    "RECORD_CORRUPT",
-                    "raw BULK data length differs from its stated length",
-                    region=region,
-                    offset=offset,
-                    value=data_length,
-                    allowed=raw_length,
-                )
-        elif codec == Codec.ZSTD:
-            if data_length > zstd_bound(raw_length):
-                self._fail(
-                    "RECORD_CORRUPT",
-                    "zstd BULK data larger than zstd could produce for its raw length",
-                    region=region,
-                    offset=offset,
-                    value=data_length,
-                    allowed=zstd_bound(raw_length),
-                )
-        else:
-            self._fail(
-                "RECORD_UNKNOWN",
-                f"unknown BULK codec {codec}",
-                region=region,
-                offset=offset,
-                value=codec,
-            )
-        return data_length
-
     def _step_bulk_data(self) -> bool:
-        moved = False
-        dest = self._dest
-        while self._inq and self._dest_pos < len(dest):
-            chunk = self._inq[0]
-            k = min(len(chunk), len(dest) - self._dest_pos)
-            piece = chunk[:k]
-            dest[self._dest_pos : self._dest_pos + k] = piece
-            self._rec_hash.update(piece)
-            self._trailer.update(piece)
-            if k == len(chunk):
-                self._inq.popleft()
-            else:
-                self._inq[0] = chunk[k:]
-            self._inq_len -= k
-            self._consumed += k
-            self._dest_pos += k
-            moved = True
-        if self._dest_pos == len(dest):
+        dest = self._dest[self._dest_pos :]
+        moved = self._input.move_into(dest, (self._rec_hash, self._trailer))
+        self._dest_pos += moved
+        if self._dest_pos == len(self._dest):
             self._want = _Want.BULK_DIGEST
             return True
-        return moved
+        return moved > 0
 
     def _step_bulk_digest(self) -> bool:
-        raw = self._take(DIGEST.size)
+        raw = self._input.take(DIGEST.size)
         if raw is None:
             return False
-        region, offset, raw_length, _ = self._bulk
+        region, offset, raw_length = self._bulk
         if DIGEST.unpack(raw)[0] != self._rec_hash.intdigest():
             self._fail("RECORD_CORRUPT", "BULK digest mismatch", region=region, offset=offset)
         self._trailer.update(raw)
-        self._land(region, offset, raw_length, compressed=False)
+        self._end_record(self._load.bulk(region, offset, raw_length, compressed=False))
         return True
 
-    def _land(self, region: int, offset: int, length: int, *, compressed: bool) -> None:
-        self._coverage[region].add(offset, length)
-        self.bulk_bytes += length
-        self._events.append(Bulk(region, offset, length, self._round, compressed))
-        self._end_record()
-
-    def _end_record(self) -> None:
-        if self._next_phase is not self._phase:
-            self._phase = self._next_phase
-            self._allowed = _ORDER[self._phase]
-        self._want = _Want.DONE if self._phase is Phase.DONE else _Want.RECORD_HEAD
-
     def _step_payload(self) -> bool:
-        raw = self._take(self._need)
+        raw = self._input.take(self._need)
         if raw is None:
             return False
         body = raw[: -DIGEST.size]
         self._rec_hash.update(body)
-        if DIGEST.unpack(raw[-DIGEST.size :])[0] != self._rec_hash.intdigest():
-            what = self._rtype.name if self._rtype is not None else "record"
-            self._fail("RECORD_CORRUPT", f"{what} digest mismatch", offset=self._record_start)
         rtype = self._rtype
+        if DIGEST.unpack(raw[-DIGEST.size :])[0] != self._rec_hash.intdigest():
+            what = rtype.name if rtype is not None else "record"
+            self._fail("RECORD_CORRUPT", f"{what} digest mismatch", offset=self._record_start)
         if rtype is not RecordType.TRAILER:
             self._trailer.update(raw)
+        load = self._load
+        event: Event | None = None
         if rtype is RecordType.BULK:
-            self._on_zstd(body)
+            region, offset, raw_length = self._bulk
+            data = decompress_chunk(
+                body, raw_length, record=load.record, region=region, offset=offset
+            )
+            self.regions[region].view[offset : offset + raw_length] = data
+            event = load.bulk(region, offset, raw_length, compressed=True)
         elif rtype is RecordType.SECTION:
-            self._on_section(body)
+            event = load.section(body)
         elif rtype is RecordType.ZERO:
-            self._on_zero(body)
+            event = load.zero(body)
         elif rtype is RecordType.ROUND_END:
-            self._on_round_end(body)
+            event = load.round_end(body)
         elif rtype is RecordType.HEADER:
-            self._on_header(body)
+            event = self.header = load.header(body, self.minor or 0)
         elif rtype is RecordType.TRAILER:
-            self._on_trailer(body)
-        else:
-            self._end_record()  # a skippable record of a type this reader does not know
+            event = load.trailer(body, self._expected_trailer, self._record_start)
+        # else: a skippable record of a type this reader does not know
+        self._end_record(event)
         return True
-
-    # -- records --------------------------------------------------------------
-
-    def _on_header(self, body: memoryview) -> None:
-        model, config, producer = parse_header(body, record=self._record)
-        if model != self.model:
-            self._fail(
-                "CONFIG_MISMATCH",
-                f"stream is for model {model!r}, this device is {self.model!r}",
-                value=model,
-                allowed=self.model,
-            )
-        diffs = config_differences(config, self.config)
-        if diffs:
-            name, got, expected = diffs[0]
-            self._fail(
-                "CONFIG_MISMATCH",
-                f"configuration differs: {name} is {got!r} in the stream, {expected!r} here"
-                + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""),
-                value=config,
-                allowed=self.config,
-                hint="; ".join(f"{n}: stream {g!r} vs here {e!r}" for n, g, e in diffs),
-            )
-        self.header = Header(VERSION_MAJOR, self.minor or 0, model, config, producer)
-        self._events.append(self.header)
-        self._end_record()
-
-    def _on_zero(self, body: memoryview) -> None:
-        region, offset, length = ZERO_PAYLOAD.unpack(body)
-        target = self._check_region(region, offset, length)
-        target.data[offset : offset + length] = 0
-        self._coverage[region].add(offset, length)
-        self.zero_bytes += length
-        self._events.append(Zero(region, offset, length, self._round))
-        self._end_record()
-
-    def _on_round_end(self, body: memoryview) -> None:
-        (number,) = ROUND_END_PAYLOAD.unpack(body)
-        if number != self._round:
-            self._fail(
-                "STREAM_ORDER", f"ROUND_END of round {number}", value=number, allowed=self._round
-            )
-        self._events.append(RoundEnd(number))
-        self._round += 1
-        self._end_record()
-
-    def _on_zstd(self, body: memoryview) -> None:
-        region, offset, raw_length, _ = self._bulk
-        data = decompress_chunk(body, raw_length, record=self._record, region=region, offset=offset)
-        self.regions[region].view[offset : offset + raw_length] = data
-        self._land(region, offset, raw_length, compressed=True)
-
-    def _on_section(self, body: memoryview) -> None:
-        name, optional, fields = parse_section(body, record=self._record)
-        spec = self.layout.section(name)
-        if spec is None:
-            if not optional:
-                self._fail(
-                    "SECTION_UNKNOWN",
-                    f"required section {name!r} is not known (or not active) here",
-                    section=name,
-                    allowed=[s.name for s in self.layout.sections],
-                )
-            self._events.append(Section(name, optional, fields, skipped=True))
-            self._end_record()
-            return
-        if optional != spec.optional:
-            self._fail(
-                "SECTION_INVALID",
-                f"section {name!r} is {'optional' if spec.optional else 'required'} here",
-                section=name,
-                value=optional,
-                allowed=spec.optional,
-            )
-        if name in self._staged:
-            self._fail("SECTION_DUPLICATE", f"section {name!r} came twice", section=name)
-        if spec.position < self._next_section:
-            self._fail(
-                "STREAM_ORDER",
-                f"section {name!r} out of declaration order",
-                section=name,
-                allowed=[s.name for s in self.layout.sections[self._next_section :]],
-            )
-        self._check_required(self._next_section, spec.position)
-        if len(body) > spec.max_size:
-            self._fail(
-                "TOO_LARGE", f"section {name!r} larger than declared", section=name, value=len(body)
-            )
-        try:
-            values = self.layout.validate_section(name, fields)
-        except StreamError as exc:
-            raise error_from_problems(
-                list(exc.problems), record=self._record, round=self._round, section=name
-            ) from None
-        self._staged[name] = values
-        self._next_section = spec.position + 1
-        self._events.append(Section(name, optional, values))
-        self._end_record()
-
-    def _check_required(self, start: int, stop: int) -> None:
-        for skipped in self.layout.sections[start:stop]:
-            if not skipped.optional:
-                self._fail(
-                    "SECTION_MISSING",
-                    f"required section {skipped.name!r} is missing",
-                    section=skipped.name,
-                )
-
-    def _on_trailer(self, body: memoryview) -> None:
-        if bytes(body) != self._expected_trailer:
-            self._fail(
-                "DIGEST_MISMATCH",
-                "stream digest does not match the TRAILER",
-                offset=self._record_start,
-                value=bytes(body).hex(),
-                allowed=self._expected_trailer.hex(),
-            )
-        self._check_required(self._next_section, len(self.layout.sections))
-        for index, coverage in enumerate(self._coverage):
-            gap = coverage.first_gap()
-            if gap is not None:
-                self._fail(
-                    "BULK_INCOMPLETE",
-                    f"region {self.layout.regions[index].name!r} not covered from byte {gap}",
-                    region=index,
-                    offset=gap,
-                )
-        self._events.append(Trailer(bytes(body)))
-        self._end_record()

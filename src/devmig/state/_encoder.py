@@ -87,7 +87,7 @@ class StreamEncoder:
             or not (0 < chunk_size <= MAX_CHUNK)
         ):
             raise StreamError(
-                "STREAM_ORDER",
+                "API_MISUSE",
                 "chunk_size out of range",
                 value=chunk_size,
                 allowed={"min": 1, "max": MAX_CHUNK},
@@ -354,7 +354,7 @@ class StreamEncoder:
         self._phase = nxt
         return out
 
-    def regions(self, regions: Sequence[memoryview | bytes]) -> list[Buffer]:
+    def bulk_regions(self, regions: Sequence[Buffer]) -> list[Buffer]:
         """Encode whole regions as BULK records (a one-shot STOP_COPY without pre-copy).
 
         The data is referenced, not copied: keep it unchanged until sent.
