@@ -30,7 +30,12 @@ NIC_DOC: dict[str, Any] = {
             "description": "Example NIC with receive-side scaling",
             "params": {
                 "rss": {"type": "bool", "off": False, "init": True},
-                "rx-queues": {"type": "int", "allowed": [{"min": 1, "max": 16}], "off": 1, "init": 8},
+                "rx-queues": {
+                    "type": "int",
+                    "allowed": [{"min": 1, "max": 16}],
+                    "off": 1,
+                    "init": 8,
+                },
                 "rx-table-size": {
                     "type": "int",
                     "allowed": [{"min": 0, "max": 64, "step": 16}],
@@ -56,7 +61,12 @@ NIC_DOC: dict[str, Any] = {
                 {"name": "2", "params": {"rss": True, "rx-queues": 4, "rx-table-size": 32}},
                 {
                     "name": "3",
-                    "params": {"rss": True, "rx-queues": 8, "rx-table-size": 64, "link-speed": "25G"},
+                    "params": {
+                        "rss": True,
+                        "rx-queues": 8,
+                        "rx-table-size": 64,
+                        "link-speed": "25G",
+                    },
                 },
             ],
         }

@@ -102,9 +102,7 @@ def conditions(param: dict[str, Any]) -> st.SearchStrategy[Any]:
     options = [literal, st.lists(literal, min_size=1, max_size=3).map(lambda v: {"in": v})]
     if kind == "int":
         bound = st.one_of(allowed_values(param), st.integers(-1100, 1300))
-        options.append(
-            st.fixed_dictionaries({}, optional={"min": bound, "max": bound})
-        )
+        options.append(st.fixed_dictionaries({}, optional={"min": bound, "max": bound}))
     return st.one_of(*options)
 
 
@@ -123,9 +121,7 @@ def constraints(draw: st.DrawFn, ps: dict[str, Any]) -> dict[str, Any]:
 
 @st.composite
 def versions(draw: st.DrawFn, ps: dict[str, Any]) -> list[dict[str, Any]]:
-    names = draw(
-        st.lists(st.text(min_size=1, max_size=6), max_size=4, unique=True)
-    )
+    names = draw(st.lists(st.text(min_size=1, max_size=6), max_size=4, unique=True))
     out = []
     for name in names:
         chosen: dict[str, Any] = {}
@@ -165,7 +161,9 @@ def models(draw: st.DrawFn, model_id: str | None = None, min_params: int = 0) ->
 @st.composite
 def documents(draw: st.DrawFn) -> dict[str, Any]:
     count = draw(st.integers(1, 3))
-    ids = draw(st.lists(st.text(min_size=1, max_size=20), min_size=count, max_size=count, unique=True))
+    ids = draw(
+        st.lists(st.text(min_size=1, max_size=20), min_size=count, max_size=count, unique=True)
+    )
     return {
         "format": "devmig/model-document/1",
         "implementation": {
@@ -186,7 +184,11 @@ def host_reports(draw: st.DrawFn) -> dict[str, Any]:
         if key not in seen:
             seen.add(key)
             unique.append(doc)
-    return {"format": "devmig/host-report/1", "host": draw(st.text(min_size=1, max_size=10)), "implementations": unique}
+    return {
+        "format": "devmig/host-report/1",
+        "host": draw(st.text(min_size=1, max_size=10)),
+        "implementations": unique,
+    }
 
 
 @st.composite
@@ -230,6 +232,16 @@ def spellings(draw: st.DrawFn, name: str, value: Any) -> str:
     if isinstance(value, int):
         sign = "-" if value < 0 else draw(st.sampled_from(["", "+"]))
         digits = abs(value)
-        body = draw(st.sampled_from([str(digits), hex(digits), hex(digits).upper().replace("X", "x"), "0X" + format(digits, "x"), "00" + str(digits)]))
+        body = draw(
+            st.sampled_from(
+                [
+                    str(digits),
+                    hex(digits),
+                    hex(digits).upper().replace("X", "x"),
+                    "0X" + format(digits, "x"),
+                    "00" + str(digits),
+                ]
+            )
+        )
         return f"{name}={sign}{body}"
     return f"{name}={value.replace(',', ',,')}"

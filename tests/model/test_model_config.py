@@ -108,7 +108,12 @@ def test_config_string_escapes_commas_and_renders_booleans() -> None:
                 {
                     "model": "m",
                     "params": {
-                        "s": {"type": "str", "allowed": ["", "a,b", ",", "plain"], "off": "", "init": "a,b"},
+                        "s": {
+                            "type": "str",
+                            "allowed": ["", "a,b", ",", "plain"],
+                            "off": "",
+                            "init": "a,b",
+                        },
                         "t": {"type": "bool", "off": True, "init": False},
                     },
                 }
@@ -156,7 +161,10 @@ def test_version_of_names_the_newest(text: str, version: str | None) -> None:
 def test_version_of_is_typed_and_per_model() -> None:
     model = layered()
     assert version_of(model, Config("example.org/layers", (("a", 3), ("c", 1), ("d", 4)))) is None
-    assert version_of(model, Config("example.org/layers", (("a", 3), ("c", True), ("d", 4)))) == "newest"
+    assert (
+        version_of(model, Config("example.org/layers", (("a", 3), ("c", True), ("d", 4))))
+        == "newest"
+    )
     assert version_of(model, Config("other", (("a", 3), ("c", True), ("d", 4)))) is None
 
 
@@ -188,7 +196,9 @@ def test_omitted_parameters_are_off_on_the_wire_but_init_in_expand() -> None:
 
 def test_parse_canonical_accepts_off_values_and_drops_them() -> None:
     model = nic()
-    assert parse_canonical(model, {"rss": False, "link-speed": "10G"}).items == (("link-speed", "10G"),)
+    assert parse_canonical(model, {"rss": False, "link-speed": "10G"}).items == (
+        ("link-speed", "10G"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -336,4 +346,9 @@ def test_expand_does_not_change_the_model() -> None:
     expand(model, "version=2,rx-table-size=48")
     parse_canonical(model, {"rss": True, "rx-queues": 4})
     assert model.model_dump() == before
-    assert model.off_values == {"rss": False, "rx-queues": 1, "rx-table-size": 0, "link-speed": "1G"}
+    assert model.off_values == {
+        "rss": False,
+        "rx-queues": 1,
+        "rx-table-size": 0,
+        "link-speed": "1G",
+    }

@@ -92,7 +92,9 @@ def test_load_document_accepts_text_bytes_and_data(source: str) -> None:
     assert load_document(arg).models[0].model == NIC_ID
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES_DIR.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path", sorted(EXAMPLES_DIR.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_every_example_document_loads(path: Any) -> None:
     doc = load_document(path.read_bytes())
     assert doc.models
@@ -110,7 +112,10 @@ def test_condition_kinds() -> None:
     doc = edit(
         lambda d: model(d)["constraints"].append(
             {
-                "when": {"link-speed": {"in": ["10G", "25G"]}, "rx-table-size": {"min": 16, "max": 64}},
+                "when": {
+                    "link-speed": {"in": ["10G", "25G"]},
+                    "rx-table-size": {"min": 16, "max": 64},
+                },
                 "require": {"rss": True, "rx-queues": {"max": 16}},
             }
         )
@@ -120,7 +125,10 @@ def test_condition_kinds() -> None:
     assert constraint.when["link-speed"].in_ == ("10G", "25G")
     assert isinstance(constraint.when["rx-table-size"], Range)
     assert constraint.require["rss"] is True
-    assert constraint.render() == "link-speed in {10G, 25G} and 16<=rx-table-size<=64 requires rss=on and rx-queues<=16"
+    assert (
+        constraint.render()
+        == "link-speed in {10G, 25G} and 16<=rx-table-size<=64 requires rss=on and rx-queues<=16"
+    )
 
 
 # --------------------------------------------------------------------------- JSON_SYNTAX
@@ -160,7 +168,9 @@ def test_json_syntax_for_bytes_that_are_not_utf8(data: bytes) -> None:
 
 
 def test_json_syntax_for_deep_nesting() -> None:
-    problem = one(problems(DocumentError, lambda: load_document("[" * 100_000 + "]" * 100_000)), "JSON_SYNTAX")
+    problem = one(
+        problems(DocumentError, lambda: load_document("[" * 100_000 + "]" * 100_000)), "JSON_SYNTAX"
+    )
     assert "deep" in problem.message
 
 
@@ -198,14 +208,34 @@ def _rename_param(old: str, new: str) -> Callable[[Doc], None]:
 SCHEMA_ROWS: list[tuple[str, Callable[[Doc], object], tuple[Any, ...]]] = [
     # unknown keys, anywhere
     ("unknown top key", _set(("extra",), 1), ("extra",)),
-    ("unknown implementation key", _set(("implementation", "vendor"), "acme"), ("implementation", "vendor")),
+    (
+        "unknown implementation key",
+        _set(("implementation", "vendor"), "acme"),
+        ("implementation", "vendor"),
+    ),
     ("unknown model key", _set((*M0, "latest"), "3"), (*M0, "latest")),
     ("unknown param key", _set((*P, "rss", "default"), True), (*P, "rss", "default")),
-    ("unknown range key", _set((*P, "rx-queues", "allowed", 0, "stride"), 2), (*P, "rx-queues", "allowed", 0, "stride")),
+    (
+        "unknown range key",
+        _set((*P, "rx-queues", "allowed", 0, "stride"), 2),
+        (*P, "rx-queues", "allowed", 0, "stride"),
+    ),
     ("unknown constraint key", _set((*C0, "why"), "x"), (*C0, "why")),
-    ("unknown range-condition key", _set((*C0, "require", "rx-queues", "minimum"), 2), (*C0, "require", "rx-queues", "minimum")),
-    ("unknown in-condition key", _set((*C0, "when", "rss"), {"in": [True], "not": [False]}), (*C0, "when", "rss", "not")),
-    ("python field name in_", _set((*C0, "when", "rss"), {"in_": [True]}), (*C0, "when", "rss", "in_")),
+    (
+        "unknown range-condition key",
+        _set((*C0, "require", "rx-queues", "minimum"), 2),
+        (*C0, "require", "rx-queues", "minimum"),
+    ),
+    (
+        "unknown in-condition key",
+        _set((*C0, "when", "rss"), {"in": [True], "not": [False]}),
+        (*C0, "when", "rss", "not"),
+    ),
+    (
+        "python field name in_",
+        _set((*C0, "when", "rss"), {"in_": [True]}),
+        (*C0, "when", "rss", "in_"),
+    ),
     ("unknown version key", _set((*V, 1, "date"), "2024"), (*V, 1, "date")),
     # format
     ("other format", _set(("format",), "devmig/model-document/2"), ("format",)),
@@ -240,13 +270,37 @@ SCHEMA_ROWS: list[tuple[str, Callable[[Doc], object], tuple[Any, ...]]] = [
     ("empty allowed", _set((*P, "link-speed", "allowed"), []), (*P, "link-speed", "allowed")),
     ("bool allowed empty", _set((*P, "rss", "allowed"), []), (*P, "rss", "allowed")),
     ("bool allowed an int", _set((*P, "rss", "allowed"), [0]), (*P, "rss", "allowed", 0)),
-    ("str allowed an int", _set((*P, "link-speed", "allowed"), ["1G", 10]), (*P, "link-speed", "allowed", 1)),
-    ("int allowed a number", _set((*P, "rx-queues", "allowed"), [4]), (*P, "rx-queues", "allowed", 0)),
-    ("range without max", _drop((*P, "rx-queues", "allowed", 0, "max")), (*P, "rx-queues", "allowed", 0, "max")),
-    ("step zero", _set((*P, "rx-table-size", "allowed", 0, "step"), 0), (*P, "rx-table-size", "allowed", 0, "step")),
-    ("step negative", _set((*P, "rx-table-size", "allowed", 0, "step"), -16), (*P, "rx-table-size", "allowed", 0, "step")),
+    (
+        "str allowed an int",
+        _set((*P, "link-speed", "allowed"), ["1G", 10]),
+        (*P, "link-speed", "allowed", 1),
+    ),
+    (
+        "int allowed a number",
+        _set((*P, "rx-queues", "allowed"), [4]),
+        (*P, "rx-queues", "allowed", 0),
+    ),
+    (
+        "range without max",
+        _drop((*P, "rx-queues", "allowed", 0, "max")),
+        (*P, "rx-queues", "allowed", 0, "max"),
+    ),
+    (
+        "step zero",
+        _set((*P, "rx-table-size", "allowed", 0, "step"), 0),
+        (*P, "rx-table-size", "allowed", 0, "step"),
+    ),
+    (
+        "step negative",
+        _set((*P, "rx-table-size", "allowed", 0, "step"), -16),
+        (*P, "rx-table-size", "allowed", 0, "step"),
+    ),
     # parameter names
-    ("'version' as a param name", _set((*P, "version"), {"type": "bool", "off": False, "init": False}), (*P, "version")),
+    (
+        "'version' as a param name",
+        _set((*P, "version"), {"type": "bool", "off": False, "init": False}),
+        (*P, "version"),
+    ),
     ("param name with a space", _rename_param("rss", "r ss"), (*P, "r ss")),
     ("param name with a comma", _rename_param("rss", "r,ss"), (*P, "r,ss")),
     ("param name with =", _rename_param("rss", "r=ss"), (*P, "r=ss")),
@@ -261,11 +315,23 @@ SCHEMA_ROWS: list[tuple[str, Callable[[Doc], object], tuple[Any, ...]]] = [
     ("condition null", _set((*C0, "when", "rss"), None), (*C0, "when", "rss")),
     ("condition a float", _set((*C0, "require", "rx-queues"), 2.5), (*C0, "require", "rx-queues")),
     ("empty in", _set((*C0, "when", "rss"), {"in": []}), (*C0, "when", "rss", "in")),
-    ("range bound a string", _set((*C0, "require", "rx-queues"), {"min": "2"}), (*C0, "require", "rx-queues", "min")),
+    (
+        "range bound a string",
+        _set((*C0, "require", "rx-queues"), {"min": "2"}),
+        (*C0, "require", "rx-queues", "min"),
+    ),
     ("literal of the wrong type", _set((*C0, "when", "rss"), 1), (*C0, "when", "rss")),
-    ("in of the wrong type", _set((*C0, "when", "rss"), {"in": [True, "yes"]}), (*C0, "when", "rss")),
+    (
+        "in of the wrong type",
+        _set((*C0, "when", "rss"), {"in": [True, "yes"]}),
+        (*C0, "when", "rss"),
+    ),
     ("range on a bool", _set((*C0, "when", "rss"), {"min": 1}), (*C0, "when", "rss")),
-    ("range on a str", _set((*C0, "require"), {"link-speed": {"max": 3}}), (*C0, "require", "link-speed")),
+    (
+        "range on a str",
+        _set((*C0, "require"), {"link-speed": {"max": 3}}),
+        (*C0, "require", "link-speed"),
+    ),
     # versions
     ("versions not a list", _set((*M0, "versions"), {}), (*M0, "versions")),
     ("version without name", _drop((*V, 0, "name")), (*V, 0, "name")),
@@ -274,11 +340,17 @@ SCHEMA_ROWS: list[tuple[str, Callable[[Doc], object], tuple[Any, ...]]] = [
     ("version value a list", _set((*V, 1, "params", "rss"), [True]), (*V, 1, "params", "rss")),
     ("version value null", _set((*V, 1, "params", "rss"), None), (*V, 1, "params", "rss")),
     # duplicates a JSON object cannot express
-    ("a model listed twice", lambda d: d["models"].append(nic_doc()["models"][0]), ("models", 1, "model")),
+    (
+        "a model listed twice",
+        lambda d: d["models"].append(nic_doc()["models"][0]),
+        ("models", 1, "model"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "loc"), [r[1:] for r in SCHEMA_ROWS], ids=[r[0] for r in SCHEMA_ROWS])
+@pytest.mark.parametrize(
+    ("change", "loc"), [r[1:] for r in SCHEMA_ROWS], ids=[r[0] for r in SCHEMA_ROWS]
+)
 def test_schema_problems(change: Callable[[Doc], object], loc: tuple[Any, ...]) -> None:
     found = problems(DocumentError, lambda: load_document(edit(change)))
     assert [(p.code, p.loc) for p in found] == [("SCHEMA", loc)], [p.render() for p in found]
@@ -286,7 +358,9 @@ def test_schema_problems(change: Callable[[Doc], object], loc: tuple[Any, ...]) 
 
 
 def test_format_problem_data() -> None:
-    problem = one(problems(DocumentError, lambda: load_document(edit(_set(("format",), "x/2")))), "SCHEMA")
+    problem = one(
+        problems(DocumentError, lambda: load_document(edit(_set(("format",), "x/2")))), "SCHEMA"
+    )
     assert problem.value == "x/2"
     assert problem.allowed == [MODEL_DOCUMENT_FORMAT]
     # a host report given as a document says so
@@ -297,7 +371,9 @@ def test_format_problem_data() -> None:
 
 
 def test_unknown_key_message_names_the_key() -> None:
-    problem = one(problems(DocumentError, lambda: load_document(edit(_set((*P, "rss", "dflt"), 1)))), "SCHEMA")
+    problem = one(
+        problems(DocumentError, lambda: load_document(edit(_set((*P, "rss", "dflt"), 1)))), "SCHEMA"
+    )
     assert "unknown key 'dflt'" in problem.message
     assert problem.value == 1
 
@@ -456,7 +532,12 @@ CODE_ROWS: list[tuple[str, Callable[[Doc], object], str, tuple[Any, ...], Any, A
     ids=[r[0] for r in CODE_ROWS],
 )
 def test_document_codes(
-    change: Callable[[Doc], object], code: str, loc: tuple[Any, ...], value: Any, allowed: Any, hint: str | None
+    change: Callable[[Doc], object],
+    code: str,
+    loc: tuple[Any, ...],
+    value: Any,
+    allowed: Any,
+    hint: str | None,
 ) -> None:
     found = problems(DocumentError, lambda: load_document(edit(change)))
     assert [(p.code, p.loc) for p in found] == [(code, loc)], [p.render() for p in found]
@@ -470,7 +551,11 @@ def test_document_codes(
     assert code in str(DocumentError(found))
 
 
-@pytest.mark.parametrize(("change", "code", "loc"), [(r[1], r[2], r[3]) for r in CODE_ROWS], ids=[r[0] for r in CODE_ROWS])
+@pytest.mark.parametrize(
+    ("change", "code", "loc"),
+    [(r[1], r[2], r[3]) for r in CODE_ROWS],
+    ids=[r[0] for r in CODE_ROWS],
+)
 def test_host_report_codes_are_located_under_implementations(
     change: Callable[[Doc], object], code: str, loc: tuple[Any, ...]
 ) -> None:
@@ -482,7 +567,9 @@ def test_host_report_codes_are_located_under_implementations(
     assert [(p.code, p.loc) for p in found] == [(code, ("implementations", 1, *loc))]
 
 
-@pytest.mark.parametrize(("change", "loc"), [r[1:] for r in SCHEMA_ROWS[:12]], ids=[r[0] for r in SCHEMA_ROWS[:12]])
+@pytest.mark.parametrize(
+    ("change", "loc"), [r[1:] for r in SCHEMA_ROWS[:12]], ids=[r[0] for r in SCHEMA_ROWS[:12]]
+)
 def test_host_report_schema_problems(change: Callable[[Doc], object], loc: tuple[Any, ...]) -> None:
     found = problems(DocumentError, lambda: load_host_report(host_report(edit(change))))
     assert [(p.code, p.loc) for p in found] == [("SCHEMA", ("implementations", 0, *loc))]
@@ -599,10 +686,15 @@ def test_host_report_loads() -> None:
         (_set(("implementations",), {}), ("implementations",)),
         (_set(("implementations",), "acme"), ("implementations",)),
         (_set(("implementations", 0), []), ("implementations", 0)),
-        (lambda r: r["implementations"].append(nic_doc()), ("implementations", 1, "implementation")),
+        (
+            lambda r: r["implementations"].append(nic_doc()),
+            ("implementations", 1, "implementation"),
+        ),
     ],
 )
-def test_host_report_envelope_problems(change: Callable[[Doc], object], loc: tuple[Any, ...]) -> None:
+def test_host_report_envelope_problems(
+    change: Callable[[Doc], object], loc: tuple[Any, ...]
+) -> None:
     report = host_report(nic_doc())
     change(report)
     found = problems(DocumentError, lambda: load_host_report(report))

@@ -58,7 +58,9 @@ def only_devmig_errors(call: Callable[[], object], error: type[DevmigError]) -> 
 # --------------------------------------------------------------------------- option strings
 
 option_tokens = st.sampled_from(
-    list(",=,=,=") + list("rsx-queuableszi0x1gG9+-on ") + ["é", "\x00", "\n", "version", *NIC.params]
+    list(",=,=,=")
+    + list("rsx-queuableszi0x1gG9+-on ")
+    + ["é", "\x00", "\n", "version", *NIC.params]
 )
 option_texts = st.one_of(
     st.text(),
@@ -66,7 +68,11 @@ option_texts = st.one_of(
     st.lists(
         st.tuples(
             st.sampled_from([*NIC.params, "version", "", "x", "RSS"]),
-            st.one_of(st.none(), st.text(max_size=10), st.sampled_from(["on", "0x10", "-1", "48", "2", "25G", "9" * 5000])),
+            st.one_of(
+                st.none(),
+                st.text(max_size=10),
+                st.sampled_from(["on", "0x10", "-1", "48", "2", "25G", "9" * 5000]),
+            ),
         ),
         max_size=6,
     ).map(lambda items: ",".join(k if v is None else f"{k}={v}" for k, v in items)),
@@ -96,7 +102,9 @@ json_scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(),
 )
-hashables = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.tuples(st.integers()))
+hashables = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.tuples(st.integers())
+)
 json_ish = st.recursive(
     json_scalars,
     lambda children: st.one_of(
@@ -110,7 +118,11 @@ json_ish = st.recursive(
 
 
 @FUZZ
-@given(st.dictionaries(st.one_of(st.sampled_from([*NIC.params, "version"]), hashables), json_ish, max_size=5))
+@given(
+    st.dictionaries(
+        st.one_of(st.sampled_from([*NIC.params, "version"]), hashables), json_ish, max_size=5
+    )
+)
 def test_expand_mapping_fuzz(config: dict[Any, Any]) -> None:
     only_devmig_errors(lambda: expand(NIC, config), ConfigError)
     only_devmig_errors(lambda: parse_canonical(NIC, config), ConfigError)
@@ -279,17 +291,32 @@ EDGE_DATA = [
     pytest.param(_deep_dict(50_000), id="deep-dict"),
     pytest.param(_with(("models",), _deep_list(50_000)), id="deep-models"),
     pytest.param(_with((*P, "rss"), _deep_dict(50_000)), id="deep-param"),
-    pytest.param(_with(("models", 0, "constraints", 0, "when", "rss"), _deep_dict(50_000)), id="deep-condition"),
+    pytest.param(
+        _with(("models", 0, "constraints", 0, "when", "rss"), _deep_dict(50_000)),
+        id="deep-condition",
+    ),
     pytest.param(_with(("models", 0, "description"), _deep_list(50_000)), id="deep-description"),
     pytest.param(_with((*P, "rx-queues", "init"), 10**5000), id="huge-init"),
-    pytest.param(_with((*P, "rx-queues", "allowed"), [{"min": -(10**5000), "max": 10**5000}]), id="huge-range"),
+    pytest.param(
+        _with((*P, "rx-queues", "allowed"), [{"min": -(10**5000), "max": 10**5000}]),
+        id="huge-range",
+    ),
     pytest.param(_with((*P, "rx-queues", "off"), math.nan), id="nan-off"),
     pytest.param(_with((*P, "rx-queues", "init"), math.inf), id="inf-init"),
-    pytest.param(_with(("models", 0, "versions", 1, "params", "rx-queues"), 10**5000), id="huge-version-value"),
-    pytest.param(_with(("models", 0, "constraints", 0, "require", "rx-queues"), {"min": 10**5000}), id="huge-bound"),
+    pytest.param(
+        _with(("models", 0, "versions", 1, "params", "rx-queues"), 10**5000),
+        id="huge-version-value",
+    ),
+    pytest.param(
+        _with(("models", 0, "constraints", 0, "require", "rx-queues"), {"min": 10**5000}),
+        id="huge-bound",
+    ),
     pytest.param(_with(("models", 0, "params", "rss", "off"), b"\xff"), id="bytes-value"),
     pytest.param(_with(("models", 0, "params", "rss", "off"), object()), id="object-value"),
-    pytest.param(_with(("models", 0, "params", 1), {"type": "bool", "off": False, "init": True}), id="int-param-name"),
+    pytest.param(
+        _with(("models", 0, "params", 1), {"type": "bool", "off": False, "init": True}),
+        id="int-param-name",
+    ),
     pytest.param(_with(("models", 0, "params", None), {}), id="none-param-name"),
     pytest.param(_with(("models", 0, (1, 2)), 1), id="tuple-key"),
     pytest.param(_with(("models", 0, "description"), "\ud800"), id="surrogate-description"),
@@ -298,7 +325,11 @@ EDGE_DATA = [
     pytest.param({1: 2, None: 3, (4,): 5, 1.5: 6}, id="non-string-keys"),
     pytest.param(host_report(_deep_dict(50_000)), id="deep-in-report"),
     pytest.param(
-        {"format": "devmig/host-report/1", "host": "h", "implementations": [1, "x", None, [], nic_doc()]},
+        {
+            "format": "devmig/host-report/1",
+            "host": "h",
+            "implementations": [1, "x", None, [], nic_doc()],
+        },
         id="mixed-implementations",
     ),
 ]
@@ -325,11 +356,17 @@ def test_huge_values_in_a_valid_document() -> None:
     ("data", "loc"),
     [
         (_with((*P, "rx-queues", "init"), 10**5000), (*P, "rx-queues", "init")),
-        (_with((*P, "rx-queues", "allowed"), [{"min": -(10**4300), "max": 1}]), (*P, "rx-queues", "allowed", 0, "min")),
+        (
+            _with((*P, "rx-queues", "allowed"), [{"min": -(10**4300), "max": 1}]),
+            (*P, "rx-queues", "allowed", 0, "min"),
+        ),
         (_with((*P, "rx-queues", "type"), 10**5000), (*P, "rx-queues", "type")),
         (_with((*P, 7), {}), (*P, "7")),
         (_with((*P, "rss", "allowed"), {True: 1}), (*P, "rss", "allowed", "True")),
-        (host_report(_with(("models", 0, "model"), -(10**5000))), ("implementations", 0, "models", 0, "model")),
+        (
+            host_report(_with(("models", 0, "model"), -(10**5000))),
+            ("implementations", 0, "models", 0, "model"),
+        ),
     ],
 )
 def test_data_that_json_cannot_hold_is_refused(data: Any, loc: tuple[Any, ...]) -> None:

@@ -105,8 +105,28 @@ def test_convert_bool(raw: str | None, expected: bool | None) -> None:
         *[
             (w, None)
             for w in (
-                None, "", "+", "-", "0x", "-0x", "1.0", "1e3", "0b1", "0o7", "1_000", "0x1g",
-                "--1", "+-1", "0x-1", " 5", "5 ", "\u0663", "\uff11", "\u00b2", "on", "x10",
+                None,
+                "",
+                "+",
+                "-",
+                "0x",
+                "-0x",
+                "1.0",
+                "1e3",
+                "0b1",
+                "0o7",
+                "1_000",
+                "0x1g",
+                "--1",
+                "+-1",
+                "0x-1",
+                " 5",
+                "5 ",
+                "\u0663",
+                "\uff11",
+                "\u00b2",
+                "on",
+                "x10",
             )
         ],
     ],
@@ -117,7 +137,9 @@ def test_convert_int(raw: str | None, expected: int | None) -> None:
     assert type(value) is (int if expected is not None else type(None))
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", ""), ("25G", "25G"), ("a,b", "a,b"), ("on", "on"), (None, None)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", ""), ("25G", "25G"), ("a,b", "a,b"), ("on", "on"), (None, None)]
+)
 def test_convert_str(raw: str | None, expected: str | None) -> None:
     assert convert_value("str", raw) == expected
 
@@ -206,10 +228,38 @@ CODE_ROWS: list[tuple[str, str, tuple[str, ...], Any, Any, str | None]] = [
         ["1", "2", "3"],
         "write version=NAME; published versions: 1, 2, 3",
     ),
-    ("rss=on,rss=off", "DUPLICATE_PARAM", ("config", "rss"), "off", None, "name each parameter at most once"),
-    ("version=1,version=2", "DUPLICATE_PARAM", ("config", "version"), "2", None, "name each parameter at most once"),
-    ("version=9", "VERSION_UNKNOWN", ("config", "version"), "9", ["1", "2", "3"], "published versions: 1, 2, 3"),
-    ("rx-queue=4", "PARAM_UNKNOWN", ("config", "rx-queue"), "4", NIC_NAMES, "did you mean rx-queues?"),
+    (
+        "rss=on,rss=off",
+        "DUPLICATE_PARAM",
+        ("config", "rss"),
+        "off",
+        None,
+        "name each parameter at most once",
+    ),
+    (
+        "version=1,version=2",
+        "DUPLICATE_PARAM",
+        ("config", "version"),
+        "2",
+        None,
+        "name each parameter at most once",
+    ),
+    (
+        "version=9",
+        "VERSION_UNKNOWN",
+        ("config", "version"),
+        "9",
+        ["1", "2", "3"],
+        "published versions: 1, 2, 3",
+    ),
+    (
+        "rx-queue=4",
+        "PARAM_UNKNOWN",
+        ("config", "rx-queue"),
+        "4",
+        NIC_NAMES,
+        "did you mean rx-queues?",
+    ),
     ("zzz", "PARAM_UNKNOWN", ("config", "zzz"), None, NIC_NAMES, None),
     (
         "rx-queues=four",
@@ -227,8 +277,22 @@ CODE_ROWS: list[tuple[str, str, tuple[str, ...], Any, Any, str | None]] = [
         [{"min": 1, "max": 16}],
         "write a decimal integer or 0x hexadecimal",
     ),
-    ("rss=maybe", "TYPE_MISMATCH", ("config", "rss"), "maybe", [False, True], "write on/off, true/false or yes/no"),
-    ("rss=1", "TYPE_MISMATCH", ("config", "rss"), "1", [False, True], "write on/off, true/false or yes/no"),
+    (
+        "rss=maybe",
+        "TYPE_MISMATCH",
+        ("config", "rss"),
+        "maybe",
+        [False, True],
+        "write on/off, true/false or yes/no",
+    ),
+    (
+        "rss=1",
+        "TYPE_MISMATCH",
+        ("config", "rss"),
+        "1",
+        [False, True],
+        "write on/off, true/false or yes/no",
+    ),
     (
         "link-speed",
         "TYPE_MISMATCH",
@@ -320,7 +384,9 @@ def test_option_string_codes(
 
 
 def test_constraint_problem_names_its_constraint() -> None:
-    problem = one(problems(ConfigError, lambda: expand(nic(), "rx-queues=1")), "CONSTRAINT_VIOLATED")
+    problem = one(
+        problems(ConfigError, lambda: expand(nic(), "rx-queues=1")), "CONSTRAINT_VIOLATED"
+    )
     assert problem.context == {"constraint": 0}
     assert "RSS needs at least two receive queues" in problem.message
 
@@ -383,7 +449,9 @@ def test_expand_mapping_codes(config: dict[str, Any], code: str, loc: tuple[str,
 
 
 def test_expand_loc_prefix() -> None:
-    found = problems(ConfigError, lambda: expand(nic(), "rx-table-size=40", loc=("devices", 0, "config")))
+    found = problems(
+        ConfigError, lambda: expand(nic(), "rx-table-size=40", loc=("devices", 0, "config"))
+    )
     assert found[0].loc == ("devices", 0, "config", "rx-table-size")
 
 

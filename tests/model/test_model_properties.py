@@ -38,11 +38,19 @@ from devmig.model import (
 PROPERTY = settings(
     max_examples=100,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
 )
 
-DOC_VALIDATOR = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "model-document.json").read_text()))
-REPORT_VALIDATOR = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "host-report.json").read_text()))
+DOC_VALIDATOR = jsonschema.Draft202012Validator(
+    json.loads((SCHEMA_DIR / "model-document.json").read_text())
+)
+REPORT_VALIDATOR = jsonschema.Draft202012Validator(
+    json.loads((SCHEMA_DIR / "host-report.json").read_text())
+)
 
 
 def accepted(model: DeviceModel, text: str) -> Config:
@@ -184,7 +192,9 @@ def test_explicit_values_win(data: st.DataObject) -> None:
     value = data.draw(allowed_values(raw["params"][name]))
     prefix = ""
     if model.versions and data.draw(st.booleans()):
-        prefix = "version=" + data.draw(st.sampled_from(model.versions)).name.replace(",", ",,") + ","
+        prefix = (
+            "version=" + data.draw(st.sampled_from(model.versions)).name.replace(",", ",,") + ","
+        )
     config = accepted(model, prefix + format_options([(name, value)]))
     assert same_value(config.full(model)[name], value)
 
@@ -213,7 +223,9 @@ def test_a_value_outside_allowed_is_named(data: st.DataObject) -> None:
     assert problem.loc == ("config", name)
     assert problem.value == value
     assert problem.allowed == param.allowed_json()
-    near = [int(v) for v in (problem.hint or "").removeprefix("nearest allowed values: ").split(", ")]
+    near = [
+        int(v) for v in (problem.hint or "").removeprefix("nearest allowed values: ").split(", ")
+    ]
     assert near and all(param.allows(v) for v in near)
     # nothing allowed is nearer than the nearest named
     best = min(abs(v - value) for v in near)

@@ -26,11 +26,15 @@ def committed(name: str) -> Any:
     ("name", "generate"),
     [("model-document.json", model_document_schema), ("host-report.json", host_report_schema)],
 )
-def test_committed_schema_is_the_generated_one(name: str, generate: Callable[[], dict[str, Any]]) -> None:
+def test_committed_schema_is_the_generated_one(
+    name: str, generate: Callable[[], dict[str, Any]]
+) -> None:
     schema = generate()
     assert committed(name) == schema
     # byte for byte, as the generator writes it
-    assert (SCHEMA_DIR / name).read_text(encoding="utf-8") == json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    assert (SCHEMA_DIR / name).read_text(encoding="utf-8") == json.dumps(
+        schema, indent=2, sort_keys=True
+    ) + "\n"
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"].endswith(name.replace(".json", "-1.json"))
@@ -50,18 +54,27 @@ REPORT_SCHEMA = jsonschema.Draft202012Validator(committed("host-report.json"))
 def _valid_documents() -> list[tuple[str, Doc]]:
     out: list[tuple[str, Doc]] = [("design example", nic_doc())]
     out += [
-        (f"{p.parent.name}/{p.name}", json.loads(p.read_text())) for p in sorted(EXAMPLES_DIR.glob("*/*.json"))
+        (f"{p.parent.name}/{p.name}", json.loads(p.read_text()))
+        for p in sorted(EXAMPLES_DIR.glob("*/*.json"))
     ]
     out.append(
         (
             "layered",
-            {"format": "devmig/model-document/1", "implementation": {"name": "l", "release": "1"}, "models": [LAYERED]},
+            {
+                "format": "devmig/model-document/1",
+                "implementation": {"name": "l", "release": "1"},
+                "models": [LAYERED],
+            },
         )
     )
     out.append(
         (
             "minimal",
-            {"format": "devmig/model-document/1", "implementation": {"name": "l", "release": "1"}, "models": []},
+            {
+                "format": "devmig/model-document/1",
+                "implementation": {"name": "l", "release": "1"},
+                "models": [],
+            },
         )
     )
     out.append(
@@ -69,7 +82,10 @@ def _valid_documents() -> list[tuple[str, Doc]]:
             "every optional field",
             edit(
                 lambda d: d["models"][0]["constraints"].append(
-                    {"when": {"link-speed": {"in": ["10G"]}}, "require": {"rx-queues": {"min": None, "max": 16}}}
+                    {
+                        "when": {"link-speed": {"in": ["10G"]}},
+                        "require": {"rx-queues": {"min": None, "max": 16}},
+                    }
                 )
             ),
         )
@@ -105,10 +121,14 @@ SHAPE_ROWS = [(name, change) for name, change, _ in SCHEMA_ROWS if name not in N
 
 
 @pytest.mark.parametrize("change", [c for _, c in SHAPE_ROWS], ids=[n for n, _ in SHAPE_ROWS])
-def test_shape_invalid_documents_fail_the_schema_and_the_loader(change: Callable[[Doc], object]) -> None:
+def test_shape_invalid_documents_fail_the_schema_and_the_loader(
+    change: Callable[[Doc], object],
+) -> None:
     doc = edit(change)
     assert list(DOC_SCHEMA.iter_errors(doc)), "the committed schema accepts it"
-    assert list(REPORT_SCHEMA.iter_errors(host_report(doc))), "the committed host-report schema accepts it"
+    assert list(REPORT_SCHEMA.iter_errors(host_report(doc))), (
+        "the committed host-report schema accepts it"
+    )
     with pytest.raises(DocumentError) as info:
         load_document(doc)
     assert set(info.value.codes) == {"SCHEMA"}
@@ -139,7 +159,11 @@ def test_consistency_problems_are_no_shape_problems(change: Callable[[Doc], obje
         {"format": "devmig/host-report/1", "host": "h", "implementations": [], "x": 1},
         {"format": "devmig/host-report/1", "host": "h", "implementations": [NIC_DOC], "x": 1},
         {"format": "devmig/host-report/1", "host": "h", "implementations": [[]]},
-        {"format": "devmig/host-report/1", "host": "h", "implementations": [{**NIC_DOC, "format": "x"}]},
+        {
+            "format": "devmig/host-report/1",
+            "host": "h",
+            "implementations": [{**NIC_DOC, "format": "x"}],
+        },
     ],
 )
 def test_shape_invalid_host_reports_fail_the_schema_and_the_loader(report: Doc) -> None:
