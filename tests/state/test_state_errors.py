@@ -675,3 +675,17 @@ def test_decoder_requires_matching_regions():
     with pytest.raises(StreamError) as info:
         StreamDecoder(MODEL, CANON, LAYOUT, blank_regions(DECL.layout(FULL_OFF)))
     assert info.value.code == "LAYOUT_INVALID"
+
+
+def test_foreign_errors_are_mapped_and_chained():
+    decoder = decoder_for(LAYOUT, blank_regions(LAYOUT))
+    with pytest.raises(StreamError) as info:
+        decode_all(decoder, CASES["header-not-cbor"][0])
+    assert info.value.code == "RECORD_CORRUPT"
+    assert isinstance(info.value.__cause__, cbor2.CBORError)
+    assert (info.value.record, info.value.round) == (0, 0)
+    decoder = decoder_for(LAYOUT, blank_regions(LAYOUT))
+    with pytest.raises(StreamError) as info:
+        decode_all(decoder, CASES["zstd-garbage"][0])
+    assert isinstance(info.value.__cause__, zstandard.ZstdError)
+    assert info.value.round == 0 and info.value.problems[0].loc[:2] == ("record", 1)

@@ -10,7 +10,8 @@ head, BULK fields, BULK data, BULK digest, or a whole small payload).
 
 Every record head is judged from its 6 bytes before anything is buffered:
 unknown type, wrong place in the order, or a length above the limits
-(``max_record``, ``max_section``, ``max_chunk``) is refused on the spot. Small
+(:class:`Limits`: ``max_record``, ``max_section``, ``max_chunk``) is refused
+on the spot. Received bytes wait in an :class:`InputQueue` of views. Small
 records (HEADER, SECTION, ZERO, ROUND_END, TRAILER, zstd BULK) are gathered
 into one bounded buffer, their xxh3-64 checked, then decoded (CBOR only inside
 that buffer). A raw BULK is never gathered: its data goes straight to the
@@ -18,8 +19,10 @@ destination region — from the input queue with one copy, or, through
 ``get_buffer``, by handing the transport the region's own memory slice so
 the bytes land in place. Its xxh3-64 and the running xxh3-128 of the stream
 are fed piece by piece as the data lands (cache-hot), and the digest is
-checked when the record's last 8 bytes arrive. ZERO clears a range in place.
-Coverage of every region is tracked per page (:class:`PageCoverage`).
+checked when the record's last 8 bytes arrive. This module does the framing
+and the byte movement; what a verified record *means* for the destination is
+:class:`Load`'s job (configuration check, ZERO in place, per-page coverage,
+section order and staging, trailer checks).
 
 HEADER's model and canonical configuration are compared as typed values
 before any other record is accepted. Sections are validated and *staged*;

@@ -65,7 +65,7 @@ class StreamEncoder:
 
     Raises:
         StreamError: ``CONFIG_INVALID`` for a malformed configuration or producer,
-            ``STREAM_ORDER`` for a bad ``chunk_size``.
+            ``API_MISUSE`` for a bad ``chunk_size``.
     """
 
     def __init__(

@@ -61,17 +61,24 @@ class Load:
         raise StreamError(code, message, **where)
 
     def located(self, exc: StreamError) -> StreamError:
-        """Return ``exc`` with the current record and round added (when it lacks them)."""
-        if exc.record is not None:
+        """Return ``exc`` with the current record and round filled in where it lacks them."""
+        if (exc.record is not None and exc.round is not None) or len(exc.problems) != 1:
             return exc
-        return error_from_problems(
-            [p for p in exc.problems],
-            record=self.record,
+        problem = exc.problems[0]
+        located = StreamError(
+            problem.code,
+            problem.message,
+            record=exc.record if exc.record is not None else self.record,
             round=self.round,
             section=exc.section,
             region=exc.region,
             offset=exc.offset,
+            value=problem.value,
+            allowed=problem.allowed,
+            hint=problem.hint,
         )
+        located.__cause__ = exc.__cause__
+        return located
 
     # -- records ---------------------------------------------------------------
 
