@@ -254,3 +254,40 @@ def test_region_of_size_zero_and_empty_layout():
     decoder = decoder_for(layout, dst, config={})
     decode_all(decoder, data)
     assert decoder.done and decoder.staged_sections() == {}
+
+
+INSPECT_ERRORS = [
+    (b"", "TRUNCATED"),
+    (b"DVM", "TRUNCATED"),
+    (b"QEVM\x00\x01\x00\x00", "BAD_MAGIC"),
+    (b"DVMG\x00\x02\x00\x00", "VERSION_UNSUPPORTED"),
+    (b"DVMG\x00\x01\x00\x00", "TRUNCATED"),
+]
+
+
+@pytest.mark.parametrize(("data", "code"), INSPECT_ERRORS)
+def test_inspect_refusals(data, code):
+    from devmig import StreamError
+
+    with pytest.raises(StreamError) as info:
+        inspect_stream(data)
+    assert info.value.code == code
+
+
+def test_inspect_refuses_corrupt_and_truncated_streams():
+    from devmig import StreamError
+
+    layout = DECL.layout(FULL)
+    data = encode_stream(layout, make_regions(layout), sections_for(layout), compress=True)
+    for cut, code in ((len(data) - 1, "TRUNCATED"), (20, "TRUNCATED")):
+        with pytest.raises(StreamError) as info:
+            inspect_stream(data[:cut])
+        assert info.value.code == code
+    flipped = bytearray(data)
+    flipped[200] ^= 1
+    with pytest.raises(StreamError) as info:
+        inspect_stream(bytes(flipped))
+    assert info.value.code in {"RECORD_CORRUPT", "TOO_LARGE", "TRUNCATED", "RECORD_UNKNOWN"}
+    summary = inspect_stream(data).to_dict()
+    assert summary["model"] == MODEL and summary["trailer"] is True
+    assert sum(r["compressed_records"] for r in summary["regions"]) > 0

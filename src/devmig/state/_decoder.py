@@ -222,7 +222,8 @@ class StreamDecoder:
         Raises:
             StreamError: the decoder's error if it is in ERROR.
         """
-        self._raise_if_error()
+        if self._error is not None:
+            raise self._error
         view = memoryview(data).cast("B")
         if not view.readonly:
             view = memoryview(bytes(view))
@@ -234,7 +235,8 @@ class StreamDecoder:
         Raises:
             StreamError: on any refusal (then and ever after: the decoder is in ERROR).
         """
-        self._raise_if_error()
+        if self._error is not None:
+            raise self._error
         if not self._events:
             self._process(until_event=True)
         return self._events.popleft() if self._events else NEED_DATA
@@ -254,7 +256,8 @@ class StreamDecoder:
             StreamError: the decoder's error, or one found while parsing
                 what was already received.
         """
-        self._raise_if_error()
+        if self._error is not None:
+            raise self._error
         if self._want != _Want.BULK_DATA or self._input.size:
             self._process(until_event=False)
         if self._want == _Want.BULK_DATA and not self._input.size:
@@ -275,7 +278,8 @@ class StreamDecoder:
             StreamError: the decoder's error; ``API_MISUSE`` without a
                 preceding ``get_buffer`` or for a size beyond that buffer.
         """
-        self._raise_if_error()
+        if self._error is not None:
+            raise self._error
         handed, self._handed = self._handed, None
         if handed is None or not 0 <= nbytes <= len(handed[1]):
             raise StreamError(
