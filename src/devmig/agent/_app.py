@@ -1,0 +1,233 @@
+"""The agent's HTTP API: the uniform query mechanism, devices, and migrations (``/v1``).
+
+Built by :func:`create_app` with one lifespan that starts and stops what the
+agent owns: the :class:`~devmig.agent._host.Host` (devices and their
+workload) and the migration engine (stream listener, journal).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from devmig import __version__
+from devmig._errors import DevmigError
+from devmig.agent._auth import require_token
+from devmig.agent._host import Host
+from devmig.agent._migration_routes import attach_migrations, migrations_router
+from devmig.agent._problems import devmig_error_handler, validation_error_handler
+from devmig.agent._settings import AgentSettings
+from devmig.model import expand, version_of
+
+__all__ = ["create_app"]
+
+Scalar = bool | int | str
+
+
+class DeviceCreate(BaseModel):
+    """A request to create a device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256, description="The model id.")
+    config: str | dict[str, Scalar] | None = Field(
+        None, description="An option string (version=2,rx-table-size=48) or an object; null: init values."
+    )
+    host: dict[str, Scalar] = Field(default_factory=dict, description="Host-only settings, e.g. an image path.")
+
+
+class Implementation(BaseModel):
+    """An implementation release."""
+
+    name: str
+    release: str
+
+
+class DeviceView(BaseModel):
+    """A device as the API shows it."""
+
+    id: str
+    model: str
+    implementation: Implementation
+    config: dict[str, Scalar]
+    string: str
+    version: str | None
+    state: str
+    running: bool
+    busy: str | None
+    origin: str | None
+    memory_bytes: int
+    counters: dict[str, int]
+    host: dict[str, Scalar]
+    digest: str | None = None
+
+
+class DeviceList(BaseModel):
+    """Every device on the host."""
+
+    devices: list[DeviceView]
+
+
+class VersionView(BaseModel):
+    """A published version and what it expands to."""
+
+    name: str
+    config: dict[str, Scalar]
+    string: str
+
+
+class ModelView(BaseModel):
+    """One model as this host serves it: every version expanded, and the latest."""
+
+    model: str
+    implementation: Implementation
+    versions: list[VersionView]
+    latest: str | None
+    init: VersionView
+
+
+class Health(BaseModel):
+    """Liveness and identity."""
+
+    status: str
+    host: str
+    version: str
+    devices: int
+
+
+def host_of(request: Request) -> Host:
+    """FastAPI dependency: the app's :class:`Host`."""
+    host: Host = request.app.state.host
+    return host
+
+
+HostDep = Annotated[Host, Depends(host_of)]
+
+_PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details with the core's codes"}
+
+
+def create_app(settings: AgentSettings) -> FastAPI:
+    """Build the agent's FastAPI application.
+
+    Args:
+        settings: releases to host, token, limits, stream listener, policies.
+
+    Returns:
+        The app; its lifespan starts the workload and the migration engine.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        host = Host(settings)
+        app.state.host = host
+        await host.start()
+        async with attach_migrations(app, host, settings):
+            try:
+                yield
+            finally:
+                await host.close()
+
+    app = FastAPI(
+        title="devmig agent",
+        version=__version__,
+        lifespan=lifespan,
+        description=(
+            "One agent per host: the uniform query mechanism (GET /v1/report), the devices living here, "
+            "and migrations between agents. Mutating endpoints need `Authorization: Bearer TOKEN`."
+        ),
+    )
+    app.state.settings = settings
+    app.add_exception_handler(DevmigError, devmig_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+    @app.get("/v1/health", response_model=Health, tags=["query"])
+    async def health(host: HostDep) -> Health:
+        """Liveness: the host name, devmig's version and the device count."""
+        return Health(status="ok", host=settings.host_name, version=__version__, devices=len(host.devices))
+
+    @app.get(
+        "/v1/report",
+        tags=["query"],
+        responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}},
+    )
+    async def report(
+        host: HostDep, if_none_match: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """The host report (DESIGN §7): every model document of every implementation on this host.
+
+        The ETag is a digest of the canonical report; send it back in
+        If-None-Match to get 304 while nothing changed.
+        """
+        etag = f'"{host.report_etag}"'
+        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers={"ETag": etag})
+        body = json.dumps(host.report().to_json(), separators=(",", ":"))
+        return Response(body, media_type="application/json", headers={"ETag": etag})
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelView, tags=["query"], responses={404: _PROBLEM})
+    async def model(model_id: str, host: HostDep) -> ModelView:
+        """Every version of a model with its expanded configuration, the latest, and the init configuration."""
+        cls = host.implementation_for(model_id)
+        definition = cls.model()
+        impl = cls.implementation()
+        versions = []
+        for v in definition.versions:
+            config = expand(definition, f"version={v.name}")
+            versions.append(VersionView(name=v.name, config=config.values, string=config.string))
+        init = expand(definition, "")
+        return ModelView(
+            model=model_id,
+            implementation=Implementation(name=impl.name, release=impl.release),
+            versions=versions,
+            latest=definition.latest.name if definition.latest else None,
+            init=VersionView(name=version_of(definition, init) or "init", config=init.values, string=init.string),
+        )
+
+    @app.post(
+        "/v1/devices",
+        status_code=201,
+        response_model=DeviceView,
+        tags=["devices"],
+        dependencies=[Depends(require_token)],
+        responses={401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM, 507: _PROBLEM},
+    )
+    async def create_device(body: DeviceCreate, host: HostDep) -> DeviceView:
+        """Create a device from a configuration; 422 with every problem, and nothing created."""
+        hosted = host.create_device(body.model, body.config, body.host)
+        return DeviceView.model_validate(hosted.to_dict())
+
+    @app.get("/v1/devices", response_model=DeviceList, tags=["devices"])
+    async def list_devices(host: HostDep) -> DeviceList:
+        """Every device on this host."""
+        return DeviceList(devices=[DeviceView.model_validate(h.to_dict()) for h in host.devices.values()])
+
+    @app.get("/v1/devices/{device_id}", response_model=DeviceView, tags=["devices"], responses={404: _PROBLEM})
+    async def get_device(
+        device_id: str,
+        host: HostDep,
+        digest: Annotated[bool, Query(description="Include the state digest (costs a pass over memory).")] = False,
+    ) -> DeviceView:
+        """One device: state, configuration, workload counters, and optionally its state digest."""
+        return DeviceView.model_validate(host.get(device_id).to_dict(digest=digest))
+
+    @app.delete(
+        "/v1/devices/{device_id}",
+        status_code=204,
+        tags=["devices"],
+        dependencies=[Depends(require_token)],
+        responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM},
+    )
+    async def delete_device(device_id: str, host: HostDep) -> Response:
+        """Delete a device; 409 while a migration holds it."""
+        host.delete_device(device_id)
+        return Response(status_code=204)
+
+    app.include_router(migrations_router)
+    return app
+

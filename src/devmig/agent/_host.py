@@ -1,0 +1,295 @@
+"""The devices one agent hosts, its host report, and the workload that keeps them busy.
+
+:class:`Host` is the agent's in-memory state. It is used from the event loop
+only (no locks): the HTTP handlers, the workload ticker and the migration
+engine all run there. A device taken by a migration is *busy* under that
+migration's id; a concurrent migrate or delete is refused with
+``DEVICE_BUSY`` (HTTP 409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from devmig._errors import DevmigError, Problem
+from devmig.agent._settings import AgentSettings
+from devmig.device import Device
+from devmig.devices import CATALOG, device_class
+from devmig.model import Config, HostReport, version_of
+
+__all__ = ["Host", "HostedDevice"]
+
+BLK_MODEL = "example.org/devices/blk"
+DEFAULT_IMAGE_BYTES = 4 << 20
+
+
+@dataclass
+class HostedDevice:
+    """One device living in this agent."""
+
+    id: str
+    device: Device
+    device_class: type[Device]
+    host_settings: dict[str, Any]
+    busy: str | None = None
+    """The id of the migration holding the device, if any."""
+    origin: str | None = None
+    """The migration that brought the device here, if any."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of device memory (all bulk regions)."""
+        return sum(r.size for r in self.device.regions)
+
+    def to_dict(self, *, digest: bool = False) -> dict[str, Any]:
+        """Return the device as the API shows it."""
+        device = self.device
+        impl = device.implementation()
+        model = device.model()
+        out: dict[str, Any] = {
+            "id": self.id,
+            "model": device.config.model,
+            "implementation": {"name": impl.name, "release": impl.release},
+            "config": device.config.values,
+            "string": device.config.string,
+            "version": version_of(model, device.config),
+            "state": device.state_name.name,
+            "running": device.running,
+            "busy": self.busy,
+            "origin": self.origin,
+            "memory_bytes": self.memory_bytes,
+            "counters": {"steps": device.steps, "log_entries": len(device.log)},
+            "host": {k: v for k, v in self.host_settings.items() if isinstance(v, (str, int, bool))},
+        }
+        if digest:
+            out["digest"] = device.digest().hex()
+        return out
+
+
+class Host:
+    """The devices of one agent, the reference releases it runs, and its report.
+
+    Args:
+        settings: the agent's settings (releases, limits, workload pace).
+    """
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.classes: dict[str, type[Device]] = {}
+        for implementation, classes in CATALOG.items():
+            release = settings.releases.get(implementation)
+            self.classes[implementation] = (
+                device_class(implementation, release) if release else classes[-1]
+            )
+        unknown = set(settings.releases) - set(CATALOG)
+        if unknown:
+            raise DevmigError(
+                [Problem("RELEASE_UNKNOWN", ("release", name), f"no reference implementation {name!r}",
+                         value=name, allowed=sorted(CATALOG)) for name in sorted(unknown)]
+            )
+        self.devices: dict[str, HostedDevice] = {}
+        self._report = HostReport(
+            format="devmig/host-report/1",
+            host=settings.host_name,
+            implementations=tuple(cls.document() for cls in self.classes.values()),
+        )
+        canonical = json.dumps(self._report.to_json(), sort_keys=True, separators=(",", ":"))
+        self.report_etag = xxhash.xxh3_128_hexdigest(canonical.encode())
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if settings.state_dir is not None:
+            self.state_dir = Path(settings.state_dir)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="devmig-agent-")
+            self.state_dir = Path(self._tmp.name)
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- queries -----------------------------------------------------------------
+
+    def report(self) -> HostReport:
+        """The host report: every model document of every implementation here."""
+        return self._report
+
+    def implementation_for(self, model_id: str) -> type[Device]:
+        """Return the class that serves ``model_id`` here.
+
+        Raises:
+            DevmigError: ``MODEL_UNKNOWN`` (HTTP 404) naming the models there are.
+        """
+        for cls in self.classes.values():
+            if cls.model_id == model_id:
+                return cls
+        known = sorted(cls.model_id for cls in self.classes.values())
+        raise DevmigError(
+            [Problem("MODEL_UNKNOWN", ("model",), f"this host has no model {model_id!r}", value=model_id,
+                     allowed=known)]
+        )
+
+    def get(self, device_id: str) -> HostedDevice:
+        """Return a hosted device.
+
+        Raises:
+            DevmigError: ``DEVICE_NOT_FOUND`` (HTTP 404).
+        """
+        hosted = self.devices.get(device_id)
+        if hosted is None:
+            raise DevmigError(
+                [Problem("DEVICE_NOT_FOUND", ("devices", device_id), f"no device {device_id!r} on this host",
+                         value=device_id)]
+            )
+        return hosted
+
+    def memory_in_use(self) -> int:
+        """Bytes of device memory held by every device here."""
+        return sum(h.memory_bytes for h in self.devices.values())
+
+    # -- creating and deleting -------------------------------------------------------
+
+    def create_device(
+        self,
+        model_id: str,
+        config: str | Mapping[str, Any] | Config | None,
+        host_settings: Mapping[str, Any] | None = None,
+        *,
+        canonical: bool = False,
+        seed: int | None = None,
+        origin: str | None = None,
+    ) -> HostedDevice:
+        """Create a device; nothing exists afterwards if it fails.
+
+        Args:
+            model_id: the model.
+            config: an option string or mapping (expanded), or with
+                ``canonical=True`` the canonical configuration a source sent.
+            host_settings: host-only settings (the block device's ``image``).
+            seed: the workload seed (default: derived from the device id).
+            origin: the migration creating the device, if any.
+
+        Raises:
+            ConfigError: every problem with the configuration (HTTP 422).
+            DevmigError: ``MODEL_UNKNOWN`` (404), ``INSUFFICIENT_RESOURCES`` (507).
+        """
+        cls = self.implementation_for(model_id)
+        device_id = "dev-" + uuid.uuid4().hex[:12]
+        settings = dict(host_settings or {})
+        if cls.model_id == BLK_MODEL and "image" not in settings:
+            settings["image"] = str(self._new_image(device_id))
+        if canonical:
+            if isinstance(config, str):
+                raise TypeError("a canonical configuration is a mapping")
+            values = config.values if isinstance(config, Config) else dict(config or {})
+            device = self._checked(cls, lambda: cls.create_canonical(values, host=settings))
+        else:
+            text = config.string if isinstance(config, Config) else config
+            device = self._checked(
+                cls, lambda: cls.create(text, host=settings, seed=seed if seed is not None else _seed(device_id))
+            )
+        hosted = HostedDevice(device_id, device, cls, settings, origin=origin)
+        self.devices[device_id] = hosted
+        return hosted
+
+    def _checked(self, cls: type[Device], make: Any) -> Device:
+        device: Device = make()
+        limit = self.settings.max_device_memory
+        if limit is not None:
+            need = sum(r.size for r in device.regions)
+            in_use = self.memory_in_use()
+            if in_use + need > limit:
+                _close(device)
+                raise DevmigError(
+                    [
+                        Problem(
+                            "INSUFFICIENT_RESOURCES",
+                            ("host", "max-device-memory"),
+                            f"the device needs {need} bytes of device memory; {limit - in_use} of {limit} are free",
+                            value=need,
+                            allowed={"free": limit - in_use, "limit": limit},
+                            hint="choose a smaller configuration or another host",
+                        )
+                    ]
+                )
+        return device
+
+    def _new_image(self, device_id: str) -> Path:
+        path = self.state_dir / f"{device_id}.img"
+        with path.open("wb") as f:
+            f.truncate(DEFAULT_IMAGE_BYTES)
+        return path
+
+    def delete_device(self, device_id: str, *, force: bool = False) -> HostedDevice:
+        """Remove a device.
+
+        Raises:
+            DevmigError: ``DEVICE_NOT_FOUND`` (404), ``DEVICE_BUSY`` (409) while a
+                migration holds it (unless ``force``, which the migration engine uses).
+        """
+        hosted = self.get(device_id)
+        if hosted.busy and not force:
+            raise busy_error(hosted)
+        del self.devices[device_id]
+        _close(hosted.device)
+        return hosted
+
+    # -- the workload ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Run one workload tick: each running device not held by a stop does its steps."""
+        steps = self.settings.steps_per_tick
+        if not steps:
+            return
+        for hosted in list(self.devices.values()):
+            if hosted.device.running:
+                hosted.device.step(steps)
+
+    async def run_workload(self) -> None:
+        """Tick forever, every ``work_interval_s`` seconds (cancel to stop)."""
+        interval = self.settings.work_interval_s
+        while True:
+            self.tick()
+            await asyncio.sleep(interval)
+
+    async def start(self) -> None:
+        """Start the workload ticker."""
+        self._ticker = asyncio.create_task(self.run_workload(), name="devmig-workload")
+
+    async def close(self) -> None:
+        """Stop the ticker and close every device."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for hosted in list(self.devices.values()):
+            _close(hosted.device)
+        self.devices.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def busy_error(hosted: HostedDevice) -> DevmigError:
+    """The ``DEVICE_BUSY`` error (HTTP 409) for a device a migration holds."""
+    return DevmigError(
+        [Problem("DEVICE_BUSY", ("devices", hosted.id), f"device {hosted.id} is being migrated ({hosted.busy})",
+                 value=hosted.busy, hint="wait for the migration to end, or cancel it")]
+    )
+
+
+def _seed(device_id: str) -> int:
+    return xxhash.xxh64_intdigest(device_id.encode())
+
+
+def _close(device: Device) -> None:
+    close = getattr(device, "close", None)
+    if callable(close):
+        close()
+

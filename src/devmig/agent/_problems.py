@@ -1,0 +1,106 @@
+"""Errors as HTTP problem details (RFC 9457) carrying the core's problems.
+
+One table maps a problem code to an HTTP status; every :class:`DevmigError`
+that reaches the HTTP edge becomes ``application/problem+json`` with
+``code`` and ``errors`` (each with ``code``, ``loc``, ``value``, ``allowed``,
+``hint``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from devmig._errors import (
+    CompatibilityError,
+    ConfigError,
+    DevmigError,
+    DocumentError,
+    Problem,
+    StreamError,
+)
+
+__all__ = ["STATUS_BY_CODE", "ProblemDetail", "problem_response", "status_for"]
+
+STATUS_BY_CODE: dict[str, int] = {
+    "AUTH_REQUIRED": 401,
+    "AUTH_FAILED": 401,
+    "DEVICE_NOT_FOUND": 404,
+    "MIGRATION_NOT_FOUND": 404,
+    "MODEL_UNKNOWN": 404,
+    "DEVICE_BUSY": 409,
+    "MIGRATION_CONFLICT": 409,
+    "LEASE_HELD": 409,
+    "INSUFFICIENT_RESOURCES": 507,
+    "REQUEST_INVALID": 422,
+}
+
+_STATUS_BY_CLASS: tuple[tuple[type[DevmigError], int], ...] = (
+    (ConfigError, 422),
+    (DocumentError, 422),
+    (CompatibilityError, 409),
+    (StreamError, 422),
+)
+
+_TITLES = {
+    401: "Unauthorized",
+    404: "Not Found",
+    409: "Conflict",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    507: "Insufficient Storage",
+}
+
+
+def status_for(error: DevmigError) -> int:
+    """Return the HTTP status of an error: by its first code, then by its class."""
+    status = STATUS_BY_CODE.get(error.code)
+    if status is not None:
+        return status
+    for cls, by_class in _STATUS_BY_CLASS:
+        if isinstance(error, cls):
+            return by_class
+    return 400
+
+
+ProblemDetail = dict[str, Any]
+
+
+def problem_response(error: DevmigError, status: int | None = None) -> JSONResponse:
+    """Render an error as a problem-details response."""
+    status = status or status_for(error)
+    body: ProblemDetail = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Bad Request"),
+        "status": status,
+        "detail": str(error),
+        "code": error.code,
+        "errors": error.to_dicts(),
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+async def devmig_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI handler for :class:`DevmigError`."""
+    assert isinstance(exc, DevmigError)
+    return problem_response(exc)
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI handler for request-shape errors: the same problem format, code ``REQUEST_INVALID``."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        Problem("REQUEST_INVALID", tuple(str(p) for p in err.get("loc", ())), str(err.get("msg", "invalid")),
+                value=_scalar(err.get("input")))
+        for err in exc.errors()
+    ]
+    return problem_response(DevmigError(problems), 422)
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else None

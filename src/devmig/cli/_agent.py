@@ -1,0 +1,129 @@
+"""``devmig agent``: run one host's agent on uvicorn (TCP or a Unix socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from devmig._errors import DevmigError, Problem
+from devmig.agent import AgentSettings, PrecopyPolicy, create_app, parse_releases, parse_size
+from devmig.agent._host import Host
+from devmig.cli._output import EXIT_USAGE, Output
+
+__all__ = ["register"]
+
+
+def bind(listen: str) -> tuple[socket.socket, str]:
+    """Bind a listening socket for ``HOST:PORT`` or ``unix:/path``; return it and its URL.
+
+    Raises:
+        DevmigError: ``LISTEN_FAILED`` naming the address and the reason.
+    """
+    try:
+        if listen.startswith("unix:"):
+            path = listen[len("unix:") :]
+            if os.path.exists(path):
+                os.unlink(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path)
+            sock.listen(128)
+            return sock, f"unix:{path}"
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port or 0)))
+        sock.listen(128)
+        bound = sock.getsockname()
+        shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
+        return sock, f"http://{shown}:{bound[1]}"
+    except (OSError, ValueError) as exc:
+        raise DevmigError(
+            [Problem("LISTEN_FAILED", ("listen",), f"cannot listen on {listen}: {exc}", value=listen,
+                     hint="give HOST:PORT (port 0 picks a free one) or unix:/path")]
+        ) from exc
+
+
+def agent_cmd(
+    host_name: Annotated[str, typer.Option("--host-name", help="This host's name in its report.")] = socket.gethostname(),
+    release: Annotated[str, typer.Option(help="Releases to host: nic=2.0.0,blk=1.0.0,accel=3.0.0 (default: newest).")] = "",
+    listen: Annotated[str, typer.Option(help="HTTP API address: HOST:PORT or unix:/path.")] = "127.0.0.1:8470",
+    stream_listen: Annotated[str, typer.Option(help="Migration stream address: HOST:PORT or unix:/path.")] = "127.0.0.1:0",
+    token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="Bearer token for mutating calls (generated if unset).")] = None,
+    max_device_memory: Annotated[str | None, typer.Option(help="Device memory all devices may use, e.g. 8G.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Journal and block images (default: a temporary directory).")] = None,
+    steps_per_tick: Annotated[int, typer.Option(help="Work steps per running device per tick.")] = 1,
+    work_interval: Annotated[float, typer.Option(help="Seconds between workload ticks.")] = 0.01,
+    downtime_target_ms: Annotated[float, typer.Option(help="Leave pre-copy when the rest fits in this downtime.")] = 100.0,
+    max_rounds: Annotated[int, typer.Option(help="Most pre-copy rounds.")] = 10,
+    stall_timeout: Annotated[float, typer.Option(help="Seconds of silence before a peer is PEER_STALLED.")] = 10.0,
+    print_migration_info_json: Annotated[
+        bool, typer.Option("--print-migration-info-json", help="Print the host report and exit (vfio-user convention).")
+    ] = False,
+    json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening addresses as one JSON line.")] = False,
+) -> None:
+    """Run this host's agent: the query mechanism, its devices, and migrations.
+
+    Exit 0 on a clean stop (SIGINT/SIGTERM), 2 for bad options or an address in use.
+    """
+    out = Output(json_mode)
+    try:
+        settings = AgentSettings(
+            host_name=host_name,
+            releases=parse_releases(release),
+            max_device_memory=parse_size(max_device_memory) if max_device_memory else None,
+            stream_listen=stream_listen,
+            state_dir=state_dir,
+            steps_per_tick=steps_per_tick,
+            work_interval_s=work_interval,
+            precopy=PrecopyPolicy(downtime_target_ms=downtime_target_ms, max_rounds=max_rounds),
+            stall_timeout_s=stall_timeout,
+            **({"token": token} if token else {}),
+        )
+        if print_migration_info_json:
+            report = Host(settings).report().to_json()
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            raise typer.Exit(0)
+        sock, url = bind(listen)
+    except DevmigError as exc:
+        out.fail(exc, EXIT_USAGE)
+    asyncio.run(_serve(settings, sock, url, generated=token is None, out=out))
+
+
+async def _serve(settings: AgentSettings, sock: socket.socket, url: str, *, generated: bool, out: Output) -> None:
+    import uvicorn
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        stream = getattr(app.state, "stream_address", None)
+        announce = {"event": "listening", "host": settings.host_name, "url": url, "stream": stream}
+        if generated:
+            announce["token"] = settings.token
+        if out.json_mode:
+            sys.stdout.write(json.dumps(announce) + "\n")
+            sys.stdout.flush()
+        else:
+            out.console.print(f"devmig agent [bold]{settings.host_name}[/] listening on {url}")
+            if stream:
+                out.console.print(f"  migration streams on {stream}")
+            if generated:
+                out.console.print(f"  token (generated): {settings.token}")
+    await task
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``devmig agent`` to ``app``."""
+    app.command("agent")(agent_cmd)
