@@ -15,13 +15,18 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devmig import __version__
 from devmig._errors import DevmigError
 from devmig.agent._auth import require_token
 from devmig.agent._host import Host
 from devmig.agent._migration_routes import attach_migrations, migrations_router
-from devmig.agent._problems import devmig_error_handler, validation_error_handler
+from devmig.agent._problems import (
+    devmig_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 from devmig.agent._settings import AgentSettings
 from devmig.model import expand, version_of
 
@@ -145,6 +150,7 @@ def create_app(settings: AgentSettings) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(DevmigError, devmig_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
 
     @app.get("/v1/health", response_model=Health, tags=["query"])
     async def health(host: HostDep) -> Health:

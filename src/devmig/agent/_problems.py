@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devmig._errors import (
     CompatibilityError,
@@ -48,6 +49,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[DevmigError], int], ...] = (
 _TITLES = {
     401: "Unauthorized",
     404: "Not Found",
+    405: "Method Not Allowed",
     409: "Conflict",
     422: "Unprocessable Content",
     500: "Internal Server Error",
@@ -104,3 +106,10 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
 
 def _scalar(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool)) or value is None else None
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI handler for Starlette's own errors (no route, wrong method): the same problem format."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return problem_response(DevmigError([Problem(code, (), str(exc.detail))]), exc.status_code)
