@@ -183,8 +183,30 @@ class Host:
         cls = self.implementation_for(model_id)
         device_id = "dev-" + uuid.uuid4().hex[:12]
         settings = dict(host_settings or {})
+        made_image: Path | None = None
         if cls.model_id == BLK_MODEL and "image" not in settings:
-            settings["image"] = str(self._new_image(device_id))
+            made_image = self._new_image(device_id)
+            settings["image"] = str(made_image)
+        try:
+            device = self._make(cls, device_id, config, settings, canonical=canonical, seed=seed)
+        except BaseException:
+            if made_image is not None:
+                made_image.unlink(missing_ok=True)
+            raise
+        hosted = HostedDevice(device_id, device, cls, settings, origin=origin)
+        self.devices[device_id] = hosted
+        return hosted
+
+    def _make(
+        self,
+        cls: type[Device],
+        device_id: str,
+        config: str | Mapping[str, Any] | Config | None,
+        settings: dict[str, Any],
+        *,
+        canonical: bool,
+        seed: int | None,
+    ) -> Device:
         if canonical:
             if isinstance(config, str):
                 raise TypeError("a canonical configuration is a mapping")
@@ -195,9 +217,7 @@ class Host:
             device = self._checked(
                 cls, lambda: cls.create(text, host=settings, seed=seed if seed is not None else _seed(device_id))
             )
-        hosted = HostedDevice(device_id, device, cls, settings, origin=origin)
-        self.devices[device_id] = hosted
-        return hosted
+        return device
 
     def _checked(self, cls: type[Device], make: Any) -> Device:
         device: Device = make()
