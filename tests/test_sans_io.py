@@ -1,0 +1,235 @@
+"""The core is sans-IO (DESIGN §8, STYLE rule 1), checked on the source with ``ast``.
+
+The core packages — ``devmig.model``, ``compat``, ``state``, ``migration``,
+``devmig.device`` and ``devmig._errors``, whichever exist — must not import
+an I/O or concurrency module, nor an edge of devmig, nor call the builtin
+``open``: not themselves, and not through any devmig module they import
+(importing ``devmig.a.b`` also runs ``devmig/__init__`` and ``devmig/a/__init__``).
+Third-party libraries are not walked: what they do inside is theirs.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+FORBIDDEN_MODULES = {
+    "asyncio",
+    "socket",
+    "threading",
+    "time",
+    "select",
+    "selectors",
+    "subprocess",
+    "sqlalchemy",
+    "fastapi",
+    "httpx",
+    "httpx2",
+    "uvicorn",
+}
+FORBIDDEN_DEVMIG = ("devmig.agent", "devmig.fleet", "devmig.cli")
+FORBIDDEN_CALLS = {"open"}
+CORE = ["devmig.model", "devmig.compat", "devmig.state", "devmig.migration", "devmig.device", "devmig._errors"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    module: str
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.line}: {self.what}"
+
+
+class Modules:
+    """Resolve devmig module names to source text under a ``src`` root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path | None:
+        base = self.root.joinpath(*name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def source(self, name: str) -> str | None:
+        path = self.path(name)
+        return path.read_text(encoding="utf-8") if path else None
+
+    def is_package(self, name: str) -> bool:
+        path = self.path(name)
+        return path is not None and path.name == "__init__.py"
+
+
+def imports_of(name: str, tree: ast.AST, is_package: bool) -> Iterable[tuple[int, str]]:
+    """Yield ``(line, absolute module name)`` for every import in ``tree``.
+
+    ``from a import b`` yields ``a`` and ``a.b`` (``b`` may be a submodule).
+    Imports inside functions and ``if TYPE_CHECKING:`` blocks count too.
+    ``importlib.import_module("x")`` and ``__import__("x")`` with a constant
+    name count as imports of ``x``.
+    """
+    package = name if is_package else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+            for alias in node.names:
+                if alias.name != "*":
+                    yield node.lineno, f"{module}.{alias.name}"
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            dynamic = (isinstance(func, ast.Name) and func.id == "__import__") or (
+                isinstance(func, ast.Attribute) and func.attr == "import_module"
+            )
+            if dynamic and isinstance(node.args[0].value, str):
+                yield node.lineno, node.args[0].value
+
+
+def calls_of(tree: ast.AST) -> Iterable[tuple[int, str]]:
+    """Yield ``(line, name)`` for every call of a bare name (``open(...)``, ``builtins.open``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name):
+                yield node.lineno, func.id
+            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "builtins":
+                yield node.lineno, func.attr
+
+
+def forbidden(module: str) -> bool:
+    top = module.split(".")[0]
+    return top in FORBIDDEN_MODULES or any(module == e or module.startswith(e + ".") for e in FORBIDDEN_DEVMIG)
+
+
+def check(roots: list[str], modules: Modules) -> tuple[list[Finding], dict[str, str | None]]:
+    """Walk the devmig import graph from ``roots``; return findings and how each module was reached."""
+    findings: list[Finding] = []
+    reached_from: dict[str, str | None] = {}
+    queue: list[tuple[str, str | None]] = []
+    for root in roots:
+        queue.append((root, None))
+    while queue:
+        name, parent = queue.pop()
+        if name in reached_from or modules.path(name) is None:
+            continue
+        reached_from[name] = parent
+        # importing a.b.c runs a/__init__ and a/b/__init__ first
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            queue.append((".".join(parts[:i]), name))
+        source = modules.source(name)
+        assert source is not None
+        tree = ast.parse(source, filename=str(modules.path(name)))
+        for line, imported in imports_of(name, tree, modules.is_package(name)):
+            if forbidden(imported):
+                findings.append(Finding(name, line, f"imports {imported}"))
+            elif imported.split(".")[0] == "devmig":
+                queue.append((imported, name))
+        for line, called in calls_of(tree):
+            if called in FORBIDDEN_CALLS:
+                findings.append(Finding(name, line, f"calls {called}()"))
+    return findings, reached_from
+
+
+def chain(name: str, reached_from: dict[str, str | None]) -> str:
+    out = [name]
+    while (parent := reached_from.get(out[-1])) is not None:
+        out.append(parent)
+    return " <- ".join(out)
+
+
+EXISTING_CORE = [name for name in CORE if Modules(SRC).path(name) is not None]
+
+
+def test_some_core_exists() -> None:
+    assert "devmig.model" in EXISTING_CORE
+    assert "devmig._errors" in EXISTING_CORE
+
+
+@pytest.mark.parametrize("root", EXISTING_CORE)
+def test_core_is_sans_io(root: str) -> None:
+    findings, reached_from = check([root], Modules(SRC))
+    assert root in reached_from
+    assert not findings, "\n".join(f"{f}   (reached: {chain(f.module, reached_from)})" for f in findings)
+
+
+def test_the_walk_reaches_devmig_modules_transitively() -> None:
+    _, reached_from = check(["devmig.model"], Modules(SRC))
+    assert {"devmig", "devmig._errors", "devmig.model._config", "devmig.model._values"} <= set(reached_from)
+
+
+# --------------------------------------------------------------------------- the checker can fail
+
+
+class FakeModules(Modules):
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def path(self, name: str) -> Path | None:
+        if name in self.files:
+            return Path(name.replace(".", "/") + ".py")
+        if name + ".__init__" in self.files:
+            return Path(name.replace(".", "/") + "/__init__.py")
+        return None
+
+    def source(self, name: str) -> str | None:
+        return self.files.get(name, self.files.get(name + ".__init__"))
+
+    def is_package(self, name: str) -> bool:
+        return name + ".__init__" in self.files
+
+
+def fake(files: dict[str, str]) -> Callable[[list[str]], list[str]]:
+    modules = FakeModules({"devmig.__init__": "", **files})
+    return lambda roots: [f.what for f in check(roots, modules)[0]]
+
+
+@pytest.mark.parametrize(
+    ("files", "found"),
+    [
+        ({"devmig.core": "import socket"}, ["imports socket"]),
+        ({"devmig.core": "import os, time"}, ["imports time"]),
+        ({"devmig.core": "from asyncio import sleep"}, ["imports asyncio", "imports asyncio.sleep"]),
+        ({"devmig.core": "import sqlalchemy.orm"}, ["imports sqlalchemy.orm"]),
+        ({"devmig.core": "def f():\n    import threading"}, ["imports threading"]),
+        ({"devmig.core": "if TYPE_CHECKING:\n    import httpx"}, ["imports httpx"]),
+        ({"devmig.core": "import importlib\nimportlib.import_module('subprocess')"}, ["imports subprocess"]),
+        ({"devmig.core": "__import__('selectors')"}, ["imports selectors"]),
+        ({"devmig.core": "import devmig.cli"}, ["imports devmig.cli"]),
+        ({"devmig.core": "from devmig import fleet"}, ["imports devmig.fleet"]),
+        ({"devmig.core": "with open('x') as f: pass"}, ["calls open()"]),
+        ({"devmig.core": "import builtins\nbuiltins.open('x')"}, ["calls open()"]),
+        # transitively, through devmig's own modules (absolute and relative)
+        ({"devmig.core": "from devmig import helper", "devmig.helper": "import uvicorn"}, ["imports uvicorn"]),
+        (
+            {"devmig.core.__init__": "from . import _a", "devmig.core._a": "from ._b import x", "devmig.core._b": "import select"},
+            ["imports select"],
+        ),
+        # a package's __init__ runs when a submodule is imported
+        ({"devmig.core._a": "", "devmig.core.__init__": "import fastapi"}, ["imports fastapi"]),
+        ({"devmig.core": "", "devmig.__init__": "import httpx2"}, ["imports httpx2"]),
+        # allowed
+        ({"devmig.core": "import os, json, dataclasses\nfrom pathlib import Path\nPath('x').open()"}, []),
+        ({"devmig.core": "import timeit, sockets_are_fine_here as s\nfrom devmig import agentless"}, []),
+    ],
+)
+def test_checker_finds_violations(files: dict[str, str], found: list[str]) -> None:
+    assert sorted(fake(files)(["devmig.core"])) == sorted(found)
