@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from devmig.model import BoolParam, Condition, DeviceModel, InSet, IntParam, Range, Value
+from devmig.model import BoolParam, Condition, DeviceModel, InSet, IntParam, Range, StrParam, Value
 
 __all__ = ["CompiledModel", "IdentityCache", "accepts", "compiled", "off_mismatches"]
 
@@ -90,7 +90,7 @@ class CompiledModel:
     constraints: tuple[tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]], ...]
 
 
-def _param_spec(param: BoolParam | IntParam | Any) -> ParamSpec:
+def _param_spec(param: BoolParam | IntParam | StrParam) -> ParamSpec:
     if isinstance(param, BoolParam):
         return bool, frozenset(param.allowed), ()
     if isinstance(param, IntParam):
@@ -105,9 +105,12 @@ def _param_spec(param: BoolParam | IntParam | Any) -> ParamSpec:
 
 def compile_condition(name: str, cond: Condition) -> CondSpec:
     """Compile one constraint condition on parameter ``name``."""
-    if isinstance(cond, Range):
-        lo = _INF * -1 if cond.min is None else cond.min
-        hi = _INF if cond.max is None else cond.max
+    kind = type(cond)
+    if kind is bool or kind is int or kind is str:
+        return name, kind, frozenset((cond,)), 0, 0
+    if kind is Range or isinstance(cond, Range):
+        lo = _INF * -1 if cond.min is None else cond.min  # type: ignore[union-attr]
+        hi = _INF if cond.max is None else cond.max  # type: ignore[union-attr]
         return name, int, None, lo, hi
     values: tuple[Value, ...] = cond.in_ if isinstance(cond, InSet) else (cond,)
     types = {type(v) for v in values}

@@ -34,11 +34,10 @@ from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
 from devmig.compat._compiled import IdentityCache, compile_condition, cond_holds
-from devmig.compat._domain import int_classes, int_progressions
+from devmig.compat._domain import int_difference, int_progressions
 from devmig.compat._solver import Restriction, Solution, Space
 from devmig.model import (
     Condition,
-    Config,
     Constraint,
     DeviceModel,
     InSet,
@@ -50,7 +49,6 @@ from devmig.model import (
     format_options,
     format_value,
     same_value,
-    version_of,
 )
 
 __all__ = ["diff"]
@@ -113,62 +111,93 @@ Example = tuple[str | None, str | None, str | None]
 
 
 def _base_example(model: DeviceModel) -> Example:
-    """Return the simplest configuration OLD accepts, as an example."""
+    """Return the simplest configuration OLD accepts (its version with the fewest non-off values)."""
     space = _SPACES.get(model, None, _space)
-    return _example(model, space.base if space.sound else None)
+    name, _ = space.simplest()
+    if name is None:
+        return _example(space, Solution("found", model.init_values))
+    return _version_example(model, name, _version_items(model, name))
 
 
-def _example(model: DeviceModel, witness: Mapping[str, Value] | None) -> Example:
-    """Return a witness as an option string that creates exactly it on OLD.
+def _example(space: Space, solution: Solution) -> Example:
+    """Return a solution's witness as an option string that creates exactly it on OLD.
 
-    A published version is named by ``version=NAME``; otherwise the shortest
-    of "the init values plus changes" and "a version plus changes" is used.
+    A published version is ``version=NAME``; any other witness is the init
+    values except the searched parameters, so it is written as those changes.
     """
-    if witness is None:
+    model = space.model
+    if solution.witness is None:
         return None, None, None
-    config = Config(model.model, model.canonical_items(witness))
-    version = version_of(model, config)
-    if version is not None:
-        return format_options([("version", version)]), version, config.string
-    best: str | None = None
-    bases: list[tuple[str | None, Mapping[str, Value]]] = [(None, model.init_values)]
-    bases += [(v.name, model.version_values(v)) for v in model.versions]
-    for name, base in bases:
-        items: list[tuple[str, Value]] = [] if name is None else [("version", name)]
-        items += sorted((k, v) for k, v in witness.items() if k not in base or not same_value(base[k], v))
-        text = format_options(items)
-        if best is None or len(text) < len(best):
-            best = text
-    return best, None, config.string
-
-
-def _version_example(model: DeviceModel, name: str) -> Example:
-    version = model.version_map[name]
-    config = Config(model.model, model.canonical_items(model.version_values(version)))
-    return format_options([("version", name)]), name, config.string
+    if solution.version is not None:
+        return _version_example(model, solution.version, _version_items(model, solution.version))
+    pieces = space.init_pieces()
+    changes = solution.changes
+    if not changes:
+        return "", None, ",".join(pieces[k] for k in sorted(pieces))
+    init, off = space.init, space.off
+    delta = sorted((k, v) for k, v in changes.items() if not (type(v) is type(init[k]) and v == init[k]))
+    pieces = dict(pieces)
+    for k, v in delta:
+        if type(v) is type(off[k]) and v == off[k]:
+            pieces.pop(k, None)
+        else:
+            pieces[k] = f"{k}={format_value(v)}"
+    return format_options(delta), None, ",".join(pieces[k] for k in sorted(pieces))
 
 
 def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value], ...]:
     return tuple((k, type(v).__name__, v) for k, v in items)
 
 
-def _cond_key(cond: Condition) -> tuple[Any, ...]:
+def _part_key(part: Mapping[str, Condition]) -> tuple[Any, ...]:
+    if len(part) == 1:
+        ((n, c),) = part.items()
+        return ((n, type(c), c),)
+    return tuple(sorted((n, type(c), c) for n, c in part.items()))
+
+
+def _constraint_key(k: Constraint) -> tuple[Any, ...]:
+    """A hashable key equal for equal constraints (tagged with the condition's type: ``True`` is not ``1``).
+
+    The order of the parameters in ``when`` and ``require`` does not matter.
+    A set condition ``{"in": [...]}`` compares its values untyped (a type
+    change of its parameter is reported as ``TYPE_CHANGED`` anyway).
+    """
+    return _part_key(k.when), _part_key(k.require)
+
+
+def _condition_json(cond: Condition) -> Any:
+    kind = type(cond)
+    if kind is bool or kind is int or kind is str:
+        return cond
     if isinstance(cond, Range):
-        return ("range", cond.min, cond.max)
+        return {k: v for k, v in (("min", cond.min), ("max", cond.max)) if v is not None}
     if isinstance(cond, InSet):
-        return ("in", frozenset((type(v).__name__, v) for v in cond.in_))
-    return ("eq", type(cond).__name__, cond)
-
-
-def _constraint_key(k: Constraint) -> tuple[frozenset[Any], frozenset[Any]]:
-    return (
-        frozenset((n, _cond_key(c)) for n, c in k.when.items()),
-        frozenset((n, _cond_key(c)) for n, c in k.require.items()),
-    )
+        return {"in": list(cond.in_)}
+    return cond  # pragma: no cover - every condition is one of the above
 
 
 def _constraint_json(k: Constraint) -> dict[str, Any]:
-    return k.model_dump(mode="json", by_alias=True, exclude_none=True)
+    out: dict[str, Any] = {
+        "when": {n: _condition_json(c) for n, c in k.when.items()},
+        "require": {n: _condition_json(c) for n, c in k.require.items()},
+    }
+    if k.message:
+        out["message"] = k.message
+    return out
+
+
+def _allowed_json(p: Param) -> list[Any]:
+    if isinstance(p, IntParam):
+        return [
+            {"min": r.min, "max": r.max, "step": r.step} if r.step is not None else {"min": r.min, "max": r.max}
+            for r in p.allowed
+        ]
+    return list(p.allowed)
+
+
+def _param_json(p: Param) -> dict[str, Any]:
+    return {"type": p.type, "allowed": _allowed_json(p), "off": p.off, "init": p.init}
 
 
 class _ModelDiff:
@@ -202,7 +231,7 @@ class _ModelDiff:
         if solution is not None:
             exact = solution.exact
             if solution.witness is not None:
-                example = _example(self.old, solution.witness)
+                example = _example(self.space, solution)
         return Change(
             rule,
             self.id,
@@ -229,20 +258,21 @@ class _ModelDiff:
             np = n.params.get(name)
             if np is None:
                 out.append(self.param_removed(name, op))
-            elif np is not op:
+            elif np is not op and np.__dict__ != op.__dict__:
+                # equal field dicts are typed-equal: the "type" tag is one of the fields
+                # and every value is strict
                 out += self.param_changed(name, op, np)
         for name, np in n.params.items():
             if name not in o.params:
                 out += self.param_added(name, np)
-        if o.constraints != n.constraints:
-            out += self.constraints()
+        out += self.constraints()
         out += self.versions()
         return out
 
     # -- parameters ---------------------------------------------------------
 
     def param_removed(self, name: str, op: Param) -> Change:
-        if isinstance(op, IntParam):
+        if op.type == "int":
             restriction = Restriction(exclude=((op.off, op.off, 1),))
         else:
             restriction = Restriction(exclude_values=frozenset({(type(op.off), op.off)}))
@@ -259,13 +289,13 @@ class _ModelDiff:
             )
         return self.change("PARAM_REMOVED", ("params", name), message,
                            breaks=BREAKS["PARAM_REMOVED"] if sol.exists else (), solution=sol,
-                           old=op.model_dump(mode="json", exclude_defaults=True))
+                           old=_param_json(op))
 
     def param_added(self, name: str, np: Param) -> list[Change]:
         out = [
             self.change("PARAM_ADDED", ("params", name),
                         f"new parameter {name} ({np.type_name}, off {format_value(np.off)})",
-                        new=np.model_dump(mode="json", exclude_defaults=True))
+                        new=_param_json(np))
         ]
         if not np.allows(np.off):
             out.append(
@@ -274,7 +304,7 @@ class _ModelDiff:
                     f"new parameter {name} does not allow its off value {format_value(np.off)} "
                     f"(allowed: {np.describe_allowed()}): NEW refuses every configuration of OLD, "
                     "which all leave it off",
-                    example=_base_example(self.old), old=np.off, new=np.allowed_json(),
+                    example=_base_example(self.old), old=np.off, new=_allowed_json(np),
                 )
             )
         return out
@@ -323,12 +353,12 @@ class _ModelDiff:
         out: list[Change] = []
         loc = ("params", name, "allowed")
         restriction: Restriction
-        if isinstance(op, IntParam) and isinstance(np, IntParam):
+        if op.type == "int" and np.type == "int":
             old_progs, new_progs = int_progressions(op), int_progressions(np)
             if old_progs == new_progs:
                 return out
-            narrowed = bool(int_classes(old_progs, new_progs, ()))
-            widened = bool(int_classes(new_progs, old_progs, ()))
+            narrowed = int_difference(old_progs, new_progs)
+            widened = int_difference(new_progs, old_progs)
             restriction = Restriction(exclude=new_progs)
         else:
             old_values = tuple(dict.fromkeys(op.allowed))
@@ -349,10 +379,10 @@ class _ModelDiff:
                 message = f"{name} allows fewer values, but no configuration OLD accepts uses them {both}"
             out.append(self.change("ALLOWED_NARROWED", loc, message,
                                    breaks=BREAKS["ALLOWED_NARROWED"] if sol.exists else (),
-                                   solution=sol, old=op.allowed_json(), new=np.allowed_json()))
+                                   solution=sol, old=_allowed_json(op), new=_allowed_json(np)))
         if widened:
             out.append(self.change("ALLOWED_WIDENED", loc, f"{name} allows more values {both}",
-                                   old=op.allowed_json(), new=np.allowed_json()))
+                                   old=_allowed_json(op), new=_allowed_json(np)))
         return out
 
     # -- constraints --------------------------------------------------------
@@ -435,28 +465,38 @@ class _ModelDiff:
         o, n = self.old, self.new
         old_map, new_map = o.version_map, n.version_map
         for name in dict.fromkeys(v.name for v in o.versions):
+            old_items = _version_items(o, name)
             if name not in new_map:
                 out.append(self.change("VERSION_REMOVED", ("versions", name),
                                        f"version {name} is no longer published; creating with "
-                                       f"version={name} fails", example=_version_example(o, name),
-                                       old=self._canonical(o, name)))
+                                       f"version={name} fails",
+                                       example=_version_example(o, name, old_items),
+                                       old=format_options(old_items)))
                 continue
-            old_items = o.canonical_items(o.version_values(old_map[name]))
-            new_items = n.canonical_items(n.version_values(new_map[name]))
+            new_items = _version_items(n, name)
             if _typed(old_items) != _typed(new_items):
-                old_text = Config(o.model, old_items).string
-                new_text = Config(n.model, new_items).string
+                old_text = format_options(old_items)
+                new_text = format_options(new_items)
                 out.append(self.change(
                     "VERSION_REDEFINED", ("versions", name),
                     f"version {name} changed meaning: {old_text!r} in OLD, {new_text!r} in NEW",
-                    example=_version_example(o, name), old=old_text, new=new_text,
+                    example=_version_example(o, name, old_items), old=old_text, new=new_text,
                 ))
         for name in dict.fromkeys(v.name for v in n.versions):
             if name not in old_map:
                 out.append(self.change("VERSION_ADDED", ("versions", name), f"new version {name}",
-                                       new=self._canonical(n, name)))
+                                       new=format_options(_version_items(n, name))))
         return out
 
-    @staticmethod
-    def _canonical(model: DeviceModel, name: str) -> str:
-        return Config(model.model, model.canonical_items(model.version_values(model.version_map[name]))).string
+
+def _version_items(model: DeviceModel, name: str) -> tuple[tuple[str, Value], ...]:
+    """Return a version's canonical configuration (from its own params: the rest is off)."""
+    off = model.off_values
+    params = model.version_map[name].params
+    return tuple(
+        sorted((k, v) for k, v in params.items() if k not in off or not (type(v) is type(off[k]) and v == off[k]))
+    )
+
+
+def _version_example(model: DeviceModel, name: str, items: tuple[tuple[str, Value], ...]) -> Example:
+    return format_options([("version", name)]), name, format_options(items)

@@ -18,12 +18,21 @@ a break conservatively, never hides one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from math import lcm
 
 from devmig.model import IntParam
 
-__all__ = ["SCAN_LIMIT", "IntProg", "find_int", "in_progressions", "int_classes", "int_progressions"]
+__all__ = [
+    "SCAN_LIMIT",
+    "IntProg",
+    "find_int",
+    "in_progressions",
+    "int_classes",
+    "int_difference",
+    "int_progressions",
+    "iter_int_classes",
+]
 
 IntProg = tuple[int, int, int]
 """An arithmetic progression ``(first, last, step)``: ``first``, ``first+step``, ... ``last``."""
@@ -91,6 +100,18 @@ def find_int(a: int, b: int, include: Iterable[IntProg], exclude: Iterable[IntPr
 def int_classes(
     include: tuple[IntProg, ...], exclude: tuple[IntProg, ...], points: Iterable[int]
 ) -> list[tuple[int, bool]]:
+    """Return :func:`iter_int_classes` as a list."""
+    return list(iter_int_classes(include, exclude, points))
+
+
+def int_difference(include: tuple[IntProg, ...], exclude: tuple[IntProg, ...]) -> bool:
+    """Return whether some value of ``include`` may lie outside ``exclude`` (``True`` when unsure)."""
+    return next(iter(iter_int_classes(include, exclude, ())), None) is not None
+
+
+def iter_int_classes(
+    include: tuple[IntProg, ...], exclude: tuple[IntProg, ...], points: Iterable[int]
+) -> Iterator[tuple[int, bool]]:
     """Return one representative per class of the values of ``include`` not in ``exclude``.
 
     Args:
@@ -106,7 +127,7 @@ def int_classes(
         but is not necessarily allowed.
     """
     if not include:
-        return []
+        return
     lo_all = min(p[0] for p in include)
     hi_all = max(p[1] for p in include)
     cuts: set[int] = set()
@@ -121,11 +142,9 @@ def int_classes(
     inner = sorted(x for x in cuts if lo_all < x <= hi_all)
     starts = [lo_all, *inner]
     ends = [x - 1 for x in inner] + [hi_all]
-    out: list[tuple[int, bool]] = []
     for a, b in zip(starts, ends, strict=True):
         value, exact = find_int(a, b, include, exclude)
         if value is not None:
-            out.append((value, True))
+            yield value, True
         elif not exact:
-            out.append((a, False))
-    return out
+            yield a, False

@@ -10,8 +10,8 @@ conjunction of per-parameter conditions implying another.
 :class:`Space` compiles one model once: per parameter the classes of its
 values (:mod:`devmig.compat._domain`), the constraints as compiled
 conditions, the connected components of the "appear in one constraint"
-graph, and a *base* configuration that OLD accepts (per component, all off
-values when that is accepted, else the init values, which always are). A
+graph; the *base* configuration is the init configuration, which OLD
+always accepts. Everything is compiled lazily, on first need. A
 question (:meth:`Space.solve`) restricts a few parameters; only the
 components of those parameters are searched, by backtracking over class
 representatives with forward checking, trying published versions and the
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from devmig.compat._compiled import CondSpec, compile_condition, cond_holds
 from devmig.compat._domain import IntProg, in_progressions, int_classes, int_progressions
-from devmig.model import BoolParam, DeviceModel, IntParam, Value
+from devmig.model import DeviceModel, Value, format_value
 
 __all__ = ["NODE_LIMIT", "Restriction", "Solution", "Space"]
 
@@ -116,10 +116,17 @@ class Solution:
             ``maybe`` (the solver could not decide; treat as found).
         witness: a full configuration OLD accepts that answers the question,
             when ``status`` is ``found`` and every value is exact.
+        version: the published version the witness is, if it is one (the
+            newest, when several expand to the same configuration).
+        changes: for a witness found by search, the values of the searched
+            parameters (every other parameter is at its init value);
+            ``None`` for a published version or the init configuration.
     """
 
     status: Status
     witness: Mapping[str, Value] | None = None
+    version: str | None = None
+    changes: Mapping[str, Value] | None = None
 
     @property
     def exists(self) -> bool:
@@ -141,86 +148,120 @@ class _Var:
 class Space:
     """The configurations one model accepts, compiled for questions.
 
+    Everything is computed lazily and kept: a model with fifty parameters of
+    which one changed compiles only the constraints and that parameter's
+    component. The model must be consistent, as the loader guarantees (init
+    values and published versions accepted); a witness is only as good as
+    that guarantee.
+
     Args:
-        model: the model (its document must be consistent, as loaded).
+        model: the model.
     """
 
     def __init__(self, model: DeviceModel) -> None:
         self.model = model
         params = model.params
-        self.off: dict[str, Value] = dict(model.off_values)
-        self.init: dict[str, Value] = dict(model.init_values)
-        self.progs: dict[str, tuple[IntProg, ...]] = {}
-        self.values: dict[str, tuple[Value, ...]] = {}
-        self.bools: set[str] = set()
-        for name, p in params.items():
-            if isinstance(p, IntParam):
-                self.progs[name] = int_progressions(p)
-            elif isinstance(p, BoolParam):
-                self.values[name] = tuple(dict.fromkeys(p.allowed))
-                self.bools.add(name)
-            else:
-                self.values[name] = tuple(dict.fromkeys(p.allowed))
-        self.constraints: list[tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]] = []
+        self.params = params
+        self.off: Mapping[str, Value] = model.off_values
+        self.init: Mapping[str, Value] = model.init_values
+        self._constraints = model.constraints
+        self._specs: dict[int, tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]] = {}
         self.cparams: list[tuple[str, ...]] = []
-        self.cons_of: dict[str, list[int]] = {name: [] for name in params}
-        self.points: dict[str, list[Any]] = {name: [] for name in params}
-        parent = {name: name for name in params}
-
-        def find(x: str) -> str:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for index, k in enumerate(model.constraints):
-            when = tuple(compile_condition(n, c) for n, c in k.when.items() if n in params)
-            require = tuple(compile_condition(n, c) for n, c in k.require.items() if n in params)
-            self.constraints.append((when, require))
-            names = tuple(dict.fromkeys(s[0] for s in (*when, *require)))
+        self._cons_of: dict[str, list[int]] = {}
+        # Only names here: conditions are compiled, and components found, when a search needs them.
+        for index, k in enumerate(self._constraints):
+            names = tuple(n for n in dict.fromkeys((*k.when, *k.require)) if n in params)
             self.cparams.append(names)
-            for spec in (*when, *require):
-                if spec[0] in self.progs:
-                    self.points[spec[0]] += _spec_points(spec)
-                else:
-                    self.points[spec[0]] += _spec_typed(spec)
             for n in names:
-                self.cons_of[n].append(index)
-            for n in names[1:]:
-                parent[find(n)] = find(names[0])
-        self.component: dict[str, str] = {name: find(name) for name in params}
-        self.members: dict[str, list[str]] = {}
-        for name in params:
-            self.members.setdefault(self.component[name], []).append(name)
-        self.sound = self.valid(self.init)
-        self.base: dict[str, Value] = dict(self.init)
-        for group in self.members.values():
-            trial = dict(self.base)
-            trial.update((n, self.off[n]) for n in group)
-            if all(self.allows(n, self.off[n]) for n in group) and all(
-                self.satisfied(i, trial) for n in group for i in self.cons_of[n]
-            ):
-                self.base.update((n, self.off[n]) for n in group)
-        self.seeds: list[dict[str, Value]] = []
-        for version in model.versions:
-            full = model.version_values(version)
-            if set(full) == set(params) and self.valid(full):
-                self.seeds.append(full)
-        if self.sound:
-            self.seeds.append(self.init)
+                self._cons_of.setdefault(n, []).append(index)
+        self._root: dict[str, str] | None = None
+        self._members: dict[str, list[str]] = {}
+        self._info: dict[str, tuple[tuple[IntProg, ...] | None, tuple[Value, ...]]] = {}
+        self._seeds: list[tuple[str | None, Mapping[str, Value]]] | None = None
         self._classes: dict[str, list[tuple[Value, bool]]] = {}
+        self._simplest: tuple[str | None, Mapping[str, Value]] | None = None
+        self._init_pieces: dict[str, str] | None = None
+
+    def spec(self, index: int) -> tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]:
+        """Return constraint ``index`` compiled: ``(when conditions, require conditions)``."""
+        got = self._specs.get(index)
+        if got is None:
+            k = self._constraints[index]
+            params = self.params
+            got = (
+                tuple(compile_condition(n, c) for n, c in k.when.items() if n in params),
+                tuple(compile_condition(n, c) for n, c in k.require.items() if n in params),
+            )
+            self._specs[index] = got
+        return got
+
+    def specs_on(self, name: str) -> list[CondSpec]:
+        """Return every compiled condition on parameter ``name``."""
+        out = []
+        for index in self._cons_of.get(name, ()):
+            when, require = self.spec(index)
+            out += [s for s in (*when, *require) if s[0] == name]
+        return out
+
+    def free(self, name: str) -> bool:
+        """Return whether no constraint names ``name``."""
+        return name not in self._cons_of
+
+    # -- per parameter ----------------------------------------------------------
+
+    def info(self, name: str) -> tuple[tuple[IntProg, ...] | None, tuple[Value, ...]]:
+        """Return ``(int progressions or None, allowed values of a bool/str parameter)``."""
+        got = self._info.get(name)
+        if got is None:
+            p = self.params[name]
+            if p.type == "int":
+                got = (int_progressions(p), ())
+            else:
+                got = (None, tuple(dict.fromkeys(p.allowed)))
+            self._info[name] = got
+        return got
+
+    def cons_of(self, name: str) -> list[int]:
+        """Return the indices of the constraints naming ``name``."""
+        return self._cons_of.get(name, [])
+
+    def _components(self) -> dict[str, str]:
+        if self._root is None:
+            parent: dict[str, str] = {n: n for n in self._cons_of}
+
+            def find(x: str) -> str:
+                while parent[x] != x:
+                    parent[x] = parent[parent[x]]
+                    x = parent[x]
+                return x
+
+            for names in self.cparams:
+                for n in names[1:]:
+                    parent[find(n)] = find(names[0])
+            self._root = {name: find(name) for name in parent}
+            for name, root in self._root.items():
+                self._members.setdefault(root, []).append(name)
+        return self._root
+
+    def root(self, name: str) -> str:
+        """Return the component of ``name`` (parameters linked by constraints share one)."""
+        return self._components().get(name, name)
+
+    def members(self, root: str) -> list[str]:
+        """Return the parameters of a component."""
+        self._components()
+        return self._members.get(root, [root])
 
     def allows(self, name: str, value: Value) -> bool:
         """Return whether parameter ``name`` allows ``value`` (typed)."""
-        progs = self.progs.get(name)
+        progs, values = self.info(name)
         if progs is not None:
             return type(value) is int and in_progressions(value, progs)
-        allowed = self.values[name]
-        return any(type(v) is type(value) and v == value for v in allowed)
+        return any(type(v) is type(value) and v == value for v in values)
 
     def satisfied(self, index: int, full: Mapping[str, Value]) -> bool:
         """Return whether the full configuration satisfies constraint ``index``."""
-        when, require = self.constraints[index]
+        when, require = self.spec(index)
         for spec in when:
             if not cond_holds(spec, full.get(spec[0])):
                 return True
@@ -228,9 +269,79 @@ class Space:
 
     def valid(self, full: Mapping[str, Value]) -> bool:
         """Return whether the model accepts a full configuration (allowed values and constraints)."""
-        return all(n in full and self.allows(n, full[n]) for n in self.off) and all(
-            self.satisfied(i, full) for i in range(len(self.constraints))
+        return all(n in full and self.allows(n, full[n]) for n in self.params) and all(
+            self.satisfied(i, full) for i in range(len(self._constraints))
         )
+
+    # -- the base configuration -------------------------------------------------
+
+    def base_value(self, name: str) -> Value:
+        """Return ``name``'s value in the base configuration (its init value)."""
+        return self.init[name]
+
+    @property
+    def base(self) -> Mapping[str, Value]:
+        """The base configuration: the init values, which the model always accepts.
+
+        A witness keeps the base value of every parameter outside the
+        components it searches (constraints only link parameters of one
+        component, so any mix of accepted components is accepted), so an
+        example reads "the init values, except ...".
+        """
+        return self.init
+
+    @property
+    def seeds(self) -> list[tuple[str | None, Mapping[str, Value]]]:
+        """Published versions (newest first) and the init configuration, as ``(version, full)``."""
+        if self._seeds is None:
+            model = self.model
+            seeds: list[tuple[str | None, Mapping[str, Value]]] = [
+                (v.name, model.version_values(v)) for v in reversed(model.versions)
+            ]
+            seeds.append((None, self.init))
+            self._seeds = seeds
+        return self._seeds
+
+    def init_pieces(self) -> dict[str, str]:
+        """Return ``{name: "name=value"}`` for every init value that is not off (cached)."""
+        if self._init_pieces is None:
+            off = self.off
+            self._init_pieces = {
+                k: f"{k}={format_value(v)}"
+                for k, v in self.init.items()
+                if not (type(v) is type(off[k]) and v == off[k])
+            }
+        return self._init_pieces
+
+    def simplest(self) -> tuple[str | None, Mapping[str, Value]]:
+        """Return the published version with the fewest non-off values (the newest of equals), else the init configuration."""
+        if self._simplest is not None:
+            return self._simplest
+        best: tuple[str | None, Mapping[str, Value]] | None = None
+        best_count = 0
+        off = self.off
+        for version in self.model.versions:
+            count = sum(
+                1 for n, v in version.params.items() if not (type(v) is type(off[n]) and v == off[n])
+            )
+            if best is None or count <= best_count:
+                best, best_count = (version.name, self.model.version_values(version)), count
+        self._simplest = best if best is not None else (None, self.init)
+        return self._simplest
+
+    def _solve_free(self, restrictions: Mapping[str, Restriction]) -> Solution:
+        """Answer a question on parameters no constraint names: each one on its own."""
+        changes: dict[str, Value] = {}
+        for name, r in restrictions.items():
+            got = _first(self.classes(name, r))
+            if got is None:
+                return Solution("none")
+            if not got[1]:
+                return Solution("maybe")
+            changes[name] = got[0]
+        witness = dict(self.init)
+        witness.update(changes)
+        return Solution("found", witness, None, changes)
 
     def classes(self, name: str, restriction: Restriction | None = None) -> list[tuple[Value, bool]]:
         """Return one ``(value, exact)`` per class of the values ``name`` allows (and the restriction admits).
@@ -241,10 +352,11 @@ class Space:
             cached = self._classes.get(name)
             if cached is not None:
                 return cached
-        progs = self.progs.get(name)
+        progs, values = self.info(name)
+        specs = self.specs_on(name)
         out: list[tuple[Value, bool]]
         if progs is not None:
-            points: list[int] = [*self.points[name]]
+            points: list[int] = [x for spec in specs for x in _spec_points(spec)]
             for v in (self.off[name], self.init[name]):
                 if type(v) is int:
                     points += [v, v + 1]
@@ -257,16 +369,17 @@ class Space:
                 for v, exact in int_classes(progs, exclude, points)
                 if restriction is None or restriction.admits(v, excluded_checked=True)
             ]
-        elif name in self.bools:
-            out = [(v, True) for v in self.values[name] if restriction is None or restriction.admits(v)]
+        elif all(type(v) is bool for v in values):
+            out = [(v, True) for v in values if restriction is None or restriction.admits(v)]
         else:
-            named = {*self.points[name], (type(self.off[name]), self.off[name])}
+            named = {x for spec in specs for x in _spec_typed(spec)}
+            named.add((type(self.off[name]), self.off[name]))
             named.add((type(self.init[name]), self.init[name]))
             if restriction is not None:
                 named.update(restriction.typed_points())
             out = []
             other = False
-            for v in self.values[name]:
+            for v in values:
                 if restriction is not None and not restriction.admits(v):
                     continue
                 if (type(v), v) in named:
@@ -274,7 +387,7 @@ class Space:
                 elif not other:
                     out.append((v, True))
                     other = True
-        base, off, init = self.base[name], self.off[name], self.init[name]
+        base, off, init = self.base_value(name), self.off[name], self.init[name]
         out.sort(key=lambda ve: _rank(ve[0], base, off, init))
         if restriction is None:
             self._classes[name] = out
@@ -290,12 +403,12 @@ class Space:
             A :class:`Solution`: ``found`` with a witness (published versions
             and the init configuration are tried first), ``none``, or ``maybe``.
         """
-        for seed in self.seeds:
+        for version, seed in self.seeds:
             if all(r.admits(seed[n]) for n, r in restrictions.items()):
-                return Solution("found", seed)
-        if not self.sound:
-            return Solution("maybe")
-        roots = {self.component[n] for n in restrictions}
+                return Solution("found", seed, version)
+        if all(self.free(n) for n in restrictions):
+            return self._solve_free(restrictions)
+        roots = {self.root(n) for n in restrictions}
         order = _order([n for n in restrictions], roots, self)
         domains: dict[str, list[tuple[Value, bool]]] = {}
         for name in order:
@@ -304,7 +417,8 @@ class Space:
             if not dom:
                 return Solution("none")
             domains[name] = dom
-        full = dict(self.base)
+        init = self.init
+        full = {name: init[name] for name in order}
         search = _Search(self, order, full)
         result = search.run(domains)
         if result is None:
@@ -313,11 +427,25 @@ class Space:
             return Solution("none")
         if not search.exact:
             return Solution("maybe")
-        return Solution("found", full)
+        witness = dict(self.base)
+        witness.update(full)
+        # a witness equal to a published version would have been found among the seeds
+        return Solution("found", witness, None, full)
+
+
+def _first(classes: Iterable[tuple[Value, bool]]) -> tuple[Value, bool] | None:
+    """Return the first exact class, else the first stand-in, else ``None``."""
+    stand_in = None
+    for value, exact in classes:
+        if exact:
+            return value, exact
+        if stand_in is None:
+            stand_in = (value, exact)
+    return stand_in
 
 
 def _rank(value: Value, base: Value, off: Value, init: Value) -> int:
-    """Order values for familiar witnesses: the base value, then off, then init, then the rest."""
+    """Order values for familiar witnesses: the base (init) value, then off, then the rest."""
     for rank, x in enumerate((base, off, init)):
         if type(x) is type(value) and x == value:
             return rank
@@ -344,13 +472,13 @@ def _order(start: Iterable[str], roots: set[str], space: Space) -> list[str]:
     while i < len(order):
         name = order[i]
         i += 1
-        for index in space.cons_of[name]:
+        for index in space.cons_of(name):
             for other in space.cparams[index]:
                 if other not in seen:
                     seen.add(other)
                     order.append(other)
     for root in roots:
-        for n in space.members[root]:
+        for n in space.members(root):
             if n not in seen:
                 seen.add(n)
                 order.append(n)
@@ -373,7 +501,7 @@ class _Search:
         """Return ``True`` (solution left in ``full``), ``False`` (none) or ``None`` (gave up)."""
         # Constraints with a single parameter prune before the search starts.
         for name in self.order:
-            for index in self.space.cons_of[name]:
+            for index in self.space.cons_of(name):
                 if len(self.space.cparams[index]) == 1:
                     domains[name] = self._prune(index, name, domains[name])
                     if not domains[name]:
@@ -411,7 +539,7 @@ class _Search:
             self.assigned.add(name)
             ok = True
             pruned: dict[str, list[tuple[Value, bool]]] = {}
-            for index in space.cons_of[name]:
+            for index in space.cons_of(name):
                 free = [n for n in space.cparams[index] if n not in self.assigned]
                 if not free:
                     if not space.satisfied(index, full):
@@ -430,7 +558,7 @@ class _Search:
                     self._exact[name] = exact
                     return True
             self.assigned.discard(name)
-        full[name] = space.base[name]
+        full[name] = space.init[name]
         return False
 
 
