@@ -36,9 +36,15 @@ def packages() -> list[str]:
 
 def _all_node(tree: ast.Module) -> ast.expr | None:
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
             return node.value
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "__all__":
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "__all__"
+        ):
             return node.value
     return None
 
@@ -93,11 +99,20 @@ def origin(module: str, name: str, sources: Sources, depth: int = 0) -> str:
         return module
     package = module if sources.is_package(module) else module.rpartition(".")[0]
     for node in _statements(ast.parse(source).body):
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+        if (
+            isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name == name
+        ):
             return module
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
             return module
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == name
+        ):
             return module
         if isinstance(node, ast.ImportFrom):
             for alias in node.names:
@@ -151,7 +166,9 @@ def test_all_is_sorted_and_unique(package: str) -> None:
     names = list(importlib.import_module(package).__all__)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     assert not duplicates, f"{package}.__all__ repeats {duplicates}"
-    assert names in (sorted(names), sorted(names, key=isort_key)), f"{package}.__all__ is not sorted"
+    assert names in (sorted(names), sorted(names, key=isort_key)), (
+        f"{package}.__all__ is not sorted"
+    )
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -216,15 +233,42 @@ class FakeSources(Sources):
 @pytest.mark.parametrize(
     ("files", "name", "where"),
     [
-        ({"devmig.p.__init__": "from devmig.p._m import X", "devmig.p._m": "class X: pass"}, "X", "devmig.p._m"),
-        ({"devmig.p.__init__": "from ._m import X", "devmig.p._m": "X = int | str"}, "X", "devmig.p._m"),
-        ({"devmig.p.__init__": "from ._m import Y as X", "devmig.p._m": "def Y(): pass"}, "X", "devmig.p._m"),
-        ({"devmig.p.__init__": "from ._m import X", "devmig.p._m": "from ._n import X", "devmig.p._n": "X: int = 1"}, "X", "devmig.p._n"),
+        (
+            {"devmig.p.__init__": "from devmig.p._m import X", "devmig.p._m": "class X: pass"},
+            "X",
+            "devmig.p._m",
+        ),
+        (
+            {"devmig.p.__init__": "from ._m import X", "devmig.p._m": "X = int | str"},
+            "X",
+            "devmig.p._m",
+        ),
+        (
+            {"devmig.p.__init__": "from ._m import Y as X", "devmig.p._m": "def Y(): pass"},
+            "X",
+            "devmig.p._m",
+        ),
+        (
+            {
+                "devmig.p.__init__": "from ._m import X",
+                "devmig.p._m": "from ._n import X",
+                "devmig.p._n": "X: int = 1",
+            },
+            "X",
+            "devmig.p._n",
+        ),
         ({"devmig.p.__init__": "from . import _m", "devmig.p._m": ""}, "_m", "devmig.p._m"),
         ({"devmig.p.__init__": "if True:\n    X = 1\nelse:\n    X = 2"}, "X", "devmig.p"),
         # foreign
         ({"devmig.p.__init__": "from pydantic import BaseModel"}, "BaseModel", "pydantic"),
-        ({"devmig.p.__init__": "from ._m import BaseModel", "devmig.p._m": "from pydantic import BaseModel"}, "BaseModel", "pydantic"),
+        (
+            {
+                "devmig.p.__init__": "from ._m import BaseModel",
+                "devmig.p._m": "from pydantic import BaseModel",
+            },
+            "BaseModel",
+            "pydantic",
+        ),
         ({"devmig.p.__init__": "import json"}, "json", "json"),
         ({"devmig.p.__init__": "from os import path as where"}, "where", "os"),
     ],

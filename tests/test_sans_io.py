@@ -35,7 +35,14 @@ FORBIDDEN_MODULES = {
 }
 FORBIDDEN_DEVMIG = ("devmig.agent", "devmig.fleet", "devmig.cli")
 FORBIDDEN_CALLS = {"open"}
-CORE = ["devmig.model", "devmig.compat", "devmig.state", "devmig.migration", "devmig.device", "devmig._errors"]
+CORE = [
+    "devmig.model",
+    "devmig.compat",
+    "devmig.state",
+    "devmig.migration",
+    "devmig.device",
+    "devmig._errors",
+]
 
 
 @dataclass(frozen=True)
@@ -110,13 +117,19 @@ def calls_of(tree: ast.AST) -> Iterable[tuple[int, str]]:
             func = node.func
             if isinstance(func, ast.Name):
                 yield node.lineno, func.id
-            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "builtins":
+            elif (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and func.value.id == "builtins"
+            ):
                 yield node.lineno, func.attr
 
 
 def forbidden(module: str) -> bool:
     top = module.split(".")[0]
-    return top in FORBIDDEN_MODULES or any(module == e or module.startswith(e + ".") for e in FORBIDDEN_DEVMIG)
+    return top in FORBIDDEN_MODULES or any(
+        module == e or module.startswith(e + ".") for e in FORBIDDEN_DEVMIG
+    )
 
 
 def check(roots: list[str], modules: Modules) -> tuple[list[Finding], dict[str, str | None]]:
@@ -168,12 +181,16 @@ def test_some_core_exists() -> None:
 def test_core_is_sans_io(root: str) -> None:
     findings, reached_from = check([root], Modules(SRC))
     assert root in reached_from
-    assert not findings, "\n".join(f"{f}   (reached: {chain(f.module, reached_from)})" for f in findings)
+    assert not findings, "\n".join(
+        f"{f}   (reached: {chain(f.module, reached_from)})" for f in findings
+    )
 
 
 def test_the_walk_reaches_devmig_modules_transitively() -> None:
     _, reached_from = check(["devmig.model"], Modules(SRC))
-    assert {"devmig", "devmig._errors", "devmig.model._config", "devmig.model._values"} <= set(reached_from)
+    assert {"devmig", "devmig._errors", "devmig.model._config", "devmig.model._values"} <= set(
+        reached_from
+    )
 
 
 # --------------------------------------------------------------------------- the checker can fail
@@ -207,28 +224,51 @@ def fake(files: dict[str, str]) -> Callable[[list[str]], list[str]]:
     [
         ({"devmig.core": "import socket"}, ["imports socket"]),
         ({"devmig.core": "import os, time"}, ["imports time"]),
-        ({"devmig.core": "from asyncio import sleep"}, ["imports asyncio", "imports asyncio.sleep"]),
+        (
+            {"devmig.core": "from asyncio import sleep"},
+            ["imports asyncio", "imports asyncio.sleep"],
+        ),
         ({"devmig.core": "import sqlalchemy.orm"}, ["imports sqlalchemy.orm"]),
         ({"devmig.core": "def f():\n    import threading"}, ["imports threading"]),
         ({"devmig.core": "if TYPE_CHECKING:\n    import httpx"}, ["imports httpx"]),
-        ({"devmig.core": "import importlib\nimportlib.import_module('subprocess')"}, ["imports subprocess"]),
+        (
+            {"devmig.core": "import importlib\nimportlib.import_module('subprocess')"},
+            ["imports subprocess"],
+        ),
         ({"devmig.core": "__import__('selectors')"}, ["imports selectors"]),
         ({"devmig.core": "import devmig.cli"}, ["imports devmig.cli"]),
         ({"devmig.core": "from devmig import fleet"}, ["imports devmig.fleet"]),
         ({"devmig.core": "with open('x') as f: pass"}, ["calls open()"]),
         ({"devmig.core": "import builtins\nbuiltins.open('x')"}, ["calls open()"]),
         # transitively, through devmig's own modules (absolute and relative)
-        ({"devmig.core": "from devmig import helper", "devmig.helper": "import uvicorn"}, ["imports uvicorn"]),
         (
-            {"devmig.core.__init__": "from . import _a", "devmig.core._a": "from ._b import x", "devmig.core._b": "import select"},
+            {"devmig.core": "from devmig import helper", "devmig.helper": "import uvicorn"},
+            ["imports uvicorn"],
+        ),
+        (
+            {
+                "devmig.core.__init__": "from . import _a",
+                "devmig.core._a": "from ._b import x",
+                "devmig.core._b": "import select",
+            },
             ["imports select"],
         ),
         # a package's __init__ runs when a submodule is imported
         ({"devmig.core._a": "", "devmig.core.__init__": "import fastapi"}, ["imports fastapi"]),
         ({"devmig.core": "", "devmig.__init__": "import httpx2"}, ["imports httpx2"]),
         # allowed
-        ({"devmig.core": "import os, json, dataclasses\nfrom pathlib import Path\nPath('x').open()"}, []),
-        ({"devmig.core": "import timeit, sockets_are_fine_here as s\nfrom devmig import agentless"}, []),
+        (
+            {
+                "devmig.core": "import os, json, dataclasses\nfrom pathlib import Path\nPath('x').open()"
+            },
+            [],
+        ),
+        (
+            {
+                "devmig.core": "import timeit, sockets_are_fine_here as s\nfrom devmig import agentless"
+            },
+            [],
+        ),
     ],
 )
 def test_checker_finds_violations(files: dict[str, str], found: list[str]) -> None:

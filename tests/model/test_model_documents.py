@@ -719,6 +719,28 @@ def test_a_document_given_as_a_host_report_says_so() -> None:
     assert problem.hint is not None and "model document" in problem.hint
 
 
+@pytest.mark.parametrize(
+    ("text", "loc"),
+    [
+        ('{"format": "\\ud800"}', ("format",)),
+        ('{"models": [{"description": "x\\udfff"}]}', ("models", 0, "description")),
+        ('{"models": [{"params": {"a\\ud800b": {}}}]}', ("models", 0, "params", "a\\ud800b")),
+    ],
+)
+def test_lone_surrogates_are_refused(text: str, loc: tuple[Any, ...]) -> None:
+    # "\ud800" is valid JSON syntax but no Unicode text: it could never be sent on as UTF-8
+    for load in (load_document, load_host_report, load_any):
+        found = problems(DocumentError, lambda load=load: load(text))
+        assert [(p.code, p.loc) for p in found] == [("SCHEMA", loc)]
+        json.dumps(DocumentError(found).to_dicts(), ensure_ascii=False).encode("utf-8")
+    # a complete pair is fine
+    assert (
+        load_document(json.dumps(nic_doc()).replace("Example NIC", "\\ud83d\\ude00 NIC"))
+        .models[0]
+        .description.startswith("\U0001f600")
+    )
+
+
 # --------------------------------------------------------------------------- load_any
 
 

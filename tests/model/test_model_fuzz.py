@@ -52,6 +52,9 @@ def only_devmig_errors(call: Callable[[], object], error: type[DevmigError]) -> 
             assert problem.code.isupper()
             assert isinstance(problem.loc, tuple)
             assert all(isinstance(part, (str, int)) for part in problem.loc)
+        if isinstance(exc, DocumentError):
+            # what a document error says can be sent on: JSON, UTF-8
+            json.dumps(exc.to_dicts(), ensure_ascii=False).encode("utf-8")
         return None
 
 

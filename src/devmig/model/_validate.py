@@ -123,21 +123,24 @@ def _position(text: str) -> tuple[int, int]:
 def _raw(source: Any) -> Any:
     """Return JSON data: text and bytes are parsed, anything else is taken as parsed data.
 
-    Parsed data is checked for what JSON text cannot hold and the rest of the
-    loader cannot render: object keys that are not strings, and integers of
-    more than 4300 digits (Python cannot print them).
+    The data is checked for what JSON text cannot carry and the rest of devmig
+    cannot render: object keys that are not strings, integers of more than
+    4300 digits (Python cannot print them), and strings with a lone surrogate
+    (``"\\ud800"`` parses, but is no Unicode text: it cannot be sent on as UTF-8).
 
     Raises:
         DocumentError: ``JSON_SYNTAX`` for text, ``SCHEMA`` for such data.
     """
     if isinstance(source, (str, bytes, bytearray)):
-        return parse_json(source)
-    if isinstance(source, memoryview):
-        return parse_json(source.tobytes())
-    problems = _not_json_problems(source)
+        raw = parse_json(source)
+    elif isinstance(source, memoryview):
+        raw = parse_json(source.tobytes())
+    else:
+        raw = source
+    problems = _not_json_problems(raw)
     if problems:
         raise DocumentError(problems)
-    return source
+    return raw
 
 
 _HUGE = 10**_MAX_DIGITS
@@ -152,7 +155,10 @@ def _not_json_problems(raw: Any) -> list[Problem]:
     seen: set[int] = set()
     while stack:
         node, path = stack.pop()
-        if type(node) is int and not -_HUGE < node < _HUGE:
+        if isinstance(node, str):
+            if not _is_text(node):
+                problems.append(_surrogate_problem(_loc_of(path), node))
+        elif type(node) is int and not -_HUGE < node < _HUGE:
             problems.append(
                 Problem(
                     "SCHEMA",
@@ -169,7 +175,10 @@ def _not_json_problems(raw: Any) -> list[Problem]:
             children: list[tuple[Any, Any]] = []
             if isinstance(node, Mapping):
                 for key, value in node.items():
-                    if isinstance(key, str):
+                    if isinstance(key, str) and not _is_text(key):
+                        # the key cannot even name a location: show it escaped, skip its value
+                        problems.append(_surrogate_problem(_loc_of((_escaped(key), path)), key))
+                    elif isinstance(key, str):
                         children.append((value, (key, path)))
                     else:
                         problems.append(
@@ -184,6 +193,30 @@ def _not_json_problems(raw: Any) -> list[Problem]:
                 children = [(value, (index, path)) for index, value in enumerate(node)]
             stack.extend(reversed(children))  # popped in document order
     return problems
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(value: str) -> str:
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _surrogate_problem(loc: Loc, value: str) -> Problem:
+    return Problem(
+        "SCHEMA",
+        loc,
+        "a string with a lone surrogate is not Unicode text",
+        value=_escaped(value),
+        hint="escape only complete surrogate pairs (\\ud83d\\ude00)",
+    )
 
 
 def _loc_of(path: Any) -> Loc:
