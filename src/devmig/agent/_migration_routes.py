@@ -1,24 +1,254 @@
-"""Migration endpoints (``/v1/migrations``) and the engine's lifecycle.
+"""Migration endpoints (``/v1/migrations``) and the migration engine's lifecycle.
 
-Placeholder until the migration engine lands: no routes, nothing to start.
+Mutating endpoints need the agent's bearer token. ``POST
+/v1/migrations/{id}/query`` (agent to agent, a QUERY frame in and a STATUS
+frame out) also accepts the per-migration callback token the source handed
+the destination. See :mod:`devmig.agent._migrations` for the theory of
+operation.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from devmig._errors import DevmigError, Problem
+from devmig.agent._auth import require_token
 from devmig.agent._host import Host
+from devmig.agent._migrations import Migration, MigrationEngine
 from devmig.agent._settings import AgentSettings
 
 __all__ = ["attach_migrations", "migrations_router"]
 
-migrations_router = APIRouter()
+Scalar = bool | int | str
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details with the core's codes"}
+
+migrations_router = APIRouter(prefix="/v1/migrations", tags=["migrations"])
+
+
+class PeerSource(BaseModel):
+    """Who sends the migration (the source agent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field("", max_length=512, description="The source agent's URL (for in-doubt queries).")
+    host: str = Field("", max_length=256, description="The source host's name.")
+    callback_token: str | None = Field(None, max_length=256,
+                                       description="A per-migration token this agent uses to query the source.")
+
+
+class IncomingRequest(BaseModel):
+    """The destination's side of a migration: create the copy in RESUMING and issue a secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    migration_id: str = Field(pattern=_ID_PATTERN)
+    model: str = Field(min_length=1, max_length=256)
+    config: dict[str, Scalar] = Field(description="The source device's canonical configuration.")
+    source: PeerSource
+    host: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="The source device's host settings (e.g. a block device's shared `image` path), used as is.",
+    )
+    lease: str | None = Field(None, max_length=256, description="Reserved for the fleet manager.")
+
+
+class IncomingResponse(BaseModel):
+    """Where and how the source connects."""
+
+    migration_id: str
+    device_id: str
+    stream: str = Field(description="The stream address: HOST:PORT or unix:/path.")
+    secret: str = Field(description="Hex; single use; valid secret_ttl_s.")
+    expires_in_s: float
+
+
+class Destination(BaseModel):
+    """The destination agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=512)
+    token: str | None = Field(None, max_length=256)
+
+
+class OutgoingRequest(BaseModel):
+    """Start migrating a device of this host to another agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    migration_id: str | None = Field(None, pattern=_ID_PATTERN, description="Default: a new id.")
+    device_id: str = Field(min_length=1, max_length=128)
+    destination: Destination
+
+
+class MigrationError(BaseModel):
+    """Why a migration left its happy path."""
+
+    code: str
+    message: str
+    phase: str | None
+    side: str | None = None
+
+
+class MigrationView(BaseModel):
+    """One migration as this agent sees it."""
+
+    migration_id: str
+    role: str = Field(description="source or destination")
+    phase: str = Field(description="The hand-off protocol's phase on this side.")
+    stage: str
+    outcome: str | None = Field(description="migrated, rolled_back, in_doubt, destroyed; null while running")
+    finished: bool
+    round: int
+    bytes_sent: int
+    bytes_received: int
+    rate: float = Field(description="bytes/s")
+    expected_downtime_ms: float | None
+    downtime_ms: float | None
+    device_id: str | None
+    destination_device_id: str | None
+    model: str | None
+    config: dict[str, Any]
+    source: dict[str, Any]
+    destination: dict[str, Any]
+    digest: str | None = Field(description="The state digest at switch-over.")
+    error: MigrationError | None
+    started_at: float
+    finished_at: float | None
+    from_journal: bool
+    precopy: list[dict[str, Any]]
+
+
+class MigrationList(BaseModel):
+    """Every migration this agent knows."""
+
+    migrations: list[MigrationView]
+
+
+def engine_of(request: Request) -> MigrationEngine:
+    """FastAPI dependency: the app's engine."""
+    engine: MigrationEngine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[MigrationEngine, Depends(engine_of)]
+MigrationId = Annotated[str, Path(pattern=_ID_PATTERN)]
+
+
+def _view(m: Migration) -> MigrationView:
+    return MigrationView.model_validate(m.to_dict())
+
+
+@migrations_router.get("", response_model=MigrationList)
+async def list_migrations(engine: EngineDep) -> MigrationList:
+    """Every migration this agent knows (live ones and those in its journal)."""
+    return MigrationList(migrations=[_view(m) for m in engine.migrations.values()])
+
+
+@migrations_router.post(
+    "/incoming",
+    response_model=IncomingResponse,
+    dependencies=[Depends(require_token)],
+    responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM, 507: _PROBLEM},
+)
+async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse:
+    """Create the destination's copy (canonical configuration, RESUMING) and issue a single-use secret.
+
+    422 with every problem when this release refuses the configuration; 507
+    when the device does not fit. Idempotent by migration id: repeating it
+    returns the same device and a fresh secret as long as no connection used
+    the old one (which is revoked); afterwards 409 ``MIGRATION_CONFLICT``.
+    """
+    m, secret = engine.incoming(body.migration_id, body.model, body.config, body.source.model_dump(),
+                                body.host, body.source.callback_token)
+    assert m.device_id is not None and engine.stream_address is not None
+    return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=engine.stream_address,
+                            secret=secret.hex(), expires_in_s=engine.settings.secret_ttl_s)
+
+
+@migrations_router.post(
+    "/outgoing",
+    status_code=202,
+    response_model=MigrationView,
+    dependencies=[Depends(require_token)],
+    responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM, 502: _PROBLEM},
+)
+async def outgoing(body: OutgoingRequest, request: Request, engine: EngineDep) -> MigrationView:
+    """Start migrating a device; it runs in the background (202).
+
+    The destination's report is checked first: 409 ``INCOMPATIBLE`` with every
+    reason, before anything is created. 409 ``DEVICE_BUSY`` when another
+    migration holds the device. Idempotent by migration id.
+    """
+    source_url = str(request.base_url).rstrip("/")
+    m = await engine.outgoing(body.migration_id, body.device_id, body.destination.url, body.destination.token,
+                              source_url)
+    return _view(m)
+
+
+@migrations_router.get("/{migration_id}", response_model=MigrationView, responses={404: _PROBLEM})
+async def get_migration(migration_id: MigrationId, engine: EngineDep) -> MigrationView:
+    """A migration's status: role, phase, round, bytes, rate, downtime, digest at switch-over, error."""
+    return _view(engine.get(migration_id))
+
+
+@migrations_router.post(
+    "/{migration_id}/cancel",
+    response_model=MigrationView,
+    dependencies=[Depends(require_token)],
+    responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM},
+)
+async def cancel(migration_id: MigrationId, engine: EngineDep) -> MigrationView:
+    """Cancel: before COMMITTED the migration rolls back; afterwards 409 ``TOO_LATE``."""
+    return _view(engine.cancel(migration_id))
+
+
+@migrations_router.post(
+    "/{migration_id}/query",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "A STATUS frame"},
+               401: _PROBLEM, 422: _PROBLEM},
+)
+async def query(migration_id: MigrationId, request: Request, engine: EngineDep) -> Response:
+    """Agent to agent: a QUERY frame in, the STATUS frame out (in-doubt resolution).
+
+    Needs the agent's token or the migration's callback token.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    settings: AgentSettings = request.app.state.settings
+    allowed = scheme.lower() == "bearer" and bool(token) and (
+        hmac.compare_digest(token.encode(), settings.token.encode()) or engine.check_callback(migration_id, token)
+    )
+    if not allowed:
+        raise DevmigError([Problem("AUTH_FAILED", ("headers", "authorization"),
+                                   "a query needs the agent's token or the migration's callback token")])
+    body = await request.body()
+    if len(body) > 1024:
+        raise DevmigError([Problem("REQUEST_INVALID", ("body",), "a QUERY frame is at most 1 KiB")])
+    answer = engine.answer_query(migration_id, body)
+    return Response(answer, media_type="application/octet-stream")
 
 
 @asynccontextmanager
 async def attach_migrations(app: FastAPI, host: Host, settings: AgentSettings) -> AsyncIterator[None]:
-    """Start the migration engine for ``app`` and stop it on exit."""
-    yield
+    """Start the migration engine (journal, stream listener) for ``app``; stop it on exit.
+
+    Sets ``app.state.engine`` and ``app.state.stream_address``.
+    """
+    engine = MigrationEngine(host, settings)
+    await engine.start()
+    app.state.engine = engine
+    app.state.stream_address = engine.stream_address
+    try:
+        yield
+    finally:
+        await engine.close()

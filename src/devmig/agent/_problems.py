@@ -36,6 +36,18 @@ STATUS_BY_CODE: dict[str, int] = {
     "MIGRATION_CONFLICT": 409,
     "LEASE_HELD": 409,
     "INSUFFICIENT_RESOURCES": 507,
+    "INCOMPATIBLE": 409,
+    "TOO_LATE": 409,
+    "JOURNAL_FAILED": 503,
+    "DESTINATION_UNREACHABLE": 502,
+    "DESTINATION_AUTH_FAILED": 502,
+    "DESTINATION_ERROR": 502,
+    "DESTINATION_REPORT_INVALID": 502,
+    "QUERY_INVALID": 422,
+    "FRAME_INVALID": 422,
+    "FRAME_TOO_LARGE": 422,
+    "UNEXPECTED_MESSAGE": 422,
+    "STATUS_INVALID": 422,
     "REQUEST_INVALID": 422,
 }
 
@@ -53,6 +65,7 @@ _TITLES = {
     409: "Conflict",
     422: "Unprocessable Content",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
     507: "Insufficient Storage",
 }

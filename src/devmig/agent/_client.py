@@ -1,0 +1,170 @@
+"""An async client of an agent's HTTP API (over httpx2), used by agents and the CLI.
+
+Every httpx2 error is mapped here, once: a connection that cannot be made or
+times out is ``AGENT_UNREACHABLE``; 401 is ``AUTH_FAILED`` (or the agent's
+own ``AUTH_REQUIRED``); any other error response carrying problem details
+is re-raised as a :class:`~devmig.DevmigError` with the problems it carries;
+an error response without them is ``AGENT_ERROR`` with its status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx2
+
+from devmig._errors import DevmigError, Problem
+
+__all__ = ["AgentClient", "remote_error"]
+
+
+def remote_error(response: httpx2.Response) -> DevmigError:
+    """Turn an error response into the :class:`DevmigError` it describes."""
+    problems: list[Problem] = []
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        for raw in body["errors"]:
+            if isinstance(raw, dict) and isinstance(raw.get("code"), str):
+                problems.append(
+                    Problem(raw["code"], tuple(raw.get("loc") or ()), str(raw.get("message", "")),
+                            raw.get("value"), raw.get("allowed"), raw.get("hint"),
+                            {**(raw.get("context") or {}), "status": response.status_code})
+                )
+    if problems:
+        return DevmigError(problems)
+    if response.status_code == 401:
+        return DevmigError([Problem("AUTH_FAILED", ("token",), "the agent refused the token",
+                                    hint="pass the agent's token (--token or DEVMIG_TOKEN)")])
+    return DevmigError([Problem("AGENT_ERROR", ("status",), f"the agent answered {response.status_code}",
+                                value=response.status_code)])
+
+
+class AgentClient:
+    """Talk to one agent.
+
+    Args:
+        base_url: the agent's URL (``http://127.0.0.1:8470``).
+        token: its bearer token (needed for mutating calls).
+        timeout: seconds per request.
+
+    Use as ``async with AgentClient(url, token) as agent: ...`` (or call
+    :meth:`aclose`).
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx2.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> httpx2.Response:
+        try:
+            response = await self._http.request(method, path, **kw)
+        except httpx2.HTTPError as exc:
+            raise DevmigError(
+                [Problem("AGENT_UNREACHABLE", ("agent", self.base_url), f"cannot reach the agent at {self.base_url}: {exc}",
+                         value=self.base_url, hint="is `devmig agent` running there?")]
+            ) from exc
+        if response.status_code not in ok:
+            raise remote_error(response)
+        return response
+
+    async def _json(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> dict[str, Any]:
+        response = await self._request(method, path, ok=ok, **kw)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise DevmigError([Problem("AGENT_ERROR", ("body",), "the agent answered something that is not JSON")]) from exc
+        if not isinstance(data, dict):
+            raise DevmigError([Problem("AGENT_ERROR", ("body",), "the agent answered a non-object")])
+        return data
+
+    # -- query ---------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /v1/health``."""
+        return await self._json("GET", "/v1/health")
+
+    async def report(self, etag: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """``GET /v1/report``: the host report and its ETag; ``(None, etag)`` when not modified."""
+        headers = {"If-None-Match": etag} if etag else {}
+        response = await self._request("GET", "/v1/report", ok=(200, 304), headers=headers)
+        if response.status_code == 304:
+            return None, response.headers.get("etag", etag)
+        return response.json(), response.headers.get("etag")
+
+    # -- devices -------------------------------------------------------------------
+
+    async def create_device(self, model: str, config: str | Mapping[str, Any] | None = None,
+                            host: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``POST /v1/devices``."""
+        body = {"model": model, "config": config, "host": dict(host or {})}
+        return await self._json("POST", "/v1/devices", ok=(201,), json=body)
+
+    async def get_device(self, device_id: str, *, digest: bool = False) -> dict[str, Any]:
+        """``GET /v1/devices/{id}``."""
+        params = {"digest": "true"} if digest else {}
+        return await self._json("GET", f"/v1/devices/{device_id}", params=params)
+
+    async def devices(self) -> list[dict[str, Any]]:
+        """``GET /v1/devices``."""
+        data = await self._json("GET", "/v1/devices")
+        return list(data.get("devices", []))
+
+    async def delete_device(self, device_id: str) -> None:
+        """``DELETE /v1/devices/{id}``."""
+        await self._request("DELETE", f"/v1/devices/{device_id}", ok=(204,))
+
+    # -- migrations ----------------------------------------------------------------
+
+    async def incoming(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /v1/migrations/incoming`` (the destination's side of a migration)."""
+        return await self._json("POST", "/v1/migrations/incoming", ok=(200, 201), json=dict(body))
+
+    async def outgoing(self, migration_id: str | None, device_id: str, destination_url: str,
+                       destination_token: str | None) -> dict[str, Any]:
+        """``POST /v1/migrations/outgoing``: start a migration (202)."""
+        body: dict[str, Any] = {"device_id": device_id,
+                                "destination": {"url": destination_url, "token": destination_token}}
+        if migration_id:
+            body["migration_id"] = migration_id
+        return await self._json("POST", "/v1/migrations/outgoing", ok=(202,), json=body)
+
+    async def migration(self, migration_id: str) -> dict[str, Any]:
+        """``GET /v1/migrations/{id}``."""
+        return await self._json("GET", f"/v1/migrations/{migration_id}")
+
+    async def migrations(self) -> list[dict[str, Any]]:
+        """``GET /v1/migrations``."""
+        data = await self._json("GET", "/v1/migrations")
+        return list(data.get("migrations", []))
+
+    async def cancel(self, migration_id: str) -> dict[str, Any]:
+        """``POST /v1/migrations/{id}/cancel``."""
+        return await self._json("POST", f"/v1/migrations/{migration_id}/cancel")
+
+    async def query(self, migration_id: str, frame: bytes, token: str | None = None) -> bytes:
+        """``POST /v1/migrations/{id}/query``: send a QUERY frame, return the STATUS frame.
+
+        Args:
+            token: a per-migration callback token to use instead of the client's.
+        """
+        headers = {"Content-Type": "application/octet-stream"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = await self._request("POST", f"/v1/migrations/{migration_id}/query", content=frame, headers=headers)
+        return response.content

@@ -1,0 +1,297 @@
+"""The destination side of one migration: accept, load in place, hand off (see ``_migrations``).
+
+:func:`accept` serves one connection until its HELLO is proved (or refused:
+the connection is closed before a byte of state is read, and no device is
+touched). The proved connection is then carried by the migration's
+:class:`DestinationRun`, which drives a
+:class:`~devmig.migration.DestinationHandoff` and carries out its commands:
+``StreamStarted`` (route the connection into the device), ``PersistStarted``
+(journal STARTED, run the device, ACK), ``DestroyCopy`` (delete the device),
+``QuerySource`` (ask the source agent until the answer is final; the loaded
+copy stays stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from devmig._errors import DevmigError, StreamError
+from devmig.agent._client import AgentClient
+from devmig.agent._transport import Channel
+from devmig.migration import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionRejected,
+    DestinationHandoff,
+    DestinationPhase,
+    DestroyCopy,
+    PersistStarted,
+    Query,
+    QuerySource,
+    State,
+    StreamStarted,
+    destination_journal_answer,
+)
+
+__all__ = ["DestinationRun", "accept"]
+
+_QUERY_DELAY_S = 0.2
+_QUERY_MAX_DELAY_S = 5.0
+
+
+async def accept(engine: Any, channel: Channel) -> None:
+    """Serve one accepted connection: read the HELLO under limits, then hand it to its migration."""
+    handoff = DestinationHandoff(engine.tickets)
+    channel.limit_to_hello()
+    channel.phase = DestinationPhase.WAIT_HELLO.value
+    while True:
+        event = handoff.next_event()
+        if event is NEED_DATA:
+            try:
+                data = await channel.recv()
+            except DevmigError:
+                reply = handoff.timeout()
+                channel.write_nowait(reply)
+                continue
+            if data is not None:
+                handoff.receive_data(data)
+        elif isinstance(event, ConnectionRejected):
+            channel.write_nowait(event.reply)
+            channel.close()
+            f = event.failure
+            engine.rejected.append({"code": f.code, "message": f.message, "at": time.time()})
+            del engine.rejected[:-50]
+            return
+        elif isinstance(event, StreamStarted):
+            m = engine.migrations.get(event.migration_id)
+            run = m.runner if m is not None else None
+            if not isinstance(run, DestinationRun):  # revoked between redeem and here: cannot happen
+                channel.close()
+                return
+            await run.carry(handoff, channel, event.data)
+            return
+        else:
+            channel.close()
+            return
+
+
+class DestinationRun:
+    """One incoming migration (the destination agent's side)."""
+
+    def __init__(self, engine: Any, migration: Any) -> None:
+        self.engine = engine
+        self.m = migration
+        self.handoff: DestinationHandoff | None = None
+        self.channel: Channel | None = None
+
+    @property
+    def hosted(self) -> Any:
+        """The destination's device, or ``None`` once destroyed."""
+        return self.engine.host.devices.get(self.m.device_id)
+
+    def _sync(self) -> None:
+        m = self.m
+        if self.handoff is not None:
+            m.phase = self.handoff.phase.value
+        if self.channel is not None:
+            self.channel.phase = m.phase
+            m.bytes_received = self.channel.bytes_received
+            m.bytes_sent = self.channel.bytes_sent
+            elapsed = time.monotonic() - m.extra.get("t0", time.monotonic())
+            if elapsed > 0 and m.stage == "receiving":
+                m.rate = m.bytes_received / elapsed
+
+    # -- before a connection ----------------------------------------------------------
+
+    async def expire(self) -> None:
+        """Destroy the copy when no connection proved the secret in time."""
+        m = self.m
+        while not m.extra.get("hello"):
+            remaining = m.extra["expires_at"] - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(remaining)
+        if not m.extra.get("hello") and m.phase == DestinationPhase.WAIT_HELLO.value:
+            self._destroy_unconnected("SECRET_EXPIRED", "no connection proved the secret before it expired")
+
+    def _destroy_unconnected(self, code: str, message: str) -> None:
+        m = self.m
+        self.engine.tickets.revoke(m.id)
+        m.extra["hello"] = True  # no connection may come any more
+        m.fail(code, message, DestinationPhase.WAIT_HELLO.value)
+        self._destroy()
+
+    def _destroy(self) -> None:
+        m = self.m
+        if self.hosted is not None:
+            self.engine.host.delete_device(m.device_id, force=True)
+        m.phase = DestinationPhase.DESTROYED.value
+        m.stage = "ended"
+        m.finished_at = time.time()
+        with contextlib.suppress(DevmigError):
+            self.engine.record(m, "DESTROYED")
+        m.done.set()
+
+    # -- the connection ---------------------------------------------------------------
+
+    async def carry(self, handoff: DestinationHandoff, channel: Channel, data: bytes) -> None:
+        """Load the stream in place, say READY, then follow the hand-off to its end."""
+        m = self.m
+        m.extra["hello"] = True
+        self.handoff, self.channel = handoff, channel
+        m.stage = "receiving"
+        m.extra["t0"] = time.monotonic()
+        self._sync()
+        hosted = self.hosted
+        if hosted is None:
+            self._write(handoff.refuse("the destination device is gone", "DEVICE_NOT_FOUND"))
+        else:
+            await self._load(handoff, channel, hosted.device, data)
+        try:
+            await self._events(handoff)
+        finally:
+            channel.close()
+            self._sync()
+            m.finished_at = m.finished_at or time.time()
+            m.done.set()
+
+    async def _load(self, handoff: DestinationHandoff, channel: Channel, device: Any, data: bytes) -> None:
+        m = self.m
+        progress = asyncio.get_running_loop().create_task(self._progress())
+        try:
+            channel.route_to(device, data)
+            await channel.wait_stream()
+            handoff.stream_received(b"")
+            device.set_state(State.STOP)  # commits the staged sections, or raises StreamError
+        except StreamError as exc:
+            if handoff.phase is DestinationPhase.RESUMING:
+                p = exc.problems[0]
+                self._write(handoff.refuse(p.message[:400], exc.code if exc.code.isupper() else "LOAD_FAILED"))
+            return
+        except DevmigError as exc:
+            if handoff.phase is DestinationPhase.RESUMING:
+                m.fail(exc.code, exc.problems[0].message, handoff.phase.value)
+                if exc.code == "PEER_STALLED":
+                    self._write(handoff.timeout())
+                else:
+                    handoff.connection_lost()
+            return
+        finally:
+            progress.cancel()
+            self._sync()
+        if handoff.phase is not DestinationPhase.RESUMING:
+            return
+        m.stage = "ready"
+        self._write(handoff.ready())
+        m.digest = device.digest().hex()
+        self._sync()
+
+    async def _progress(self) -> None:
+        while True:
+            self._sync()
+            await asyncio.sleep(0.05)
+
+    def _write(self, data: bytes) -> None:
+        if data and self.channel is not None:
+            self.channel.write_nowait(data)
+
+    async def _events(self, handoff: DestinationHandoff) -> None:
+        m = self.m
+        delay = 0.0
+        while True:
+            event = handoff.next_event()
+            self._sync()
+            if event is NEED_DATA:
+                assert self.channel is not None
+                try:
+                    data = await self.channel.recv()
+                except DevmigError as exc:
+                    m.fail(exc.code, exc.problems[0].message, handoff.phase.value)
+                    self._write(handoff.timeout())
+                    self.channel.close()
+                    continue
+                if data is not None:
+                    handoff.receive_data(data)
+                continue
+            if event is PAUSED:
+                return
+            if isinstance(event, PersistStarted):
+                self._start(handoff)
+            elif isinstance(event, DestroyCopy):
+                f = event.failure
+                m.fail(f.code, f.message, f.phase, f.side.value)
+                self._destroy()
+                return
+            elif isinstance(event, QuerySource):
+                f = event.failure
+                m.fail(f.code, f.message, f.phase, f.side.value)
+                m.stage = "in_doubt"
+                if delay:
+                    await asyncio.sleep(delay)
+                delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, delay * 2))
+                await self._ask(handoff)
+
+    def _start(self, handoff: DestinationHandoff) -> None:
+        m = self.m
+        try:
+            self.engine.record(m, "STARTED")
+        except DevmigError as exc:
+            self._write(handoff.start_failed(exc.problems[0].message))
+            return
+        hosted = self.hosted
+        if hosted is not None:
+            hosted.device.set_state(State.RUNNING)
+            hosted.busy = None
+        ack = handoff.started()
+        self._write(ack)
+        self._sync()
+        m.stage = "ended"
+        m.finished_at = time.time()
+        with contextlib.suppress(DevmigError):
+            self.engine.record(m, "RUNNING")
+
+    async def _ask(self, handoff: DestinationHandoff) -> None:
+        m = self.m
+        url = m.source.get("url")
+        if not url:
+            return
+        try:
+            async with AgentClient(url, None, timeout=5.0) as client:
+                answer = await client.query(m.id, handoff.query(), token=m.extra.get("callback_token"))
+            handoff.receive_status(answer)
+        except DevmigError:
+            handoff.connection_lost()  # still WAIT_DECISION: a QuerySource follows
+
+    # -- from the outside -------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel before READY.
+
+        Raises:
+            HandoffError: ``TOO_LATE`` once READY was sent.
+        """
+        handoff = self.handoff
+        if handoff is None:
+            self._destroy_unconnected("CANCELLED", "the migration was cancelled before a connection came")
+            return
+        reply = handoff.cancel("the migration was cancelled on the destination agent")
+        self._write(reply)
+        if self.channel is not None:
+            self.channel.close()
+
+    def answer_query(self, query: Query) -> bytes:
+        """Answer the source agent's QUERY (the live hand-off decides; see the protocol)."""
+        handoff = self.handoff
+        if handoff is None:
+            if self.m.phase == DestinationPhase.WAIT_HELLO.value:
+                self._destroy_unconnected("UNEXPECTED_QUERY", "the source asked before it connected")
+            kinds = [r.record for r in self.engine.journal.records(self.m.id)]
+            return destination_journal_answer(query, started="STARTED" in kinds)
+        answer = handoff.answer_query(query)
+        if self.channel is not None:
+            self.channel.wake()
+        self._sync()
+        return answer

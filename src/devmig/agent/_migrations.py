@@ -1,0 +1,453 @@
+"""The agent's migration engine: both sides of live migrations, carried by the agents.
+
+Theory of operation
+-------------------
+A migration is started on the *source* agent (``POST /v1/migrations/outgoing``)
+and then carried by the two agents alone: whoever started it only observes
+(``GET /v1/migrations/{id}``), so a client that dies changes nothing
+(DESIGN §6).
+
+1. **Check first.** The source reads the destination's ``GET /v1/report`` and
+   runs :func:`devmig.compat.check` with its own model definition and the
+   device's canonical configuration. An incompatible destination is refused
+   (409 ``INCOMPATIBLE``, every reason) before anything is created anywhere.
+2. **Incoming.** The source calls the destination's
+   ``POST /v1/migrations/incoming``; the destination creates the device from
+   the canonical configuration *and the source device's host settings* (a
+   block device's ``image`` path travels this way: both agents open the same
+   shared image) in ``RESUMING`` and issues a single-use secret
+   (:class:`~devmig.migration.Tickets`), valid ``secret_ttl_s``. A device
+   nobody connects for in that time is destroyed. The source also hands the
+   destination a per-migration *callback token*, which the destination uses to
+   ask the source agent for the outcome when it is in doubt.
+3. **Stream** (:mod:`._outgoing` / :mod:`._incoming`, over :mod:`._transport`):
+   HELLO proves the secret; pre-copy rounds run while the workload keeps
+   stepping the device; the source leaves pre-copy when the first pass is
+   done and the dirty bytes fit ``downtime_target_ms`` at the measured rate,
+   when dirty bytes stopped shrinking for ``stall_rounds`` rounds, or after
+   ``max_rounds``; then ``STOP_COPY`` and the trailer.
+4. **Hand-off**, driven by the sans-IO :class:`~devmig.migration.SourceHandoff`
+   and :class:`~devmig.migration.DestinationHandoff`: READY → the source
+   journals COMMITTED → GO → the destination journals STARTED, runs, ACKs →
+   the source deletes its copy. Before COMMITTED every failure resumes the
+   source and destroys the destination's copy; after it, without ACK, the
+   source stays stopped (IN_DOUBT) and asks the destination agent
+   (``POST /v1/migrations/{id}/query``, a QUERY frame in, a STATUS frame
+   out) until the answer is final. An agent that holds no live hand-off for a
+   migration (it restarted) answers from its :mod:`journal <._journal>`.
+
+The status of each migration is a :class:`Migration`: the protocol's phase
+names (``CONNECTING``, ``STREAMING``, ``WAIT_READY``, ``COMMITTING``,
+``COMMITTED``, ``IN_DOUBT``, ``DONE``, ``ROLLED_BACK`` on the source;
+``WAIT_HELLO``, ``RESUMING``, ``WAIT_GO``, ``WAIT_DECISION``, ``STARTING``,
+``RUNNING``, ``DESTROYED`` on the destination), plus a finer ``stage``
+(``checking``, ``preparing``, ``precopy``, ``stopcopy``, ``handoff``, ...),
+counters and the error. Everything runs on the agent's event loop; the engine
+is not thread-safe and needs no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from devmig._errors import DevmigError, Problem
+from devmig.agent._host import Host, busy_error
+from devmig.agent._journal import FileJournal, Journal, MemoryJournal
+from devmig.agent._settings import AgentSettings
+from devmig.agent._transport import Channel, StreamServer
+from devmig.migration import (
+    HandoffError,
+    Role,
+    SourcePhase,
+    State,
+    Tickets,
+    destination_journal_answer,
+    read_query,
+    source_journal_answer,
+)
+from devmig.migration._session_frames import Outcome, Status, encode
+
+__all__ = ["Migration", "MigrationEngine", "new_migration_id"]
+
+#: Outcomes shown in a status: how a migration ended (or ``None`` while it runs).
+SOURCE_OUTCOMES = {"DONE": "migrated", "ROLLED_BACK": "rolled_back", "IN_DOUBT": "in_doubt"}
+DESTINATION_OUTCOMES = {"RUNNING": "migrated", "DESTROYED": "destroyed", "REJECTED": "destroyed"}
+_TERMINAL = {"DONE", "ROLLED_BACK", "RUNNING", "DESTROYED"}
+
+
+def new_migration_id() -> str:
+    """A fresh migration id (``mig-`` and 16 hex digits)."""
+    return "mig-" + uuid.uuid4().hex[:16]
+
+
+def problem(code: str, message: str, *, loc: tuple[str | int, ...] = (), value: Any = None,
+            hint: str | None = None) -> DevmigError:
+    """One-problem :class:`DevmigError`."""
+    return DevmigError([Problem(code, loc, message, value=value, hint=hint)])
+
+
+@dataclass
+class Migration:
+    """One migration as this agent sees it (either side); what ``GET /v1/migrations/{id}`` shows."""
+
+    id: str
+    role: Role
+    phase: str
+    device_id: str | None = None
+    """The device on this side (the source device, or the destination's new one)."""
+    destination_device_id: str | None = None
+    model: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    destination: dict[str, Any] = field(default_factory=dict)
+    stage: str = "created"
+    round: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rate: float = 0.0
+    expected_downtime_ms: float | None = None
+    downtime_ms: float | None = None
+    digest: str | None = None
+    """The state digest at switch-over (source: after STOP_COPY; destination: after RESUMING → STOP)."""
+    error: dict[str, Any] | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    from_journal: bool = False
+    precopy: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per pre-copy round: bytes, dirty bytes after it, seconds."""
+    # runtime only (not shown)
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    runner: Any = field(default=None, repr=False)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the migration reached a final phase on this side."""
+        return self.phase in _TERMINAL or (self.role is Role.DESTINATION and self.phase == "REJECTED")
+
+    @property
+    def outcome(self) -> str | None:
+        """``migrated``, ``rolled_back``, ``in_doubt``, ``destroyed``; ``None`` while running."""
+        table = SOURCE_OUTCOMES if self.role is Role.SOURCE else DESTINATION_OUTCOMES
+        return table.get(self.phase)
+
+    def fail(self, code: str, message: str, phase: str | None, side: str | None = None) -> None:
+        """Record the first error (later ones are consequences)."""
+        if self.error is None:
+            self.error = {"code": code, "message": message, "phase": phase, "side": side or self.role.value}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as JSON."""
+        return {
+            "migration_id": self.id,
+            "role": self.role.value,
+            "phase": self.phase,
+            "stage": self.stage,
+            "outcome": self.outcome,
+            "finished": self.finished,
+            "round": self.round,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "rate": round(self.rate, 1),
+            "expected_downtime_ms": self.expected_downtime_ms,
+            "downtime_ms": self.downtime_ms,
+            "device_id": self.device_id,
+            "destination_device_id": self.destination_device_id,
+            "model": self.model,
+            "config": self.config,
+            "source": {k: v for k, v in self.source.items() if k != "callback_token"},
+            "destination": {k: v for k, v in self.destination.items() if k != "token"},
+            "digest": self.digest,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "from_journal": self.from_journal,
+            "precopy": self.precopy,
+        }
+
+
+class MigrationEngine:
+    """Both sides of this agent's migrations: registry, stream server, journal.
+
+    Args:
+        host: the agent's devices.
+        settings: the agent's settings.
+        journal: where durable records go (default: a :class:`FileJournal` in
+            ``settings.state_dir``, or a :class:`MemoryJournal` without one).
+
+    Run-state: created → :meth:`start` (listening) → :meth:`close` (closed).
+    """
+
+    def __init__(self, host: Host, settings: AgentSettings, journal: Journal | None = None) -> None:
+        self.host = host
+        self.settings = settings
+        if journal is None:
+            journal = FileJournal(settings.state_dir) if settings.state_dir is not None else MemoryJournal()
+        self.journal = journal
+        self.tickets = Tickets(time.monotonic)
+        self.migrations: dict[str, Migration] = {}
+        self.rejected: list[dict[str, Any]] = []
+        """Connections refused before they carried any state (code, message), newest last."""
+        self.server = StreamServer(settings.stream_listen, self._on_channel, stall_timeout=settings.stall_timeout_s)
+        self.stream_address: str | None = None
+        self.state = "created"
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._replay()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen for migration streams."""
+        self.stream_address = await self.server.start()
+        self.state = "running"
+
+    async def close(self) -> None:
+        """Stop listening and stop every migration task (their devices are closed by the host)."""
+        self.state = "closing"
+        await self.server.close()
+        tasks = [m.task for m in self.migrations.values() if m.task is not None] + list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.journal.close()
+        self.state = "closed"
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run a background task owned by the engine."""
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- journal -------------------------------------------------------------------
+
+    def _replay(self) -> None:
+        """Rebuild the status of journaled migrations (after a restart)."""
+        for mid in self.journal.migrations():
+            records = self.journal.records(mid)
+            if not records:
+                continue
+            first = records[0]
+            role = Role(first.role)
+            kinds = [r.record for r in records]
+            if role is Role.SOURCE:
+                if "DONE" in kinds:
+                    phase = "DONE"
+                elif "ROLLED_BACK" in kinds:
+                    phase = "ROLLED_BACK"
+                elif "COMMITTED" in kinds:
+                    phase = "IN_DOUBT"
+                else:
+                    phase = "ROLLED_BACK"
+            else:
+                phase = "RUNNING" if "STARTED" in kinds else "DESTROYED"
+            m = Migration(mid, role, phase, from_journal=True)
+            for r in records:
+                status = r.data.get("status")
+                if isinstance(status, Mapping):
+                    for key in ("device_id", "destination_device_id", "model", "digest", "round",
+                                "bytes_sent", "bytes_received", "downtime_ms", "error", "source", "destination"):
+                        if key in status and status[key] is not None:
+                            setattr(m, key, status[key])
+            if phase == "ROLLED_BACK" and "ROLLED_BACK" not in kinds:
+                m.fail("SOURCE_LOST", "the source agent restarted before it committed", None)
+            if phase == "DESTROYED" and "DESTROYED" not in kinds and "RUNNING" not in kinds:
+                m.fail("DESTINATION_LOST", "the destination agent restarted holding an unstarted copy", None)
+            m.finished_at = records[-1].at
+            m.stage = "journal"
+            self.migrations[mid] = m
+
+    def record(self, m: Migration, kind: str) -> None:
+        """Append a journal record carrying the migration's status.
+
+        Raises:
+            DevmigError: ``JOURNAL_FAILED``.
+        """
+        self.journal.append(m.id, m.role.value, kind, {"status": m.to_dict()})
+
+    # -- queries -------------------------------------------------------------------
+
+    def get(self, migration_id: str) -> Migration:
+        """Return a migration.
+
+        Raises:
+            DevmigError: ``MIGRATION_NOT_FOUND`` (HTTP 404).
+        """
+        m = self.migrations.get(migration_id)
+        if m is None:
+            raise problem("MIGRATION_NOT_FOUND", f"no migration {migration_id!r} on this agent",
+                          loc=("migrations", migration_id), value=migration_id)
+        return m
+
+    def answer_query(self, migration_id: str, body: bytes) -> bytes:
+        """Answer a peer agent's QUERY frame with a STATUS frame.
+
+        A live hand-off answers itself (making its outcome final first, as the
+        protocol says); otherwise the journal answers.
+
+        Raises:
+            HandoffError: a malformed query, or one about another migration.
+            DevmigError: ``MIGRATION_NOT_FOUND`` is never raised: an unknown
+                migration is answered from the (empty) journal.
+        """
+        query = read_query(body)
+        if query.migration != migration_id:
+            raise HandoffError("QUERY_INVALID", "the query is about another migration", value=query.migration)
+        m = self.migrations.get(migration_id)
+        runner = m.runner if m is not None else None
+        if runner is not None and (runner.handoff is not None or m is not None and m.role is Role.DESTINATION):
+            answer: bytes = runner.answer_query(query)
+            return answer
+        kinds = [r.record for r in self.journal.records(migration_id)]
+        if query.asker is Role.SOURCE:
+            return destination_journal_answer(query, started="STARTED" in kinds)
+        if "COMMITTED" in kinds:
+            # devmig.migration.source_journal_answer never answers PROCEED (see the report):
+            # build the committed answer here until the core is fixed.
+            return encode(Status(migration_id, Outcome.PROCEED, None, "", None))
+        return source_journal_answer(query, committed=False)
+
+    def check_callback(self, migration_id: str, token: str) -> bool:
+        """Whether ``token`` is the callback token issued for a migration's peer."""
+        m = self.migrations.get(migration_id)
+        expected = m.extra.get("callback_token") if m is not None else None
+        return isinstance(expected, str) and secrets.compare_digest(expected.encode(), token.encode())
+
+    # -- the destination side ------------------------------------------------------
+
+    def incoming(self, migration_id: str, model: str, config: Mapping[str, Any], source: Mapping[str, Any],
+                 host_settings: Mapping[str, Any], callback_token: str | None) -> tuple[Migration, bytes]:
+        """Prepare the destination's copy and issue a single-use secret.
+
+        Idempotent by migration id: repeating it returns the same device and
+        a fresh secret, as long as no connection has used the old one (the
+        old secret is revoked); once one did, it is refused with
+        ``MIGRATION_CONFLICT`` (409).
+
+        Raises:
+            ConfigError: this release refuses the configuration (422, every problem).
+            DevmigError: ``INSUFFICIENT_RESOURCES`` (507), ``MODEL_UNKNOWN`` (404),
+                ``MIGRATION_CONFLICT`` (409).
+        """
+        from devmig.agent._incoming import DestinationRun
+
+        m = self.migrations.get(migration_id)
+        if m is not None:
+            if m.role is not Role.DESTINATION or m.model != model:
+                raise problem("MIGRATION_CONFLICT", f"migration {migration_id} exists here with another role or model",
+                              loc=("migration_id",), value=migration_id)
+            if m.extra.get("hello") or m.phase != "WAIT_HELLO":
+                raise problem("MIGRATION_CONFLICT",
+                              f"migration {migration_id} already carried a connection (phase {m.phase})",
+                              loc=("migration_id",), value=migration_id,
+                              hint="a secret admits one connection; start a new migration")
+            self.tickets.revoke(migration_id)
+        else:
+            hosted = self.host.create_device(model, dict(config), host_settings, canonical=True, origin=migration_id)
+            hosted.busy = migration_id
+            try:
+                hosted.device.set_state(State.RESUMING)
+            except DevmigError:
+                self.host.delete_device(hosted.id, force=True)
+                raise
+            m = Migration(migration_id, Role.DESTINATION, "WAIT_HELLO", device_id=hosted.id,
+                          destination_device_id=hosted.id, model=model, config=dict(config), source=dict(source))
+            m.stage = "waiting"
+            m.extra["callback_token"] = callback_token
+            self.migrations[migration_id] = m
+            try:
+                self.record(m, "INCOMING")
+            except DevmigError:
+                self.host.delete_device(hosted.id, force=True)
+                del self.migrations[migration_id]
+                raise
+            m.runner = DestinationRun(self, m)
+            m.task = self.spawn(m.runner.expire(), f"devmig-expire-{migration_id}")
+        secret = secrets.token_bytes(32)
+        self.tickets.issue(migration_id, secret, expires_at=time.monotonic() + self.settings.secret_ttl_s)
+        m.extra["expires_at"] = time.monotonic() + self.settings.secret_ttl_s
+        return m, secret
+
+    async def _on_channel(self, channel: Channel) -> None:
+        from devmig.agent._incoming import accept
+
+        await accept(self, channel)
+
+    # -- the source side -----------------------------------------------------------
+
+    async def outgoing(self, migration_id: str | None, device_id: str, destination_url: str,
+                       destination_token: str | None, source_url: str = "") -> Migration:
+        """Check the destination, then start a migration in the background.
+
+        Idempotent by migration id: the same id for the same device returns
+        the existing migration.
+
+        Raises:
+            DevmigError: ``DEVICE_NOT_FOUND`` (404), ``DEVICE_BUSY`` (409),
+                ``MIGRATION_CONFLICT`` (409), ``INCOMPATIBLE`` (409, every reason),
+                ``AGENT_UNREACHABLE`` / ``AUTH_FAILED`` (502) from the destination.
+        """
+        from devmig.agent._outgoing import SourceRun
+
+        if migration_id is not None and migration_id in self.migrations:
+            m = self.migrations[migration_id]
+            if m.role is Role.SOURCE and m.device_id == device_id:
+                return m
+            raise problem("MIGRATION_CONFLICT", f"migration {migration_id} exists here for another device or role",
+                          loc=("migration_id",), value=migration_id)
+        hosted = self.host.get(device_id)
+        if hosted.busy:
+            raise busy_error(hosted)
+        if hosted.origin is not None and hosted.device.state_name.name != "RUNNING":
+            raise problem("DEVICE_BUSY", f"device {device_id} is not running ({hosted.device.state_name.name})",
+                          loc=("devices", device_id))
+        mid = migration_id or new_migration_id()
+        hosted.busy = mid  # reserve before the first await: a concurrent migrate or delete gets 409
+        m = Migration(mid, Role.SOURCE, SourcePhase.CONNECTING.value, device_id=device_id,
+                      model=hosted.device.config.model, config=dict(hosted.device.config.values),
+                      source={"host": self.settings.host_name, "url": source_url},
+                      destination={"url": destination_url, "token": destination_token})
+        self.migrations[mid] = m
+        run = SourceRun(self, m, hosted)
+        m.runner = run
+        try:
+            await run.check()
+        except BaseException:
+            hosted.busy = None
+            del self.migrations[mid]
+            raise
+        try:
+            self.record(m, "OUTGOING")
+        except DevmigError:
+            hosted.busy = None
+            del self.migrations[mid]
+            raise
+        m.task = self.spawn(run.run(), f"devmig-source-{mid}")
+        return m
+
+    # -- both ------------------------------------------------------------------------
+
+    def cancel(self, migration_id: str) -> Migration:
+        """Cancel a migration before COMMITTED (source) or before READY (destination).
+
+        Raises:
+            DevmigError: ``MIGRATION_NOT_FOUND`` (404); ``TOO_LATE`` (409) once
+                the outcome is no longer this side's to choose, or it ended.
+        """
+        m = self.get(migration_id)
+        if m.finished or m.runner is None:
+            raise problem("TOO_LATE", f"migration {migration_id} already ended ({m.phase})",
+                          loc=("phase", m.phase), value=m.phase)
+        m.runner.cancel()
+        return m
+

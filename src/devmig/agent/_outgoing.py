@@ -1,0 +1,432 @@
+"""The source side of one migration: check, prepare, stream, hand off (see ``_migrations``).
+
+:class:`SourceRun` drives a :class:`~devmig.migration.SourceHandoff` over a
+:class:`~devmig.agent._transport.Channel` and carries out its commands:
+``PersistCommitted`` (journal COMMITTED, send GO), ``ReleaseCopy`` (delete the
+source device), ``ResumeDevice`` (back to RUNNING), ``QueryDestination`` (ask
+the destination agent until the answer is final; the device stays stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import Any
+
+from devmig._errors import DevmigError, Problem
+from devmig.agent._client import AgentClient
+from devmig.agent._host import HostedDevice
+from devmig.agent._transport import Channel, connect
+from devmig.compat import check
+from devmig.migration import (
+    NEED_DATA,
+    PAUSED,
+    PersistCommitted,
+    Query,
+    QueryDestination,
+    ReleaseCopy,
+    ResumeDevice,
+    SourceHandoff,
+    SourcePhase,
+    State,
+)
+from devmig.model import load_host_report
+
+__all__ = ["SourceRun"]
+
+_CHUNK = 1 << 20
+_STOP_CHUNK = 4 << 20
+_QUERY_DELAY_S = 0.2
+_QUERY_MAX_DELAY_S = 5.0
+
+
+class _Left(Exception):
+    """The hand-off left STREAMING (cancelled, refused, queried): stop writing."""
+
+
+def _nbytes(buffers: list[Any]) -> int:
+    return sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
+
+
+class SourceRun:
+    """One outgoing migration (the source agent's side).
+
+    Args:
+        engine: the agent's :class:`~devmig.agent._migrations.MigrationEngine`.
+        migration: its status record.
+        hosted: the device to migrate (already marked busy).
+    """
+
+    def __init__(self, engine: Any, migration: Any, hosted: HostedDevice) -> None:
+        self.engine = engine
+        self.m = migration
+        self.hosted = hosted
+        self.device = hosted.device
+        self.settings = engine.settings
+        self.handoff: SourceHandoff | None = None
+        self.channel: Channel | None = None
+        self._cancelled = False
+        self._stop_at: float | None = None
+        self._pending: list[Any] = []
+        self._sent = 0
+        self._t0 = time.monotonic()
+        self.callback_token = secrets.token_urlsafe(24)
+        migration.extra["callback_token"] = self.callback_token
+
+    def _client(self) -> AgentClient:
+        d = self.m.destination
+        return AgentClient(d["url"], d.get("token"), timeout=max(5.0, self.settings.stall_timeout_s))
+
+    # -- step 1: check -------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Check the device against the destination's report (nothing is created).
+
+        Raises:
+            DevmigError: ``INCOMPATIBLE`` then every reason (HTTP 409);
+                ``DESTINATION_UNREACHABLE`` / ``DESTINATION_AUTH_FAILED`` /
+                ``DESTINATION_REPORT_INVALID`` (502).
+        """
+        self.m.stage = "checking"
+        try:
+            async with self._client() as client:
+                raw, _ = await client.report()
+                await client.health()
+        except DevmigError as exc:
+            raise _remote(exc, self.m.destination["url"]) from exc
+        try:
+            report = load_host_report(raw or {})
+        except DevmigError as exc:
+            raise DevmigError(
+                [Problem("DESTINATION_REPORT_INVALID", ("destination", "report"),
+                         f"the destination's report is invalid: {exc}")]
+            ) from exc
+        verdict = check(self.device.model(), self.device.config, report)
+        self.m.destination["host"] = report.host
+        if not verdict.compatible:
+            head = Problem("INCOMPATIBLE", ("destination", report.host),
+                           f"{report.host} cannot run this device ({len(verdict.reasons)} reasons)",
+                           value=self.device.config.string)
+            raise DevmigError([head, *verdict.reasons])
+
+    # -- the run -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Carry the migration to its end (DONE, ROLLED_BACK, or IN_DOUBT until resolved)."""
+        m = self.m
+        try:
+            try:
+                await self._prepare()
+                assert self.handoff is not None and self.channel is not None
+                await self._stream()
+            except _Left:
+                pass
+            except DevmigError as exc:
+                phase = self.handoff.phase.value if self.handoff else SourcePhase.CONNECTING.value
+                m.fail(exc.code, _message(exc), phase)
+                if self.handoff is None:
+                    await self._rolled_back_early()
+                    return
+                if self.handoff.phase in (SourcePhase.CONNECTING, SourcePhase.STREAMING, SourcePhase.WAIT_READY):
+                    if exc.code == "PEER_STALLED":
+                        self._write_now(self.handoff.timeout())
+                    else:
+                        self.handoff.connection_lost()
+                if self.channel is not None:
+                    self.channel.close()
+            await self._events()
+        finally:
+            if self.channel is not None:
+                self.channel.close()
+            m.finished_at = m.finished_at or time.time()
+            m.runner = None if m.finished else m.runner
+            m.done.set()
+
+    async def _prepare(self) -> None:
+        m = self.m
+        m.stage = "preparing"
+        body = {
+            "migration_id": m.id,
+            "model": m.model,
+            "config": m.config,
+            "host": {k: v for k, v in self.hosted.host_settings.items() if isinstance(v, (str, int, bool))},
+            "source": {"url": m.source.get("url", ""), "host": self.settings.host_name,
+                       "callback_token": self.callback_token},
+        }
+        try:
+            async with self._client() as client:
+                answer = await client.incoming(body)
+        except DevmigError as exc:
+            raise _remote(exc, m.destination["url"]) from exc
+        m.destination_device_id = answer["device_id"]
+        m.destination["stream"] = answer["stream"]
+        self.handoff = SourceHandoff(m.id, bytes.fromhex(answer["secret"]))
+        if self._cancelled:
+            self.handoff.cancel()
+            raise _Left
+        m.stage = "connecting"
+        self.channel = await connect(answer["stream"], stall_timeout=self.settings.stall_timeout_s)
+        if self._cancelled:
+            self.handoff.cancel()
+            raise _Left
+        self.channel.phase = SourcePhase.CONNECTING.value
+        hello = self.handoff.hello()
+        self._sync_phase()
+        await self.channel.send([hello])
+
+    async def _rolled_back_early(self) -> None:
+        """Nothing was streamed: the device never stopped; make the destination drop its copy."""
+        m = self.m
+        self.hosted.busy = None
+        m.phase = SourcePhase.ROLLED_BACK.value
+        m.stage = "ended"
+        if m.destination_device_id is not None:
+            with contextlib.suppress(DevmigError):
+                async with self._client() as client:
+                    await client.cancel(m.id)
+        with contextlib.suppress(DevmigError):
+            self.engine.record(m, "ROLLED_BACK")
+        m.finished_at = time.time()
+
+    # -- streaming ---------------------------------------------------------------------
+
+    def _sync_phase(self) -> None:
+        assert self.handoff is not None
+        self.m.phase = self.handoff.phase.value
+        if self.channel is not None:
+            self.channel.phase = self.m.phase
+            self.m.bytes_sent = self.channel.bytes_sent
+            self.m.bytes_received = self.channel.bytes_received
+
+    def _poll(self) -> None:
+        """Feed what the destination sent; stop writing when the hand-off left STREAMING."""
+        handoff, channel = self.handoff, self.channel
+        assert handoff is not None and channel is not None
+        data = channel.take()
+        if data:
+            handoff.receive_data(data)
+        elif channel.at_eof:
+            handoff.receive_data(b"")
+        if handoff.phase is SourcePhase.STREAMING and (data or channel.at_eof):
+            event = handoff.next_event()
+            if event is not NEED_DATA and event is not PAUSED:
+                self._pending.append(event)
+        if handoff.phase is not SourcePhase.STREAMING:
+            raise _Left
+
+    async def _send(self, buffers: list[Any]) -> int:
+        assert self.channel is not None
+        n = _nbytes(buffers)
+        await self.channel.send(buffers)
+        self._sent += n
+        limit = self.settings.max_stream_rate
+        if limit:
+            ahead = self._sent / limit - (time.monotonic() - self._t0)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        self._sync_phase()
+        self._poll()
+        return n
+
+    async def _stream(self) -> None:
+        m, device = self.m, self.device
+        policy = self.settings.precopy
+        self._sent = 0
+        self._t0 = time.monotonic()
+        m.stage = "precopy"
+        device.set_state(State.PRE_COPY)
+        send_time = 0.0
+        best_dirty: int | None = None
+        stalled = 0
+        rounds = 0
+        while True:
+            t = time.monotonic()
+            sent = 0
+            while True:
+                data = device.read_data(_CHUNK)
+                if not isinstance(data, list):  # ROUND_END
+                    break
+                if not data:
+                    break
+                sent += await self._send(data)
+            send_time += time.monotonic() - t
+            rounds += 1
+            m.round = rounds
+            m.rate = self._sent / send_time if send_time > 0 else 0.0
+            info = device.precopy_info()
+            rest = device.stop_copy_size()
+            m.expected_downtime_ms = round(rest / m.rate * 1000, 2) if m.rate else None
+            m.precopy.append({"round": rounds, "bytes": sent, "initial_bytes": info.initial_bytes,
+                              "dirty_bytes": info.dirty_bytes, "seconds": round(time.monotonic() - t, 4)})
+            if info.initial_bytes == 0:
+                if m.expected_downtime_ms is not None and m.expected_downtime_ms <= policy.downtime_target_ms:
+                    break
+                if best_dirty is None or info.dirty_bytes < best_dirty:
+                    best_dirty, stalled = info.dirty_bytes, 0
+                else:
+                    stalled += 1
+                    if stalled >= policy.stall_rounds:
+                        break
+            if rounds >= max(1, policy.max_rounds):
+                break
+            await asyncio.sleep(0)  # let the workload run between rounds
+        # stop and copy
+        m.stage = "stopcopy"
+        self._stop_at = time.monotonic()
+        device.set_state(State.STOP_COPY)
+        while True:
+            data = device.read_data(_STOP_CHUNK)
+            if not isinstance(data, list) or not data:
+                break
+            await self._send(data)
+        assert self.handoff is not None
+        self.handoff.stream_sent()
+        self._sync_phase()
+        m.stage = "handoff"
+        m.digest = device.digest().hex()
+
+    # -- the hand-off --------------------------------------------------------------------
+
+    def _write_now(self, data: bytes) -> None:
+        channel = self.channel
+        if data and channel is not None:
+            channel.write_nowait(data)
+
+    async def _events(self) -> None:
+        handoff, m = self.handoff, self.m
+        if handoff is None:
+            return
+        query_delay = 0.0
+        while True:
+            event = self._pending.pop(0) if self._pending else handoff.next_event()
+            self._sync_phase()
+            if event is NEED_DATA:
+                assert self.channel is not None
+                try:
+                    data = await self.channel.recv()
+                except DevmigError as exc:
+                    m.fail(exc.code, _message(exc), handoff.phase.value)
+                    self._write_now(handoff.timeout())
+                    self.channel.close()
+                    continue
+                if data is not None:
+                    handoff.receive_data(data)
+                continue
+            if event is PAUSED:
+                if self.channel is not None and handoff.phase in (SourcePhase.DONE, SourcePhase.ROLLED_BACK):
+                    self.channel.close()
+                return
+            if isinstance(event, PersistCommitted):
+                await self._commit()
+            elif isinstance(event, ReleaseCopy):
+                self._release()
+                return
+            elif isinstance(event, ResumeDevice):
+                failure = event.failure
+                m.fail(failure.code, failure.message, failure.phase, failure.side.value)
+                self._resume()
+                return
+            elif isinstance(event, QueryDestination):
+                failure = event.failure
+                m.fail(failure.code, failure.message, failure.phase, failure.side.value)
+                self._sync_phase()
+                m.stage = "in_doubt"
+                if self.channel is not None:
+                    self.channel.close()
+                if query_delay:
+                    await asyncio.sleep(query_delay)
+                query_delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, query_delay * 2))
+                await self._ask(handoff)
+
+    async def _commit(self) -> None:
+        handoff, m = self.handoff, self.m
+        assert handoff is not None
+        self._sync_phase()
+        try:
+            self.engine.record(m, "COMMITTED")
+        except DevmigError as exc:
+            m.fail(exc.code, _message(exc), handoff.phase.value)
+            self._write_now(handoff.commit_failed(_message(exc)))
+            return
+        go = handoff.committed()
+        self._sync_phase()
+        self._write_now(go)
+
+    async def _ask(self, handoff: SourceHandoff) -> None:
+        """Send one QUERY; apply the answer (an unanswered query is retried by the caller)."""
+        m = self.m
+        try:
+            async with self._client() as client:
+                answer = await client.query(m.id, handoff.query())
+            handoff.receive_status(answer)
+        except DevmigError:
+            # unreachable, or a broken answer: still in doubt; QueryDestination again
+            handoff.connection_lost()
+
+    def _release(self) -> None:
+        m = self.m
+        if self._stop_at is not None:
+            m.downtime_ms = round((time.monotonic() - self._stop_at) * 1000, 2)
+        self._sync_phase()
+        with contextlib.suppress(DevmigError):
+            self.engine.host.delete_device(self.hosted.id, force=True)
+        m.stage = "ended"
+        m.finished_at = time.time()
+        with contextlib.suppress(DevmigError):
+            self.engine.record(m, "DONE")
+
+    def _resume(self) -> None:
+        m = self.m
+        self._sync_phase()
+        with contextlib.suppress(DevmigError):
+            self.device.set_state(State.RUNNING)
+        self.hosted.busy = None
+        if self._stop_at is not None:
+            m.downtime_ms = round((time.monotonic() - self._stop_at) * 1000, 2)
+        m.stage = "ended"
+        m.finished_at = time.time()
+        with contextlib.suppress(DevmigError):
+            self.engine.record(m, "ROLLED_BACK")
+
+    # -- from the outside ----------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel (possible until READY arrives).
+
+        Raises:
+            HandoffError: ``TOO_LATE`` from COMMITTING on.
+        """
+        self._cancelled = True
+        handoff = self.handoff
+        if handoff is None:
+            return
+        abort = handoff.cancel("the migration was cancelled on the source agent")
+        self._write_now(abort)
+        if self.channel is not None:
+            self.channel.close()
+        self._sync_phase()
+
+    def answer_query(self, query: Query) -> bytes:
+        """Answer the destination agent's QUERY with the live hand-off."""
+        assert self.handoff is not None
+        answer = self.handoff.answer_query(query)
+        if self.channel is not None:
+            self.channel.wake()
+        self._sync_phase()
+        return answer
+
+
+def _message(exc: DevmigError) -> str:
+    return exc.problems[0].message if exc.problems else str(exc)
+
+
+def _remote(exc: DevmigError, url: str) -> DevmigError:
+    """Re-code the destination's transport and auth errors so they are not read as ours."""
+    recode = {"AGENT_UNREACHABLE": "DESTINATION_UNREACHABLE", "AUTH_FAILED": "DESTINATION_AUTH_FAILED",
+              "AUTH_REQUIRED": "DESTINATION_AUTH_FAILED", "AGENT_ERROR": "DESTINATION_ERROR"}
+    if exc.code in recode:
+        p = exc.problems[0]
+        return DevmigError([Problem(recode[exc.code], ("destination", url), p.message, p.value, p.allowed, p.hint)])
+    return exc
