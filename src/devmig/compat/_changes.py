@@ -75,8 +75,6 @@ class Change:
             "``version=NAME`` plus changes" (``""`` is the init values). For
             version changes, the version's name.
         example_version: the published version of OLD that ``example`` is, if any.
-        example_config: the example's canonical configuration on OLD (off values
-            dropped; what a device stores and the check compares).
         old: the OLD side as JSON data (a value, allowed values, a canonical
             configuration string, a constraint...).
         new: the NEW side as JSON data.
@@ -91,7 +89,6 @@ class Change:
     message: str
     example: str | None = None
     example_version: str | None = None
-    example_config: str | None = None
     old: Any = None
     new: Any = None
     exact: bool = True
@@ -111,7 +108,6 @@ class Change:
             "message": self.message,
             "example": self.example,
             "example_version": self.example_version,
-            "example_config": self.example_config,
             "old": self.old,
             "new": self.new,
             "exact": self.exact,

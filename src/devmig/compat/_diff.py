@@ -90,7 +90,6 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
                     f"{new.implementation.render()} no longer supports model {om.model}",
                     example=example[0],
                     example_version=example[1],
-                    example_config=example[2],
                     old=om.model,
                 )
             )
@@ -106,8 +105,8 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
     return ReleaseDiff(old.implementation, new.implementation, tuple(changes))
 
 
-Example = tuple[str | None, str | None, str | None]
-"""``(option string, version name, canonical configuration)`` of an example."""
+Example = tuple[str | None, str | None]
+"""``(option string, version name)`` of an example."""
 
 
 def _base_example(model: DeviceModel) -> Example:
@@ -116,7 +115,7 @@ def _base_example(model: DeviceModel) -> Example:
     name, _ = space.simplest()
     if name is None:
         return _example(space, Solution("found", model.init_values))
-    return _version_example(model, name, _version_items(model, name))
+    return _version_example(model, name)
 
 
 def _example(space: Space, solution: Solution) -> Example:
@@ -125,24 +124,14 @@ def _example(space: Space, solution: Solution) -> Example:
     A published version is ``version=NAME``; any other witness is the init
     values except the searched parameters, so it is written as those changes.
     """
-    model = space.model
     if solution.witness is None:
-        return None, None, None
+        return None, None
     if solution.version is not None:
-        return _version_example(model, solution.version, _version_items(model, solution.version))
-    pieces = space.init_pieces()
-    changes = solution.changes
-    if not changes:
-        return "", None, ",".join(pieces[k] for k in sorted(pieces))
-    init, off = space.init, space.off
+        return format_options([("version", solution.version)]), solution.version
+    changes = solution.changes or {}
+    init = space.init
     delta = sorted((k, v) for k, v in changes.items() if not (type(v) is type(init[k]) and v == init[k]))
-    pieces = dict(pieces)
-    for k, v in delta:
-        if type(v) is type(off[k]) and v == off[k]:
-            pieces.pop(k, None)
-        else:
-            pieces[k] = f"{k}={format_value(v)}"
-    return format_options(delta), None, ",".join(pieces[k] for k in sorted(pieces))
+    return format_options(delta), None
 
 
 def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value], ...]:
@@ -223,7 +212,7 @@ class _ModelDiff:
         *,
         breaks: tuple[Direction, ...] | None = None,
         solution: Solution | None = None,
-        example: Example = (None, None, None),
+        example: Example = (None, None),
         old: Any = None,
         new: Any = None,
     ) -> Change:
@@ -240,7 +229,6 @@ class _ModelDiff:
             message,
             example=example[0],
             example_version=example[1],
-            example_config=example[2],
             old=old,
             new=new,
             exact=exact,
@@ -470,7 +458,7 @@ class _ModelDiff:
                 out.append(self.change("VERSION_REMOVED", ("versions", name),
                                        f"version {name} is no longer published; creating with "
                                        f"version={name} fails",
-                                       example=_version_example(o, name, old_items),
+                                       example=_version_example(o, name),
                                        old=format_options(old_items)))
                 continue
             new_items = _version_items(n, name)
@@ -480,7 +468,7 @@ class _ModelDiff:
                 out.append(self.change(
                     "VERSION_REDEFINED", ("versions", name),
                     f"version {name} changed meaning: {old_text!r} in OLD, {new_text!r} in NEW",
-                    example=_version_example(o, name, old_items), old=old_text, new=new_text,
+                    example=_version_example(o, name), old=old_text, new=new_text,
                 ))
         for name in dict.fromkeys(v.name for v in n.versions):
             if name not in old_map:
@@ -498,5 +486,5 @@ def _version_items(model: DeviceModel, name: str) -> tuple[tuple[str, Value], ..
     )
 
 
-def _version_example(model: DeviceModel, name: str, items: tuple[tuple[str, Value], ...]) -> Example:
-    return format_options([("version", name)]), name, format_options(items)
+def _version_example(model: DeviceModel, name: str) -> Example:
+    return format_options([("version", name)]), name

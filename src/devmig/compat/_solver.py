@@ -26,17 +26,19 @@ the break (conservative).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devmig.compat._compiled import CondSpec, compile_condition, cond_holds
 from devmig.compat._domain import IntProg, in_progressions, int_classes, int_progressions
-from devmig.model import DeviceModel, Value, format_value
+from devmig.model import DeviceModel, Value
 
 __all__ = ["NODE_LIMIT", "Restriction", "Solution", "Space"]
 
 NODE_LIMIT = 20000
+_QUICK = 3  # values per restricted parameter the quick try combines
 
 Status = Literal["found", "none", "maybe"]
 
@@ -180,7 +182,6 @@ class Space:
         self._seeds: list[tuple[str | None, Mapping[str, Value]]] | None = None
         self._classes: dict[str, list[tuple[Value, bool]]] = {}
         self._simplest: tuple[str | None, Mapping[str, Value]] | None = None
-        self._init_pieces: dict[str, str] | None = None
 
     def spec(self, index: int) -> tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]:
         """Return constraint ``index`` compiled: ``(when conditions, require conditions)``."""
@@ -302,17 +303,6 @@ class Space:
             self._seeds = seeds
         return self._seeds
 
-    def init_pieces(self) -> dict[str, str]:
-        """Return ``{name: "name=value"}`` for every init value that is not off (cached)."""
-        if self._init_pieces is None:
-            off = self.off
-            self._init_pieces = {
-                k: f"{k}={format_value(v)}"
-                for k, v in self.init.items()
-                if not (type(v) is type(off[k]) and v == off[k])
-            }
-        return self._init_pieces
-
     def simplest(self) -> tuple[str | None, Mapping[str, Value]]:
         """Return the published version with the fewest non-off values (the newest of equals), else the init configuration."""
         if self._simplest is not None:
@@ -328,6 +318,24 @@ class Space:
                 best, best_count = (version.name, self.model.version_values(version)), count
         self._simplest = best if best is not None else (None, self.init)
         return self._simplest
+
+    def _quick(self, restricted: Mapping[str, list[tuple[Value, bool]]]) -> Solution | None:
+        """Try the init configuration with only the restricted parameters changed.
+
+        Constraints naming none of them hold as in the init configuration, so
+        checking the constraints that name them is enough. Tries the first
+        few exact values of each; ``None`` when none works (the full search
+        decides then).
+        """
+        names = list(restricted)
+        choices = [[v for v, exact in restricted[n] if exact][:_QUICK] for n in names]
+        touched = sorted({i for n in names for i in self.cons_of(n)})
+        full = dict(self.init)
+        for combo in itertools.product(*choices):
+            full.update(zip(names, combo, strict=True))
+            if all(self.satisfied(i, full) for i in touched):
+                return Solution("found", full, None, dict(zip(names, combo, strict=True)))
+        return None
 
     def _solve_free(self, restrictions: Mapping[str, Restriction]) -> Solution:
         """Answer a question on parameters no constraint names: each one on its own."""
@@ -408,12 +416,20 @@ class Space:
                 return Solution("found", seed, version)
         if all(self.free(n) for n in restrictions):
             return self._solve_free(restrictions)
+        restricted: dict[str, list[tuple[Value, bool]]] = {}
+        for name, r in restrictions.items():
+            dom = self.classes(name, r)
+            if not dom:
+                return Solution("none")
+            restricted[name] = dom
+        quick = self._quick(restricted)
+        if quick is not None:
+            return quick
         roots = {self.root(n) for n in restrictions}
         order = _order([n for n in restrictions], roots, self)
         domains: dict[str, list[tuple[Value, bool]]] = {}
         for name in order:
-            r = restrictions.get(name)
-            dom = self.classes(name, r)
+            dom = restricted[name] if name in restricted else self.classes(name)
             if not dom:
                 return Solution("none")
             domains[name] = dom
