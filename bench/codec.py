@@ -161,6 +161,7 @@ class _Sink:
 def in_process(src: Region, dst: Region, layout: StateLayout, sample: Callable[[], None]) -> float:
     """Encode ``src`` in STOP_COPY and decode it into ``dst`` in one thread; return seconds."""
     start = time.perf_counter()
+    cpu = time.process_time()
     encoder = StreamEncoder(MODEL, CONFIG, layout, {"implementation": "bench"}, compress=False)
     source = PrecopySource([src], encoder)
     sink = _Sink(layout, dst)
@@ -174,8 +175,12 @@ def in_process(src: Region, dst: Region, layout: StateLayout, sample: Callable[[
     sink.feed(memoryview(source.finish(SECTIONS)))
     committed = sink.commit()
     elapsed = time.perf_counter() - start
+    LAST_CPU[0] = time.process_time() - cpu
     assert committed == SECTIONS, committed
     return elapsed
+
+
+LAST_CPU = [0.0]  # CPU seconds of the last in-process run (for the report)
 
 
 # -- pipelined (two processes) --------------------------------------------------
@@ -214,15 +219,11 @@ def _source_process(src: Region, layout: StateLayout, out_fd: int, go_fd: int) -
     out.close()
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    parts = []
-    while n:
-        got = os.read(fd, n)
-        if not got:
-            raise EOFError("source process ended early")
-        parts.append(got)
-        n -= len(got)
-    return b"".join(parts)
+def _read_exact(reader: Any, n: int) -> bytes:
+    got: bytes = reader.read(n)
+    if len(got) != n:
+        raise EOFError("source process ended early")
+    return got
 
 
 def pipelined(src: Region, dst: Region, layout: StateLayout) -> tuple[float, int]:
@@ -241,26 +242,27 @@ def pipelined(src: Region, dst: Region, layout: StateLayout) -> tuple[float, int
         os._exit(code)
     os.close(data_w)
     os.close(go_r)
+    reader = os.fdopen(data_r, "rb", buffering=1 << 16)
     view = src.view
     sink = _Sink(layout, dst)
     start = time.perf_counter()
     os.write(go_w, b"g")
     child_extra = 0
     while True:
-        tag = _read_exact(data_r, 1)
+        tag = _read_exact(reader, 1)
         if tag == b"B":
-            (length,) = struct.unpack(">I", _read_exact(data_r, 4))
-            sink.feed(memoryview(_read_exact(data_r, length)))
+            (length,) = struct.unpack(">I", _read_exact(reader, 4))
+            sink.feed(memoryview(_read_exact(reader, length)))
         elif tag == b"R":
-            offset, length = struct.unpack(">QI", _read_exact(data_r, 12))
+            offset, length = struct.unpack(">QI", _read_exact(reader, 12))
             sink.feed(view[offset : offset + length])
             sink.drain()
         else:
-            (child_extra,) = struct.unpack(">q", _read_exact(data_r, 8))
+            (child_extra,) = struct.unpack(">q", _read_exact(reader, 8))
             break
     committed = sink.commit()
     elapsed = time.perf_counter() - start
-    os.close(data_r)
+    reader.close()
     os.close(go_w)
     _, status = os.waitpid(pid, 0)
     assert status == 0 and committed == SECTIONS
@@ -283,6 +285,7 @@ def main() -> None:
     size = int(args.gib * (1 << 30))
     gb = size / 1e9
     layout = _layout(size)
+    print(f"load average at the start: {os.getloadavg()}; CPUs: {os.cpu_count()}")
 
     src = Region("mem", size)
     _fill_random(src.data)
@@ -295,7 +298,9 @@ def main() -> None:
         dst.data[:] = src.data
         copies.append(time.perf_counter() - t)
     copy_s = _best(copies)
-    print(f"baseline dst[:] = src (resident dst), best of 3: {copy_s:.3f} s = {gb / copy_s:.2f} GB/s")
+    print(
+        f"baseline dst[:] = src (resident dst), best of 3: {copy_s:.3f} s = {gb / copy_s:.2f} GB/s"
+    )
 
     results: dict[str, tuple[float, int]] = {}
     modes = ["in-process", "pipelined"] if args.mode == "both" else [args.mode]
@@ -305,9 +310,11 @@ def main() -> None:
         for i in range(args.repeat):
             dst.data.fill(0xA5)
             rss = _PeakRss()
+            cpu_note = ""
             if mode == "in-process":
                 elapsed = in_process(src, dst, layout, rss.sample)
                 child = 0
+                cpu_note = f", CPU {LAST_CPU[0]:.3f} s"
             else:
                 elapsed, child = pipelined(src, dst, layout)
             run_extra = rss.extra_kib() + max(child, 0)
@@ -317,7 +324,7 @@ def main() -> None:
             if not same:
                 raise SystemExit(f"{mode}: destination differs from source")
             print(
-                f"{mode} run {i + 1}: {elapsed:.3f} s = {gb / elapsed:.2f} GB/s, "
+                f"{mode} run {i + 1}: {elapsed:.3f} s = {gb / elapsed:.2f} GB/s{cpu_note}, "
                 f"extra RSS {run_extra / 1024:.1f} MiB "
                 f"({'VmHWM' if rss.hwm else 'sampled VmRSS'}), state digest equal"
             )
@@ -328,6 +335,7 @@ def main() -> None:
             f"extra RSS {extra / 1024:.1f} MiB"
         )
     print("targets: >= 4 GB/s, >= 0.4 of the copy, <= 64 MB extra")
+    print(f"load average at the end (other work on this host skews wall times): {os.getloadavg()}")
     headline = "in-process" if "in-process" in results else "pipelined"
     best, extra = results[headline]
     print(f"JSON below: the {headline} measurement")
