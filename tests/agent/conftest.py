@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,39 +56,84 @@ class AgentProcess:
         return self.process.poll() is None
 
 
-def _spawn(name: str, state_dir: Path, extra: list[str], token: str) -> AgentProcess:
+def _popen(name: str, state_dir: Path, extra: list[str], token: str) -> tuple[subprocess.Popen[str], list[str]]:
     args = [sys.executable, "-m", "devmig", "agent", "--listen", "127.0.0.1:0", "--json", "--host-name", name,
             "--state-dir", str(state_dir), *extra]
     env = {**os.environ, "DEVMIG_TOKEN": token}
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), args
+
+
+def _announced(name: str, process: subprocess.Popen[str], args: list[str], state_dir: Path, token: str) -> AgentProcess:
     assert process.stdout is not None
-    deadline = time.monotonic() + 30
-    line = ""
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.strip().startswith("{"):
-            break
-        if process.poll() is not None:
-            raise RuntimeError(f"agent {name} exited: {process.stderr.read() if process.stderr else ''}")
+    line = process.stdout.readline()  # the agent prints its announce line first (or exits)
+    if not line.strip().startswith("{"):
+        process.kill()
+        raise RuntimeError(f"agent {name} did not start: {line!r} {process.stderr.read() if process.stderr else ''}")
     announce: dict[str, Any] = json.loads(line)
     return AgentProcess(name, process, announce["url"], announce["stream"], token, state_dir, args)
 
 
+class Agents:
+    """Starts agents (in parallel) and kills every one it started."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[AgentProcess] = []
+
+    def start_many(self, *specs: tuple[str, list[str]], token: str = TOKEN) -> list[AgentProcess]:
+        """Start several agents at once: ``start_many(("a", []), ("b", ["--release", "nic=1.0.0"]))``."""
+        pending = []
+        for name, extra in specs:
+            directory = self.root / name
+            directory.mkdir(parents=True, exist_ok=True)
+            process, args = _popen(name, directory, extra, token)
+            pending.append((name, process, args, directory))
+        agents = []
+        for name, process, args, directory in pending:
+            agent = _announced(name, process, args, directory, token)
+            self.started.append(agent)
+            agents.append(agent)
+        return agents
+
+    def start(self, name: str, *extra: str, token: str = TOKEN) -> AgentProcess:
+        """Start one agent."""
+        return self.start_many((name, list(extra)), token=token)[0]
+
+    def close(self) -> None:
+        """Kill every agent started."""
+        for agent in self.started:
+            agent.kill()
+            for stream in (agent.process.stdout, agent.process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
 @pytest.fixture
-def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
-    """Start agents: ``start_agent("a", "--release", "nic=1.0.0")``; all are killed at teardown."""
-    started: list[AgentProcess] = []
+def agents(tmp_path: Path) -> Iterator[Agents]:
+    """Function-scoped agents."""
+    pool = Agents(tmp_path)
+    yield pool
+    pool.close()
 
-    def start(name: str, *extra: str, state_dir: Path | None = None, token: str = TOKEN) -> AgentProcess:
-        directory = state_dir or tmp_path / name
-        directory.mkdir(parents=True, exist_ok=True)
-        agent = _spawn(name, directory, list(extra), token)
-        started.append(agent)
-        return agent
 
-    yield start
-    for agent in started:
-        agent.kill()
-        for stream in (agent.process.stdout, agent.process.stderr):
-            if stream is not None:
-                stream.close()
+@pytest.fixture(scope="module")
+def module_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agents]:
+    """Module-scoped agents (shared by a test module)."""
+    pool = Agents(tmp_path_factory.mktemp("agents"))
+    yield pool
+    pool.close()
+
+
+def wait_finished(agent: AgentProcess, migration_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll an agent until the migration finished there; return its status."""
+    deadline = time.monotonic() + timeout
+    with agent.client() as client:
+        while True:
+            response = client.get(f"/v1/migrations/{migration_id}")
+            if response.status_code == 200:
+                status: dict[str, Any] = response.json()
+                if status["finished"]:
+                    return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"migration {migration_id} did not finish on {agent.name}: {response.text}")
+            time.sleep(0.05)

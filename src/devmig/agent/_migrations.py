@@ -305,7 +305,7 @@ class MigrationEngine:
             raise HandoffError("QUERY_INVALID", "the query is about another migration", value=query.migration)
         m = self.migrations.get(migration_id)
         runner = m.runner if m is not None else None
-        if runner is not None and (runner.handoff is not None or m is not None and m.role is Role.DESTINATION):
+        if runner is not None and (runner.handoff is not None or (m is not None and m.role is Role.DESTINATION)):
             answer: bytes = runner.answer_query(query)
             return answer
         kinds = [r.record for r in self.journal.records(migration_id)]

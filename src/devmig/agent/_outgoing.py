@@ -285,7 +285,6 @@ class SourceRun:
         self.handoff.stream_sent()
         self._sync_phase()
         m.stage = "handoff"
-        m.digest = device.digest().hex()
 
     # -- the hand-off --------------------------------------------------------------------
 
@@ -353,6 +352,8 @@ class SourceRun:
         go = handoff.committed()
         self._sync_phase()
         self._write_now(go)
+        # The digest at switch-over, while the destination journals STARTED (off the critical path).
+        m.digest = self.device.digest().hex()
 
     async def _ask(self, handoff: SourceHandoff) -> None:
         """Send one QUERY; apply the answer (an unanswered query is retried by the caller)."""

@@ -124,31 +124,31 @@ class Channel(asyncio.BufferedProtocol):
 
     # -- asyncio callbacks -------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         if isinstance(transport, asyncio.WriteTransport):
             transport.set_write_buffer_limits(high=_WRITE_HIGH)
         self.connected.set()
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._lost = exc
         self._closed = True
         self._can_write.set()
         self._wake()
 
-    def eof_received(self) -> bool:  # noqa: D102
+    def eof_received(self) -> bool:
         self._eof = True
         self._wake()
         return False
 
-    def pause_writing(self) -> None:  # noqa: D102
+    def pause_writing(self) -> None:
         self._can_write.clear()
 
-    def resume_writing(self) -> None:  # noqa: D102
+    def resume_writing(self) -> None:
         self._can_write.set()
 
-    def get_buffer(self, sizehint: int) -> memoryview:  # noqa: D102
+    def get_buffer(self, sizehint: int) -> memoryview:
         if self._sink is not None:
             try:
                 return self._sink.get_buffer(sizehint)
@@ -159,7 +159,7 @@ class Channel(asyncio.BufferedProtocol):
             return view[: max(1, self._hello_need())]
         return view
 
-    def buffer_updated(self, nbytes: int) -> None:  # noqa: D102
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_received = time.monotonic()
         self.bytes_received += nbytes
         sink = self._sink
@@ -541,14 +541,14 @@ class _MemoryTransport(asyncio.Transport):
         self._closing = False
         self.owner: Channel | None = None
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:  # noqa: D102
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
             return
         view = memoryview(bytes(data))
         loop = asyncio.get_running_loop()
         loop.call_soon(self._deliver, view)
 
-    def writelines(self, list_of_data: Any) -> None:  # noqa: D102
+    def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(bytes(b) for b in list_of_data))
 
     def _deliver(self, view: memoryview) -> None:
@@ -559,7 +559,7 @@ class _MemoryTransport(asyncio.Transport):
             self._peer.buffer_updated(n)
             view = view[n:]
 
-    def close(self) -> None:  # noqa: D102
+    def close(self) -> None:
         if self._closing:
             return
         self._closing = True
@@ -568,22 +568,22 @@ class _MemoryTransport(asyncio.Transport):
         if self.owner is not None:
             loop.call_soon(self.owner.connection_lost, None)
 
-    def abort(self) -> None:  # noqa: D102
+    def abort(self) -> None:
         self.close()
 
-    def is_closing(self) -> bool:  # noqa: D102
+    def is_closing(self) -> bool:
         return self._closing
 
-    def pause_reading(self) -> None:  # noqa: D102
+    def pause_reading(self) -> None:
         pass
 
-    def resume_reading(self) -> None:  # noqa: D102
+    def resume_reading(self) -> None:
         pass
 
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:  # noqa: D102
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
 
-    def get_write_buffer_size(self) -> int:  # noqa: D102
+    def get_write_buffer_size(self) -> int:
         return 0
 
 

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from devmig._errors import DevmigError
-from devmig.cli import _agent, _documents, _streams
+from devmig.cli import _agent, _documents, _migrate, _streams
 from devmig.cli._output import EXIT_USAGE, Output
 
 __all__ = ["app", "main"]
@@ -41,6 +41,7 @@ def version() -> None:
 _documents.register(app)
 _streams.register(app)
 _agent.register(app)
+_migrate.register(app)
 
 
 def main() -> None:
