@@ -1,4 +1,25 @@
-"""Compatibility: pairwise checks and release diffs (sans-IO core)."""
+"""Compatibility of devices across implementations and releases (sans-IO core, DESIGN §3).
+
+Two questions, answered by pure functions on loaded documents:
+
+- :func:`check` — can a device ``(its model's source definition, canonical
+  configuration)`` move to a destination (a host report, a model document or
+  a bare model)? The :class:`Verdict` names the implementation that accepts,
+  or every reason why none does (codes ``MODEL_UNKNOWN``, ``PARAM_UNKNOWN``,
+  ``VALUE_NOT_ALLOWED``, ``CONSTRAINT_VIOLATED``, ``OFF_VALUE_MISMATCH``)::
+
+      verdict = check(nic_v3, expand(nic_v3, "version=3"), host_report)
+      verdict.raise_for()          # CompatibilityError with every reason
+
+- :func:`diff` — what changed from release OLD to release NEW of a model
+  document, and what each change breaks (``upgrade``, ``rollback``,
+  ``instantiate``); :data:`RULES` lists the rule ids, :data:`BREAKS` what
+  each breaking rule breaks. The diff and the check never disagree: a
+  configuration OLD accepts that NEW refuses always shows as an upgrade break.
+
+:class:`ReleaseHistory` learns from earlier documents which release added a
+parameter or first allowed a value, for hints.
+"""
 
 from devmig.compat._changes import BREAKS, DIRECTIONS, RULES, Change, Direction, ReleaseDiff
 from devmig.compat._check import check
@@ -6,4 +27,15 @@ from devmig.compat._diff import diff
 from devmig.compat._history import ReleaseHistory
 from devmig.compat._verdict import Verdict
 
-__all__ = ["BREAKS", "DIRECTIONS", "RULES", "Change", "Direction", "ReleaseDiff", "ReleaseHistory", "Verdict", "check", "diff"]
+__all__ = [
+    "BREAKS",
+    "DIRECTIONS",
+    "RULES",
+    "Change",
+    "Direction",
+    "ReleaseDiff",
+    "ReleaseHistory",
+    "Verdict",
+    "check",
+    "diff",
+]

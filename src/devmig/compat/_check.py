@@ -282,12 +282,15 @@ def _value_not_allowed(
 def _model_unknown(model_id: str, destination: Destination, history: ReleaseHistory | None) -> Problem:
     if isinstance(destination, HostReport):
         where = f"host {destination.host}"
+        message = f"no implementation on {where} supports model {model_id}"
         known = sorted({m.model for d in destination.implementations for m in d.models})
     elif isinstance(destination, ModelDocument):
         where = destination.implementation.render()
+        message = f"{where} does not support model {model_id}"
         known = sorted(m.model for m in destination.models)
     else:
-        where = f"the destination (model {destination.model})"
+        where = "the destination"
+        message = f"the destination is model {destination.model}, not {model_id}"
         known = [destination.model]
     hint = f"{where} supports: {', '.join(known)}" if known else f"{where} supports no model"
     if history is not None:
@@ -298,7 +301,7 @@ def _model_unknown(model_id: str, destination: Destination, history: ReleaseHist
     return Problem(
         "MODEL_UNKNOWN",
         ("model",),
-        f"no implementation on {where} supports model {model_id}",
+        message,
         value=model_id,
         allowed=known,
         hint=hint,
