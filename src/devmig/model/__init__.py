@@ -37,9 +37,10 @@ from devmig.model._document import (
     VersionSpec,
     condition_holds,
 )
+from devmig.model._json import parse_json
 from devmig.model._options import OptionItem, convert_value, format_options, split_options
 from devmig.model._schema import host_report_schema, model_document_schema
-from devmig.model._validate import load_any, load_document, load_host_report, parse_json
+from devmig.model._validate import load_any, load_document, load_host_report
 from devmig.model._values import TypeName, Value, format_value, same_value, type_of
 
 __all__ = [
