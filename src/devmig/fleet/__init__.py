@@ -1,0 +1,55 @@
+"""The fleet: the inventory of hosts (SQLAlchemy; SQLite by default, PostgreSQL by URL) and its poller.
+
+Open an inventory, register hosts, and poll their agents::
+
+    with SqlInventory(sqlite_url("fleet.db")) as inventory:
+        inventory.add_host("host-a", "http://10.0.0.1:8470")
+        poller = Poller(inventory, SystemClock(), interval=30.0)
+        await poller.poll_once()
+        snapshot = inventory.snapshot()   # plain data for the fleet algorithms
+
+:class:`MemoryInventory` is the in-memory twin and :class:`ManualClock` the
+clock twin; both run the same tests as the real ones.
+"""
+
+from devmig.fleet._bench import bench_register
+from devmig.fleet._clock import Clock, ManualClock, SystemClock
+from devmig.fleet._inventory import (
+    DEFAULT_MAX_MISSED,
+    DeviceRecord,
+    HistoryEntry,
+    HostSnapshot,
+    HostView,
+    Inventory,
+    InventorySnapshot,
+    JournalEntry,
+    RunState,
+    report_profile,
+)
+from devmig.fleet._memory import MemoryInventory
+from devmig.fleet._poller import Poller, PollOutcome
+from devmig.fleet._schema import metadata
+from devmig.fleet._sql import SqlInventory, sqlite_url
+
+__all__ = [
+    "DEFAULT_MAX_MISSED",
+    "Clock",
+    "DeviceRecord",
+    "HistoryEntry",
+    "HostSnapshot",
+    "HostView",
+    "Inventory",
+    "InventorySnapshot",
+    "JournalEntry",
+    "ManualClock",
+    "MemoryInventory",
+    "PollOutcome",
+    "Poller",
+    "RunState",
+    "SqlInventory",
+    "SystemClock",
+    "bench_register",
+    "metadata",
+    "report_profile",
+    "sqlite_url",
+]

@@ -1,0 +1,12 @@
+"""Placeholder: replaced below."""
+from __future__ import annotations
+
+__all__ = ["PollOutcome", "Poller"]
+
+
+class PollOutcome:
+    """Placeholder."""
+
+
+class Poller:
+    """Placeholder."""
