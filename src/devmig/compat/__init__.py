@@ -25,17 +25,39 @@ from devmig.compat._changes import BREAKS, DIRECTIONS, RULES, Change, Direction,
 from devmig.compat._check import check
 from devmig.compat._diff import diff
 from devmig.compat._history import ReleaseHistory
+from devmig.compat._placement import HOST_CODES, Placement, place
+from devmig.compat._profile import (
+    FleetSnapshot,
+    HostState,
+    Profile,
+    ProfileRegistry,
+    newest_definition,
+    profile_fingerprint,
+)
+from devmig.compat._requests import DeviceRequest, NewDevice, RunningDevice
 from devmig.compat._verdict import Verdict
 
 __all__ = [
     "BREAKS",
     "DIRECTIONS",
+    "HOST_CODES",
     "RULES",
     "Change",
+    "DeviceRequest",
     "Direction",
+    "FleetSnapshot",
+    "HostState",
+    "NewDevice",
+    "Placement",
+    "Profile",
+    "ProfileRegistry",
     "ReleaseDiff",
     "ReleaseHistory",
+    "RunningDevice",
     "Verdict",
     "check",
     "diff",
+    "newest_definition",
+    "place",
+    "profile_fingerprint",
 ]
