@@ -210,16 +210,12 @@ async def cancel(migration_id: MigrationId, engine: EngineDep) -> MigrationView:
     return _view(engine.cancel(migration_id))
 
 
-@migrations_router.post(
-    "/{migration_id}/query",
-    response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "A STATUS frame"},
-               401: _PROBLEM, 422: _PROBLEM},
-)
+@migrations_router.post("/{migration_id}/query", response_class=Response, include_in_schema=False)
 async def query(migration_id: MigrationId, request: Request, engine: EngineDep) -> Response:
     """Agent to agent: a QUERY frame in, the STATUS frame out (in-doubt resolution).
 
-    Needs the agent's token or the migration's callback token.
+    Not in the OpenAPI document: its bodies are binary protocol frames
+    (``devmig.migration``), not JSON, and only agents call it. Needs the agent's token or the migration's callback token.
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
