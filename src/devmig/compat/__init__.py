@@ -21,6 +21,7 @@ Two questions, answered by pure functions on loaded documents:
 parameter or first allowed a value, for hints.
 """
 
+from devmig.compat._baseline import Baseline, baseline
 from devmig.compat._changes import BREAKS, DIRECTIONS, RULES, Change, Direction, ReleaseDiff
 from devmig.compat._check import check
 from devmig.compat._diff import diff
@@ -42,6 +43,7 @@ __all__ = [
     "DIRECTIONS",
     "HOST_CODES",
     "RULES",
+    "Baseline",
     "Change",
     "DeviceRequest",
     "Direction",
@@ -55,6 +57,7 @@ __all__ = [
     "ReleaseHistory",
     "RunningDevice",
     "Verdict",
+    "baseline",
     "check",
     "diff",
     "newest_definition",
