@@ -260,15 +260,18 @@ def test_examples_history_hint() -> None:
     docs = example_documents().get("acme-nic")
     if not docs or len(docs) < 2:
         pytest.skip("acme-nic examples not shipped")
-    newest = docs[-1]
-    m = model_of(newest)
-    verdict = check(m, expand(m, ""), docs[0], history=docs)
-    assert isinstance(verdict, Verdict)
+    by_release = {d.implementation.release: d for d in docs}
+    if not {"2.0.0", "3.0.0"} <= set(by_release):
+        pytest.skip("acme-nic 2.0.0 and 3.0.0 not shipped")
+    m = model_of(by_release["3.0.0"])
+    verdict = check(m, expand(m, "version=1,tso=on"), by_release["2.0.0"], history=docs)
+    assert verdict.codes == ["PARAM_UNKNOWN"]
+    assert verdict.reasons[0].hint == "added in acme-nic 3.0.0"
 
 
 # -- properties ---------------------------------------------------------------
 
-PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPS

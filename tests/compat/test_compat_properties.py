@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from devmig.compat import ReleaseDiff, check, diff
 from devmig.model import Config, DeviceModel, ModelDocument, check_full, expand
 
-PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 def _upgrade_broken(d: ReleaseDiff, model: str) -> bool:
@@ -95,7 +95,7 @@ def _all_accepted(model: DeviceModel, limit: int = 4000) -> list[Config] | None:
     return out
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(release_pairs(small=True))
 def test_diff_is_exact_on_small_documents(pair: tuple[ModelDocument, ModelDocument]) -> None:
     old, new = pair
@@ -170,7 +170,7 @@ def test_example_pairs_diff_agrees_with_check(pair: tuple[ModelDocument, ModelDo
 
 
 @pytest.mark.skipif(not PAIRS, reason="no example documents shipped")
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_example_pairs_random_configurations(data: st.DataObject) -> None:
     old, new = data.draw(st.sampled_from(PAIRS))
