@@ -106,7 +106,10 @@ def test_source_killed_destination_destroys_its_copy(agents: Agents) -> None:
         mid = r.json()["migration_id"]
     deadline = time.monotonic() + 10
     with dest.client() as c:
-        while time.monotonic() < deadline and c.get(f"/v1/migrations/{mid}").status_code == 404:
+        while time.monotonic() < deadline:  # kill the source once the stream flows
+            r = c.get(f"/v1/migrations/{mid}")
+            if r.status_code == 200 and r.json()["phase"] != "WAIT_HELLO":
+                break
             time.sleep(0.005)
     src.kill()
     st = wait_finished(dest, mid, timeout=30)
