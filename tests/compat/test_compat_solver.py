@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from devmig.compat import _solver as solver
 from devmig.compat import check, diff
-from devmig.compat._domain import find_int, in_progressions, int_classes
+from devmig.compat._domain import find_int, in_progressions, int_classes, int_difference
 from devmig.compat._solver import Restriction, Space
 from devmig.model import expand
 
@@ -135,3 +135,10 @@ def test_base_configuration_is_the_accepted_init_configuration() -> None:
     space = Space(m)
     assert dict(space.base) == dict(m.init_values)
     assert space.valid(space.base)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(progression, min_size=1, max_size=2), st.lists(progression, min_size=1, max_size=2))
+def test_int_difference_matches_brute_force(include: Any, exclude: Any) -> None:
+    values = [v for lo, hi, step in include for v in range(lo, hi + 1, step)]
+    assert int_difference(tuple(include), tuple(exclude)) == any(not in_progressions(v, exclude) for v in values)

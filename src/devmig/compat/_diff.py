@@ -138,19 +138,28 @@ def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value]
     return tuple((k, type(v).__name__, v) for k, v in items)
 
 
+def _cond_key(cond: Condition) -> Any:
+    kind = type(cond)
+    if kind is bool or kind is int or kind is str:
+        return kind, cond
+    if isinstance(cond, Range):
+        return "range", cond.min, cond.max
+    if isinstance(cond, InSet):
+        return "in", frozenset((type(v), v) for v in cond.in_)
+    return kind, cond  # pragma: no cover - every condition is one of the above
+
+
 def _part_key(part: Mapping[str, Condition]) -> tuple[Any, ...]:
     if len(part) == 1:
         ((n, c),) = part.items()
-        return ((n, type(c), c),)
-    return tuple(sorted((n, type(c), c) for n, c in part.items()))
+        return ((n, _cond_key(c)),)
+    return tuple(sorted((n, _cond_key(c)) for n, c in part.items()))
 
 
 def _constraint_key(k: Constraint) -> tuple[Any, ...]:
-    """A hashable key equal for equal constraints (tagged with the condition's type: ``True`` is not ``1``).
+    """A hashable key equal for equal constraints (typed: ``True`` is not ``1``).
 
     The order of the parameters in ``when`` and ``require`` does not matter.
-    A set condition ``{"in": [...]}`` compares its values untyped (a type
-    change of its parameter is reported as ``TYPE_CHANGED`` anyway).
     """
     return _part_key(k.when), _part_key(k.require)
 
@@ -452,7 +461,17 @@ class _ModelDiff:
         out: list[Change] = []
         o, n = self.old, self.new
         old_map, new_map = o.version_map, n.version_map
+        # a version whose params are equal in both, naming no parameter whose type or off
+        # value changed, has the same canonical configuration in both
+        moved = {
+            p for p, op in o.params.items()
+            if p not in n.params or not same_value(op.off, n.params[p].off)
+        }
         for name in dict.fromkeys(v.name for v in o.versions):
+            if name in new_map:
+                old_params, new_params = old_map[name].params, new_map[name].params
+                if old_params == new_params and not moved.intersection(old_params):
+                    continue
             old_items = _version_items(o, name)
             if name not in new_map:
                 out.append(self.change("VERSION_REMOVED", ("versions", name),

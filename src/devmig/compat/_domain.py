@@ -106,6 +106,12 @@ def int_classes(
 
 def int_difference(include: tuple[IntProg, ...], exclude: tuple[IntProg, ...]) -> bool:
     """Return whether some value of ``include`` may lie outside ``exclude`` (``True`` when unsure)."""
+    if len(include) == 1 and len(exclude) == 1:
+        (a, b, s), (c, d, t) = include[0], exclude[0]
+        if a == b:
+            return not (c <= a <= d and (a - c) % t == 0)
+        # a, a+s, ... b all lie on c, c+t, ... d exactly when both ends do and t divides s
+        return not (c <= a and b <= d and (a - c) % t == 0 and s % t == 0)
     return next(iter(iter_int_classes(include, exclude, ())), None) is not None
 
 
