@@ -38,11 +38,16 @@ IntArray = npt.NDArray[np.intp]
 
 @dataclass(frozen=True, slots=True)
 class Definition:
-    """One distinct definition of a model in a fleet, compiled, with the profiles offering it."""
+    """One distinct definition of a model in a fleet, compiled, with the profiles offering it.
+
+    ``off_group`` numbers the distinct off-value maps of the model's
+    definitions: rule 5 is decided once per group.
+    """
 
     model: DeviceModel
     compiled: CompiledModel
     profiles: IntArray
+    off_group: int
 
 
 def model_key(model: DeviceModel) -> str:
@@ -90,8 +95,12 @@ class FleetIndex:
         """
         ok = np.zeros(len(self.fingerprints), dtype=np.bool_)
         names = frozenset(n for n, _ in items)
+        same_off: dict[int, bool] = {}
         for d in self.definitions.get(source.model, ()):
-            if not off_mismatches(source, d.model) and accepts(d.compiled, items, names):
+            same = same_off.get(d.off_group)
+            if same is None:
+                same = same_off[d.off_group] = not off_mismatches(source, d.model)
+            if same and accepts(d.compiled, items, names):
                 ok[d.profiles] = True
         return ok
 
@@ -119,10 +128,14 @@ def _build(snapshot: FleetSnapshot) -> FleetIndex:
                 if not entry[1] or entry[1][-1] != i:
                     entry[1].append(i)
     definitions: dict[str, list[Definition]] = {}
+    off_groups: dict[str, dict[tuple[tuple[str, str, Value], ...], int]] = {}
     for key in sorted(by_key):
         model, profiles = by_key[key]
+        groups = off_groups.setdefault(model.model, {})
+        off_key = tuple(sorted((n, type(v).__name__, v) for n, v in model.off_values.items()))
+        group = groups.setdefault(off_key, len(groups))
         definitions.setdefault(model.model, []).append(
-            Definition(model, compiled(model), np.array(profiles, dtype=np.intp))
+            Definition(model, compiled(model), np.array(profiles, dtype=np.intp), group)
         )
     defs = {k: tuple(v) for k, v in definitions.items()}
     spare = _spare(defs, len(fingerprints))

@@ -66,7 +66,12 @@ def resolve(snapshot: FleetSnapshot, device: DeviceRequest) -> Resolved:
     """
     if isinstance(device, RunningDevice):
         return Resolved(device.model, device.source_model, device.config, device.current_host)
-    newest = newest_definition(snapshot, device.model)
+    cache = snapshot.cached("newest-definitions")
+    if cache is None:
+        cache = snapshot.remember("newest-definitions", {})
+    if device.model not in cache:
+        cache[device.model] = newest_definition(snapshot, device.model)
+    newest = cache[device.model]
     if newest is None:
         return Resolved(device.model, None, None, None)
     model = newest[1]

@@ -210,6 +210,23 @@ class FleetSnapshot:
         return cls(by_fp, by_name)
 
     @classmethod
+    def from_documents(
+        cls, profiles: Mapping[str, Sequence[ModelDocument]], hosts: Iterable[HostState]
+    ) -> FleetSnapshot:
+        """Return a snapshot of stored profiles (fingerprint → documents) and hosts.
+
+        This is how an inventory's snapshot (``devmig.fleet``) becomes a
+        :class:`FleetSnapshot`: the stored fingerprints are trusted (they were
+        computed by :func:`profile_fingerprint`'s rule when recorded).
+
+        Raises:
+            ValueError: a host names an unknown profile, or two hosts share a name.
+        """
+        return cls.build(
+            (Profile(fp, _sorted_docs(docs)) for fp, docs in profiles.items()), hosts
+        )
+
+    @classmethod
     def of_reports(cls, reports: Iterable[HostReport]) -> FleetSnapshot:
         """Return a snapshot of validated host reports (every host available, no load)."""
         registry = ProfileRegistry()
