@@ -27,7 +27,7 @@ from devmig.fleet._inventory import (
     report_profile,
 )
 from devmig.fleet._memory import MemoryInventory
-from devmig.fleet._poller import Poller, PollOutcome
+from devmig.fleet._poller import Poller, PollOutcome, PollStatus
 from devmig.fleet._schema import metadata
 from devmig.fleet._sql import SqlInventory, sqlite_url
 
@@ -44,6 +44,7 @@ __all__ = [
     "ManualClock",
     "MemoryInventory",
     "PollOutcome",
+    "PollStatus",
     "Poller",
     "RunState",
     "SqlInventory",
