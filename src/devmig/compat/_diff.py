@@ -29,7 +29,6 @@ The solver is exact; where it cannot decide (a step pattern longer than
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
 from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
@@ -138,30 +137,28 @@ def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value]
     return tuple((k, type(v).__name__, v) for k, v in items)
 
 
-def _cond_key(cond: Condition) -> Any:
-    kind = type(cond)
-    if kind is bool or kind is int or kind is str:
-        return kind, cond
-    if isinstance(cond, Range):
-        return "range", cond.min, cond.max
-    if isinstance(cond, InSet):
-        return "in", frozenset((type(v), v) for v in cond.in_)
-    return kind, cond  # pragma: no cover - every condition is one of the above
-
-
-def _part_key(part: Mapping[str, Condition]) -> tuple[Any, ...]:
-    if len(part) == 1:
-        ((n, c),) = part.items()
-        return ((n, _cond_key(c)),)
-    return tuple(sorted((n, _cond_key(c)) for n, c in part.items()))
-
-
 def _constraint_key(k: Constraint) -> tuple[Any, ...]:
     """A hashable key equal for equal constraints (typed: ``True`` is not ``1``).
 
     The order of the parameters in ``when`` and ``require`` does not matter.
     """
-    return _part_key(k.when), _part_key(k.require)
+    out = []
+    for part in (k.when, k.require):
+        items: list[tuple[Any, ...]] = []
+        for n, c in part.items():
+            kind = type(c)
+            if kind is bool or kind is int or kind is str:
+                items.append((n, kind, c))
+            elif isinstance(c, Range):
+                items.append((n, "range", c.min, c.max))
+            elif isinstance(c, InSet):
+                items.append((n, "in", frozenset((type(v), v) for v in c.in_)))
+            else:  # pragma: no cover - every condition is one of the above
+                items.append((n, kind, c))
+        if len(items) > 1:
+            items.sort(key=lambda item: item[0])
+        out.append(tuple(items))
+    return tuple(out)
 
 
 def _condition_json(cond: Condition) -> Any:
@@ -206,6 +203,7 @@ class _ModelDiff:
         self.new = new
         self.id = old.model
         self._space: Space | None = None
+        self.moved: set[str] = set()  # parameters removed, or whose type or off value changed
 
     @property
     def space(self) -> Space:
@@ -269,6 +267,7 @@ class _ModelDiff:
     # -- parameters ---------------------------------------------------------
 
     def param_removed(self, name: str, op: Param) -> Change:
+        self.moved.add(name)
         if op.type == "int":
             restriction = Restriction(exclude=((op.off, op.off, 1),))
         else:
@@ -310,6 +309,7 @@ class _ModelDiff:
         out: list[Change] = []
         loc = ("params", name)
         if op.type_name != np.type_name:
+            self.moved.add(name)
             example = _base_example(self.old)
             out.append(
                 self.change("TYPE_CHANGED", (*loc, "type"),
@@ -323,6 +323,7 @@ class _ModelDiff:
                                        old=op.description, new=np.description))
             return out
         if not same_value(op.off, np.off):
+            self.moved.add(name)
             out.append(self._off_changed(name, op, np, _base_example(self.old)))
         out += self.allowed_changed(name, op, np)
         if not same_value(op.init, np.init):
@@ -462,11 +463,8 @@ class _ModelDiff:
         o, n = self.old, self.new
         old_map, new_map = o.version_map, n.version_map
         # a version whose params are equal in both, naming no parameter whose type or off
-        # value changed, has the same canonical configuration in both
-        moved = {
-            p for p, op in o.params.items()
-            if p not in n.params or not same_value(op.off, n.params[p].off)
-        }
+        # value changed (or that NEW removed), has the same canonical configuration in both
+        moved = self.moved
         for name in dict.fromkeys(v.name for v in o.versions):
             if name in new_map:
                 old_params, new_params = old_map[name].params, new_map[name].params
