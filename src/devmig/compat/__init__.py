@@ -36,6 +36,8 @@ from devmig.compat._profile import (
     profile_fingerprint,
 )
 from devmig.compat._requests import DeviceRequest, NewDevice, RunningDevice
+from devmig.compat._rollback import RollbackSet, return_targets, rollback_set
+from devmig.compat._upgrade import UpgradePlan, plan_upgrade, planned_profile
 from devmig.compat._verdict import Verdict
 
 __all__ = [
@@ -55,12 +57,18 @@ __all__ = [
     "ProfileRegistry",
     "ReleaseDiff",
     "ReleaseHistory",
+    "RollbackSet",
     "RunningDevice",
+    "UpgradePlan",
     "Verdict",
     "baseline",
     "check",
     "diff",
     "newest_definition",
     "place",
+    "plan_upgrade",
+    "planned_profile",
     "profile_fingerprint",
+    "return_targets",
+    "rollback_set",
 ]
