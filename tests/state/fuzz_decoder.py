@@ -25,9 +25,11 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import cbor2
 import xxhash
 from state_helpers import (
     DECL,
@@ -78,8 +80,83 @@ def reframe(data: bytes) -> bytes:
     return bytes(out)
 
 
+def split_records(data: bytes) -> tuple[bytes, list[bytes]] | None:
+    """Split a well-framed stream into its preamble and records (``None`` if it is not)."""
+    records = []
+    pos = 8
+    while pos < len(data):
+        if pos + 6 > len(data):
+            return None
+        _, _, length = RECORD_HEAD.unpack(data[pos : pos + 6])
+        end = pos + 6 + length + 8
+        if end > len(data):
+            return None
+        records.append(data[pos:end])
+        pos = end
+    return data[:8], records
+
+
+_ODD_VALUES: list[Any] = [
+    -1, 0, 1, 255, 256, 1 << 16, 1 << 32, (1 << 64) - 1, -(1 << 63), True, False, None,
+    "", "x" * 100, b"", b"\xff" * 50, [], [1, 2, 3], [-1], list(range(100)), {}, {"a": 1}, 1.5,
+]  # fmt: skip
+
+
+def mutate_records(data: bytes, rng: random.Random) -> bytes:
+    """Structure-aware mutation: drop, repeat, swap records, or edit a CBOR payload; re-framed."""
+    split = split_records(data)
+    if split is None or not split[1]:
+        return data
+    start, records = split
+    kind = rng.randrange(4)
+    i = rng.randrange(len(records))
+    if kind == 0 and len(records) > 1:
+        del records[i]
+    elif kind == 1:
+        records.insert(i, records[rng.randrange(len(records))])
+    elif kind == 2:
+        j = rng.randrange(len(records))
+        records[i], records[j] = records[j], records[i]
+    else:
+        cbor_records = [
+            k for k, r in enumerate(records) if r[0] in (RecordType.HEADER, RecordType.SECTION)
+        ]
+        if cbor_records:
+            k = rng.choice(cbor_records)
+            value = cbor2.loads(records[k][6:-8])
+            _edit(value, rng)
+            payload = cbor2.dumps(value)
+            records[k] = (
+                records[k][:1] + b"\x00" + len(payload).to_bytes(4, "big") + payload + bytes(8)
+            )
+    return reframe(start + b"".join(records))
+
+
+def _edit(value: Any, rng: random.Random) -> None:
+    """Change, add or remove one entry somewhere in a decoded CBOR map."""
+    target = value
+    while isinstance(target, dict) and target and rng.random() < 0.6:
+        inner = [k for k, v in target.items() if isinstance(v, dict)]
+        if not inner:
+            break
+        target = target[rng.choice(inner)]
+    if not isinstance(target, dict):
+        return
+    action = rng.randrange(3)
+    if action == 0 and target:
+        del target[rng.choice(list(target))]
+    elif action == 1:
+        target[rng.choice(["extra", "name", "optional", "fields", "model", "config"])] = rng.choice(
+            _ODD_VALUES
+        )
+    elif target:
+        target[rng.choice(list(target))] = rng.choice(_ODD_VALUES)
+
+
 def mutate(data: bytes, rng: random.Random) -> bytes:
-    """Apply one to four random mutations (sometimes re-framed)."""
+    """Apply one to four random mutations (sometimes re-framed, sometimes structure-aware)."""
+    if rng.random() < 0.3:
+        return mutate_records(data, rng)
     buf = bytearray(data)
     for _ in range(rng.randrange(1, 5)):
         if not buf:
