@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from devmig.compat._compiled import CondSpec, compile_condition, cond_holds
@@ -139,12 +139,6 @@ class Solution:
     def exact(self) -> bool:
         """Whether the answer is exact (``maybe`` is not)."""
         return self.status != "maybe"
-
-
-@dataclass(slots=True)
-class _Var:
-    name: str
-    domain: list[tuple[Value, bool]] = field(default_factory=list)
 
 
 class Space:
