@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from functools import cached_property
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -368,19 +369,19 @@ class DeviceModel(_Frozen):
         return self.model
 
     @cached_property
-    def off_values(self) -> dict[str, Value]:
-        """Every parameter's off value."""
-        return {name: p.off for name, p in self.params.items()}
+    def off_values(self) -> Mapping[str, Value]:
+        """Every parameter's off value (read-only)."""
+        return MappingProxyType({name: p.off for name, p in self.params.items()})
 
     @cached_property
-    def init_values(self) -> dict[str, Value]:
-        """Every parameter's init value (the full init configuration)."""
-        return {name: p.init for name, p in self.params.items()}
+    def init_values(self) -> Mapping[str, Value]:
+        """Every parameter's init value, the full init configuration (read-only)."""
+        return MappingProxyType({name: p.init for name, p in self.params.items()})
 
     @cached_property
-    def version_map(self) -> dict[str, VersionSpec]:
-        """Versions by name (the last listed wins for a duplicate name)."""
-        return {v.name: v for v in self.versions}
+    def version_map(self) -> Mapping[str, VersionSpec]:
+        """Versions by name, read-only (the last listed wins for a duplicate name)."""
+        return MappingProxyType({v.name: v for v in self.versions})
 
     @property
     def latest(self) -> VersionSpec | None:
