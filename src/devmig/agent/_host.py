@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xxhash
 
 from devmig._errors import DevmigError, Problem
@@ -193,6 +194,11 @@ class Host:
             if made_image is not None:
                 made_image.unlink(missing_ok=True)
             raise
+        if self.settings.prefill_seed is not None and not canonical:
+            _prefill(device, self.settings.prefill_seed)
+        elif self.settings.mem_prealloc:
+            for region in device.regions:
+                region.data.fill(0)  # a store to every page makes it resident
         hosted = HostedDevice(device_id, device, cls, settings, origin=origin)
         self.devices[device_id] = hosted
         return hosted
@@ -306,6 +312,16 @@ def busy_error(hosted: HostedDevice) -> DevmigError:
 
 def _seed(device_id: str) -> int:
     return xxhash.xxh64_intdigest(device_id.encode())
+
+
+def _prefill(device: Device, seed: int) -> None:
+    """Fill every bulk region with seeded pseudo-random bytes, 64 MiB at a time (no dirty marks)."""
+    rng = np.random.default_rng(seed)
+    step = 64 << 20
+    for region in device.regions:
+        for start in range(0, region.size, step):
+            piece = region.data[start : start + step]
+            piece[:] = np.frombuffer(rng.bytes(piece.size), dtype=np.uint8)
 
 
 def _close(device: Device) -> None:

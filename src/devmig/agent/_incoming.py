@@ -20,6 +20,7 @@ from typing import Any
 
 from devmig._errors import DevmigError, StreamError
 from devmig.agent._client import AgentClient
+from devmig.agent._snapshot import start_snapshot
 from devmig.agent._transport import Channel
 from devmig.migration import (
     NEED_DATA,
@@ -86,6 +87,7 @@ class DestinationRun:
         self.m = migration
         self.handoff: DestinationHandoff | None = None
         self.channel: Channel | None = None
+        self._digest: asyncio.Future[bytes | None] | None = None
 
     @property
     def hosted(self) -> Any:
@@ -95,7 +97,11 @@ class DestinationRun:
     def _sync(self) -> None:
         m = self.m
         if self.handoff is not None:
-            m.phase = self.handoff.phase.value
+            phase = self.handoff.phase
+            if phase is DestinationPhase.RUNNING and self._digest is not None and m.digest is None:
+                # RUNNING is final: show it once the digest of the loaded state is known.
+                phase = DestinationPhase.STARTING
+            m.phase = phase.value
         if self.channel is not None:
             self.channel.phase = m.phase
             m.bytes_received = self.channel.bytes_received
@@ -164,6 +170,7 @@ class DestinationRun:
         try:
             channel.route_to(device, data)
             await channel.wait_stream()
+            m.timings.update(stream_first_byte=channel.stream_first_at, trailer=channel.stream_done_at)
             handoff.stream_received(b"")
             device.set_state(State.STOP)  # commits the staged sections, or raises StreamError
         except StreamError as exc:
@@ -186,7 +193,9 @@ class DestinationRun:
             return
         m.stage = "ready"
         self._write(handoff.ready())
-        m.digest = device.digest().hex()
+        m.timings["ready_sent"] = time.time()
+        # The digest of the loaded state, from a copy-on-write snapshot: GO may come any moment.
+        self._digest = start_snapshot(device)
         self._sync()
 
     async def _progress(self) -> None:
@@ -220,6 +229,9 @@ class DestinationRun:
                 return
             if isinstance(event, PersistStarted):
                 self._start(handoff)
+                if self._digest is not None:
+                    digest = await self._digest
+                    m.digest = digest.hex() if digest is not None else ""
             elif isinstance(event, DestroyCopy):
                 f = event.failure
                 m.fail(f.code, f.message, f.phase, f.side.value)
@@ -236,15 +248,18 @@ class DestinationRun:
 
     def _start(self, handoff: DestinationHandoff) -> None:
         m = self.m
+        m.timings["go_received"] = time.time()
         try:
             self.engine.record(m, "STARTED")
         except DevmigError as exc:
             self._write(handoff.start_failed(exc.problems[0].message))
             return
         hosted = self.hosted
+        m.timings["start_journal_s"] = round(time.time() - m.timings["go_received"], 6)
         if hosted is not None:
             hosted.device.set_state(State.RUNNING)
             hosted.busy = None
+        m.timings["running"] = time.time()
         ack = handoff.started()
         self._write(ack)
         self._sync()

@@ -124,6 +124,8 @@ class MigrationView(BaseModel):
     finished_at: float | None
     from_journal: bool
     precopy: list[dict[str, Any]]
+    timings: dict[str, float] = Field(default_factory=dict,
+                                      description="Milestones (epoch seconds) and a few measurements.")
 
 
 class MigrationList(BaseModel):

@@ -82,6 +82,18 @@ DESTINATION_OUTCOMES = {"RUNNING": "migrated", "DESTROYED": "destroyed", "REJECT
 _TERMINAL = {"DONE", "ROLLED_BACK", "RUNNING", "DESTROYED"}
 
 
+def _rss_kib() -> dict[str, float]:
+    """This process's resident memory now (``rss_after_create_kib``), where ``/proc`` tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return {"rss_after_create_kib": float(line.split()[1])}
+    except OSError:
+        pass
+    return {}
+
+
 def new_migration_id() -> str:
     """A fresh migration id (``mig-`` and 16 hex digits)."""
     return "mig-" + uuid.uuid4().hex[:16]
@@ -122,6 +134,9 @@ class Migration:
     from_journal: bool = False
     precopy: list[dict[str, Any]] = field(default_factory=list)
     """One entry per pre-copy round: bytes, dirty bytes after it, seconds."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """When milestones happened (epoch seconds): ``stream_first_byte``, ``stopped``, ``trailer``,
+    ``running``, ...; and a few measurements (``*_s`` seconds, ``*_kib``)."""
     # runtime only (not shown)
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     runner: Any = field(default=None, repr=False)
@@ -171,6 +186,7 @@ class Migration:
             "finished_at": self.finished_at,
             "from_journal": self.from_journal,
             "precopy": self.precopy,
+            "timings": self.timings,
         }
 
 
@@ -353,7 +369,9 @@ class MigrationEngine:
                               hint="a secret admits one connection; start a new migration")
             self.tickets.revoke(migration_id)
         else:
+            created = time.monotonic()
             hosted = self.host.create_device(model, dict(config), host_settings, canonical=True, origin=migration_id)
+            created = time.monotonic() - created
             hosted.busy = migration_id
             try:
                 hosted.device.set_state(State.RESUMING)
@@ -363,6 +381,7 @@ class MigrationEngine:
             m = Migration(migration_id, Role.DESTINATION, "WAIT_HELLO", device_id=hosted.id,
                           destination_device_id=hosted.id, model=model, config=dict(config), source=dict(source))
             m.stage = "waiting"
+            m.timings.update(create_s=round(created, 4), **_rss_kib())
             m.extra["callback_token"] = callback_token
             self.migrations[migration_id] = m
             try:

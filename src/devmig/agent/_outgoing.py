@@ -237,6 +237,7 @@ class SourceRun:
         self._t0 = time.monotonic()
         m.stage = "precopy"
         device.set_state(State.PRE_COPY)
+        m.timings["stream_first_byte"] = time.time()
         send_time = 0.0
         best_dirty: int | None = None
         stalled = 0
@@ -275,6 +276,7 @@ class SourceRun:
         # stop and copy
         m.stage = "stopcopy"
         self._stop_at = time.monotonic()
+        m.timings["stopped"] = time.time()
         device.set_state(State.STOP_COPY)
         while True:
             data = device.read_data(_STOP_CHUNK)
@@ -283,6 +285,7 @@ class SourceRun:
             await self._send(data)
         assert self.handoff is not None
         self.handoff.stream_sent()
+        m.timings["trailer_sent"] = time.time()
         self._sync_phase()
         m.stage = "handoff"
 
@@ -343,6 +346,7 @@ class SourceRun:
         handoff, m = self.handoff, self.m
         assert handoff is not None
         self._sync_phase()
+        m.timings["ready_received"] = time.time()
         try:
             self.engine.record(m, "COMMITTED")
         except DevmigError as exc:
@@ -352,6 +356,8 @@ class SourceRun:
         go = handoff.committed()
         self._sync_phase()
         self._write_now(go)
+        m.timings["go_sent"] = time.time()
+        m.timings["commit_journal_s"] = round(m.timings["go_sent"] - m.timings["ready_received"], 6)
         # The digest at switch-over, while the destination journals STARTED (off the critical path).
         m.digest = self.device.digest().hex()
 

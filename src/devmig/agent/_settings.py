@@ -56,6 +56,12 @@ class AgentSettings(BaseModel):
     """How long an incoming migration's secret stays valid."""
     max_stream_rate: float | None = None
     """Bytes per second to pace streams at (None: as fast as the link goes)."""
+    mem_prealloc: bool = False
+    """Touch every page of a new device's memory at creation (like QEMU's ``-mem-prealloc``),
+    so an incoming migration does not fault pages in while it streams."""
+    prefill_seed: int | None = None
+    """Benchmarks: devices created through the API (not migration destinations) start
+    with seeded pseudo-random memory instead of zeros (so none of it is a ZERO record)."""
 
 
 def parse_releases(text: str) -> dict[str, str]:

@@ -22,10 +22,21 @@ or ``unix:/path``). Both ends use :class:`Channel`, an
   than the device consumes (nothing piles up). The mode ends when the device
   reports ``load_complete`` (the TRAILER validated) or refuses the stream.
 
-Sending: :meth:`Channel.send` hands the device's buffers to
-``transport.writelines`` (scatter/gather ``sendmsg`` on Python 3.12+) and
-waits while the transport is paused (``pause_writing``/``resume_writing``),
-so a slow destination slows the source instead of filling its memory.
+Sending: on a socket, :meth:`Channel.send` hands the device's buffers
+(record heads, zero-copy views of region memory, digests) straight to the
+kernel with scatter/gather ``sendmsg`` on a duplicate of the transport's
+socket, whenever the transport has nothing queued -- ``writelines`` would
+join them into one new buffer on Python 3.11, a copy of every byte. When the
+socket is full, a small head of what is left goes to the transport, which
+queues it and pauses us (the write-buffer limit is 0); it resumes us once
+the socket drained that head, and ``sendmsg`` goes on. Order is kept because
+``sendmsg`` runs only while the transport's queue is empty. Without a socket
+(the in-memory twin) it falls back to ``transport.writelines``. Either way a
+slow destination slows the source instead of filling its memory.
+
+Socket buffers: the send buffer is raised to :data:`_SOCKET_BUFFER` (the
+kernel caps it at ``net.core.wmem_max``); the receive buffer is left to the
+kernel's autotuning, which may grow past what ``SO_RCVBUF`` may ask for.
 
 Time: a peer that sends nothing (while we wait to receive), or reads nothing
 (while we wait to send), for ``stall_timeout`` seconds raises
@@ -42,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,6 +75,9 @@ _MAX_HELLO = 256
 _SCRATCH = 64 * 1024
 _CONTROL_LIMIT = 64 * 1024
 _WRITE_HIGH = 4 << 20
+_SOCKET_BUFFER = 8 << 20
+_NUDGE = 64 * 1024  # bytes handed to the transport when the socket is full (it wakes us when sent)
+_IOV_MAX = 512  # buffers per sendmsg (the kernel's IOV_MAX is 1024)
 
 
 class StreamSink(Protocol):
@@ -120,22 +135,44 @@ class Channel(asyncio.BufferedProtocol):
         self.last_received = time.monotonic()
         self.bytes_received = 0
         self.bytes_sent = 0
+        self.stream_first_at: float | None = None
+        """When the first stream byte reached the sink (epoch seconds)."""
+        self.stream_done_at: float | None = None
+        """When the sink reported the whole stream loaded (epoch seconds)."""
+        self._raw: socket.socket | None = None  # a duplicate of the transport's socket, for sendmsg
+        self._unsent: list[memoryview] = []  # a send in progress: its buffers, from index _first on
+        self._first = 0
         self.connected = asyncio.Event()
 
     # -- asyncio callbacks -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and isinstance(transport, asyncio.WriteTransport):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            try:
+                self._raw = sock.dup()
+            except OSError:
+                self._raw = None
         if isinstance(transport, asyncio.WriteTransport):
-            transport.set_write_buffer_limits(high=_WRITE_HIGH)
+            transport.set_write_buffer_limits(high=0 if self._raw is not None else _WRITE_HIGH)
         self.connected.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._lost = exc
         self._closed = True
+        self._close_raw()
         self._can_write.set()
         self._wake()
+
+    def _close_raw(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.close()
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -164,12 +201,15 @@ class Channel(asyncio.BufferedProtocol):
         self.bytes_received += nbytes
         sink = self._sink
         if sink is not None:
+            if self.stream_first_at is None:
+                self.stream_first_at = time.time()
             try:
                 sink.buffer_updated(nbytes)
             except StreamError as exc:
                 self._fail_sink(exc)
                 return
             if sink.load_complete:
+                self.stream_done_at = time.time()
                 self._sink = None
                 self._stream_done = True
                 self._wake()
@@ -316,8 +356,10 @@ class Channel(asyncio.BufferedProtocol):
         self._stream_done = False
         self._sink_error = None
         if pending:
+            self.stream_first_at = time.time()
             sink.write_data(pending)
         if sink.load_complete:
+            self.stream_done_at = time.time()
             self._stream_done = True
         else:
             self._sink = sink
@@ -347,7 +389,9 @@ class Channel(asyncio.BufferedProtocol):
     # -- sending -------------------------------------------------------------------
 
     async def send(self, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
-        """Write buffers (``writelines``) and wait while the transport is paused.
+        """Write buffers, zero-copy where possible (see the module), waiting while the peer is behind.
+
+        The caller must not change the buffers' memory until this returns.
 
         Raises:
             DevmigError: ``PEER_LOST`` when the connection is gone,
@@ -356,6 +400,9 @@ class Channel(asyncio.BufferedProtocol):
         transport = self._transport
         if self._closed or not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
             raise self._lost_error()
+        if self._raw is not None:
+            await self._sendmsg(transport, buffers)
+            return
         size = 0
         for b in buffers:
             size += len(b) if not isinstance(b, memoryview) else b.nbytes
@@ -366,12 +413,73 @@ class Channel(asyncio.BufferedProtocol):
         self.bytes_sent += size
         await self.drain()
 
+    async def _sendmsg(self, transport: asyncio.WriteTransport, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Scatter/gather straight to the socket; the transport only wakes us when it is full."""
+        views = [v if isinstance(v, memoryview) and v.format == "B" and v.ndim == 1 else memoryview(v).cast("B")
+                 for v in buffers]
+        self._unsent = [v for v in views if v.nbytes]
+        self._first = 0
+        try:
+            while self._first < len(self._unsent):
+                raw = self._raw
+                if raw is None or self._closed or transport.is_closing():
+                    raise self._lost_error()
+                if transport.get_write_buffer_size() == 0:
+                    self._sendmsg_once(raw, transport)
+                await self.drain()
+        finally:
+            self._unsent, self._first = [], 0
+        await self.drain()
+
+    def _sendmsg_once(self, raw: socket.socket, transport: asyncio.WriteTransport) -> None:
+        """One ``sendmsg`` of what is unsent; when the socket is full, queue a small head in the transport."""
+        views, first = self._unsent, self._first
+        try:
+            sent = raw.sendmsg(views[first : first + _IOV_MAX])
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            raise transport_error("PEER_LOST", f"cannot write to the peer: {exc}", self.phase) from exc
+        self.bytes_sent += sent
+        while sent and first < len(views):
+            n = views[first].nbytes
+            if sent >= n:
+                sent -= n
+                first += 1
+            else:
+                views[first] = views[first][sent:]
+                sent = 0
+        if first < len(views):
+            # The socket is full: the transport sends this head when it drains and resumes us
+            # (its write-buffer limit is 0).
+            head = views[first][:_NUDGE]
+            try:
+                transport.write(head)
+            except (OSError, RuntimeError) as exc:
+                raise transport_error("PEER_LOST", f"cannot write to the peer: {exc}", self.phase) from exc
+            self.bytes_sent += head.nbytes
+            if head.nbytes == views[first].nbytes:
+                first += 1
+            else:
+                views[first] = views[first][head.nbytes :]
+        self._first = first
+
+    def _flush_unsent(self, transport: asyncio.WriteTransport) -> None:
+        """Queue the rest of a send in progress in the transport (a control frame must not cut a record)."""
+        rest = self._unsent[self._first :]
+        self._first = len(self._unsent)
+        for view in rest:
+            transport.write(view)
+            self.bytes_sent += view.nbytes
+
     def write_nowait(self, data: bytes) -> None:
         """Queue a small control frame without waiting (ignored when closed or empty)."""
         transport = self._transport
         if not data or self._closed or not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
             return
         with contextlib.suppress(OSError, RuntimeError):
+            if self._first < len(self._unsent):
+                self._flush_unsent(transport)
             transport.write(data)
             self.bytes_sent += len(data)
 
@@ -398,6 +506,7 @@ class Channel(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()
+        self._close_raw()
         self._closed = True
         self._eof = True
         self._can_write.set()

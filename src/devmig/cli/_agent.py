@@ -65,6 +65,12 @@ def agent_cmd(
     downtime_target_ms: Annotated[float, typer.Option(help="Leave pre-copy when the rest fits in this downtime.")] = 100.0,
     max_rounds: Annotated[int, typer.Option(help="Most pre-copy rounds.")] = 10,
     stall_timeout: Annotated[float, typer.Option(help="Seconds of silence before a peer is PEER_STALLED.")] = 10.0,
+    mem_prealloc: Annotated[
+        bool, typer.Option("--mem-prealloc", help="Make every page of a new device's memory resident at creation.")
+    ] = False,
+    prefill_seed: Annotated[
+        int | None, typer.Option(help="Benchmarks: start devices created through the API with seeded random memory.")
+    ] = None,
     print_migration_info_json: Annotated[
         bool, typer.Option("--print-migration-info-json", help="Print the host report and exit (vfio-user convention).")
     ] = False,
@@ -86,6 +92,8 @@ def agent_cmd(
             work_interval_s=work_interval,
             precopy=PrecopyPolicy(downtime_target_ms=downtime_target_ms, max_rounds=max_rounds),
             stall_timeout_s=stall_timeout,
+            mem_prealloc=mem_prealloc,
+            prefill_seed=prefill_seed,
             **({"token": token} if token else {}),
         )
         if print_migration_info_json:
