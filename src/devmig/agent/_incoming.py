@@ -40,6 +40,7 @@ from devmig.migration import (
 __all__ = ["DestinationRun", "accept"]
 
 _QUERY_DELAY_S = 0.2
+_LOSSES = frozenset({"PEER_LOST", "CONNECTION_LOST"})
 _QUERY_MAX_DELAY_S = 5.0
 
 
@@ -236,6 +237,8 @@ class DestinationRun:
                 f = event.failure
                 m.fail(f.code, f.message, f.phase, f.side.value)
                 self._destroy()
+                if m.error is not None and m.error["code"] in _LOSSES:
+                    await self._blame_source()
                 return
             elif isinstance(event, QuerySource):
                 f = event.failure
@@ -247,6 +250,25 @@ class DestinationRun:
                 await self._ask(handoff)
 
     def _start(self, handoff: DestinationHandoff) -> None:
+    async def _blame_source(self) -> None:
+        """After a lost connection, name ``SOURCE_LOST`` when the source agent does not answer either.
+
+        The copy is destroyed either way (no READY was given, or the source answered); this only
+        tells the operator whether the device died with its source.
+        """
+        m = self.m
+        url = m.source.get("url")
+        if not url or m.error is None:
+            return
+        try:
+            async with AgentClient(url, None, timeout=min(2.0, self.engine.settings.stall_timeout_s)) as client:
+                await client.health()
+        except DevmigError as exc:
+            if exc.code == "AGENT_UNREACHABLE":
+                m.error = {**m.error, "code": "SOURCE_LOST",
+                           "message": f"{m.error['message']}; the source agent does not answer either: "
+                                      "the device died with it"}
+
         m = self.m
         m.timings["go_received"] = time.time()
         try:

@@ -124,6 +124,9 @@ class MigrationView(BaseModel):
     finished_at: float | None
     from_journal: bool
     precopy: list[dict[str, Any]]
+    secret_outstanding: bool = Field(
+        False, description="Destination: whether its single-use secret could still admit a connection."
+    )
     timings: dict[str, float] = Field(default_factory=dict,
                                       description="Milestones (epoch seconds) and a few measurements.")
 
@@ -170,8 +173,9 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     """
     m, secret = engine.incoming(body.migration_id, body.model, body.config, body.source.model_dump(),
                                 body.host, body.source.callback_token)
-    assert m.device_id is not None and engine.stream_address is not None
-    return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=engine.stream_address,
+    stream = engine.settings.advertise_stream or engine.stream_address
+    assert m.device_id is not None and stream is not None
+    return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=stream,
                             secret=secret.hex(), expires_in_s=engine.settings.secret_ttl_s)
 
 

@@ -187,7 +187,14 @@ class Migration:
             "from_journal": self.from_journal,
             "precopy": self.precopy,
             "timings": self.timings,
+            "secret_outstanding": self.secret_outstanding,
         }
+
+    @property
+    def secret_outstanding(self) -> bool:
+        """Whether a destination's secret could still admit a connection (never once the migration ended)."""
+        return (self.role is Role.DESTINATION and not self.finished and not self.extra.get("hello")
+                and time.monotonic() < self.extra.get("expires_at", 0.0))
 
 
 class MigrationEngine:

@@ -396,6 +396,16 @@ class SourceRun:
         m.finished_at = time.time()
         with contextlib.suppress(DevmigError):
             self.engine.record(m, "ROLLED_BACK")
+        if m.destination_device_id is not None:
+            # The destination may still hold a copy waiting for a connection that never came (a
+            # HELLO refused, a connection lost before it was proved): drop it now, not at its
+            # secret's expiry. Safe: the source resumed, so the destination never got GO.
+            self.engine.spawn(self._cancel_destination(), f"devmig-cancel-{m.id}")
+
+    async def _cancel_destination(self) -> None:
+        with contextlib.suppress(DevmigError):
+            async with self._client() as client:
+                await client.cancel(self.m.id)
 
     # -- from the outside ----------------------------------------------------------------
 

@@ -44,6 +44,9 @@ class AgentSettings(BaseModel):
     """Bytes of device memory (bulk regions) all devices together may use."""
     stream_listen: str = "127.0.0.1:0"
     """Where migration streams arrive: ``HOST:PORT`` or ``unix:/path``."""
+    advertise_stream: str | None = None
+    """The stream address handed to sources (default: the bound ``stream_listen``); set it when sources
+    reach this agent through NAT or a proxy."""
     state_dir: Path | None = None
     """Where the migration journal and block images live (a temporary directory if unset)."""
     work_interval_s: float = Field(0.01, gt=0)

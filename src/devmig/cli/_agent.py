@@ -71,6 +71,15 @@ def agent_cmd(
     prefill_seed: Annotated[
         int | None, typer.Option(help="Benchmarks: start devices created through the API with seeded random memory.")
     ] = None,
+    secret_ttl: Annotated[float, typer.Option(help="Seconds an incoming migration's secret stays valid.")] = 60.0,
+    max_stream_rate: Annotated[
+        str | None, typer.Option(help="Pace outgoing streams at this many bytes per second, e.g. 50M (default: no limit).")
+    ] = None,
+    advertise_stream: Annotated[
+        str | None,
+        typer.Option(help="Stream address handed to sources, when they reach this agent through NAT or a proxy "
+                          "(default: the bound --stream-listen)."),
+    ] = None,
     print_migration_info_json: Annotated[
         bool, typer.Option("--print-migration-info-json", help="Print the host report and exit (vfio-user convention).")
     ] = False,
@@ -94,6 +103,9 @@ def agent_cmd(
             stall_timeout_s=stall_timeout,
             mem_prealloc=mem_prealloc,
             prefill_seed=prefill_seed,
+            secret_ttl_s=secret_ttl,
+            max_stream_rate=parse_size(max_stream_rate) if max_stream_rate else None,
+            advertise_stream=advertise_stream,
             **({"token": token} if token else {}),
         )
         if print_migration_info_json:

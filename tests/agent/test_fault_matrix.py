@@ -1,0 +1,509 @@
+"""The fault matrix: one fault per row, injected into a migration between REAL agents.
+
+Each row starts a fresh device on the source agent, migrates it to the
+destination agent through :class:`~_proxy.StreamProxy` (the destination
+advertises the proxy's address with ``--advertise-stream``), injects one
+fault at a chosen point, then asserts:
+
+* where the device runs afterwards (``source``, ``destination`` or
+  ``nowhere``), read from BOTH agents' ``GET /v1/devices`` -- and that at most
+  one side runs it, also while the fault is in effect;
+* the outcome on the source, the error code and the phase it names (and the
+  destination's, when the row is about it);
+* cleanup: no copy left on the side that does not run it, no device left busy,
+  no proxied connection left open, no secret left outstanding.
+
+Phases are hit deterministically: the source paces its stream
+(``--max-stream-rate``) and runs one pre-copy round over a device whose
+workload dirties a large hot set, so pre-copy and stop-copy each last about a
+second; the test polls ``GET /v1/migrations/{id}`` for the stage, or the proxy
+holds a control frame (GO, ACK) while the fault is injected. Agents are
+module-scoped; a killed destination is restarted on the same state directory
+(its journal answers the source's in-doubt queries).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from _proxy import StreamProxy
+from conftest import TOKEN, AgentProcess, _announced, _popen
+
+from devmig.migration import SourceHandoff
+
+pytestmark = pytest.mark.slow
+
+ACCEL = "example.org/devices/accel"
+BIG = {"model": ACCEL, "config": "version=1,mem-size-mib=64", "host": {"hot_set_mib": 16}}
+SMALL = {"model": ACCEL, "config": "version=1,mem-size-mib=16", "host": {"hot_set_mib": 1}}
+SOURCE_ARGS = ["--stall-timeout", "2", "--max-stream-rate", "8M", "--max-rounds", "1", "--steps-per-tick", "20"]
+DEST_ARGS = ["--stall-timeout", "2", "--secret-ttl", "3", "--release", "nic=1.0.0"]
+POLL = 0.005
+
+
+# -- the bench: two agents and a proxy ------------------------------------------------------
+
+
+class Lazy:
+    """An agent process being started; :meth:`get` waits for its announce line."""
+
+    def __init__(self, root: Path, name: str, extra: list[str]) -> None:
+        self.name, self.dir = name, root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process, self.args = _popen(name, self.dir, extra, TOKEN)
+        self.agent: AgentProcess | None = None
+
+    def get(self) -> AgentProcess:
+        if self.agent is None:
+            self.agent = _announced(self.name, self.process, self.args, self.dir, TOKEN)
+        return self.agent
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@dataclass
+class Bench:
+    root: Path
+    proxy: StreamProxy
+    procs: dict[str, Lazy] = field(default_factory=dict)
+    all: list[Lazy] = field(default_factory=list)
+
+    def spawn(self, name: str, extra: list[str]) -> None:
+        lazy = Lazy(self.root, name, extra)
+        self.procs[name] = lazy
+        self.all.append(lazy)
+
+    def agent(self, name: str) -> AgentProcess:
+        return self.procs[name].get()
+
+    @property
+    def src(self) -> AgentProcess:
+        return self.agent("src")
+
+    @property
+    def dst(self) -> AgentProcess:
+        return self.agent("dst")
+
+    def kill_and_restart(self, name: str, *, restart: bool = True) -> None:
+        """SIGKILL an agent; start it again (same state directory) in the background."""
+        old = self.procs[name].get()
+        old.kill(signal.SIGKILL)
+        if restart:  # same URL: the peer's in-doubt queries must reach it again
+            args = [*DEST_ARGS, "--advertise-stream", self.proxy.address] if name == "dst" else SOURCE_ARGS
+            self.spawn(name, [*args, "--listen", old.url.removeprefix("http://")])
+
+    def close(self) -> None:
+        self.proxy.close()
+        for lazy in self.all:
+            lazy.kill()
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    b = Bench(tmp_path_factory.mktemp("matrix"), StreamProxy())
+    b.spawn("src", SOURCE_ARGS)
+    b.spawn("dst", [*DEST_ARGS, "--advertise-stream", b.proxy.address])
+    b.spawn("src2", SOURCE_ARGS)  # a source to kill
+    yield b
+    b.close()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def get(agent: AgentProcess, path: str) -> Any:
+    with agent.client() as c:
+        r = c.get(path)
+        return r.json() if r.status_code == 200 else None
+
+
+def status(agent: AgentProcess, mid: str) -> dict[str, Any]:
+    st = get(agent, f"/v1/migrations/{mid}")
+    assert st is not None, f"{agent.name} does not know {mid}"
+    return dict(st)
+
+
+def running_copies(b: Bench, src: AgentProcess, src_dev: str, mid: str) -> list[str]:
+    """Where the device runs now: ``source`` and/or ``destination`` (both agents asked)."""
+    where = []
+    if src.alive:
+        dev = get(src, f"/v1/devices/{src_dev}")
+        if dev is not None and dev["running"]:
+            where.append("source")
+    dst = b.procs["dst"]
+    if dst.process.poll() is None and dst.agent is not None:
+        for dev in get(dst.agent, "/v1/devices")["devices"]:
+            if dev.get("origin") == mid and dev["running"]:
+                where.append("destination")
+    assert len(where) <= 1, f"the device runs on both sides: {where}"
+    return where
+
+
+def wait_for(what: str, cond: Callable[[], Any], timeout: float = 30.0, guard: Callable[[], Any] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if guard is not None:
+            guard()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(POLL)
+
+
+def start(b: Bench, fault: str | None = None, *, src: AgentProcess | None = None, device: dict[str, Any] = BIG,
+          mid: str) -> str:
+    """Create a device on the source and start migrating it through the proxy; return its id."""
+    src = src or b.src
+    b.proxy.arm(b.dst.stream, fault)
+    with src.client() as c:
+        r = c.post("/v1/devices", json=device)
+        assert r.status_code == 201, r.text
+        dev_id: str = r.json()["id"]
+        r = c.post("/v1/migrations/outgoing", json={"migration_id": mid, "device_id": dev_id,
+                                                    "destination": {"url": b.dst.url, "token": b.dst.token}})
+        assert r.status_code == 202, r.text
+    return dev_id
+
+
+def stage_is(agent: AgentProcess, mid: str, *stages: str, min_bytes: int = 0) -> bool:
+    st = get(agent, f"/v1/migrations/{mid}")
+    return bool(st and st["stage"] in stages and st["bytes_sent"] >= min_bytes)
+
+
+def phase_is(agent: AgentProcess, mid: str, *phases: str) -> bool:
+    st = get(agent, f"/v1/migrations/{mid}")
+    return bool(st and st["phase"] in phases)
+
+
+def finished(agent: AgentProcess, mid: str) -> dict[str, Any] | None:
+    st = get(agent, f"/v1/migrations/{mid}")
+    return st if st and st["finished"] else None
+
+
+def hello_raw(stream: str, mid: str, payload: bytes | None = None, secret: bytes = b"") -> bytes:
+    """Send a preamble and a HELLO (or a hand-made HELLO payload) on a raw socket; return the reply."""
+    host, _, port = stream.rpartition(":")
+    if payload is None:
+        data = SourceHandoff(mid, secret).hello()
+    else:
+        data = SourceHandoff(mid, b"s" * 32).hello()[:8] + bytes([1]) + len(payload).to_bytes(4, "big") + payload
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def incoming(dst: AgentProcess, mid: str) -> dict[str, Any]:
+    with dst.client() as c:
+        r = c.post("/v1/migrations/incoming", json={
+            "migration_id": mid, "model": ACCEL, "config": {}, "source": {"url": "", "host": "raw"}})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+def cli(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DEVMIG_TOKEN": TOKEN}
+    return subprocess.Popen([sys.executable, "-m", "devmig", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+# -- the rows --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a row must end in."""
+
+    runs_on: str
+    """``source``, ``destination`` or ``nowhere``."""
+    source_phase: str | None
+    codes: frozenset[str] = frozenset()
+    """The source's error code (empty: no error); for ``destination_*`` rows, see below."""
+    error_phases: frozenset[str] = frozenset()
+    destination_phase: str | None = None
+    destination_codes: frozenset[str] = frozenset()
+    destination_error_phases: frozenset[str] = frozenset()
+
+
+def E(runs_on: str, source_phase: str | None, codes: str = "", phases: str = "", destination_phase: str | None = None,
+      destination_codes: str = "", destination_phases: str = "") -> Expect:
+    split = lambda text: frozenset(text.split())  # noqa: E731
+    return Expect(runs_on, source_phase, split(codes), split(phases), destination_phase, split(destination_codes),
+                  split(destination_phases))
+
+
+@dataclass
+class Run:
+    """What an injection hands back to the common checks."""
+
+    src: AgentProcess
+    dev_id: str
+    mid: str
+    src_status: dict[str, Any] | None = None
+
+
+def _dest_killed_in(stage: str) -> Callable[[Bench, str], Run]:
+    def inject(b: Bench, mid: str) -> Run:
+        dev_id = start(b, mid=mid)
+        wait_for(stage, lambda: stage_is(b.src, mid, stage, min_bytes=1 << 20))
+        b.kill_and_restart("dst")
+        return Run(b.src, dev_id, mid)
+    return inject
+
+
+def _dest_killed_holding(fault: str, dest_phase: str) -> Callable[[Bench, str], Run]:
+    """Hold GO (or ACK) in the proxy, kill the destination, check the source in doubt, restart it."""
+    def inject(b: Bench, mid: str) -> Run:
+        dev_id = start(b, fault, mid=mid)
+        src = b.src
+        wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "COMMITTED")
+                 and phase_is(b.dst, mid, dest_phase))
+        b.kill_and_restart("dst")
+        wait_for("IN_DOUBT", lambda: phase_is(src, mid, "IN_DOUBT"))
+        assert running_copies(b, src, dev_id, mid) == []  # committed: the source never resumes by itself
+        time.sleep(0.5)
+        assert phase_is(src, mid, "IN_DOUBT") and running_copies(b, src, dev_id, mid) == []
+        b.dst  # noqa: B018 -- wait for the restarted destination: its journal answers
+        return Run(src, dev_id, mid)
+    return inject
+
+
+def _source_killed_in_precopy(b: Bench, mid: str) -> Run:
+    src = b.agent("src2")
+    dev_id = start(b, src=src, mid=mid)
+    wait_for("pre-copy", lambda: stage_is(src, mid, "precopy", min_bytes=1 << 20))
+    b.kill_and_restart("src2", restart=False)
+    return Run(src, dev_id, mid)
+
+
+def _stopped(name: str) -> Callable[[Bench, str], Run]:
+    def inject(b: Bench, mid: str) -> Run:
+        dev_id = start(b, mid=mid)
+        wait_for("pre-copy", lambda: stage_is(b.src, mid, "precopy", min_bytes=1 << 20)
+                 and phase_is(b.dst, mid, "RESUMING"))
+        stopped, other = (b.dst, b.src) if name == "dst" else (b.src, b.dst)
+        stopped.process.send_signal(signal.SIGSTOP)
+        try:
+            other_st = wait_for("the peer to give up", lambda: finished(other, mid), timeout=15)
+        finally:
+            stopped.process.send_signal(signal.SIGCONT)
+        run = Run(b.src, dev_id, mid)
+        if name == "dst":
+            run.src_status = other_st
+        return run
+    return inject
+
+
+def _proxied(fault: str) -> Callable[[Bench, str], Run]:
+    def inject(b: Bench, mid: str) -> Run:
+        dev_id = start(b, fault, device=SMALL if fault == "flip-hello" else BIG, mid=mid)
+        return Run(b.src, dev_id, mid)
+    return inject
+
+
+def _cli_killed(when: str) -> Callable[[Bench, str], Run]:
+    def inject(b: Bench, mid: str) -> Run:
+        src = b.src
+        b.proxy.arm(b.dst.stream, "hold-ack" if when == "committed" else None)
+        with src.client() as c:
+            dev_id = c.post("/v1/devices", json=BIG).json()["id"]
+        proc = cli("migrate", "--from", src.url, "--device", dev_id, "--to", b.dst.url, "--migration-id", mid,
+                   "--json")
+        try:
+            if when == "committed":
+                wait_for("COMMITTED", lambda: phase_is(src, mid, "COMMITTED") and b.proxy.holding.is_set())
+            else:
+                wait_for("pre-copy", lambda: stage_is(src, mid, "precopy", min_bytes=1 << 20))
+        finally:
+            proc.kill()
+            proc.communicate()
+        b.proxy.release()
+        wait_for("the end", lambda: finished(src, mid))
+        shown = cli("migration", "show", mid, "--agent", src.url, "--json")
+        out, err = shown.communicate(timeout=60)
+        assert shown.returncode == 0, err
+        assert '"outcome": "migrated"' in out, out
+        return Run(src, dev_id, mid)
+    return inject
+
+
+ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
+    "dest-SIGKILL-precopy": (_dest_killed_in("precopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
+    "dest-SIGKILL-stopcopy": (_dest_killed_in("stopcopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
+    "dest-SIGKILL-after-READY": (_dest_killed_holding("hold-go", "WAIT_GO"),
+                                 E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST DESTINATION_LOST", "COMMITTED",
+                                   "DESTROYED")),
+    "dest-SIGKILL-after-GO": (_dest_killed_holding("hold-ack", "RUNNING"),
+                              E("nowhere", "DONE", "PEER_LOST CONNECTION_LOST", "COMMITTED", "RUNNING")),
+    "source-SIGKILL-precopy": (_source_killed_in_precopy,
+                               E("nowhere", None, destination_phase="DESTROYED", destination_codes="SOURCE_LOST",
+                                 destination_phases="RESUMING")),
+    "dest-SIGSTOP-precopy": (_stopped("dst"), E("source", "ROLLED_BACK", "PEER_STALLED", "STREAMING WAIT_READY",
+                                                "DESTROYED")),
+    "source-SIGSTOP-precopy": (_stopped("src"),
+                               E("source", "ROLLED_BACK", "", "", "DESTROYED", "PEER_STALLED", "RESUMING")),
+    # the destination refuses; the source's error is the destination's (side ``destination``)
+    "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED",
+                                                 "RECORD_CORRUPT", "RESUMING")),
+    # a refused HELLO: the source drops the destination's waiting copy at once (not at the secret's expiry)
+    "proxy-flip-hello": (_proxied("flip-hello"), E("source", "ROLLED_BACK", "AUTH_FAILED HELLO_INVALID", "CONNECTING STREAMING",
+                                                   "DESTROYED", "CANCELLED", "WAIT_HELLO")),
+    "proxy-flip-section": (_proxied("flip-section"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING",
+                                                       "DESTROYED", "RECORD_CORRUPT", "RESUMING")),
+    "proxy-truncate": (_proxied("truncate"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING", "DESTROYED",
+                                               "PEER_LOST CONNECTION_LOST", "RESUMING")),
+    "proxy-reset": (_proxied("reset"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING", "DESTROYED",
+                                         "PEER_LOST CONNECTION_LOST", "RESUMING")),
+    "cli-killed-precopy": (_cli_killed("precopy"), E("destination", "DONE", destination_phase="RUNNING")),
+    "cli-killed-after-COMMITTED": (_cli_killed("committed"), E("destination", "DONE", destination_phase="RUNNING")),
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+def test_fault(bench: Bench, row: str) -> None:
+    inject, expect = ROWS[row]
+    mid = "mig-" + row.lower().replace("_", "-")
+    run = inject(bench, mid)
+    src, dev_id = run.src, run.dev_id
+    dst = bench.dst
+    # the source's outcome (unless the source itself died)
+    if expect.source_phase is not None:
+        st = run.src_status or wait_for("the source's end", lambda: finished(src, mid),
+                                        guard=lambda: running_copies(bench, src, dev_id, mid))
+        st = finished(src, mid) or st
+        assert st["phase"] == expect.source_phase, st
+        if expect.codes:
+            assert st["error"] and st["error"]["code"] in expect.codes, st["error"]
+        elif expect.source_phase == "DONE":
+            assert st["error"] is None or expect.runs_on == "nowhere", st["error"]
+        else:
+            assert st["error"] and st["error"]["code"], st
+        if expect.error_phases:
+            assert st["error"]["phase"] in expect.error_phases, st["error"]
+    # the destination's view
+    if expect.destination_phase is not None:
+        d = wait_for("the destination's end", lambda: finished(dst, mid))
+        assert d["phase"] == expect.destination_phase, d
+        if expect.destination_codes:
+            assert d["error"] and d["error"]["code"] in expect.destination_codes, d["error"]
+        if expect.destination_error_phases:
+            assert d["error"]["phase"] in expect.destination_error_phases, d["error"]
+        assert d["secret_outstanding"] is False
+    # where the device runs, read from both agents
+    where = running_copies(bench, src, dev_id, mid)
+    assert where == ([] if expect.runs_on == "nowhere" else [expect.runs_on]), where
+    # cleanup: no leftover copy, nothing busy, no open connection, no outstanding secret
+    if expect.runs_on != "destination":
+        assert [d for d in get(dst, "/v1/devices")["devices"] if d.get("origin") == mid] == []
+    d_st = get(dst, f"/v1/migrations/{mid}")
+    if d_st is not None:
+        wait_for("the destination's end", lambda: finished(dst, mid))
+        assert get(dst, f"/v1/migrations/{mid}")["secret_outstanding"] is False
+    if src.alive:
+        if expect.runs_on == "source":
+            dev = get(src, f"/v1/devices/{dev_id}")
+            assert dev["busy"] is None and dev["state"] == "RUNNING", dev
+            first = dev["counters"]["steps"]
+            wait_for("the workload to go on", lambda: get(src, f"/v1/devices/{dev_id}")["counters"]["steps"] > first)
+        else:
+            assert get(src, f"/v1/devices/{dev_id}") is None
+    bench.proxy.release()
+    # free the CPU for the next rows
+    with src.client() if src.alive else dst.client() as c:
+        if src.alive:
+            c.delete(f"/v1/devices/{dev_id}")
+    if expect.runs_on == "destination":
+        with dst.client() as c:
+            for dev in c.get("/v1/devices").json()["devices"]:
+                if dev.get("origin") == mid:
+                    c.delete(f"/v1/devices/{dev['id']}")
+
+
+# -- secrets, compatibility, conflicts --------------------------------------------------------
+
+
+def test_secrets(bench: Bench) -> None:
+    dst = bench.dst
+    mid = "mig-secrets"
+    offer = incoming(dst, mid)
+    assert get(dst, f"/v1/migrations/{mid}")["secret_outstanding"] is True
+    secret = bytes.fromhex(offer["secret"])
+    # wrong: refused before a byte of state; the migration is undisturbed
+    assert b"AUTH_FAILED" in hello_raw(dst.stream, mid, secret=bytes(32))
+    # missing: a HELLO without a secret is malformed
+    reply = hello_raw(dst.stream, mid, payload=cbor2.dumps({"migration": mid}, canonical=True))
+    assert b"HELLO_INVALID" in reply or b"FRAME_INVALID" in reply or b"AUTH_FAILED" in reply, reply
+    st = status(dst, mid)
+    assert st["phase"] == "WAIT_HELLO" and st["secret_outstanding"]
+    assert get(dst, f"/v1/devices/{offer['device_id']}")["state"] == "RESUMING"
+    # right, then reused
+    hello_raw(dst.stream, mid, secret=secret)
+    st = wait_for("destroyed", lambda: finished(dst, mid))
+    assert st["phase"] == "DESTROYED" and st["secret_outstanding"] is False
+    assert b"SECRET_REUSED" in hello_raw(dst.stream, mid, secret=secret)
+    assert get(dst, f"/v1/devices/{offer['device_id']}") is None
+    # expired: nobody connects within --secret-ttl; the copy is destroyed, the secret refused
+    mid = "mig-secret-expired"
+    offer = incoming(dst, mid)
+    st = wait_for("expiry", lambda: finished(dst, mid), timeout=10)
+    assert st["phase"] == "DESTROYED" and st["error"]["code"] == "SECRET_EXPIRED"
+    assert st["error"]["phase"] == "WAIT_HELLO" and st["secret_outstanding"] is False
+    assert get(dst, f"/v1/devices/{offer['device_id']}") is None
+    reply = hello_raw(dst.stream, mid, secret=bytes.fromhex(offer["secret"]))
+    assert b"SECRET_EXPIRED" in reply or b"AUTH_FAILED" in reply, reply
+
+
+def test_incompatible_destination(bench: Bench) -> None:
+    src, dst = bench.src, bench.dst
+    with src.client() as c:
+        dev = c.post("/v1/devices", json={"model": "example.org/devices/nic", "config": "version=3"}).json()
+        r = c.post("/v1/migrations/outgoing", json={"migration_id": "mig-incompatible", "device_id": dev["id"],
+                                                    "destination": {"url": dst.url, "token": dst.token}})
+        assert r.status_code == 409 and r.json()["code"] == "INCOMPATIBLE", r.text
+        assert len(r.json()["errors"]) >= 2
+        assert c.get("/v1/migrations/mig-incompatible").status_code == 404
+        after = c.get(f"/v1/devices/{dev['id']}").json()
+        assert after["running"] and after["busy"] is None
+        c.delete(f"/v1/devices/{dev['id']}")
+    assert [d for d in get(dst, "/v1/devices")["devices"] if d.get("origin") == "mig-incompatible"] == []
+    assert get(dst, "/v1/migrations/mig-incompatible") is None
+
+
+def test_concurrent_migrate_and_delete_are_409(bench: Bench) -> None:
+    src, dst = bench.src, bench.dst
+    mid = "mig-concurrent"
+    dev_id = start(bench, mid=mid)
+    wait_for("pre-copy", lambda: stage_is(src, mid, "precopy"))
+    with src.client() as c:
+        body = {"device_id": dev_id, "destination": {"url": dst.url, "token": dst.token}}
+        other = c.post("/v1/migrations/outgoing", json={**body, "migration_id": "mig-concurrent-2"})
+        assert other.status_code == 409 and other.json()["code"] == "DEVICE_BUSY", other.text
+        deleted = c.delete(f"/v1/devices/{dev_id}")
+        assert deleted.status_code == 409 and deleted.json()["code"] == "DEVICE_BUSY", deleted.text
+    st = wait_for("the end", lambda: finished(src, mid))
+    assert st["outcome"] == "migrated", st
+    assert running_copies(bench, src, dev_id, mid) == ["destination"]
+    with dst.client() as c:
+        c.delete(f"/v1/devices/{st['destination_device_id']}")
