@@ -265,7 +265,8 @@ def _phases(run: dict[str, Any]) -> str:
             f"READY sent {ms(td['ready_sent'])}, READY at source {ms(ts['ready_received'])}, "
             f"GO sent {ms(ts['go_sent'])} (COMMITTED fsync {ts['commit_journal_s'] * 1000:.1f}), "
             f"GO at destination {ms(td['go_received'])}, running {ms(td['running'])} "
-            f"(STARTED fsync {td['start_journal_s'] * 1000:.1f})")
+            f"(STARTED fsync {td['start_journal_s'] * 1000:.1f}; digest snapshot fork "
+            f"{td.get('snapshot_fork_s', 0) * 1000:.1f})")
 
 
 def main() -> None:
@@ -287,7 +288,9 @@ def main() -> None:
 
     print(f"load average at the start: {os.getloadavg()}; CPUs: {os.cpu_count()}")
     step = measure_step()
-    per_tick = max(1, round(args.dirty_mb_s * 1e6 * args.work_interval / step["dirtied_per_step"]))
+    per_tick = round(args.dirty_mb_s * 1e6 * args.work_interval / step["dirtied_per_step"])
+    if args.dirty_mb_s > 0:
+        per_tick = max(1, per_tick)
     print(f"one accel step: writes {step['written_per_step'] / 1024:.1f} KiB, dirties "
           f"{step['dirtied_per_step'] / 1024:.1f} KiB of pages, {step['step_us']:.0f} us of CPU; "
           f"pacing {per_tick} steps per {args.work_interval * 1000:g} ms tick "

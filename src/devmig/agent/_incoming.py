@@ -197,6 +197,7 @@ class DestinationRun:
         m.timings["ready_sent"] = time.time()
         # The digest of the loaded state, from a copy-on-write snapshot: GO may come any moment.
         self._digest = start_snapshot(device)
+        m.timings["snapshot_fork_s"] = round(getattr(self._digest, "fork_seconds", 0.0), 6)
         self._sync()
 
     async def _progress(self) -> None:

@@ -358,8 +358,8 @@ class SourceRun:
         self._write_now(go)
         m.timings["go_sent"] = time.time()
         m.timings["commit_journal_s"] = round(m.timings["go_sent"] - m.timings["ready_received"], 6)
-        # The digest at switch-over, while the destination journals STARTED (off the critical path).
-        m.digest = self.device.digest().hex()
+        # The digest at switch-over is taken once the outcome is known (_release, _resume): hashing
+        # now would take the CPU the destination needs to start (the device stays stopped till then).
 
     async def _ask(self, handoff: SourceHandoff) -> None:
         """Send one QUERY; apply the answer (an unanswered query is retried by the caller)."""
@@ -372,8 +372,14 @@ class SourceRun:
             # unreachable, or a broken answer: still in doubt; QueryDestination again
             handoff.connection_lost()
 
+    def _switch_over_digest(self) -> None:
+        if self.m.digest is None and self.m.timings.get("go_sent") is not None:
+            with contextlib.suppress(DevmigError):
+                self.m.digest = self.device.digest().hex()
+
     def _release(self) -> None:
         m = self.m
+        self._switch_over_digest()
         if self._stop_at is not None:
             m.downtime_ms = round((time.monotonic() - self._stop_at) * 1000, 2)
         self._sync_phase()
@@ -386,6 +392,7 @@ class SourceRun:
 
     def _resume(self) -> None:
         m = self.m
+        self._switch_over_digest()
         self._sync_phase()
         with contextlib.suppress(DevmigError):
             self.device.set_state(State.RUNNING)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from typing import Any
 
 __all__ = ["start_snapshot"]
@@ -51,6 +52,7 @@ def start_snapshot(device: Any) -> asyncio.Future[bytes | None]:
         return done
     r, w = os.pipe()
     try:
+        forked = time.perf_counter()
         pid = os.fork()
     except OSError:
         os.close(r)
@@ -62,15 +64,19 @@ def start_snapshot(device: Any) -> asyncio.Future[bytes | None]:
         code = 1
         try:
             os.close(r)
+            os.nice(19)  # yield the CPU to the agents: the digest is not urgent
             os.write(w, device.digest())
             code = 0
         finally:
             os._exit(code)
     os.close(w)
+    fork_seconds = time.perf_counter() - forked
 
     def wait() -> bytes | None:
         data = _read_child(r, pid)
         return data if len(data) == _DIGEST else None
 
-    return asyncio.ensure_future(loop.run_in_executor(None, wait))
+    future = asyncio.ensure_future(loop.run_in_executor(None, wait))
+    future.fork_seconds = fork_seconds  # type: ignore[attr-defined]
+    return future
 
