@@ -165,7 +165,7 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float = 30.0, guard: C
         if guard is not None:
             guard()
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}: {cond.__doc__ or ''}")
         time.sleep(POLL)
 
 
@@ -278,8 +278,8 @@ def _dest_killed_holding(fault: str, dest_phase: str) -> Callable[[Bench, str], 
     def inject(b: Bench, mid: str) -> Run:
         dev_id = start(b, fault, mid=mid)
         src = b.src
-        wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "COMMITTED")
-                 and phase_is(b.dst, mid, dest_phase))
+        wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "COMMITTED", "IN_DOUBT")
+                 and phase_is(b.dst, mid, *dest_phase.split()))
         b.kill_and_restart("dst")
         wait_for("IN_DOUBT", lambda: phase_is(src, mid, "IN_DOUBT"))
         assert running_copies(b, src, dev_id, mid) == []  # committed: the source never resumes by itself
@@ -333,9 +333,10 @@ def _cli_killed(when: str) -> Callable[[Bench, str], Run]:
                    "--json")
         try:
             if when == "committed":
-                wait_for("COMMITTED", lambda: phase_is(src, mid, "COMMITTED") and b.proxy.holding.is_set())
+                wait_for("COMMITTED", lambda: phase_is(src, mid, "COMMITTED", "IN_DOUBT") and b.proxy.holding.is_set(),
+                         timeout=60)
             else:
-                wait_for("pre-copy", lambda: stage_is(src, mid, "precopy", min_bytes=1 << 20))
+                wait_for("pre-copy", lambda: stage_is(src, mid, "precopy", min_bytes=1 << 20), timeout=60)
         finally:
             proc.kill()
             proc.communicate()
@@ -353,10 +354,13 @@ ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
     "dest-SIGKILL-precopy": (_dest_killed_in("precopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
     "dest-SIGKILL-stopcopy": (_dest_killed_in("stopcopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
     "dest-SIGKILL-after-READY": (_dest_killed_holding("hold-go", "WAIT_GO"),
-                                 E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST DESTINATION_LOST", "COMMITTED",
+                                 E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST PEER_STALLED DESTINATION_LOST",
+                                   "COMMITTED",
                                    "DESTROYED")),
-    "dest-SIGKILL-after-GO": (_dest_killed_holding("hold-ack", "RUNNING"),
-                              E("nowhere", "DONE", "PEER_LOST CONNECTION_LOST", "COMMITTED", "RUNNING")),
+    # the ACK is held: the source is in doubt (lost, or stalled while the ACK is held) until the
+    # restarted destination's journal says STARTED; the device died with the destination
+    "dest-SIGKILL-after-GO": (_dest_killed_holding("hold-ack", "STARTING RUNNING"),
+                              E("nowhere", "DONE", "PEER_LOST CONNECTION_LOST PEER_STALLED", "COMMITTED", "RUNNING")),
     "source-SIGKILL-precopy": (_source_killed_in_precopy,
                                E("nowhere", None, destination_phase="DESTROYED", destination_codes="SOURCE_LOST",
                                  destination_phases="RESUMING")),
@@ -368,14 +372,15 @@ ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
     "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED",
                                                  "RECORD_CORRUPT", "RESUMING")),
     # a refused HELLO: the source drops the destination's waiting copy at once (not at the secret's expiry)
-    "proxy-flip-hello": (_proxied("flip-hello"), E("source", "ROLLED_BACK", "AUTH_FAILED HELLO_INVALID", "CONNECTING STREAMING",
+    "proxy-flip-hello": (_proxied("flip-hello"), E("source", "ROLLED_BACK", "AUTH_FAILED HELLO_INVALID", "WAIT_HELLO",
                                                    "DESTROYED", "CANCELLED", "WAIT_HELLO")),
     "proxy-flip-section": (_proxied("flip-section"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING",
                                                        "DESTROYED", "RECORD_CORRUPT", "RESUMING")),
-    "proxy-truncate": (_proxied("truncate"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING", "DESTROYED",
-                                               "PEER_LOST CONNECTION_LOST", "RESUMING")),
-    "proxy-reset": (_proxied("reset"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING", "DESTROYED",
-                                         "PEER_LOST CONNECTION_LOST", "RESUMING")),
+    # the destination sees the cut itself, or the source's cancel first
+    "proxy-truncate": (_proxied("truncate"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING",
+                                               "DESTROYED", "PEER_LOST CONNECTION_LOST CANCELLED", "RESUMING")),
+    "proxy-reset": (_proxied("reset"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING",
+                                         "DESTROYED", "PEER_LOST CONNECTION_LOST CANCELLED", "RESUMING")),
     "cli-killed-precopy": (_cli_killed("precopy"), E("destination", "DONE", destination_phase="RUNNING")),
     "cli-killed-after-COMMITTED": (_cli_killed("committed"), E("destination", "DONE", destination_phase="RUNNING")),
 }

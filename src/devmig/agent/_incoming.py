@@ -228,6 +228,12 @@ class DestinationRun:
                     handoff.receive_data(data)
                 continue
             if event is PAUSED:
+                if handoff.phase is DestinationPhase.WAIT_DECISION:
+                    # An unanswered query leaves the hand-off waiting (no new QuerySource): ask again.
+                    await asyncio.sleep(delay)
+                    delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, delay * 2))
+                    await self._ask(handoff)
+                    continue
                 return
             if isinstance(event, PersistStarted):
                 self._start(handoff)

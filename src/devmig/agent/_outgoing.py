@@ -317,6 +317,13 @@ class SourceRun:
                     handoff.receive_data(data)
                 continue
             if event is PAUSED:
+                if handoff.phase is SourcePhase.IN_DOUBT:
+                    # An unanswered query leaves the hand-off waiting for the next answer (no new
+                    # QueryDestination): keep asking until the answer is final.
+                    await asyncio.sleep(query_delay)
+                    query_delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, query_delay * 2))
+                    await self._ask(handoff)
+                    continue
                 if self.channel is not None and handoff.phase in (SourcePhase.DONE, SourcePhase.ROLLED_BACK):
                     self.channel.close()
                 return
