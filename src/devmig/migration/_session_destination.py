@@ -304,6 +304,11 @@ class DestinationHandoff:
     def ready(self) -> bytes:
         """Record that the state loaded and validated (``RESUMING → STOP``).
 
+        Validation may race with the connection: if the hand-off left
+        RESUMING meanwhile (the connection was lost, the transport timed out),
+        a :class:`DestroyCopy` is pending and neither this nor :meth:`refuse`
+        may be called -- check :attr:`phase` first.
+
         Returns:
             The READY frame to send. The device stays stopped until GO.
 
