@@ -39,6 +39,7 @@ from devmig.migration import (
     PAUSED,
     SOURCE_ANSWERS,
     SOURCE_TRANSITIONS,
+    TERMINAL,
     ConnectionRejected,
     DestinationHandoff,
     DestinationPhase,
@@ -1458,6 +1459,7 @@ def test_table_shape(table: dict, start: object, ends: set[object]) -> None:  # 
                     seen.add(q)
                     todo.append(q)
         assert seen & ends, phase
+    assert ends <= TERMINAL
     # a connection failure and a query are accepted in every phase (but the
     # destination's unbound ones, which no query can be about)
     for phase in phases:

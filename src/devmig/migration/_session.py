@@ -104,6 +104,7 @@ __all__ = [
     "PAUSED",
     "SOURCE_ANSWERS",
     "SOURCE_TRANSITIONS",
+    "TERMINAL",
     "ConnectionRejected",
     "DestinationEvent",
     "DestinationPhase",
@@ -133,6 +134,7 @@ JOURNAL_FAILED = "JOURNAL_FAILED"
 LOAD_FAILED = "LOAD_FAILED"
 PEER_IN_DOUBT = "PEER_IN_DOUBT"
 PHASE_INVALID = "PHASE_INVALID"
+QUERY_INVALID = "QUERY_INVALID"
 SOURCE_LOST = "SOURCE_LOST"
 STATUS_CONTRADICTS = "STATUS_CONTRADICTS"
 STATUS_INVALID = "STATUS_INVALID"
@@ -469,7 +471,7 @@ def status_bytes(
 def _check_asker(query: Query, asker: Role, migration_id: str | None, phase: str | None) -> None:
     if query.asker is not asker:
         raise HandoffError(
-            "QUERY_INVALID",
+            QUERY_INVALID,
             f"a {query.asker.value} cannot ask this side",
             phase=phase,
             value=query.asker.value,
@@ -477,7 +479,7 @@ def _check_asker(query: Query, asker: Role, migration_id: str | None, phase: str
         )
     if migration_id is not None and query.migration != migration_id:
         raise HandoffError(
-            "QUERY_INVALID",
+            QUERY_INVALID,
             "the query is about another migration",
             phase=phase,
             value=query.migration,

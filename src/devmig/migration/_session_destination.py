@@ -33,6 +33,7 @@ from devmig.migration._session import (
     LOAD_FAILED,
     NEED_DATA,
     PAUSED,
+    PHASE_INVALID,
     STATUS_CONTRADICTS,
     STATUS_INVALID,
     TIMEOUT,
@@ -78,11 +79,6 @@ _D = DestinationPhase
 _WAIT_GO_READS = frozenset({Message.GO, Message.ABORT})
 _HELLO_READS = frozenset({Message.HELLO})
 _HELLO_PROBLEMS = {"FRAME_INVALID", "FRAME_TOO_LARGE", "UNEXPECTED_MESSAGE"}
-_ANSWER_TRIGGERS = {
-    Outcome.PROCEED: Trigger.PROCEED,
-    Outcome.ABORTED: Trigger.ABORTED,
-    Outcome.PENDING: Trigger.PENDING,
-}
 
 
 class DestinationHandoff:
@@ -191,7 +187,7 @@ class DestinationHandoff:
         """
         if self._phase is _D.RESUMING and not self._stream_done:
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 "the stream's bytes go to the codec until stream_received()",
                 phase=self._phase.name,
             )
@@ -293,7 +289,7 @@ class DestinationHandoff:
         """
         if self._phase is not _D.RESUMING or self._stream_done:
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 "stream_received() is for the end of the stream, once, while RESUMING",
                 phase=self._phase.name,
             )
@@ -318,7 +314,7 @@ class DestinationHandoff:
         """
         if not self._stream_done:
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 "READY needs the whole stream: call stream_received() first",
                 phase=self._phase.name,
             )
@@ -430,7 +426,7 @@ class DestinationHandoff:
         """
         if self._phase is not _D.WAIT_DECISION or self._id is None:
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 f"the destination queries only in WAIT_DECISION, not in {self._phase.name}",
                 phase=self._phase.name,
                 allowed=["WAIT_DECISION"],
@@ -465,11 +461,11 @@ class DestinationHandoff:
             failure = None
             if status.outcome is Outcome.ABORTED:
                 failure = Failure(status.code or "ABORTED", status.text, Role.SOURCE, status.phase)
-            self._fire(_ANSWER_TRIGGERS[status.outcome], failure)
+            self._fire(Trigger[status.outcome.name], failure)
             return
         if phase not in (_D.STARTING, _D.RUNNING, _D.DESTROYED):
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 f"no query was sent in {phase.name}",
                 phase=phase.name,
                 allowed=["WAIT_DECISION"],

@@ -29,6 +29,7 @@ from devmig.migration._session import (
     NEED_DATA,
     PAUSED,
     PEER_IN_DOUBT,
+    PHASE_INVALID,
     SOURCE_ANSWERS,
     SOURCE_TRANSITIONS,
     STATUS_CONTRADICTS,
@@ -77,14 +78,13 @@ _READS: dict[SourcePhase, frozenset[Message]] = {
     _S.WAIT_READY: frozenset({Message.READY, Message.REFUSED}),
     _S.COMMITTED: frozenset({Message.ACK, Message.REFUSED}),
 }
+#: The late answers that agree with an outcome already reached.
+_LATE_ANSWERS = {
+    _S.DONE: frozenset({Outcome.STARTED, Outcome.PENDING}),
+    _S.ROLLED_BACK: frozenset({Outcome.ABORTED, Outcome.PENDING}),
+}
 #: Phases in which received bytes are kept for later (read once COMMITTED).
 _KEEPS = frozenset({_S.CONNECTING, _S.COMMITTING, *_READS})
-
-_ANSWER_TRIGGERS = {
-    Outcome.STARTED: Trigger.STARTED,
-    Outcome.ABORTED: Trigger.ABORTED,
-    Outcome.PENDING: Trigger.PENDING,
-}
 
 
 class SourceHandoff:
@@ -327,7 +327,7 @@ class SourceHandoff:
         """
         if self._phase is not _S.IN_DOUBT:
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 f"the source queries only when in doubt, not in {self._phase.name}",
                 phase=self._phase.name,
                 allowed=["IN_DOUBT"],
@@ -356,15 +356,12 @@ class SourceHandoff:
                 failure = Failure(
                     status.code or "ABORTED", status.text, Role.DESTINATION, status.phase
                 )
-            self._fire(_ANSWER_TRIGGERS[status.outcome], failure)
+            self._fire(Trigger[status.outcome.name], failure)
             return
-        agrees = {
-            _S.DONE: {Outcome.STARTED, Outcome.PENDING},
-            _S.ROLLED_BACK: {Outcome.ABORTED, Outcome.PENDING},
-        }.get(phase)
+        agrees = _LATE_ANSWERS.get(phase)
         if agrees is None:
             raise HandoffError(
-                "PHASE_INVALID",
+                PHASE_INVALID,
                 f"no query was sent in {phase.name}",
                 phase=phase.name,
                 allowed=["IN_DOUBT"],
