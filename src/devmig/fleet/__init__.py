@@ -26,6 +26,7 @@ from devmig.fleet._inventory import (
     RunState,
     report_profile,
 )
+from devmig.fleet._manager import ManagerSettings, create_manager_app
 from devmig.fleet._memory import MemoryInventory
 from devmig.fleet._poller import Poller, PollOutcome, PollStatus
 from devmig.fleet._schema import metadata
@@ -41,6 +42,7 @@ __all__ = [
     "Inventory",
     "InventorySnapshot",
     "JournalEntry",
+    "ManagerSettings",
     "ManualClock",
     "MemoryInventory",
     "PollOutcome",
@@ -50,6 +52,7 @@ __all__ = [
     "SqlInventory",
     "SystemClock",
     "bench_register",
+    "create_manager_app",
     "metadata",
     "report_profile",
     "sqlite_url",

@@ -1,0 +1,501 @@
+"""``devmig manager`` and the fleet commands that talk to it over HTTP.
+
+``devmig manager`` runs the service (inventory, poller, ``/v1`` API). The
+other commands — ``hosts``, ``pools``, ``place``, ``baseline``,
+``rollback-set``, ``plan-upgrade`` — ask a running manager
+(``--manager URL`` or ``DEVMIG_MANAGER``; mutating calls send ``--token`` /
+``DEVMIG_TOKEN``). Exit codes:
+
+====  ==============================================================
+0     answered (a host accepts, a baseline exists, a safe order exists)
+1     no host accepts / nothing every member accepts / a device would
+      be stranded / the manager refused (conflict)
+2     bad input (unknown host, pool or device; invalid request),
+      refused token, unreachable manager
+====  ==============================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import httpx2
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from devmig._errors import DevmigError, Problem
+from devmig.agent._client import remote_error
+from devmig.cli._agent import bind
+from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
+
+if TYPE_CHECKING:
+    from devmig.fleet._manager import ManagerSettings
+
+__all__ = ["ManagerClient", "register"]
+
+DEFAULT_MANAGER = "http://127.0.0.1:8480"
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for programs.")]
+ManagerOpt = Annotated[
+    str, typer.Option("--manager", envvar="DEVMIG_MANAGER", help="The manager's URL.")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="DEVMIG_TOKEN", help="The manager's bearer token (mutating calls).")
+]
+
+
+class ManagerClient:
+    """A synchronous client of the manager's HTTP API; httpx2 errors are mapped here, once.
+
+    A connection that fails is ``MANAGER_UNREACHABLE``; an error response
+    becomes the :class:`DevmigError` its problem details describe (their
+    ``context["status"]`` is the HTTP status).
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx2.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        """Send one request; return the JSON body (``None`` for 204).
+
+        Raises:
+            DevmigError: ``MANAGER_UNREACHABLE``, or the manager's problems.
+        """
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx2.HTTPError as exc:
+            raise DevmigError([Problem(
+                "MANAGER_UNREACHABLE", ("manager",), f"cannot reach the manager at {self.url}: {exc}",
+                value=self.url, hint="is `devmig manager` running? (--manager URL or DEVMIG_MANAGER)")]) from exc
+        if response.status_code >= 400:
+            raise remote_error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise DevmigError([Problem("MANAGER_ERROR", ("body",), "the manager answered something that is not JSON")]) from exc
+
+
+def _exit_for(error: DevmigError) -> int:
+    """1 when the manager refused (a conflict), 2 otherwise (bad input, token, unreachable)."""
+    status = error.problems[0].context.get("status") if error.problems else None
+    return EXIT_NO if status == 409 else EXIT_USAGE
+
+
+def _ask(out: Output, manager: str, token: str | None, method: str, path: str, **kw: Any) -> Any:
+    client = ManagerClient(manager, token)
+    try:
+        return client.call(method, path, **kw)
+    except DevmigError as exc:
+        out.fail(exc, _exit_for(exc))
+    finally:
+        client.close()
+
+
+def _usage(out: Output, loc: str, message: str, value: Any = None, hint: str | None = None) -> NoReturn:
+    out.fail(DevmigError([Problem("USAGE", (loc,), message, value=value, hint=hint)]), EXIT_USAGE)
+
+
+def _codes(problems: list[dict[str, Any]]) -> str:
+    return ", ".join(dict.fromkeys(p["code"] for p in problems))
+
+
+def _releases(releases: dict[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(releases.items())) or "-"
+
+
+# -- devmig manager ----------------------------------------------------------------------
+
+
+def manager_cmd(
+    db: Annotated[str, typer.Option(help="Inventory: a SQLAlchemy URL or a SQLite file path.")] = "devmig.db",
+    listen: Annotated[str, typer.Option(help="HTTP API address: HOST:PORT or unix:/path.")] = "127.0.0.1:8480",
+    poll_interval: Annotated[float, typer.Option(help="Seconds between poll rounds.")] = 30.0,
+    token: TokenOpt = None,
+    agent_token: Annotated[
+        str | None, typer.Option(envvar="DEVMIG_AGENT_TOKEN", help="Bearer token sent to agents.")
+    ] = None,
+    json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening address as one JSON line.")] = False,
+) -> None:
+    """Run the fleet manager: inventory, poller, and the fleet API.
+
+    Exit 0 on a clean stop (SIGINT/SIGTERM), 2 for bad options or an address in use.
+    """
+    from devmig.fleet._manager import ManagerSettings  # the service's imports only when it runs
+    from devmig.fleet._sql import sqlite_url
+
+    out = Output(json_mode)
+    url = db if "://" in db else sqlite_url(Path(db))
+    try:
+        settings = ManagerSettings(db_url=url, poll_interval=poll_interval, agent_token=agent_token,
+                                   **({"token": token} if token else {}))
+        sock, address = bind(listen)
+    except DevmigError as exc:
+        out.fail(exc, EXIT_USAGE)
+    except ValueError as exc:
+        _usage(out, "options", str(exc))
+    asyncio.run(_serve(settings, sock, address, generated=token is None, out=out))
+
+
+async def _serve(settings: ManagerSettings, sock: socket.socket, url: str, *, generated: bool, out: Output) -> None:
+    import uvicorn
+
+    from devmig.fleet._manager import create_manager_app
+
+    app = create_manager_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        announce: dict[str, Any] = {"event": "listening", "url": url, "db": settings.db_url}
+        if generated:
+            announce["token"] = settings.token
+        if out.json_mode:
+            sys.stdout.write(json.dumps(announce) + "\n")
+            sys.stdout.flush()
+        else:
+            out.console.print(f"devmig manager listening on {url} (inventory {escape(settings.db_url)})")
+            if generated:
+                out.console.print(f"  token (generated): {settings.token}")
+    await task
+
+
+# -- devmig hosts ------------------------------------------------------------------------
+
+hosts_app = typer.Typer(help="Hosts of the fleet (through the manager).", no_args_is_help=True)
+
+
+def _host_table(out: Output, hosts: list[dict[str, Any]]) -> None:
+    table = Table(title=None)
+    for col in ("host", "url", "profile", "releases", "reachable", "cordoned", "load", "last seen", "pools"):
+        table.add_column(col)
+    for h in hosts:
+        table.add_row(
+            h["name"], h["url"], h["profile"] or "-", _releases(h["releases"]),
+            "[green]yes[/]" if h["reachable"] else "[red]no[/]",
+            "[yellow]yes[/]" if h["cordoned"] else "no", str(h["load"]),
+            (h["last_seen"] or "never")[:19], ", ".join(h["pools"]),
+        )
+    out.console.print(table)
+
+
+@hosts_app.command("list")
+def hosts_list(manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False) -> None:
+    """List every host: profile, releases, reachable, cordoned, load, last seen."""
+    out = Output(json_mode)
+    data = _ask(out, manager, None, "GET", "/v1/hosts")
+    if json_mode:
+        out.json(data)
+    else:
+        _host_table(out, data["hosts"])
+
+
+@hosts_app.command("add")
+def hosts_add(
+    url: Annotated[str, typer.Argument(help="The agent's URL.")],
+    name: Annotated[str | None, typer.Option(help="The host name (default: what the agent reports).")] = None,
+    agent_token: Annotated[str | None, typer.Option(help="The agent's bearer token.")] = None,
+    manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False,
+) -> None:
+    """Register a host by its agent URL (the manager polls it at once)."""
+    out = Output(json_mode)
+    body = {"url": url, "name": name, "token": agent_token}
+    data = _ask(out, manager, token, "POST", "/v1/hosts", json=body)
+    if json_mode:
+        out.json(data)
+    else:
+        _host_table(out, [data])
+
+
+def _host_action(action: str, help_text: str) -> None:
+    def command(
+        name: Annotated[str, typer.Argument(help="The host name.")],
+        manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False,
+    ) -> None:
+        out = Output(json_mode)
+        if action == "remove":
+            _ask(out, manager, token, "DELETE", f"/v1/hosts/{name}")
+            data: Any = {"removed": name}
+        else:
+            data = _ask(out, manager, token, "POST", f"/v1/hosts/{name}/{action}")
+        if json_mode:
+            out.json(data)
+        elif action == "remove":
+            out.console.print(f"removed {escape(name)}")
+        else:
+            _host_table(out, [data])
+
+    command.__doc__ = help_text
+    hosts_app.command(action)(command)
+
+
+_host_action("remove", "Forget a host (its devices, history and pool memberships).")
+_host_action("cordon", "Take a host out of placement (it keeps its devices).")
+_host_action("uncordon", "Let a cordoned host receive devices again.")
+
+
+@hosts_app.command("poll")
+def hosts_poll(manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False) -> None:
+    """Poll every host now. Exit 0 when all answered, 1 when some did not."""
+    out = Output(json_mode)
+    data = _ask(out, manager, token, "POST", "/v1/poll")
+    if json_mode:
+        out.json({"polls": data})
+    else:
+        for p in data:
+            mark = "[green]✓[/]" if p["status"] != "failed" else "[red]✗[/]"
+            out.console.print(f"{mark} {escape(p['host'])}: {p['status']}" + (
+                f" ({_codes(p['errors'])})" if p["errors"] else ""))
+    raise typer.Exit(EXIT_OK if all(p["status"] != "failed" for p in data) else EXIT_NO)
+
+
+# -- devmig pools ------------------------------------------------------------------------
+
+pools_app = typer.Typer(help="Pools of hosts (through the manager).", no_args_is_help=True)
+
+
+@pools_app.command("list")
+def pools_list(manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False) -> None:
+    """List every pool and its hosts."""
+    out = Output(json_mode)
+    data = _ask(out, manager, None, "GET", "/v1/pools")
+    if json_mode:
+        out.json({"pools": data})
+        return
+    table = Table()
+    table.add_column("pool")
+    table.add_column("hosts")
+    for p in data:
+        table.add_row(p["name"], ", ".join(p["hosts"]) or "-")
+    out.console.print(table)
+
+
+@pools_app.command("create")
+def pools_create(name: Annotated[str, typer.Argument(help="The pool's name.")],
+                 manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False) -> None:
+    """Create an empty pool (exit 1 when it exists)."""
+    out = Output(json_mode)
+    data = _ask(out, manager, token, "POST", "/v1/pools", json={"name": name})
+    if json_mode:
+        out.json(data)
+    else:
+        out.console.print(f"created pool {escape(name)}")
+
+
+@pools_app.command("delete")
+def pools_delete(name: Annotated[str, typer.Argument(help="The pool's name.")],
+                 manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False) -> None:
+    """Delete a pool (its hosts stay)."""
+    out = Output(json_mode)
+    _ask(out, manager, token, "DELETE", f"/v1/pools/{name}")
+    if json_mode:
+        out.json({"deleted": name})
+    else:
+        out.console.print(f"deleted pool {escape(name)}")
+
+
+def _members(method: str, verb: str) -> Any:
+    def command(
+        pool: Annotated[str, typer.Argument(help="The pool's name.")],
+        hosts: Annotated[list[str], typer.Argument(help="Host names.")],
+        manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False,
+    ) -> None:
+        out = Output(json_mode)
+        data: Any = None
+        for host in hosts:
+            data = _ask(out, manager, token, method, f"/v1/pools/{pool}/hosts/{host}")
+        if json_mode:
+            out.json(data)
+        else:
+            out.console.print(f"pool {escape(pool)}: {', '.join(data['hosts']) or '(empty)'}")
+
+    command.__doc__ = f"{verb} hosts of a pool."
+    return command
+
+
+pools_app.command("add")(_members("PUT", "Add"))
+pools_app.command("remove")(_members("DELETE", "Remove"))
+
+
+# -- questions ---------------------------------------------------------------------------
+
+
+def device_ref(text: str) -> dict[str, str]:
+    """Turn ``MODEL:CONFIG`` (a device to create) or ``HOST/ID`` (a running device) into a request item.
+
+    Raises:
+        DevmigError: ``USAGE`` when it is neither.
+    """
+    if ":" in text:
+        model, _, config = text.partition(":")
+        if model:
+            return {"model": model, "config": config}
+    elif "/" in text.strip("/"):
+        return {"device": text}
+    raise DevmigError([Problem("USAGE", ("device",), f"a device is HOST/ID or MODEL:CONFIG, not {text!r}",
+                               value=text, hint="e.g. h1/dev-1 or example.org/devices/nic:version=3")])
+
+
+def place_cmd(
+    devices: Annotated[list[str], typer.Argument(help="The VM's devices: HOST/ID (running) or MODEL:CONFIG (new).")],
+    manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False,
+) -> None:
+    """Which hosts accept every device of a VM, best first, and why the others do not.
+
+    Exit 0 when some host accepts, 1 when none does, 2 bad input or unreachable manager.
+    """
+    out = Output(json_mode)
+    try:
+        vm = [device_ref(d) for d in devices]
+    except DevmigError as exc:
+        out.fail(exc, EXIT_USAGE)
+    data = _ask(out, manager, None, "POST", "/v1/place", json={"vm": vm})
+    if json_mode:
+        out.json(data)
+    else:
+        table = Table(title="accepted (best first)", title_justify="left")
+        for col in ("host", "profile", "releases", "load"):
+            table.add_column(col)
+        for a in data["accepted"]:
+            table.add_row(a["host"], a["profile"], _releases(a["releases"]), str(a["load"]))
+        out.console.print(table if data["accepted"] else "[red]no host accepts this VM[/]")
+        for p in data["profiles"]:
+            if p["accepted"] or not p["reasons"]:
+                continue
+            out.console.print(f"[bold]profile {p['profile']}[/] ({_releases(p['releases'])}) — "
+                              f"hosts {', '.join(p['hosts'])}: {_codes(p['reasons'])}")
+            for r in p["reasons"]:
+                out.console.print(f"    [red]✗ {r['code']}[/] {escape(r['message'])}")
+        own = {h: rs for h, rs in data["rejected"].items() if any(r["code"].startswith(("HOST_", "SAME_")) for r in rs)}
+        for host, reasons in own.items():
+            out.console.print(f"[bold]{escape(host)}[/]: {_codes(reasons)}")
+    raise typer.Exit(EXIT_OK if data["accepted"] else EXIT_NO)
+
+
+def baseline_cmd(
+    pool: Annotated[str, typer.Argument(help="The pool.")],
+    model: Annotated[str, typer.Argument(help="The model id.")],
+    manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False,
+) -> None:
+    """The newest version and the richest configuration every member of POOL accepts for MODEL.
+
+    Exit 0 when one exists, 1 when nothing is accepted by all (the blocking hosts are listed).
+    """
+    out = Output(json_mode)
+    data = _ask(out, manager, None, "GET", f"/v1/pools/{pool}/baseline", params={"model": model})
+    ok = data["richest"] is not None
+    if json_mode:
+        out.json(data)
+    else:
+        out.console.print(f"[bold]{escape(model)}[/] in pool {escape(pool)} ({', '.join(data['hosts'])})")
+        if ok:
+            out.console.print(f"  newest version: {data['version'] or '(none)'}  create with: "
+                              f"{escape(data['version_string'] or '-')}")
+            out.console.print(f"  richest:        create with: {escape(data['richest_string'] or '-')}")
+        else:
+            out.console.print("  [red]nothing every member accepts[/]")
+            for host, reasons in data["blocking"].items():
+                out.console.print(f"  [bold]{escape(host)}[/]: {_codes(reasons)}")
+    raise typer.Exit(EXIT_OK if ok else EXIT_NO)
+
+
+def rollback_set_cmd(
+    device: Annotated[str, typer.Argument(help="The running device, HOST/ID.")],
+    window: Annotated[int, typer.Option(help="Also return to N previous releases of each implementation.")] = 0,
+    manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False,
+) -> None:
+    """The hosts DEVICE can move to and come back from.
+
+    Exit 0 when there is at least one, 1 when there is none.
+    """
+    out = Output(json_mode)
+    host, _, device_id = device.partition("/")
+    if not host or not device_id:
+        _usage(out, "device", f"a device is HOST/ID, not {device!r}", device)
+    data = _ask(out, manager, None, "GET", f"/v1/devices/{host}/{device_id}/rollback-set", params={"window": window})
+    if json_mode:
+        out.json(data)
+    else:
+        out.console.print(f"[bold]{escape(device)}[/] ({escape(data['model'])}), returns to "
+                          f"{len(data['targets'])} profile(s)")
+        out.console.print(f"  round trip: {', '.join(data['hosts']) or '[red](none)[/]'}")
+        for h, by in data["one_way"].items():
+            out.console.print(f"  one way:    {escape(h)} ({', '.join(_codes(r) for r in by.values())})")
+        for h, reasons in data["rejected"].items():
+            out.console.print(f"  rejected:   {escape(h)} ({_codes(reasons)})")
+    raise typer.Exit(EXIT_OK if data["hosts"] else EXIT_NO)
+
+
+def plan_upgrade_cmd(
+    pool: Annotated[str, typer.Argument(help="The pool to upgrade.")],
+    to: Annotated[list[str], typer.Option("--to", help="Target release: nic=3.0.0 (a shipped example).")] = [],  # noqa: B006
+    doc: Annotated[list[str], typer.Option("--doc", help="Target release as a model document file.")] = [],  # noqa: B006
+    manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False,
+) -> None:
+    """Plan upgrading POOL: each host's planned profile, stranded devices, and a safe order.
+
+    Exit 0 when a safe order exists and nothing is stranded, 1 otherwise.
+    """
+    out = Output(json_mode)
+    targets: dict[str, str] = {}
+    for item in to:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            name, sep, release = part.partition("=")
+            if not sep or not name or not release:
+                _usage(out, "to", f"--to items are NAME=RELEASE, not {part!r}", part, "e.g. --to nic=3.0.0")
+            targets[name] = release
+    documents = []
+    for path in doc:
+        try:
+            documents.append(json.loads(read_source(path)))
+        except (DevmigError, ValueError) as exc:
+            err = exc if isinstance(exc, DevmigError) else DevmigError(
+                [Problem("JSON_SYNTAX", ("file", path), f"{path}: {exc}", value=path)])
+            out.fail(err, EXIT_USAGE)
+    data = _ask(out, manager, None, "POST", f"/v1/pools/{pool}/plan-upgrade",
+                json={"to": targets, "documents": documents})
+    ok = data["order"] is not None and not data["stranded"]
+    if json_mode:
+        out.json(data)
+    else:
+        table = Table(title=f"pool {pool} → " + ", ".join(f"{t['name']} {t['release']}" for t in data["to"]),
+                      title_justify="left")
+        for col in ("host", "planned profile", "releases"):
+            table.add_column(col)
+        for h, p in data["planned"].items():
+            table.add_row(h + (" (unchanged)" if h in data["unchanged"] else ""), p["profile"], _releases(p["releases"]))
+        out.console.print(table)
+        if data["order"] is None:
+            out.console.print("[red]no order keeps every device placeable[/]")
+        else:
+            out.console.print("order: " + (" → ".join(data["order"]) or "(nothing to upgrade)"))
+        for issue in data["stranded"]:
+            out.console.print(f"[red]stranded[/] {escape(issue['device'])}")
+        for issue in data["one_way"]:
+            out.console.print(f"[yellow]one way[/] {escape(issue['device'])} (could not return)")
+    raise typer.Exit(EXIT_OK if ok else EXIT_NO)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``manager``, ``hosts``, ``pools``, ``place``, ``baseline``, ``rollback-set``, ``plan-upgrade``."""
+    app.command("manager")(manager_cmd)
+    app.add_typer(hosts_app, name="hosts")
+    app.add_typer(pools_app, name="pools")
+    app.command("place")(place_cmd)
+    app.command("baseline")(baseline_cmd)
+    app.command("rollback-set")(rollback_set_cmd)
+    app.command("plan-upgrade")(plan_upgrade_cmd)

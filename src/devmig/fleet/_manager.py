@@ -1,0 +1,349 @@
+"""The manager service: the fleet inventory, its poller, and the fleet questions over HTTP (``/v1``).
+
+Built by :func:`create_manager_app` with one lifespan: it opens the inventory
+(:class:`~devmig.fleet.SqlInventory` on ``settings.db_url`` unless one is
+given), runs the :class:`~devmig.fleet.Poller` every ``poll_interval``
+seconds on the real clock (or the one given), and on shutdown cancels the
+poller and closes what it opened.
+
+Reads are open; mutating endpoints (hosts, pools, cordons, ``POST /v1/poll``)
+need ``Authorization: Bearer TOKEN``. Every error is problem details
+(``application/problem+json``) carrying the problems' codes. The answers
+come from one inventory snapshot per request through :mod:`devmig.compat`
+(see :mod:`devmig.fleet._manager_api`). Migrations and drains are not here yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from devmig import __version__
+from devmig._errors import DevmigError
+from devmig.agent._auth import require_token
+from devmig.agent._client import AgentClient
+from devmig.agent._problems import (
+    http_error_handler,
+    problem_response,
+    status_for,
+    validation_error_handler,
+)
+from devmig.fleet._clock import Clock, SystemClock
+from devmig.fleet._inventory import DEFAULT_MAX_MISSED, Inventory
+from devmig.fleet._manager_api import (
+    HostAdd,
+    PlaceRequest,
+    PoolCreate,
+    UpgradeRequest,
+    answer_baseline,
+    answer_place,
+    answer_plan_upgrade,
+    answer_rollback_set,
+    host_dict,
+    profile_docs,
+)
+from devmig.fleet._poller import Poller
+from devmig.fleet._sql import SqlInventory
+
+__all__ = ["MANAGER_STATUS", "ManagerSettings", "create_manager_app"]
+
+log = logging.getLogger("devmig.manager")
+
+MANAGER_STATUS: dict[str, int] = {
+    "HOST_UNKNOWN": 404,
+    "POOL_UNKNOWN": 404,
+    "DEVICE_NOT_FOUND": 404,
+    "HOST_CONFLICT": 409,
+    "POOL_CONFLICT": 409,
+    "HOST_MISMATCH": 409,
+    "HOST_NOT_REPORTED": 409,
+    "DEVICE_INVALID": 409,
+    "RELEASE_UNKNOWN": 422,
+    "REQUEST_INVALID": 422,
+    "AGENT_UNREACHABLE": 502,
+    "AGENT_ERROR": 502,
+    "DB_UNAVAILABLE": 503,
+    "DB_CONFLICT": 409,
+    "DB_ERROR": 500,
+    "INVENTORY_STATE": 503,
+}
+"""HTTP status of the manager's own problem codes (the agent's table covers the rest)."""
+
+
+class ManagerSettings(BaseModel):
+    """Everything :func:`create_manager_app` needs; ``devmig manager`` builds it from its options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_url: str = Field(min_length=1, description="SQLAlchemy URL of the inventory (SQLite file or PostgreSQL).")
+    poll_interval: float = Field(30.0, gt=0, description="Seconds between the starts of two poll rounds.")
+    token: str = Field(default_factory=lambda: secrets.token_urlsafe(24))
+    """Bearer token of the manager's mutating endpoints."""
+    agent_token: str | None = None
+    """Bearer token the poller sends to agents (reads need none by default)."""
+    max_missed: int = Field(DEFAULT_MAX_MISSED, ge=1)
+    poll_timeout: float = Field(5.0, gt=0)
+
+
+class Health(BaseModel):
+    """Liveness and the size of the fleet."""
+
+    status: str
+    version: str
+    hosts: int
+
+
+class PollResult(BaseModel):
+    """One host's poll."""
+
+    host: str
+    status: str
+    reachable: bool
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PoolView(BaseModel):
+    """A pool and its hosts."""
+
+    name: str
+    hosts: list[str]
+
+
+_PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details with the codes"}
+_AUTH = [Depends(require_token)]
+
+
+async def _manager_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DevmigError)
+    return problem_response(exc, MANAGER_STATUS.get(exc.code) or status_for(exc))
+
+
+def inventory_of(request: Request) -> Inventory:
+    """FastAPI dependency: the app's open inventory."""
+    inventory: Inventory = request.app.state.inventory
+    return inventory
+
+
+def poller_of(request: Request) -> Poller:
+    """FastAPI dependency: the app's poller."""
+    poller: Poller = request.app.state.poller
+    return poller
+
+
+InventoryDep = Annotated[Inventory, Depends(inventory_of)]
+PollerDep = Annotated[Poller, Depends(poller_of)]
+
+
+async def _poll_forever(poller: Poller) -> None:
+    """Run the poller until cancelled; a round that fails (database down) is logged and retried."""
+    while True:
+        try:
+            await poller.run()
+        except DevmigError as exc:
+            log.warning("poll round failed: %s", exc)
+            await poller.clock.sleep(poller.interval)
+
+
+def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None = None,
+                       clock: Clock | None = None, poll: bool = True) -> FastAPI:
+    """Build the manager's FastAPI application.
+
+    Args:
+        settings: database URL, poll interval, tokens.
+        inventory: an open inventory to use instead of opening ``settings.db_url``
+            (the caller keeps owning it: the app neither opens nor closes it).
+        clock: the poller's clock (default: the system clock).
+        poll: run the poller in the background (``False``: only ``POST /v1/poll`` polls).
+
+    Returns:
+        The app; its lifespan opens the inventory and runs the poller.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = inventory is None
+        inv: Inventory = SqlInventory(settings.db_url) if inventory is None else inventory
+        if owned:
+            inv.open()
+        app.state.inventory = inv
+        try:
+            async with Poller(inv, clock or SystemClock(), interval=settings.poll_interval,
+                              max_missed=settings.max_missed, token=settings.agent_token,
+                              timeout=settings.poll_timeout) as poller:
+                app.state.poller = poller
+                task = asyncio.create_task(_poll_forever(poller)) if poll else None
+                try:
+                    yield
+                finally:
+                    if task is not None:
+                        task.cancel()
+                        with suppress(asyncio.CancelledError):
+                            await task
+        finally:
+            if owned:
+                inv.close()
+
+    app = FastAPI(
+        title="devmig manager",
+        version=__version__,
+        lifespan=lifespan,
+        description=(
+            "The fleet: hosts and their agents' reports (polled), pools, cordons, and the fleet questions — "
+            "placement, pool baselines, rollback sets and upgrade plans. "
+            "Mutating endpoints need `Authorization: Bearer TOKEN`."
+        ),
+    )
+    app.state.settings = settings
+    app.state.agent_tokens = {}
+    app.add_exception_handler(DevmigError, _manager_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+
+    @app.get("/v1/health", response_model=Health, tags=["fleet"])
+    async def health(inv: InventoryDep) -> Health:
+        """Liveness, devmig's version and the number of hosts."""
+        return Health(status="ok", version=__version__, hosts=len(inv.list_hosts()))
+
+    # -- hosts ---------------------------------------------------------------------
+
+    def _host(inv: Inventory, name: str) -> dict[str, Any]:
+        view = inv.get_host(name)
+        return host_dict(view, inv.profile(view.fingerprint) if view.fingerprint else None)
+
+    @app.get("/v1/hosts", tags=["hosts"])
+    async def list_hosts(inv: InventoryDep) -> dict[str, Any]:
+        """Every host: profile fingerprint, releases, reachable, cordoned, last seen, load."""
+        snap = inv.snapshot()
+        return {"hosts": [host_dict(v, profile_docs(snap, v.fingerprint)) for v in inv.list_hosts()]}
+
+    @app.get("/v1/hosts/{name}", tags=["hosts"], responses={404: _PROBLEM})
+    async def get_host(name: str, inv: InventoryDep) -> dict[str, Any]:
+        """One host."""
+        return _host(inv, name)
+
+    @app.post("/v1/hosts", status_code=201, tags=["hosts"], dependencies=_AUTH,
+              responses={401: _PROBLEM, 409: _PROBLEM, 502: _PROBLEM})
+    async def add_host(body: HostAdd, inv: InventoryDep, poller: PollerDep) -> dict[str, Any]:
+        """Register a host and poll it once; without a name, ask the agent for it (502 when unreachable)."""
+        token = body.token or settings.agent_token
+        name = body.name
+        if name is None:
+            async with AgentClient(body.url, token, timeout=settings.poll_timeout) as agent:
+                name = str((await agent.health())["host"])
+        inv.add_host(name, body.url.rstrip("/"))
+        if body.token:
+            app.state.agent_tokens[name] = body.token
+        await poller.poll_host(inv.get_host(name))
+        return _host(inv, name)
+
+    @app.delete("/v1/hosts/{name}", status_code=204, tags=["hosts"], dependencies=_AUTH,
+                responses={401: _PROBLEM, 404: _PROBLEM})
+    async def remove_host(name: str, inv: InventoryDep) -> Response:
+        """Forget a host, its devices, history and pool memberships."""
+        inv.remove_host(name)
+        app.state.agent_tokens.pop(name, None)
+        return Response(status_code=204)
+
+    @app.post("/v1/hosts/{name}/cordon", tags=["hosts"], dependencies=_AUTH, responses={401: _PROBLEM, 404: _PROBLEM})
+    async def cordon(name: str, inv: InventoryDep) -> dict[str, Any]:
+        """Take a host out of placement (it keeps its devices and pools)."""
+        inv.cordon(name)
+        return _host(inv, name)
+
+    @app.post("/v1/hosts/{name}/uncordon", tags=["hosts"], dependencies=_AUTH,
+              responses={401: _PROBLEM, 404: _PROBLEM})
+    async def uncordon(name: str, inv: InventoryDep) -> dict[str, Any]:
+        """Let a cordoned host receive devices again."""
+        inv.uncordon(name)
+        return _host(inv, name)
+
+    @app.post("/v1/poll", response_model=list[PollResult], tags=["hosts"], dependencies=_AUTH,
+              responses={401: _PROBLEM})
+    async def poll_now(poller: PollerDep) -> list[PollResult]:
+        """Poll every host once, now; return each outcome."""
+        return [
+            PollResult(host=o.host, status=o.status.value, reachable=o.reachable,
+                       errors=o.error.to_dicts() if o.error else [])
+            for o in await poller.poll_once()
+        ]
+
+    # -- pools ---------------------------------------------------------------------
+
+    @app.get("/v1/pools", response_model=list[PoolView], tags=["pools"])
+    async def list_pools(inv: InventoryDep) -> list[PoolView]:
+        """Every pool with its hosts."""
+        return [PoolView(name=n, hosts=h) for n, h in sorted(inv.list_pools().items())]
+
+    def _pool(inv: Inventory, name: str) -> PoolView:
+        return PoolView(name=name, hosts=inv.list_pools().get(name, []))
+
+    @app.post("/v1/pools", status_code=201, response_model=PoolView, tags=["pools"], dependencies=_AUTH,
+              responses={401: _PROBLEM, 409: _PROBLEM})
+    async def create_pool(body: PoolCreate, inv: InventoryDep) -> PoolView:
+        """Create an empty pool (409 when it exists)."""
+        inv.create_pool(body.name)
+        return _pool(inv, body.name)
+
+    @app.delete("/v1/pools/{pool}", status_code=204, tags=["pools"], dependencies=_AUTH,
+                responses={401: _PROBLEM, 404: _PROBLEM})
+    async def delete_pool(pool: str, inv: InventoryDep) -> Response:
+        """Delete a pool; its hosts stay."""
+        inv.delete_pool(pool)
+        return Response(status_code=204)
+
+    @app.put("/v1/pools/{pool}/hosts/{host}", response_model=PoolView, tags=["pools"], dependencies=_AUTH,
+             responses={401: _PROBLEM, 404: _PROBLEM})
+    async def add_member(pool: str, host: str, inv: InventoryDep) -> PoolView:
+        """Put a host in a pool (no-op when it is there)."""
+        inv.add_to_pool(pool, host)
+        return _pool(inv, pool)
+
+    @app.delete("/v1/pools/{pool}/hosts/{host}", response_model=PoolView, tags=["pools"], dependencies=_AUTH,
+                responses={401: _PROBLEM, 404: _PROBLEM})
+    async def remove_member(pool: str, host: str, inv: InventoryDep) -> PoolView:
+        """Take a host out of a pool (no-op when it is not there)."""
+        inv.remove_from_pool(pool, host)
+        return _pool(inv, pool)
+
+    # -- questions -----------------------------------------------------------------
+
+    @app.post("/v1/place", tags=["questions"], responses={404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM})
+    async def place_vm(body: PlaceRequest, inv: InventoryDep) -> dict[str, Any]:
+        """Where a VM's devices can go together: accepted hosts ranked, rejected hosts with reasons.
+
+        Each device is ``{"device": "HOST/ID"}`` (running) or ``{"model", "config"}`` (to create).
+        ``profiles`` groups the verdicts by profile.
+        """
+        return answer_place(inv, inv.snapshot(), body)
+
+    @app.get("/v1/pools/{pool}/baseline", tags=["questions"], responses={404: _PROBLEM, 409: _PROBLEM})
+    async def pool_baseline(pool: str, inv: InventoryDep,
+                            model: Annotated[str, Query(min_length=1, description="The model id.")]) -> dict[str, Any]:
+        """The newest version and the richest configuration every member of the pool accepts."""
+        return answer_baseline(inv, inv.snapshot(), pool, model)
+
+    @app.get("/v1/devices/{host}/{device_id}/rollback-set", tags=["questions"],
+             responses={404: _PROBLEM, 409: _PROBLEM})
+    async def device_rollback_set(
+        host: str, device_id: str, inv: InventoryDep,
+        window: Annotated[int, Query(ge=0, le=8, description="Previous releases of each implementation.")] = 0,
+    ) -> dict[str, Any]:
+        """The hosts a running device can move to and come back from."""
+        return answer_rollback_set(inv, inv.snapshot(), host, device_id, window)
+
+    @app.post("/v1/pools/{pool}/plan-upgrade", tags=["questions"], responses={404: _PROBLEM, 422: _PROBLEM})
+    async def pool_plan_upgrade(pool: str, body: UpgradeRequest, inv: InventoryDep) -> dict[str, Any]:
+        """Plan upgrading a pool to target releases: planned profiles, stranded devices, a safe order."""
+        return answer_plan_upgrade(inv, inv.snapshot(), pool, body)
+
+    return app
