@@ -243,9 +243,9 @@ class DestinationRun:
             elif isinstance(event, DestroyCopy):
                 f = event.failure
                 m.fail(f.code, f.message, f.phase, f.side.value)
-                self._destroy()
                 if m.error is not None and m.error["code"] in _LOSSES:
                     await self._blame_source()
+                self._destroy()
                 return
             elif isinstance(event, QuerySource):
                 f = event.failure
@@ -256,7 +256,6 @@ class DestinationRun:
                 delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, delay * 2))
                 await self._ask(handoff)
 
-    def _start(self, handoff: DestinationHandoff) -> None:
     async def _blame_source(self) -> None:
         """After a lost connection, name ``SOURCE_LOST`` when the source agent does not answer either.
 
@@ -276,6 +275,7 @@ class DestinationRun:
                            "message": f"{m.error['message']}; the source agent does not answer either: "
                                       "the device died with it"}
 
+    def _start(self, handoff: DestinationHandoff) -> None:
         m = self.m
         m.timings["go_received"] = time.time()
         try:
