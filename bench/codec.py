@@ -14,11 +14,13 @@ Two measurements:
 - **in-process** (the headline, printed as JSON): encoder and decoder in one
   thread, the encoder's payload memoryview handed straight to the decoder's
   buffer. Its time is the *sum* of both sides' CPU work.
-- **pipelined** (printed for information): the source runs in a forked child
+- **pipelined** (opt-in, ``--mode pipelined|both``; informational): the source runs in a forked child
   process (as on a real source host) and passes each record's framing bytes
   through a pipe and the payload as a reference into the (fork-shared,
   unmodified) source memory; the parent decodes exactly as above, doing the one
-  copy itself. Both sides work at once on the two cores, as in a migration.
+  copy itself. Both sides work at once on the two cores, as in a migration; a
+  window of 4 chunks (credits sent back by the destination) keeps the source
+  from running further ahead than a transport would let it.
 
 Extra memory: ``/proc/self/status`` VmHWM after resetting it through
 ``/proc/self/clear_refs`` (``5``), else VmRSS sampled after every record;
@@ -188,6 +190,7 @@ LAST_CPU = [0.0]  # CPU seconds of the last in-process run (for the report)
 _BYTES = struct.Struct(">cI")  # b"B", length, then the bytes
 _REF = struct.Struct(">cQI")  # b"R", offset into the source region, length
 _END = b"E"
+WINDOW = 4  # chunks the source may run ahead of the destination (4 MiB)
 
 
 def _source_process(src: Region, layout: StateLayout, out_fd: int, go_fd: int) -> None:
@@ -197,12 +200,16 @@ def _source_process(src: Region, layout: StateLayout, out_fd: int, go_fd: int) -
     encoder = StreamEncoder(MODEL, CONFIG, layout, {"implementation": "bench"}, compress=False)
     source = PrecopySource([src], encoder)
     os.read(go_fd, 1)
+    credits = WINDOW
     out = os.fdopen(out_fd, "wb", buffering=1 << 16)
     head = encoder.header()
     out.write(_BYTES.pack(b"B", len(head)) + head)
     base = src.data.ctypes.data
     while records := source.next_records(CHUNK + 64, stopped=True):
         assert isinstance(records, list)
+        if not credits:  # flow control, like a transport's window
+            credits += len(os.read(go_fd, WINDOW))
+        credits -= 1
         parts = []
         for buf in records:
             if isinstance(buf, memoryview) and buf.obj is src.data:
@@ -257,6 +264,7 @@ def pipelined(src: Region, dst: Region, layout: StateLayout) -> tuple[float, int
             offset, length = struct.unpack(">QI", _read_exact(reader, 12))
             sink.feed(view[offset : offset + length])
             sink.drain()
+            os.write(go_w, b"c")  # one more chunk may be in flight
         else:
             (child_extra,) = struct.unpack(">q", _read_exact(reader, 8))
             break
@@ -280,7 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mode", choices=["in-process", "pipelined", "both"], default="both")
+    parser.add_argument("--mode", choices=["in-process", "pipelined", "both"], default="in-process")
     args = parser.parse_args()
     size = int(args.gib * (1 << 30))
     gb = size / 1e9
