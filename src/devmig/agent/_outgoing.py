@@ -216,7 +216,8 @@ class SourceRun:
         if handoff.phase is not SourcePhase.STREAMING:
             raise _Left
 
-    async def _send(self, buffers: list[Any]) -> int:
+    async def _send(self, buffers: list[Any], *, poll: bool = True) -> int:
+        """Write buffers (paced if configured); with ``poll``, look at what the destination said."""
         assert self.channel is not None
         n = _nbytes(buffers)
         await self.channel.send(buffers)
@@ -227,7 +228,8 @@ class SourceRun:
             if ahead > 0:
                 await asyncio.sleep(ahead)
         self._sync_phase()
-        self._poll()
+        if poll:
+            self._poll()
         return n
 
     async def _stream(self) -> None:
@@ -278,11 +280,13 @@ class SourceRun:
         self._stop_at = time.monotonic()
         m.timings["stopped"] = time.time()
         device.set_state(State.STOP_COPY)
+        # Stop-copy data ends with the trailer, after which a quick destination
+        # may say READY before stream_sent(): look at its bytes only afterwards.
         while True:
             data = device.read_data(_STOP_CHUNK)
             if not isinstance(data, list) or not data:
                 break
-            await self._send(data)
+            await self._send(data, poll=False)
         assert self.handoff is not None
         self.handoff.stream_sent()
         m.timings["trailer_sent"] = time.time()
