@@ -4,52 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from fastapi import FastAPI
 
-from devmig._errors import DevmigError, Problem
+from devmig._errors import DevmigError
 from devmig.agent import AgentSettings, PrecopyPolicy, create_app, parse_releases, parse_size
 from devmig.agent._host import Host
 from devmig.cli._output import EXIT_USAGE, Output
+from devmig.cli._serve import Announcement, bind, serve
 
 __all__ = ["register"]
-
-
-def bind(listen: str) -> tuple[socket.socket, str]:
-    """Bind a listening socket for ``HOST:PORT`` or ``unix:/path``; return it and its URL.
-
-    Raises:
-        DevmigError: ``LISTEN_FAILED`` naming the address and the reason.
-    """
-    try:
-        if listen.startswith("unix:"):
-            path = listen[len("unix:") :]
-            if os.path.exists(path):
-                os.unlink(path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(path)
-            sock.listen(128)
-            return sock, f"unix:{path}"
-        host, _, port = listen.rpartition(":")
-        host = host.strip("[]") or "127.0.0.1"
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, int(port or 0)))
-        sock.listen(128)
-        bound = sock.getsockname()
-        shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
-        return sock, f"http://{shown}:{bound[1]}"
-    except (OSError, ValueError) as exc:
-        raise DevmigError(
-            [Problem("LISTEN_FAILED", ("listen",), f"cannot listen on {listen}: {exc}", value=listen,
-                     hint="give HOST:PORT (port 0 picks a free one) or unix:/path")]
-        ) from exc
 
 
 def agent_cmd(
@@ -115,33 +84,20 @@ def agent_cmd(
         sock, url = bind(listen)
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)
-    asyncio.run(_serve(settings, sock, url, generated=token is None, out=out))
-
-
-async def _serve(settings: AgentSettings, sock: socket.socket, url: str, *, generated: bool, out: Output) -> None:
-    import uvicorn
-
     app = create_app(settings)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    if server.started:
-        stream = getattr(app.state, "stream_address", None)
-        announce = {"event": "listening", "host": settings.host_name, "url": url, "stream": stream}
-        if generated:
-            announce["token"] = settings.token
-        if out.json_mode:
-            sys.stdout.write(json.dumps(announce) + "\n")
-            sys.stdout.flush()
-        else:
-            out.console.print(f"devmig agent [bold]{settings.host_name}[/] listening on {url}")
-            if stream:
-                out.console.print(f"  migration streams on {stream}")
-            if generated:
-                out.console.print(f"  token (generated): {settings.token}")
-    await task
+    asyncio.run(serve(app, sock, out, lambda: _announce(app, settings, url, token is None)))
+
+
+def _announce(app: FastAPI, settings: AgentSettings, url: str, generated: bool) -> Announcement:
+    stream = getattr(app.state, "stream_address", None)
+    data: dict[str, Any] = {"event": "listening", "host": settings.host_name, "url": url, "stream": stream}
+    lines = [f"devmig agent [bold]{settings.host_name}[/] listening on {url}"]
+    if stream:
+        lines.append(f"  migration streams on {stream}")
+    if generated:
+        data["token"] = settings.token
+        lines.append(f"  token (generated): {settings.token}")
+    return data, lines
 
 
 def register(app: typer.Typer) -> None:

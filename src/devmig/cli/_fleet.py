@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -31,8 +29,8 @@ from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
 from devmig.agent._client import remote_error
-from devmig.cli._agent import bind
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
+from devmig.cli._serve import Announcement, bind, serve
 
 if TYPE_CHECKING:
     from devmig.fleet._manager import ManagerSettings
@@ -147,31 +145,18 @@ def manager_cmd(
         out.fail(exc, EXIT_USAGE)
     except ValueError as exc:
         _usage(out, "options", str(exc))
-    asyncio.run(_serve(settings, sock, address, generated=token is None, out=out))
-
-
-async def _serve(settings: ManagerSettings, sock: socket.socket, url: str, *, generated: bool, out: Output) -> None:
-    import uvicorn
-
     from devmig.fleet._manager import create_manager_app
 
-    app = create_manager_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    if server.started:
-        announce: dict[str, Any] = {"event": "listening", "url": url, "db": settings.db_url}
-        if generated:
-            announce["token"] = settings.token
-        if out.json_mode:
-            sys.stdout.write(json.dumps(announce) + "\n")
-            sys.stdout.flush()
-        else:
-            out.console.print(f"devmig manager listening on {url} (inventory {escape(settings.db_url)})")
-            if generated:
-                out.console.print(f"  token (generated): {settings.token}")
-    await task
+    asyncio.run(serve(create_manager_app(settings), sock, out, lambda: _announce(settings, address, token is None)))
+
+
+def _announce(settings: ManagerSettings, url: str, generated: bool) -> Announcement:
+    data: dict[str, Any] = {"event": "listening", "url": url, "db": settings.db_url}
+    lines = [f"devmig manager listening on {url} (inventory {escape(settings.db_url)})"]
+    if generated:
+        data["token"] = settings.token
+        lines.append(f"  token (generated): {settings.token}")
+    return data, lines
 
 
 # -- devmig hosts ------------------------------------------------------------------------
