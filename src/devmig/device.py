@@ -207,6 +207,13 @@ class Device:
     def setup(self) -> None:
         """Initialise internal state from ``self.params``; called once at creation."""
 
+    def close(self) -> None:
+        """Release host resources the device holds (files, ...); the default holds none.
+
+        Called when the device is deleted or released after a migration; the
+        device must not be used afterwards.
+        """
+
     def region_fill(self, name: str) -> RegionFill | None:
         """Return the creation contents of region ``name`` (``None``: zeros)."""
         return None

@@ -73,14 +73,8 @@ def run_unmigrated(
         device.step(steps)
         return RunResult(list(device.log), device.digest())
     finally:
-        _close(device)
+        device.close()
 
-
-def _close(device: Device) -> None:
-    """Close a device that holds host resources (``close()`` is optional for device classes)."""
-    close = getattr(device, "close", None)
-    if callable(close):
-        close()
 
 
 def _create(cls: type[Device], config: Config | str, host: Mapping[str, Any] | None, seed: int) -> Device:
@@ -194,7 +188,7 @@ def migrate_round_trip(
     destination.set_state(State.RUNNING)
     destination.step(steps - migrate_at)
     log = list(source.log) + list(destination.log)
-    _close(source)
+    source.close()
     return RoundTrip(
         canonical, log, digest_source, digest_destination, destination.digest(), sent, rounds, destination
     )
@@ -360,7 +354,7 @@ def _run_cell(
     config = expand(src.model(), text)
     verdict = check(src.model(), config, dst.document())
     try:
-        _close(dst.create_canonical(config, host=host_for(dst, "probe")))
+        dst.create_canonical(config, host=host_for(dst, "probe")).close()
         accepted = True
     except ConfigError:
         accepted = False
@@ -388,7 +382,7 @@ def _run_cell(
             problems.append(f"log differs from unmigrated {cls.implementation().release} at entry {first}")
         if trip.digest_final != base.digest:
             problems.append(f"final digest differs from unmigrated {cls.implementation().release}")
-    _close(trip.destination)
+    trip.destination.close()
     if problems:
         cell.outcome = "FAILED"
         cell.failure = "; ".join(problems)

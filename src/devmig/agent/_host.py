@@ -235,7 +235,7 @@ class Host:
             need = sum(r.size for r in device.regions)
             in_use = self.memory_in_use()
             if in_use + need > limit:
-                _close(device)
+                device.close()
                 raise DevmigError(
                     [
                         Problem(
@@ -267,7 +267,7 @@ class Host:
         if hosted.busy and not force:
             raise busy_error(hosted)
         del self.devices[device_id]
-        _close(hosted.device)
+        hosted.device.close()
         return hosted
 
     # -- the workload ------------------------------------------------------------------
@@ -299,7 +299,7 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         for hosted in list(self.devices.values()):
-            _close(hosted.device)
+            hosted.device.close()
         self.devices.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -350,9 +350,4 @@ def _prefill(device: Device, seed: int) -> None:
             piece = region.data[start : start + step]
             piece[:] = np.frombuffer(rng.bytes(piece.size), dtype=np.uint8)
 
-
-def _close(device: Device) -> None:
-    close = getattr(device, "close", None)
-    if callable(close):
-        close()
 
