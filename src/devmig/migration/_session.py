@@ -70,7 +70,8 @@ object) until the codec has consumed the TRAILER, then gives back whatever
 followed it with ``stream_received()``. The source's transport writes the
 codec's output straight to the connection between ``hello()`` and
 ``stream_sent()``, and keeps feeding what it receives to ``receive_data`` (the
-destination may refuse early).
+destination may refuse early; a READY that overtakes ``stream_sent()`` is held
+until that call).
 
 **Bounds.** The destination reads at most the 8-byte preamble plus a 256-byte
 HELLO payload before deciding, and nothing of the stream before the secret is

@@ -486,6 +486,12 @@ class FrameReader:
         del self._buffer[: _PREAMBLE.size]
         return True
 
+    def peek(self) -> Message | None:
+        """Return the type of the next frame once its first byte is in (else ``None``)."""
+        if not self._buffer or self._buffer[0] not in Message._value2member_map_:
+            return None
+        return Message(self._buffer[0])
+
     def next_frame(self, allowed: frozenset[Message]) -> Frame | None:
         """Return the next complete frame, or ``None`` while it is incomplete.
 

@@ -180,6 +180,9 @@ class SourceHandoff:
     def stream_sent(self) -> None:
         """Record that the stream's last byte (its TRAILER) was written.
 
+        A READY that arrived before this call (a quick destination) is read
+        after it: call :meth:`next_event` again.
+
         Raises:
             HandoffError: ``PHASE_INVALID`` unless STREAMING.
         """
@@ -206,7 +209,8 @@ class SourceHandoff:
             A command (:class:`PersistCommitted`, :class:`ReleaseCopy`,
             :class:`ResumeDevice`, :class:`QueryDestination`), else
             :data:`NEED_DATA` when the phase reads the connection and has no
-            complete frame, else :data:`PAUSED`. A frame the phase does not
+            complete frame, else :data:`PAUSED` (also while a READY that came
+            early waits for :meth:`stream_sent`). A frame the phase does not
             expect, or a malformed one, is handled as a broken connection
             (rolled back, or in doubt once committed); it is not raised.
         """
@@ -215,6 +219,10 @@ class SourceHandoff:
                 return self._events.popleft()
             reads = _READS.get(self._phase)
             if reads is None:
+                return PAUSED
+            if self._phase is _S.STREAMING and self._reader.peek() is Message.READY:
+                # The destination validated the trailer before the transport
+                # returned from writing it: READY waits for stream_sent().
                 return PAUSED
             try:
                 frame = self._reader.next_frame(reads)
