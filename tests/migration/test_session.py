@@ -1392,8 +1392,8 @@ def test_without_faults_every_interleaving_succeeds() -> None:
 @pytest.mark.slow
 def test_guarantee_in_every_interleaving() -> None:
     """Exhaustive, like spin on the model, but over the real objects (~42,000
-    states without lost queries; with up to two, as in the model, several
-    minutes -- run ``explore(2)`` by hand)."""
+    states without lost queries; with up to two, as in the model, ~140,000
+    states and a few minutes -- run ``explore(2)`` by hand)."""
     states, ends = explore(max_losses=0)
     assert states > 30_000 and ends > 300
 
