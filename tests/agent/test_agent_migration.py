@@ -124,9 +124,12 @@ def test_concurrent_migrate_and_delete_are_409(pair: tuple[AgentProcess, AgentPr
         deleted = c.delete(f"/v1/devices/{dev['id']}")
     st = wait_finished(old, "mig-concurrent-1")
     assert st["outcome"] == "migrated"
-    if st["finished_at"] is not None:
-        assert other.status_code == 409 and other.json()["code"] == "DEVICE_BUSY", other.text
-        assert deleted.status_code == 409 and deleted.json()["code"] == "DEVICE_BUSY", deleted.text
+    # A small device may already have left when the second call lands: then it
+    # is gone (404), never taken twice. The fault matrix paces the stream and
+    # asserts the 409 deterministically.
+    for response in (other, deleted):
+        body = response.json()
+        assert (response.status_code, body["code"]) in {(409, "DEVICE_BUSY"), (404, "DEVICE_NOT_FOUND")}, body
 
 
 def test_cancel_after_the_end_is_refused(pair: tuple[AgentProcess, AgentProcess]) -> None:
