@@ -41,6 +41,7 @@ from devmig.model import (
     DeviceModel,
     InSet,
     IntParam,
+    IntRange,
     ModelDocument,
     Param,
     Range,
@@ -195,6 +196,30 @@ def _param_json(p: Param) -> dict[str, Any]:
     return {"type": p.type, "allowed": _allowed_json(p), "off": p.off, "init": p.init}
 
 
+def _same_param(od: dict[str, Any], nd: dict[str, Any]) -> bool:
+    """Return whether two parameters' field dicts are typed-equal.
+
+    Equal field dicts are typed-equal: the "type" tag is one of the fields and
+    every value is strict. Integer ranges are compared by their own field dicts
+    (plain ints), which is what pydantic's ``__eq__`` does, without its overhead.
+    """
+    oa, na = od["allowed"], nd["allowed"]
+    if oa is na or not oa or type(oa[0]) is not IntRange:
+        return od == nd
+    if len(oa) != len(na) or any(type(r) is not IntRange for r in na):
+        return False
+    for a, b in zip(oa, na, strict=True):
+        if a.__dict__ != b.__dict__:
+            return False
+    return (
+        od["off"] == nd["off"]
+        and od["init"] == nd["init"]
+        and od["type"] == nd["type"]
+        and od["description"] == nd["description"]
+        and od.keys() == nd.keys()
+    )
+
+
 class _ModelDiff:
     """The changes of one model present in both releases."""
 
@@ -249,16 +274,16 @@ class _ModelDiff:
                 self.change("DESCRIPTION_CHANGED", ("description",), "the model's description changed",
                             old=o.description, new=n.description)
             )
-        for name, op in o.params.items():
-            np = n.params.get(name)
+        old_params, new_params = o.params, n.params
+        get = new_params.get
+        for name, op in old_params.items():
+            np = get(name)
             if np is None:
                 out.append(self.param_removed(name, op))
-            elif np is not op and np.__dict__ != op.__dict__:
-                # equal field dicts are typed-equal: the "type" tag is one of the fields
-                # and every value is strict
+            elif np is not op and not _same_param(op.__dict__, np.__dict__):
                 out += self.param_changed(name, op, np)
-        for name, np in n.params.items():
-            if name not in o.params:
+        for name, np in new_params.items():
+            if name not in old_params:
                 out += self.param_added(name, np)
         out += self.constraints()
         out += self.versions()

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from devmig.compat._compiled import CondSpec, compile_condition, cond_holds
-from devmig.compat._domain import IntProg, in_progressions, int_classes, int_progressions
+from devmig.compat._domain import (
+    IntProg,
+    in_progressions,
+    int_classes,
+    int_progressions,
+    iter_int_classes,
+)
 from devmig.model import DeviceModel, Value
 
 __all__ = ["NODE_LIMIT", "Restriction", "Solution", "Space"]
@@ -176,6 +182,8 @@ class Space:
         self._seeds: list[tuple[str | None, Mapping[str, Value]]] | None = None
         self._classes: dict[str, list[tuple[Value, bool]]] = {}
         self._simplest: tuple[str | None, Mapping[str, Value]] | None = None
+        self._points: dict[str, list[int]] = {}
+        self._named: dict[str, set[tuple[type, Any]]] = {}
 
     def spec(self, index: int) -> tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]:
         """Return constraint ``index`` compiled: ``(when conditions, require conditions)``."""
@@ -323,6 +331,10 @@ class Space:
         """
         names = list(restricted)
         choices = [[v for v, exact in restricted[n] if exact][:_QUICK] for n in names]
+        return self._try(names, choices)
+
+    def _try(self, names: list[str], choices: list[list[Value]]) -> Solution | None:
+        """Try every combination of ``choices`` for ``names`` on the init configuration (see :meth:`_quick`)."""
         touched = sorted({i for n in names for i in self.cons_of(n)})
         full = dict(self.init)
         for combo in itertools.product(*choices):
@@ -335,6 +347,10 @@ class Space:
         """Answer a question on parameters no constraint names: each one on its own."""
         changes: dict[str, Value] = {}
         for name, r in restrictions.items():
+            head = self._head(name, r)
+            if head is not _NO_HEAD:
+                changes[name] = head
+                continue
             got = _first(self.classes(name, r))
             if got is None:
                 return Solution("none")
@@ -344,6 +360,82 @@ class Space:
         witness = dict(self.init)
         witness.update(changes)
         return Solution("found", witness, None, changes)
+
+    def _int_points(self, name: str) -> list[int]:
+        """Return the points where a condition on int parameter ``name`` may change (with its off and init values)."""
+        got = self._points.get(name)
+        if got is None:
+            got = [x for spec in self.specs_on(name) for x in _spec_points(spec)]
+            for v in (self.off[name], self.init[name]):
+                if type(v) is int:
+                    got += [v, v + 1]
+            self._points[name] = got
+        return got
+
+    def _typed_points(self, name: str) -> set[tuple[type, Any]]:
+        """Return the values the conditions on ``name`` name (with its off and init values), typed."""
+        got = self._named.get(name)
+        if got is None:
+            got = {x for spec in self.specs_on(name) for x in _spec_typed(spec)}
+            got.add((type(self.off[name]), self.off[name]))
+            got.add((type(self.init[name]), self.init[name]))
+            self._named[name] = got
+        return got
+
+    def _head(self, name: str, restriction: Restriction) -> Any:
+        """Return the first value of :meth:`classes` when it is the init or the off value, else ``_NO_HEAD``.
+
+        Both are points of their own class (a class of one value), so either is
+        a class of ``classes(name, restriction)`` exactly when the parameter
+        allows it and the restriction admits it; they rank first (init, then
+        off), and both are exact. Spares computing every class when one of
+        them answers.
+        """
+        progs, values = self.info(name)
+        for v in (self.init[name], self.off[name]):
+            if progs is not None:
+                if (
+                    type(v) is int
+                    and in_progressions(v, progs)
+                    and not (restriction.exclude and in_progressions(v, restriction.exclude))
+                    and restriction.admits(v, excluded_checked=True)
+                ):
+                    return v
+            elif any(type(x) is type(v) and x == v for x in values) and restriction.admits(v):
+                return v
+        return _NO_HEAD
+
+    def _first_exact(self, name: str, restriction: Restriction) -> list[Value]:
+        """Return the first :data:`_QUICK` exact values of ``classes(name, restriction)``, computed lazily for an int.
+
+        The init and off values are classes of one value (see :meth:`_head`)
+        and rank first; the other classes follow by increasing value, as
+        :func:`~devmig.compat._domain.iter_int_classes` yields them.
+        """
+        progs, _ = self.info(name)
+        if progs is None:
+            return [v for v, exact in self.classes(name, restriction) if exact][:_QUICK]
+        out: list[Value] = []
+        init, off = self.init[name], self.off[name]
+        for v in (init, off):
+            if (
+                type(v) is int
+                and v not in out
+                and in_progressions(v, progs)
+                and not (restriction.exclude and in_progressions(v, restriction.exclude))
+                and restriction.admits(v, excluded_checked=True)
+            ):
+                out.append(v)
+        if len(out) >= _QUICK:
+            return out
+        points = self._int_points(name) + restriction.int_points()
+        for v, exact in iter_int_classes(progs, restriction.exclude, points):
+            if not exact or v in (init, off) or not restriction.admits(v, excluded_checked=True):
+                continue
+            out.append(v)
+            if len(out) >= _QUICK:
+                break
+        return out
 
     def classes(self, name: str, restriction: Restriction | None = None) -> list[tuple[Value, bool]]:
         """Return one ``(value, exact)`` per class of the values ``name`` allows (and the restriction admits).
@@ -355,16 +447,12 @@ class Space:
             if cached is not None:
                 return cached
         progs, values = self.info(name)
-        specs = self.specs_on(name)
         out: list[tuple[Value, bool]]
         if progs is not None:
-            points: list[int] = [x for spec in specs for x in _spec_points(spec)]
-            for v in (self.off[name], self.init[name]):
-                if type(v) is int:
-                    points += [v, v + 1]
+            points: list[int] = self._int_points(name)
             exclude: tuple[IntProg, ...] = ()
             if restriction is not None:
-                points += restriction.int_points()
+                points = points + restriction.int_points()
                 exclude = restriction.exclude
             out = [
                 (v, exact)
@@ -374,9 +462,7 @@ class Space:
         elif all(type(v) is bool for v in values):
             out = [(v, True) for v in values if restriction is None or restriction.admits(v)]
         else:
-            named = {x for spec in specs for x in _spec_typed(spec)}
-            named.add((type(self.off[name]), self.off[name]))
-            named.add((type(self.init[name]), self.init[name]))
+            named = set(self._typed_points(name))
             if restriction is not None:
                 named.update(restriction.typed_points())
             out = []
@@ -410,6 +496,18 @@ class Space:
                 return Solution("found", seed, version)
         if all(self.free(n) for n in restrictions):
             return self._solve_free(restrictions)
+        # The quick try needs only the first few exact classes of each restricted
+        # parameter: take them lazily, and compute every class only when it fails.
+        choices: list[list[Value]] = []
+        for name, r in restrictions.items():
+            first = self._first_exact(name, r)
+            if not first:
+                break
+            choices.append(first)
+        else:
+            quick = self._try(list(restrictions), choices)
+            if quick is not None:
+                return quick
         restricted: dict[str, list[tuple[Value, bool]]] = {}
         for name, r in restrictions.items():
             dom = self.classes(name, r)
@@ -441,6 +539,9 @@ class Space:
         witness.update(full)
         # a witness equal to a published version would have been found among the seeds
         return Solution("found", witness, None, full)
+
+
+_NO_HEAD: Any = object()
 
 
 def _first(classes: Iterable[tuple[Value, bool]]) -> tuple[Value, bool] | None:
