@@ -12,7 +12,7 @@ first one (or the class default when it holds none).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -214,7 +214,3 @@ class StreamError(DevmigError):
             [Problem(code, tuple(loc), message, value=value, allowed=allowed, hint=hint)]
         )
 
-
-def problems_of(errors: Sequence[DevmigError]) -> list[Problem]:
-    """Flatten the problems of several errors, in order."""
-    return [p for e in errors for p in e.problems]

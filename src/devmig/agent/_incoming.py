@@ -20,6 +20,7 @@ from typing import Any
 
 from devmig._errors import DevmigError, StreamError
 from devmig.agent._client import AgentClient
+from devmig.agent._handoff_io import QueryBackoff, receive_into
 from devmig.agent._snapshot import start_snapshot
 from devmig.agent._transport import Channel
 from devmig.migration import (
@@ -39,9 +40,7 @@ from devmig.migration import (
 
 __all__ = ["DestinationRun", "accept"]
 
-_QUERY_DELAY_S = 0.2
 _LOSSES = frozenset({"PEER_LOST", "CONNECTION_LOST"})
-_QUERY_MAX_DELAY_S = 5.0
 
 
 async def accept(engine: Any, channel: Channel) -> None:
@@ -211,27 +210,19 @@ class DestinationRun:
 
     async def _events(self, handoff: DestinationHandoff) -> None:
         m = self.m
-        delay = 0.0
+        backoff = QueryBackoff()
         while True:
             event = handoff.next_event()
             self._sync()
             if event is NEED_DATA:
                 assert self.channel is not None
-                try:
-                    data = await self.channel.recv()
-                except DevmigError as exc:
-                    m.fail(exc.code, exc.problems[0].message, handoff.phase.value)
-                    self._write(handoff.timeout())
-                    self.channel.close()
-                    continue
-                if data is not None:
-                    handoff.receive_data(data)
+                await receive_into(handoff, self.channel,
+                                   lambda exc: m.fail(exc.code, exc.problems[0].message, handoff.phase.value))
                 continue
             if event is PAUSED:
                 if handoff.phase is DestinationPhase.WAIT_DECISION:
                     # An unanswered query leaves the hand-off waiting (no new QuerySource): ask again.
-                    await asyncio.sleep(delay)
-                    delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, delay * 2))
+                    await backoff.wait()
                     await self._ask(handoff)
                     continue
                 return
@@ -251,9 +242,7 @@ class DestinationRun:
                 f = event.failure
                 m.fail(f.code, f.message, f.phase, f.side.value)
                 m.stage = "in_doubt"
-                if delay:
-                    await asyncio.sleep(delay)
-                delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, delay * 2))
+                await backoff.wait()
                 await self._ask(handoff)
 
     async def _blame_source(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.agent._client import AgentClient
+from devmig.agent._handoff_io import QueryBackoff, receive_into
 from devmig.agent._host import HostedDevice
 from devmig.agent._transport import Channel, connect
 from devmig.compat import check
@@ -38,8 +39,6 @@ __all__ = ["SourceRun"]
 
 _CHUNK = 1 << 20
 _STOP_CHUNK = 4 << 20
-_QUERY_DELAY_S = 0.2
-_QUERY_MAX_DELAY_S = 5.0
 
 
 class _Left(Exception):
@@ -304,28 +303,20 @@ class SourceRun:
         handoff, m = self.handoff, self.m
         if handoff is None:
             return
-        query_delay = 0.0
+        backoff = QueryBackoff()
         while True:
             event = self._pending.pop(0) if self._pending else handoff.next_event()
             self._sync_phase()
             if event is NEED_DATA:
                 assert self.channel is not None
-                try:
-                    data = await self.channel.recv()
-                except DevmigError as exc:
-                    m.fail(exc.code, _message(exc), handoff.phase.value)
-                    self._write_now(handoff.timeout())
-                    self.channel.close()
-                    continue
-                if data is not None:
-                    handoff.receive_data(data)
+                await receive_into(handoff, self.channel,
+                                   lambda exc: m.fail(exc.code, _message(exc), handoff.phase.value))
                 continue
             if event is PAUSED:
                 if handoff.phase is SourcePhase.IN_DOUBT:
                     # An unanswered query leaves the hand-off waiting for the next answer (no new
                     # QueryDestination): keep asking until the answer is final.
-                    await asyncio.sleep(query_delay)
-                    query_delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, query_delay * 2))
+                    await backoff.wait()
                     await self._ask(handoff)
                     continue
                 if self.channel is not None and handoff.phase in (SourcePhase.DONE, SourcePhase.ROLLED_BACK):
@@ -348,9 +339,7 @@ class SourceRun:
                 m.stage = "in_doubt"
                 if self.channel is not None:
                     self.channel.close()
-                if query_delay:
-                    await asyncio.sleep(query_delay)
-                query_delay = min(_QUERY_MAX_DELAY_S, max(_QUERY_DELAY_S, query_delay * 2))
+                await backoff.wait()
                 await self._ask(handoff)
 
     async def _commit(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -124,7 +124,3 @@ def with_file(error: DevmigError, path: str) -> DocumentError:
         ]
     )
 
-
-def problem_dicts(problems: Iterable[Problem]) -> list[dict[str, Any]]:
-    """Return problems as JSON-able dicts."""
-    return [p.to_dict() for p in problems]
