@@ -1,10 +1,43 @@
 """The per-host agent: the uniform query mechanism, devices, and migrations over HTTP.
 
 Build the app with :func:`create_app` (``devmig agent`` runs it on uvicorn).
+
+The names are loaded on first use, so that importing a light part of the
+package (the HTTP client the CLI uses, the settings) does not import the web
+framework: every ``devmig`` command would otherwise pay for it at start-up.
 """
 
-from devmig.agent._app import create_app
-from devmig.agent._host import Host, HostedDevice
-from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devmig.agent._app import create_app
+    from devmig.agent._host import Host, HostedDevice
+    from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
 
 __all__ = ["AgentSettings", "Host", "HostedDevice", "PrecopyPolicy", "create_app", "parse_releases", "parse_size"]
+
+_WHERE = {
+    "create_app": "devmig.agent._app",
+    "Host": "devmig.agent._host",
+    "HostedDevice": "devmig.agent._host",
+    "AgentSettings": "devmig.agent._settings",
+    "PrecopyPolicy": "devmig.agent._settings",
+    "parse_releases": "devmig.agent._settings",
+    "parse_size": "devmig.agent._settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'devmig.agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

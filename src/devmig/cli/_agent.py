@@ -7,16 +7,17 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from fastapi import FastAPI
 
 from devmig._errors import DevmigError
-from devmig.agent import AgentSettings, PrecopyPolicy, create_app, parse_releases, parse_size
-from devmig.agent._host import Host
+from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
 from devmig.cli._output import EXIT_USAGE, Output
 from devmig.cli._serve import Announcement, bind, serve
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["register"]
 
@@ -78,12 +79,16 @@ def agent_cmd(
             **({"token": token} if token else {}),
         )
         if print_migration_info_json:
+            from devmig.agent._host import Host
+
             report = Host(settings).report().to_json()
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             raise typer.Exit(0)
         sock, url = bind(listen)
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)
+    from devmig.agent._app import create_app  # the web framework only when serving
+
     app = create_app(settings)
     asyncio.run(serve(app, sock, out, lambda: _announce(app, settings, url, token is None)))
 

@@ -8,12 +8,13 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING, Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.cli._output import Output
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["bind", "serve"]
 
