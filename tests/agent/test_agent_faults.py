@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import TOKEN, AgentProcess, Agents, wait_finished
+from agent_processes import TOKEN, AgentProcess, Agents, wait_finished
 
 from devmig.migration import SourceHandoff
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AgentProcess, Agents, wait_finished
+from agent_processes import AgentProcess, Agents, wait_finished
 
 OLD = "nic=1.0.0,blk=1.0.0,accel=1.0.0"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import AgentProcess, Agents
+from agent_processes import AgentProcess, Agents
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from typing import Any
 import cbor2
 import pytest
 from _proxy import StreamProxy
-from conftest import TOKEN, AgentProcess, _announced, _popen
+from agent_processes import TOKEN, AgentProcess, _announced, _popen
 
 from devmig.migration import SourceHandoff
 

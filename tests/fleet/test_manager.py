@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from conftest import Agent, Agents
+from fleet_env import Agent, Agents
 
 from devmig.fleet import sqlite_url
 from devmig.model import load_host_report

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import httpx2
 import pytest
-from conftest import Agent, Agents, free_port
+from fleet_env import Agent, Agents, free_port
 
 from devmig.fleet import Inventory, ManualClock, MemoryInventory, Poller, PollStatus
 

@@ -1,0 +1,187 @@
+"""Inventory fixtures: every inventory test runs on the twin, a SQLite file and PostgreSQL.
+
+PostgreSQL comes from ``DEVMIG_TEST_PG_URL`` (``.ci/run`` starts a throwaway
+cluster and exports it); each test gets a database of its own, dropped at
+teardown. Without the variable the PostgreSQL cases skip — except under
+``CI=true``, where they fail: CI must test PostgreSQL for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from devmig.fleet import Inventory, MemoryInventory, SqlInventory, sqlite_url
+
+PG_ENV = "DEVMIG_TEST_PG_URL"
+
+
+def _pg_base_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{PG_ENV} is not set under CI=true: PostgreSQL tests must run in CI")
+        pytest.skip(f"{PG_ENV} not set (no PostgreSQL to test against)")
+    return url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (dropped at teardown)."""
+    base = sa.make_url(_pg_base_url())
+    name = f"devmig_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT",
+                             poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "inventory.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def make_inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Inventory]]:
+    """A factory of inventories over one store (the twin, SQLite, PostgreSQL); all closed at teardown."""
+    made: list[Inventory] = []
+    if request.param == "memory":
+        shared = MemoryInventory()
+
+        def make() -> Inventory:
+            if shared.state.value == "new":
+                shared.open()
+            return shared
+    else:
+        url = sqlite_url(tmp_path / "inventory.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+        def make() -> Inventory:
+            inventory = SqlInventory(url)
+            inventory.open()
+            made.append(inventory)
+            return inventory
+
+    yield make
+    for inventory in made:
+        inventory.close()
+    if request.param == "memory":
+        shared.close()
+
+
+@pytest.fixture
+def inventory(make_inventory: Callable[[], Inventory]) -> Inventory:
+    """An open inventory (twin, SQLite file or PostgreSQL)."""
+    return make_inventory()
+
+
+# -- real agents -------------------------------------------------------------------------
+
+
+@dataclass
+class Agent:
+    """One running ``devmig agent`` process."""
+
+    name: str
+    process: subprocess.Popen[str]
+    url: str
+    token: str
+
+    def kill(self) -> None:
+        """SIGKILL the agent and wait for it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Agents:
+    """Starts real agents (several at once: they start in parallel); kills them all at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[Agent] = []
+
+    def spawn(self, name: str, releases: str, *, port: int = 0) -> Agent:
+        """Start an agent without waiting for it (see :meth:`wait`)."""
+        state_dir = self.root / f"agent-{name}"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "devmig", "agent", "--listen", f"127.0.0.1:{port}", "--json",
+                "--host-name", name, "--release", releases, "--state-dir", str(state_dir)]
+        env = {**os.environ, "DEVMIG_TOKEN": "fleet-test-token"}
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        agent = Agent(name, process, "", "fleet-test-token")
+        self.started.append(agent)
+        return agent
+
+    @staticmethod
+    def wait(agent: Agent) -> Agent:
+        """Read the agent's JSON announce line (its URL)."""
+        process = agent.process
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.strip().startswith("{"):
+                agent.url = json.loads(line)["url"]
+                return agent
+            if process.poll() is not None:
+                raise RuntimeError(f"agent {agent.name} exited: {process.stderr.read() if process.stderr else ''}")
+        raise RuntimeError(f"agent {agent.name} did not announce itself")
+
+    def start(self, *specs: tuple[str, str] | tuple[str, str, int]) -> list[Agent]:
+        """Start agents ``(name, releases[, port])`` in parallel; return them once all listen."""
+        spawned = [self.spawn(spec[0], spec[1], port=spec[2] if len(spec) > 2 else 0) for spec in specs]  # type: ignore[misc]
+        return [self.wait(agent) for agent in spawned]
+
+    def kill_all(self) -> None:
+        """Kill every agent started."""
+        for agent in self.started:
+            agent.kill()
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[Agents]:
+    """Real agents for one test."""
+    started = Agents(tmp_path)
+    yield started
+    started.kill_all()
+
+
+@pytest.fixture(scope="module")
+def shared_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    """One real agent (host ``shared``, nic 2.0.0) for a whole test module."""
+    started = Agents(tmp_path_factory.mktemp("shared-agent"))
+    (agent,) = started.start(("shared", "nic=2.0.0"))
+    yield agent
+    started.kill_all()
