@@ -78,6 +78,10 @@ def agent_cmd(
             advertise_stream=advertise_stream,
             **({"token": token} if token else {}),
         )
+        from devmig.devices import device_class
+
+        for implementation, wanted in settings.releases.items():
+            device_class(implementation, wanted)  # refuse an unknown release before serving
         if print_migration_info_json:
             from devmig.agent._host import Host
 
