@@ -101,13 +101,18 @@ class Bench:
     def dst(self) -> AgentProcess:
         return self.agent("dst")
 
-    def kill_and_restart(self, name: str, *, restart: bool = True) -> None:
-        """SIGKILL an agent; start it again (same state directory) in the background."""
+    def kill_and_restart(self, name: str, *, restart: bool = True) -> str:
+        """SIGKILL an agent; start it again (same state directory) in the background; return its URL."""
         old = self.procs[name].get()
         old.kill(signal.SIGKILL)
-        if restart:  # same URL: the peer's in-doubt queries must reach it again
-            args = [*DEST_ARGS, "--advertise-stream", self.proxy.address] if name == "dst" else SOURCE_ARGS
-            self.spawn(name, [*args, "--listen", old.url.removeprefix("http://")])
+        if restart:
+            self.restart(name, old.url)
+        return old.url
+
+    def restart(self, name: str, url: str) -> None:
+        """Start a killed agent again on the same URL: the peer's in-doubt queries must reach it."""
+        args = [*DEST_ARGS, "--advertise-stream", self.proxy.address] if name == "dst" else SOURCE_ARGS
+        self.spawn(name, [*args, "--listen", url.removeprefix("http://")])
 
     def close(self) -> None:
         self.proxy.close()
@@ -280,11 +285,12 @@ def _dest_killed_holding(fault: str, dest_phase: str) -> Callable[[Bench, str], 
         src = b.src
         wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "COMMITTED", "IN_DOUBT")
                  and phase_is(b.dst, mid, *dest_phase.split()))
-        b.kill_and_restart("dst")
+        url = b.kill_and_restart("dst", restart=False)
         wait_for("IN_DOUBT", lambda: phase_is(src, mid, "IN_DOUBT"))
         assert running_copies(b, src, dev_id, mid) == []  # committed: the source never resumes by itself
-        time.sleep(0.5)
+        time.sleep(0.5)  # the destination is down: nothing may change
         assert phase_is(src, mid, "IN_DOUBT") and running_copies(b, src, dev_id, mid) == []
+        b.restart("dst", url)
         b.dst  # noqa: B018 -- wait for the restarted destination: its journal answers
         return Run(src, dev_id, mid)
     return inject
