@@ -39,6 +39,7 @@ from devmig.agent._problems import (
     validation_error_handler,
 )
 from devmig.fleet._clock import Clock, SystemClock
+from devmig.fleet._dashboard import mount_dashboard
 from devmig.fleet._inventory import DEFAULT_MAX_MISSED, Inventory
 from devmig.fleet._manager_api import (
     HostAdd,
@@ -346,4 +347,5 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
         """Plan upgrading a pool to target releases: planned profiles, stranded devices, a safe order."""
         return answer_plan_upgrade(inv, inv.snapshot(), pool, body)
 
+    mount_dashboard(app)
     return app
