@@ -136,12 +136,14 @@ class AgentClient:
         return await self._json("POST", "/v1/migrations/incoming", ok=(200, 201), json=dict(body))
 
     async def outgoing(self, migration_id: str | None, device_id: str, destination_url: str,
-                       destination_token: str | None) -> dict[str, Any]:
-        """``POST /v1/migrations/outgoing``: start a migration (202)."""
+                       destination_token: str | None, *, lease: str | None = None) -> dict[str, Any]:
+        """``POST /v1/migrations/outgoing``: start a migration (202); ``lease``: a controller's."""
         body: dict[str, Any] = {"device_id": device_id,
                                 "destination": {"url": destination_url, "token": destination_token}}
         if migration_id:
             body["migration_id"] = migration_id
+        if lease is not None:
+            body["lease"] = lease
         return await self._json("POST", "/v1/migrations/outgoing", ok=(202,), json=body)
 
     async def migration(self, migration_id: str) -> dict[str, Any]:
@@ -153,9 +155,13 @@ class AgentClient:
         data = await self._json("GET", "/v1/migrations")
         return list(data.get("migrations", []))
 
-    async def cancel(self, migration_id: str) -> dict[str, Any]:
-        """``POST /v1/migrations/{id}/cancel``."""
-        return await self._json("POST", f"/v1/migrations/{migration_id}/cancel")
+    async def cancel(self, migration_id: str, *, lease: str | None = None,
+                     device_id: str | None = None) -> dict[str, Any]:
+        """``POST /v1/migrations/{id}/cancel`` (with a controller's lease; ``device_id`` fences an unknown id)."""
+        if lease is None:
+            return await self._json("POST", f"/v1/migrations/{migration_id}/cancel")
+        body = {"lease": lease, "device_id": device_id}
+        return await self._json("POST", f"/v1/migrations/{migration_id}/cancel", json=body)
 
     async def query(self, migration_id: str, frame: bytes, token: str | None = None) -> bytes:
         """``POST /v1/migrations/{id}/query``: send a QUERY frame, return the STATUS frame.

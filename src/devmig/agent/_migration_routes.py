@@ -56,7 +56,8 @@ class IncomingRequest(BaseModel):
         default_factory=dict,
         description="The source device's host settings (e.g. a block device's shared `image` path), used as is.",
     )
-    lease: str | None = Field(None, max_length=256, description="Reserved for the fleet manager.")
+    lease: str | None = Field(None, max_length=256,
+                              description="The controller's lease, as the source got it (see OutgoingRequest.lease).")
 
 
 class IncomingResponse(BaseModel):
@@ -86,6 +87,24 @@ class OutgoingRequest(BaseModel):
     migration_id: str | None = Field(None, pattern=_ID_PATTERN, description="Default: a new id.")
     device_id: str = Field(min_length=1, max_length=128)
     destination: Destination
+    lease: str | None = Field(
+        None, max_length=256,
+        description="Who drives the migration (the fleet manager: its instance and the migration id). "
+                    "The same id under another lease, or none, is refused with 409 LEASE_HELD.",
+    )
+
+
+class CancelRequest(BaseModel):
+    """Optional body of a cancel: who cancels, and what to fence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lease: str | None = Field(None, max_length=256, description="The controller's lease (must match when given).")
+    device_id: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="With a lease, for an id this agent never heard of: record it as a rolled-back migration of "
+                    "this device (a fence), so a late outgoing call with this id cannot start it.",
+    )
 
 
 class MigrationError(BaseModel):
@@ -172,7 +191,7 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     the old one (which is revoked); afterwards 409 ``MIGRATION_CONFLICT``.
     """
     m, secret = engine.incoming(body.migration_id, body.model, body.config, body.source.model_dump(),
-                                body.host, body.source.callback_token)
+                                body.host, body.source.callback_token, body.lease)
     stream = engine.settings.advertise_stream or engine.stream_address
     assert m.device_id is not None and stream is not None
     return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=stream,
@@ -191,11 +210,12 @@ async def outgoing(body: OutgoingRequest, request: Request, engine: EngineDep) -
 
     The destination's report is checked first: 409 ``INCOMPATIBLE`` with every
     reason, before anything is created. 409 ``DEVICE_BUSY`` when another
-    migration holds the device. Idempotent by migration id.
+    migration holds the device. Idempotent by migration id (and lease: the
+    same id under another lease is 409 ``LEASE_HELD``).
     """
     source_url = str(request.base_url).rstrip("/")
     m = await engine.outgoing(body.migration_id, body.device_id, body.destination.url, body.destination.token,
-                              source_url)
+                              source_url, body.lease)
     return _view(m)
 
 
@@ -211,9 +231,16 @@ async def get_migration(migration_id: MigrationId, engine: EngineDep) -> Migrati
     dependencies=[Depends(require_token)],
     responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM},
 )
-async def cancel(migration_id: MigrationId, engine: EngineDep) -> MigrationView:
-    """Cancel: before COMMITTED the migration rolls back; afterwards 409 ``TOO_LATE``."""
-    return _view(engine.cancel(migration_id))
+async def cancel(migration_id: MigrationId, engine: EngineDep, body: CancelRequest | None = None) -> MigrationView:
+    """Cancel: before COMMITTED the migration rolls back; afterwards 409 ``TOO_LATE``.
+
+    With a body ``{"lease", "device_id"}`` (a controller): 409 ``LEASE_HELD``
+    under another lease; an id this agent never heard of is fenced (recorded
+    as rolled back) instead of 404.
+    """
+    if body is None:
+        return _view(engine.cancel(migration_id))
+    return _view(engine.cancel(migration_id, lease=body.lease, device_id=body.device_id))
 
 
 @migrations_router.post("/{migration_id}/query", response_class=Response, include_in_schema=False)

@@ -36,6 +36,19 @@ and then carried by the two agents alone: whoever started it only observes
    out) until the answer is final. An agent that holds no live hand-off for a
    migration (it restarted) answers from its :mod:`journal <._journal>`.
 
+**Leases.** A controller (the fleet manager) may pass a *lease* -- an opaque
+string naming it and the migration -- with ``outgoing``; the source hands it
+to the destination with ``incoming``. Both remember it (journalled), and
+refuse the same migration id under another lease, or none, with 409
+``LEASE_HELD``: two controllers never drive one migration. A migration
+started without a lease (the agent-only ``devmig migrate`` path) is only
+ever repeated without one. ``cancel`` with a lease must name the same one;
+``cancel`` without one is the operator's and always allowed. ``cancel`` of an
+id the source never heard of, with a lease and a device id, *fences* it: the
+id is journalled as rolled back, so an ``outgoing`` call that was in flight
+when its controller crashed can never start it later (it gets the
+rolled-back migration back).
+
 The status of each migration is a :class:`Migration`: the protocol's phase
 names (``CONNECTING``, ``STREAMING``, ``WAIT_READY``, ``COMMITTING``,
 ``COMMITTED``, ``IN_DOUBT``, ``DONE``, ``ROLLED_BACK`` on the source;
@@ -276,6 +289,8 @@ class MigrationEngine:
                 phase = "RUNNING" if "STARTED" in kinds else "DESTROYED"
             m = Migration(mid, role, phase, from_journal=True)
             for r in records:
+                if isinstance(r.data.get("lease"), str):
+                    m.extra["lease"] = r.data["lease"]
                 status = r.data.get("status")
                 if isinstance(status, Mapping):
                     for key in ("device_id", "destination_device_id", "model", "digest", "round",
@@ -291,12 +306,30 @@ class MigrationEngine:
             self.migrations[mid] = m
 
     def record(self, m: Migration, kind: str) -> None:
-        """Append a journal record carrying the migration's status.
+        """Append a journal record carrying the migration's status (and its lease).
 
         Raises:
             DevmigError: ``JOURNAL_FAILED``.
         """
-        self.journal.append(m.id, m.role.value, kind, {"status": m.to_dict()})
+        data: dict[str, Any] = {"status": m.to_dict()}
+        if m.extra.get("lease") is not None:
+            data["lease"] = m.extra["lease"]
+        self.journal.append(m.id, m.role.value, kind, data)
+
+    @staticmethod
+    def check_lease(m: Migration, lease: str | None) -> None:
+        """Refuse a call about ``m`` under another lease than the one it was started with.
+
+        Raises:
+            DevmigError: ``LEASE_HELD`` (409).
+        """
+        held = m.extra.get("lease")
+        if held != lease:
+            raise problem("LEASE_HELD",
+                          f"migration {m.id} is driven by "
+                          + ("another controller" if held is not None else "a caller without a lease"),
+                          loc=("lease",), value=lease,
+                          hint="one controller per migration id; use a new migration id")
 
     # -- queries -------------------------------------------------------------------
 
@@ -349,18 +382,19 @@ class MigrationEngine:
     # -- the destination side ------------------------------------------------------
 
     def incoming(self, migration_id: str, model: str, config: Mapping[str, Any], source: Mapping[str, Any],
-                 host_settings: Mapping[str, Any], callback_token: str | None) -> tuple[Migration, bytes]:
+                 host_settings: Mapping[str, Any], callback_token: str | None,
+                 lease: str | None = None) -> tuple[Migration, bytes]:
         """Prepare the destination's copy and issue a single-use secret.
 
         Idempotent by migration id: repeating it returns the same device and
         a fresh secret, as long as no connection has used the old one (the
         old secret is revoked); once one did, it is refused with
-        ``MIGRATION_CONFLICT`` (409).
+        ``MIGRATION_CONFLICT`` (409). ``lease``: see the module docstring.
 
         Raises:
             ConfigError: this release refuses the configuration (422, every problem).
             DevmigError: ``INSUFFICIENT_RESOURCES`` (507), ``MODEL_UNKNOWN`` (404),
-                ``MIGRATION_CONFLICT`` (409).
+                ``MIGRATION_CONFLICT`` / ``LEASE_HELD`` (409).
         """
         from devmig.agent._incoming import DestinationRun
 
@@ -369,6 +403,7 @@ class MigrationEngine:
             if m.role is not Role.DESTINATION or m.model != model:
                 raise problem("MIGRATION_CONFLICT", f"migration {migration_id} exists here with another role or model",
                               loc=("migration_id",), value=migration_id)
+            self.check_lease(m, lease)
             if m.extra.get("hello") or m.phase != "WAIT_HELLO":
                 raise problem("MIGRATION_CONFLICT",
                               f"migration {migration_id} already carried a connection (phase {m.phase})",
@@ -390,6 +425,8 @@ class MigrationEngine:
             m.stage = "waiting"
             m.timings.update(create_s=round(created, 4), **_rss_kib())
             m.extra["callback_token"] = callback_token
+            if lease is not None:
+                m.extra["lease"] = lease
             self.migrations[migration_id] = m
             try:
                 self.record(m, "INCOMING")
@@ -412,15 +449,16 @@ class MigrationEngine:
     # -- the source side -----------------------------------------------------------
 
     async def outgoing(self, migration_id: str | None, device_id: str, destination_url: str,
-                       destination_token: str | None, source_url: str = "") -> Migration:
+                       destination_token: str | None, source_url: str = "", lease: str | None = None) -> Migration:
         """Check the destination, then start a migration in the background.
 
-        Idempotent by migration id: the same id for the same device returns
-        the existing migration.
+        Idempotent by migration id: the same id for the same device (and the
+        same lease) returns the existing migration -- also one that ended, or
+        one a fence recorded as rolled back. ``lease``: see the module docstring.
 
         Raises:
             DevmigError: ``DEVICE_NOT_FOUND`` (404), ``DEVICE_BUSY`` (409),
-                ``MIGRATION_CONFLICT`` (409), ``INCOMPATIBLE`` (409, every reason),
+                ``MIGRATION_CONFLICT`` / ``LEASE_HELD`` (409), ``INCOMPATIBLE`` (409, every reason),
                 ``AGENT_UNREACHABLE`` / ``AUTH_FAILED`` (502) from the destination.
         """
         from devmig.agent._outgoing import SourceRun
@@ -428,6 +466,7 @@ class MigrationEngine:
         if migration_id is not None and migration_id in self.migrations:
             m = self.migrations[migration_id]
             if m.role is Role.SOURCE and m.device_id == device_id:
+                self.check_lease(m, lease)
                 return m
             raise problem("MIGRATION_CONFLICT", f"migration {migration_id} exists here for another device or role",
                           loc=("migration_id",), value=migration_id)
@@ -443,6 +482,8 @@ class MigrationEngine:
                       model=hosted.device.config.model, config=dict(hosted.device.config.values),
                       source={"host": self.settings.host_name, "url": source_url},
                       destination={"url": destination_url, "token": destination_token})
+        if lease is not None:
+            m.extra["lease"] = lease
         self.migrations[mid] = m
         run = SourceRun(self, m, hosted)
         m.runner = run
@@ -463,17 +504,40 @@ class MigrationEngine:
 
     # -- both ------------------------------------------------------------------------
 
-    def cancel(self, migration_id: str) -> Migration:
+    def cancel(self, migration_id: str, *, lease: str | None = None, device_id: str | None = None) -> Migration:
         """Cancel a migration before COMMITTED (source) or before READY (destination).
 
+        Args:
+            lease: the controller's lease (``None``: the operator, always allowed).
+            device_id: with ``lease``, for an id this agent never heard of:
+                *fence* it -- journal it as a rolled-back outgoing migration of
+                that device, so that a late ``outgoing`` call with this id
+                gets that back instead of starting.
+
         Raises:
-            DevmigError: ``MIGRATION_NOT_FOUND`` (404); ``TOO_LATE`` (409) once
-                the outcome is no longer this side's to choose, or it ended.
+            DevmigError: ``MIGRATION_NOT_FOUND`` (404); ``LEASE_HELD`` (409);
+                ``TOO_LATE`` (409) once the outcome is no longer this side's
+                to choose, or it ended; ``JOURNAL_FAILED`` when a fence cannot be written.
         """
+        if migration_id not in self.migrations and lease is not None and device_id is not None:
+            return self._fence(migration_id, lease, device_id)
         m = self.get(migration_id)
+        if lease is not None:
+            self.check_lease(m, lease)
         if m.finished or m.runner is None:
             raise problem("TOO_LATE", f"migration {migration_id} already ended ({m.phase})",
                           loc=("phase", m.phase), value=m.phase)
         m.runner.cancel()
+        return m
+
+    def _fence(self, migration_id: str, lease: str, device_id: str) -> Migration:
+        """Journal an id this source never started as rolled back (see :meth:`cancel`)."""
+        m = Migration(migration_id, Role.SOURCE, SourcePhase.ROLLED_BACK.value, device_id=device_id, stage="ended",
+                      source={"host": self.settings.host_name})
+        m.extra["lease"] = lease
+        m.fail("FENCED", "the controller cancelled the migration before it reached this agent", None)
+        m.finished_at = time.time()
+        self.record(m, "ROLLED_BACK")
+        self.migrations[migration_id] = m
         return m
 

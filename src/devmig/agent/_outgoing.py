@@ -153,6 +153,7 @@ class SourceRun:
             "host": {k: v for k, v in self.hosted.host_settings.items() if isinstance(v, (str, int, bool))},
             "source": {"url": m.source.get("url", ""), "host": self.settings.host_name,
                        "callback_token": self.callback_token},
+            "lease": m.extra.get("lease"),
         }
         try:
             async with self._client() as client:

@@ -9,7 +9,9 @@ Open an inventory, register hosts, and poll their agents::
         snapshot = inventory.snapshot()   # plain data for the fleet algorithms
 
 :class:`MemoryInventory` is the in-memory twin and :class:`ManualClock` the
-clock twin; both run the same tests as the real ones.
+clock twin; both run the same tests as the real ones. The manager's
+migrations are driven by :class:`Orchestrator` over a write-ahead journal whose
+phases and resume rules are the pure :func:`decide` and :data:`TRANSITIONS`.
 """
 
 from devmig.fleet._bench import bench_register
@@ -26,15 +28,22 @@ from devmig.fleet._inventory import (
     RunState,
     report_profile,
 )
+from devmig.fleet._journal_phases import FORWARD, PHASES, TRANSITIONS, AgentView, Decision, decide
 from devmig.fleet._manager import ManagerSettings, create_manager_app
 from devmig.fleet._memory import MemoryInventory
+from devmig.fleet._orchestrator import Orchestrator
 from devmig.fleet._poller import Poller, PollOutcome, PollStatus
 from devmig.fleet._schema import metadata
 from devmig.fleet._sql import SqlInventory, sqlite_url
 
 __all__ = [
     "DEFAULT_MAX_MISSED",
+    "FORWARD",
+    "PHASES",
+    "TRANSITIONS",
+    "AgentView",
     "Clock",
+    "Decision",
     "DeviceRecord",
     "HistoryEntry",
     "HostSnapshot",
@@ -45,6 +54,7 @@ __all__ = [
     "ManagerSettings",
     "ManualClock",
     "MemoryInventory",
+    "Orchestrator",
     "PollOutcome",
     "PollStatus",
     "Poller",
@@ -53,6 +63,7 @@ __all__ = [
     "SystemClock",
     "bench_register",
     "create_manager_app",
+    "decide",
     "metadata",
     "report_profile",
     "sqlite_url",

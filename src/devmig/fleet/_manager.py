@@ -1,22 +1,31 @@
-"""The manager service: the fleet inventory, its poller, and the fleet questions over HTTP (``/v1``).
+"""The manager service: the fleet inventory, its poller, the fleet questions and migrations over HTTP (``/v1``).
 
 Built by :func:`create_manager_app` with one lifespan: it opens the inventory
 (:class:`~devmig.fleet.SqlInventory` on ``settings.db_url`` unless one is
 given), runs the :class:`~devmig.fleet.Poller` every ``poll_interval``
-seconds on the real clock (or the one given), and on shutdown cancels the
-poller and closes what it opened.
+seconds on the real clock (or the one given), opens the
+:class:`~devmig.fleet.Orchestrator` (which resumes every unfinished migration
+of the journal first), and on shutdown stops them and closes what it opened.
+
+Migrations (``/v1/migrations``) are checked, then journalled phase by phase
+ahead of every agent call, driven in the background and resumed after a
+restart: see :mod:`devmig.fleet._orchestrator`. Drains are built on them.
 
 Reads are open; mutating endpoints (hosts, pools, cordons, ``POST /v1/poll``)
 need ``Authorization: Bearer TOKEN``. Every error is problem details
 (``application/problem+json``) carrying the problems' codes. The answers
 come from one inventory snapshot per request through :mod:`devmig.compat`
-(see :mod:`devmig.fleet._manager_api`). Migrations and drains are not here yet.
+(see :mod:`devmig.fleet._manager_api`).
+
+Test hook: ``ManagerSettings.crash_at`` (from ``DEVMIG_TEST_CRASH_AT``) makes
+the process exit right after committing that journal phase (the SIGKILL tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -53,6 +62,7 @@ from devmig.fleet._manager_api import (
     host_dict,
     profile_docs,
 )
+from devmig.fleet._orchestrator import Orchestrator
 from devmig.fleet._poller import Poller
 from devmig.fleet._sql import SqlInventory
 
@@ -77,6 +87,13 @@ MANAGER_STATUS: dict[str, int] = {
     "DB_CONFLICT": 409,
     "DB_ERROR": 500,
     "INVENTORY_STATE": 503,
+    "MIGRATION_UNKNOWN": 404,
+    "NO_HOST": 409,
+    "SAME_HOST": 409,
+    "HOST_CORDONED": 409,
+    "HOST_UNREACHABLE": 409,
+    "TIMEOUT": 504,
+    "JOURNAL_TRANSITION": 500,
 }
 """HTTP status of the manager's own problem codes (the agent's table covers the rest)."""
 
@@ -94,6 +111,24 @@ class ManagerSettings(BaseModel):
     """Bearer token the poller sends to agents (reads need none by default)."""
     max_missed: int = Field(DEFAULT_MAX_MISSED, ge=1)
     poll_timeout: float = Field(5.0, gt=0)
+    migration_interval: float = Field(0.2, gt=0, description="Seconds between two looks at a running migration.")
+    migration_concurrency: int = Field(8, ge=1, description="Migrations driven at once.")
+    crash_at: str | None = Field(
+        default_factory=lambda: os.environ.get("DEVMIG_TEST_CRASH_AT") or None,
+        description="TEST HOOK (env DEVMIG_TEST_CRASH_AT): exit at once right after committing this journal phase.",
+    )
+
+
+class MigrationCreate(BaseModel):
+    """Migrate a running device: to a named host, or to the best one placement finds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field(min_length=3, max_length=400, description="HOST/ID of a running device.")
+    destination: str | None = Field(None, min_length=1, max_length=256,
+                                    description="The destination host (default: the best by placement).")
+    migration_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+                                     description="Default: a new id. The same id again returns the existing record.")
 
 
 class Health(BaseModel):
@@ -141,8 +176,15 @@ def poller_of(request: Request) -> Poller:
     return poller
 
 
+def orchestrator_of(request: Request) -> Orchestrator:
+    """FastAPI dependency: the app's orchestrator."""
+    orchestrator: Orchestrator = request.app.state.orchestrator
+    return orchestrator
+
+
 InventoryDep = Annotated[Inventory, Depends(inventory_of)]
 PollerDep = Annotated[Poller, Depends(poller_of)]
+OrchestratorDep = Annotated[Orchestrator, Depends(orchestrator_of)]
 
 
 async def _poll_forever(poller: Poller) -> None:
@@ -183,8 +225,15 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
                               timeout=settings.poll_timeout) as poller:
                 app.state.poller = poller
                 task = asyncio.create_task(_poll_forever(poller)) if poll else None
+                orchestrator = Orchestrator(
+                    inv, poller, token_for=lambda host: app.state.agent_tokens.get(host) or settings.agent_token,
+                    interval=settings.migration_interval, concurrency=settings.migration_concurrency,
+                    crash_at=settings.crash_at, agent_timeout=settings.poll_timeout,
+                )
+                app.state.orchestrator = orchestrator
                 try:
-                    yield
+                    async with orchestrator:  # resumes every unfinished migration first
+                        yield
                 finally:
                     if task is not None:
                         task.cancel()
@@ -200,7 +249,7 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
         lifespan=lifespan,
         description=(
             "The fleet: hosts and their agents' reports (polled), pools, cordons, and the fleet questions — "
-            "placement, pool baselines, rollback sets and upgrade plans. "
+            "placement, pool baselines, rollback sets and upgrade plans; journalled migrations. "
             "Mutating endpoints need `Authorization: Bearer TOKEN`."
         ),
     )
@@ -346,6 +395,43 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
     async def pool_plan_upgrade(pool: str, body: UpgradeRequest, inv: InventoryDep) -> dict[str, Any]:
         """Plan upgrading a pool to target releases: planned profiles, stranded devices, a safe order."""
         return answer_plan_upgrade(inv, inv.snapshot(), pool, body)
+
+    # -- migrations --------------------------------------------------------------------
+
+    @app.post("/v1/migrations", status_code=202, tags=["migrations"], dependencies=_AUTH,
+              responses={200: {"description": "The migration id existed: its record"}, 401: _PROBLEM,
+                         404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM})
+    async def start_migration(body: MigrationCreate, orchestrator: OrchestratorDep,
+                              response: Response) -> dict[str, Any]:
+        """Check, journal and start migrating a running device (202); it runs in the background.
+
+        Refused before anything moved: 404 ``DEVICE_NOT_FOUND`` / ``HOST_UNKNOWN``; 409 ``NO_HOST``
+        (every rejected host's reasons), the compatibility codes (``INCOMPATIBLE``, then every
+        reason) or ``HOST_CORDONED`` / ``HOST_UNREACHABLE`` / ``SAME_HOST`` for a named destination,
+        ``DEVICE_BUSY`` while a migration of the device is unfinished. The same ``migration_id``
+        again: 200 with the existing record.
+        """
+        record, created = await orchestrator.submit(body.device, body.destination, migration_id=body.migration_id)
+        if not created:
+            response.status_code = 200
+        return record
+
+    @app.get("/v1/migrations", tags=["migrations"])
+    async def list_migrations(
+        orchestrator: OrchestratorDep,
+        active: Annotated[bool, Query(description="Only unfinished migrations.")] = False,
+    ) -> dict[str, Any]:
+        """Every migration, newest first: phase, progress, outcome, history of phases."""
+        return {"migrations": orchestrator.list(active=active)}
+
+    @app.get("/v1/migrations/{migration_id}", tags=["migrations"], responses={404: _PROBLEM})
+    async def get_migration(migration_id: str, orchestrator: OrchestratorDep) -> dict[str, Any]:
+        """One migration: its journal phase, progress, downtime, digest, error and history.
+
+        Phases: planned, destination_created, streaming, destination_validated, handed_off,
+        destination_running, source_released, done; rolling_back, rolled_back; resolving.
+        """
+        return orchestrator.get(migration_id)
 
     mount_dashboard(app)
     return app
