@@ -21,7 +21,8 @@ missing. Its rules, in order:
 1. the destination's copy is ``RUNNING`` → roll forward (``done`` once the
    source says ``DONE``; ``destination_running`` while it has not released);
    the source also says ``ROLLED_BACK`` → two copies would run: never guess,
-   ``resolving`` with ``SPLIT_OUTCOME``;
+   ``resolving`` with ``SPLIT_OUTCOME``; the source cannot be asked, or does
+   not know the migration → ``resolving`` (it may still hold a stopped copy);
 2. the source says ``DONE`` → roll forward to ``done``;
 3. the source says ``ROLLED_BACK`` → roll back (``SPLIT_OUTCOME`` if the
    journal already saw the destination's copy run); ``rolled_back`` once the
@@ -271,6 +272,9 @@ def decide(journal_phase: str, last_forward: str, source: AgentView, destination
         if s.reach is Reach.UNREACHABLE:
             return Decision("resolving", outcome="migrated", code="AGENT_UNREACHABLE",
                             reason="the destination runs the device; the source cannot be asked whether it released")
+        if s.reach is Reach.UNKNOWN:
+            return Decision("resolving", outcome="migrated", code="SOURCE_LOST",
+                            reason="the destination runs the device; the source agent does not know the migration")
         return _forward("destination_running")
     # 2. the source released its copy
     if s_phase == "DONE":

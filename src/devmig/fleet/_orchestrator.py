@@ -136,6 +136,7 @@ class Orchestrator:
         self._slots = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._runs: dict[str, _Run] = {}
+        self._clients: dict[tuple[str, str | None], AgentClient] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.state = "created"
 
@@ -166,6 +167,9 @@ class Orchestrator:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
         self.state = "closed"
 
     async def _sweep(self) -> None:
@@ -205,7 +209,7 @@ class Orchestrator:
         """Every migration's record, newest first (``active``: only unfinished ones)."""
         records = [self._record(e) for e in self.inventory.journal_list()]
         if active:
-            records = [r for r in records if not r.get("finished")]
+            records = [r for r in records if r["phase"] not in FINISHED]
         records.sort(key=lambda r: (str(r.get("created_at", "")), r["id"]), reverse=True)
         return records
 
@@ -472,7 +476,12 @@ class Orchestrator:
         task.add_done_callback(done)
 
     def _client(self, url: str, host: str) -> AgentClient:
-        return AgentClient(url, self._token_for(host), timeout=self.agent_timeout)
+        """The (kept) client of a host's agent."""
+        token = self._token_for(host)
+        client = self._clients.get((url, token))
+        if client is None:
+            client = self._clients[(url, token)] = AgentClient(url, token, timeout=self.agent_timeout)
+        return client
 
     async def _drive(self, mid: str, fresh: bool) -> None:
         try:
@@ -498,8 +507,9 @@ class Orchestrator:
         failures = 0
         saved = repr(payload)
         while True:
-            source, s_status = await self._ask(payload["_source_url"], payload["source"], mid)
-            dest, d_status = await self._ask(payload["_destination_url"], payload["destination"], mid)
+            (source, s_status), (dest, d_status) = await asyncio.gather(
+                self._ask(payload["_source_url"], payload["source"], mid),
+                self._ask(payload["_destination_url"], payload["destination"], mid))
             self._observe(payload, s_status, d_status)
             decision = decide(phase, payload.get("_last_forward", "planned"), source, dest)
             if decision.target == "resolving":
@@ -528,9 +538,9 @@ class Orchestrator:
     async def _call_outgoing(self, mid: str, phase: str, payload: dict[str, Any]) -> str:
         """Ask the source agent to start (``destination_created`` is committed)."""
         try:
-            async with self._client(payload["_source_url"], payload["source"]) as agent:
-                await agent.outgoing(mid, payload["device_id"], payload["_destination_url"],
-                                     self._token_for(payload["destination"]), lease=payload["_lease"])
+            agent = self._client(payload["_source_url"], payload["source"])
+            await agent.outgoing(mid, payload["device_id"], payload["_destination_url"],
+                                 self._token_for(payload["destination"]), lease=payload["_lease"])
         except DevmigError as exc:
             payload["error"] = {"code": exc.code, "message": str(exc), "phase": phase,
                                 "problems": exc.to_dicts()}
@@ -545,8 +555,8 @@ class Orchestrator:
 
     async def _ask(self, url: str, host: str, mid: str) -> tuple[AgentView, dict[str, Any] | None]:
         try:
-            async with self._client(url, host) as agent:
-                status = await agent.migration(mid)
+            agent = self._client(url, host)
+            status = await agent.migration(mid)
         except DevmigError as exc:
             if exc.code == "MIGRATION_NOT_FOUND":
                 return AgentView.unknown(), None
@@ -591,12 +601,12 @@ class Orchestrator:
             payload["resolving"] = info
         if decision.action is Action.CANCEL_DESTINATION:
             with contextlib.suppress(DevmigError):
-                async with self._client(payload["_destination_url"], payload["destination"]) as agent:
-                    await agent.cancel(mid, lease=payload["_lease"])
+                agent = self._client(payload["_destination_url"], payload["destination"])
+                await agent.cancel(mid, lease=payload["_lease"])
         elif decision.action is Action.FENCE_SOURCE:
             with contextlib.suppress(DevmigError):
-                async with self._client(payload["_source_url"], payload["source"]) as agent:
-                    await agent.cancel(mid, lease=payload["_lease"], device_id=payload["device_id"])
+                agent = self._client(payload["_source_url"], payload["source"])
+                await agent.cancel(mid, lease=payload["_lease"], device_id=payload["device_id"])
         return phase
 
     async def _after(self, payload: Mapping[str, Any]) -> None:
@@ -608,10 +618,10 @@ class Orchestrator:
             stale_id = payload.get("destination_device_id")
         if stale_id:
             with contextlib.suppress(DevmigError):
-                async with self._client(stale_url, stale_host) as agent:
-                    device = await agent.get_device(stale_id)
-                    if not device.get("running") and not device.get("busy"):
-                        await agent.delete_device(stale_id)
+                agent = self._client(stale_url, stale_host)
+                device = await agent.get_device(stale_id)
+                if not device.get("running") and not device.get("busy"):
+                    await agent.delete_device(stale_id)
         for host in (payload["source"], payload["destination"]):
             with contextlib.suppress(DevmigError):
                 await self._refresh(host)
