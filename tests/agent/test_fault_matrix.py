@@ -356,6 +356,36 @@ def _cli_killed(when: str) -> Callable[[Bench, str], Run]:
     return inject
 
 
+def _dest_commit_refused(b: Bench, mid: str) -> Run:
+    """The destination's ``RESUMING -> STOP`` fails after the whole stream arrived and validated.
+
+    A block device on a shared image: the image grows between the source's
+    open and the destination's (an operator's mistake on shared storage), so
+    the destination's copy, created with the same configuration, has another
+    capacity. The stream is well-formed (per-record checks and trailer digest
+    pass); committing the sections is what fails (``SECTION_INVALID``, the
+    ``disk`` section's capacity), so the destination refuses at ``RESUMING``,
+    destroys its copy, and the source resumes.
+    """
+    image = b.root / f"{mid}.img"
+    image.write_bytes(b"\0" * (4 << 20))
+    src = b.src
+    b.proxy.arm(b.dst.stream, None)
+    with src.client() as c:
+        r = c.post("/v1/devices", json={"model": "example.org/devices/blk", "config": "version=1",
+                                        "host": {"image": str(image)}})
+        assert r.status_code == 201, r.text
+        dev_id: str = r.json()["id"]
+        with image.open("r+b") as f:  # the destination will open it at twice the size
+            f.truncate(8 << 20)
+        r = c.post("/v1/migrations/outgoing", json={"migration_id": mid, "device_id": dev_id,
+                                                    "destination": {"url": b.dst.url, "token": b.dst.token}})
+        assert r.status_code == 202, r.text
+    d = wait_for("the destination's end", lambda: finished(b.dst, mid))
+    assert d["timings"].get("trailer") and d["error"]["code"] == "SECTION_INVALID", d  # the whole stream validated
+    return Run(src, dev_id, mid)
+
+
 ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
     "dest-SIGKILL-precopy": (_dest_killed_in("precopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
     "dest-SIGKILL-stopcopy": (_dest_killed_in("stopcopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
@@ -387,6 +417,9 @@ ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
                                                "DESTROYED", "PEER_LOST CONNECTION_LOST CANCELLED", "RESUMING")),
     "proxy-reset": (_proxied("reset"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING",
                                          "DESTROYED", "PEER_LOST CONNECTION_LOST CANCELLED", "RESUMING")),
+    # the stream validated, the commit (RESUMING -> STOP) is refused: the source resumes, the copy is destroyed
+    "dest-commit-refused": (_dest_commit_refused, E("source", "ROLLED_BACK", "SECTION_INVALID", "RESUMING",
+                                                    "DESTROYED", "SECTION_INVALID", "RESUMING")),
     "cli-killed-precopy": (_cli_killed("precopy"), E("destination", "DONE", destination_phase="RUNNING")),
     "cli-killed-after-COMMITTED": (_cli_killed("committed"), E("destination", "DONE", destination_phase="RUNNING")),
 }
