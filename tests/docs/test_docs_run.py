@@ -3,8 +3,10 @@
 Each document gets its own temporary directory (holding a copy of the
 repository's ``examples/``) where its console commands run, with this
 environment's ``devmig`` first on PATH; its Python blocks share one namespace
-and run in order (running a block runs the blocks before it first). The
-rules of a transcript are in ``docs_blocks.py``.
+and run in order (running a block runs the blocks before it first). Like a
+terminal session, what a command exports stays set for the document's later
+commands. A local fleet (``devmig up``) a failed transcript leaves running is
+stopped at the end. The rules of a transcript are in ``docs_blocks.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import pytest
 from docs_blocks import REPO, Block, doc_files, match_output, parse_blocks, parse_transcript
 
 BIN = Path(sys.executable).parent
-COMMAND_TIMEOUT = 120.0
+COMMAND_TIMEOUT = 180.0
+ENV_FILE = ".docs-env"
 
 
 def _env() -> dict[str, str]:
@@ -77,8 +80,11 @@ class DocRun:
 
     def _console(self, block: Block) -> str | None:
         for command in parse_transcript(block):
+            # Like one terminal session: what a command exports, the next command sees.
+            script = (f"{{ [ -f {ENV_FILE} ] && . ./{ENV_FILE}; }} >/dev/null 2>&1\n{command.command}\n"
+                      f"__status=$?; export -p > {ENV_FILE}; exit $__status")
             proc = subprocess.Popen(
-                ["bash", "-c", command.command], cwd=self.dir, env=_env(), stdin=subprocess.DEVNULL,
+                ["bash", "-c", script], cwd=self.dir, env=_env(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
             )
             try:
@@ -149,6 +155,9 @@ def runs() -> Iterator[DocRuns]:
     try:
         yield DocRuns(root)
     finally:
+        for state in root.rglob("state.json"):  # a local fleet a failed transcript left running
+            subprocess.run([str(BIN / "devmig"), "down", "--state-dir", str(state.parent)], env=_env(),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
