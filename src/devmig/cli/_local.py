@@ -47,6 +47,7 @@ StateDirOpt = Annotated[
     typer.Option("--state-dir", help="Where the fleet keeps its state (default: $DEVMIG_HOME, else ./.devmig)."),
 ]
 DETACH_TIMEOUT_S = 180.0
+FINAL_PHASES = frozenset({"done", "rolled_back", "source_released", "released", "failed"})
 
 
 def _state_dir(given: Path | None) -> Path:
@@ -269,23 +270,27 @@ class ConsoleNarrator:
             self.line("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
     def progress(self, label: str, phase: str, done: int, total: int | None) -> None:
-        """A migration's progress: a bar on a terminal; a line per phase otherwise."""
+        """A migration's progress: a live bar on a terminal (full once done); a line per phase otherwise."""
+        sent = f"{done / (1 << 20):.1f} MiB sent"
         if not self.rich:
             if self._last != (label, phase):
                 self._last = (label, phase)
-                self.line(f"  … {label}: {phase}, {done / (1 << 20):.1f} MiB sent")
+                self.line(f"  … {label}: {phase}, {sent}")
             return
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         if self._progress is None or self._last is None or self._last[0] != label:
             self._stop_progress()
-            self._progress = Progress(TextColumn("  {task.description}"), BarColumn(), DownloadColumn(),
-                                      TextColumn("{task.fields[phase]}"), console=self.console, transient=False)
+            self._progress = Progress(TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[sent]}"),
+                                      TextColumn("[cyan]{task.fields[phase]}"), TimeElapsedColumn(),
+                                      console=self.console)
             self._progress.start()
-            self._task = self._progress.add_task(escape(label), total=total, phase=phase)
+            self._task = self._progress.add_task(escape(label), total=None, sent=sent, phase=phase)
         assert self._task is not None
-        shown = min(done, total) if total else done
-        self._progress.update(self._task, completed=shown, phase=phase)
+        if phase in FINAL_PHASES:  # the bytes on the wire are not the memory's size: full bar once done
+            self._progress.update(self._task, total=1, completed=1, sent=sent, phase=phase)
+        else:
+            self._progress.update(self._task, sent=sent, phase=phase)
         self._last = (label, phase)
 
     def _stop_progress(self) -> None:
@@ -374,7 +379,8 @@ def tour_cmd(
                     narrator.note(f"up in {report['setup_seconds']:.1f} s, pool {state['pool']}:")
                     narrator.note(f"  manager    {state['manager']['url']}  pid {state['manager']['pid']}")
                     for a in state["agents"]:
-                        narrator.note(f"  {a['name']:<10} {a['url']}  pid {a['pid']}  {_releases(a['releases'])}")
+                        narrator.note(f"  {a['name']:<10} {a['url']}  pid {a['pid']}  {_releases(a['releases'])}"
+                                      f"  (streams {a['stream']})")
                 result = run_tour(state, SilentNarrator() if json_mode else narrator)
                 report.update(result.to_dict())
                 ok = result.ok
