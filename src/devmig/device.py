@@ -81,6 +81,34 @@ SDK_SECTION = SectionSpec(
 
 _RUNNING_STATES = frozenset({State.RUNNING, State.PRE_COPY})
 
+_STEP_STRIDE = 1 << 40
+"""64-bit outputs of the seed's PCG64 stream reserved for one step (far more than a step draws)."""
+
+
+class _StepGenerators:
+    """The generator of step ``k`` of a seed: the seed's PCG64 stream advanced by ``k`` strides.
+
+    A step's numbers depend on the seed and the step number alone (so a
+    migrated device, told both, continues exactly), but neither a
+    ``SeedSequence`` nor a ``Generator`` is built per step: one bit generator
+    is reset to the seed's base state and advanced (PCG64 jumps ahead in
+    O(log k)), about 10 µs instead of 50 µs for ``default_rng``.
+    """
+
+    __slots__ = ("_base", "_bits", "generator", "seed")
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._bits = np.random.PCG64(np.random.SeedSequence(seed))
+        self._base = self._bits.state
+        self.generator = np.random.Generator(self._bits)
+
+    def at(self, step: int) -> np.random.Generator:
+        """Return the generator positioned at step ``step`` (valid until the next call)."""
+        self._bits.state = self._base
+        self._bits.advance(step * _STEP_STRIDE)
+        return self.generator
+
 
 class DeviceError(DevmigError):
     """A device refused an operation in its current state (e.g. work while stopped)."""
@@ -187,6 +215,7 @@ class Device:
         self.host: dict[str, Any] = dict(host or {})
         self.seed = int(seed)
         self.steps = 0
+        self._generators: _StepGenerators | None = None
         self.log: list[tuple[Any, ...]] = []
         self.layout: StateLayout = self.declaration().layout(self.params)
         self.regions: list[Region] = [
@@ -219,7 +248,11 @@ class Device:
         return None
 
     def work(self, rng: np.random.Generator) -> None:
-        """Do one step of work while running; append what the guest observes to ``self.log``."""
+        """Do one step of work while running; append what the guest observes to ``self.log``.
+
+        ``rng`` is this step's generator: its numbers depend on the seed and
+        the step number only. Draw from it during the call; do not keep it.
+        """
         raise NotImplementedError
 
     def save_sections(self) -> dict[str, dict[str, Any]]:
@@ -264,9 +297,11 @@ class Device:
                     )
                 ]
             )
+        generators = self._generators
+        if generators is None or generators.seed != self.seed:
+            generators = self._generators = _StepGenerators(self.seed)
         for _ in range(n):
-            rng = np.random.default_rng([self.seed, self.steps])
-            self.work(rng)
+            self.work(generators.at(self.steps))
             self.steps += 1
 
     def all_sections(self) -> dict[str, dict[str, Any]]:
