@@ -49,12 +49,20 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def start_leader(state_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start ``devmig up --json`` in the foreground (its own session, no terminal); wait until it is up."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_leader(state_dir: Path, log: Path, *, as_background_job: bool = False,
+                 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``devmig up --json`` in the foreground (its own session, no terminal); wait until it is up.
+
+    ``as_background_job``: start it with SIGINT ignored, as a shell's ``devmig up &`` does.
+    """
     with log.open("wb") as sink:
         leader = subprocess.Popen([sys.executable, "-m", "devmig", "up", "--state-dir", str(state_dir), "--json"],
                                   stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=_ignore_sigint if as_background_job else None)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         state = read_state(state_dir)

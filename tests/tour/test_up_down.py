@@ -59,7 +59,7 @@ def _check_fleet(state: dict[str, object]) -> None:
 @pytest.mark.slow
 def test_up_foreground_refuses_a_second_up_and_stops_everything_on_sigint(tmp_path: Path) -> None:
     state_dir = tmp_path / "fleet"
-    leader, state = start_leader(state_dir, tmp_path / "leader.log")
+    leader, state = start_leader(state_dir, tmp_path / "leader.log", as_background_job=True)
     try:
         assert len(recorded_pids(state)) == 5 and all(alive(p) for p in recorded_pids(state))
         assert state["pool"] == "local" and state["token"]
@@ -71,7 +71,7 @@ def test_up_foreground_refuses_a_second_up_and_stops_everything_on_sigint(tmp_pa
         assert "Traceback" not in second.stderr
         assert read_state(state_dir) == state  # the running fleet's state is untouched
 
-        leader.send_signal(signal.SIGINT)
+        leader.send_signal(signal.SIGINT)  # Ctrl-C; also for `devmig up &`, which starts with SIGINT ignored
         assert leader.wait(timeout=60) == 0
         assert_nothing_left(state_dir, state)
         assert read_state(state_dir) is None

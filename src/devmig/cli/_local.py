@@ -67,14 +67,10 @@ def _announce(out: Output, state: dict[str, Any], *, detached: bool) -> None:
         return
     c = out.console
     c.print(f"[bold]devmig local fleet[/] up — state in {escape(state['state_dir'])}")
-    table = Table(box=None, pad_edge=False)
-    for col in ("", "listens on", "pid", "releases"):
-        table.add_column(col)
     m = state["manager"]
-    table.add_row("manager", m["url"], str(m["pid"]), f"inventory {escape(m['db'])}")
+    c.print(f"  {'manager':<16} {m['url']:<24} pid {m['pid']:<7} inventory {escape(m['db'])}")
     for a in state["agents"]:
-        table.add_row(f"agent {a['name']}", a["url"], str(a["pid"]), _releases(a["releases"]))
-    c.print(table)
+        c.print(f"  {'agent ' + a['name']:<16} {a['url']:<24} pid {a['pid']:<7} {_releases(a['releases'])}")
     c.print(f"pool [bold]{state['pool']}[/]: {', '.join(a['name'] for a in state['agents'])}; "
             f"{len(state['devices'])} devices running")
     c.print(f"token (manager and agents): {state['token']}")

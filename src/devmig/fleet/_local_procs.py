@@ -342,14 +342,14 @@ def signals_ignored() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
-    """Within the block, SIGTERM (and SIGHUP) raise :class:`KeyboardInterrupt` like SIGINT does.
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`KeyboardInterrupt`.
 
     So a ``finally`` that stops the fleet runs whichever way the leader is asked to stop.
     """
     def interrupt(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, interrupt) for s in _STOP_SIGNALS}  # SIGINT too: a `cmd &` inherits it ignored
     try:
         yield
     finally:
