@@ -18,9 +18,11 @@ Migrations and drains go through the manager (``POST /v1/migrations``,
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx2
@@ -309,7 +311,7 @@ class TourRun:
             move = self._wait_manager(step, record, int(info["memory_bytes"]))
         else:
             move = self._agent_direct(step, host, device_id, destination or "", int(info["memory_bytes"]))
-        move.seconds = time.monotonic() - started
+        move.seconds = move.seconds or time.monotonic() - started
         self.moves.append(move)
         return move
 
@@ -328,16 +330,21 @@ class TourRun:
             record = self.m("GET", f"/v1/migrations/{mid}")
         progress = record.get("progress") or {}
         self.narrator.progress(label, str(record.get("phase")), int(progress.get("bytes_sent") or 0), memory)
-        return self._move_of(step, record)
+        return self.move_of(step, record)
 
-    def _move_of(self, step: str, record: Mapping[str, Any]) -> Move:
+    def move_of(self, step: str, record: Mapping[str, Any]) -> Move:
+        """A manager migration record as a :class:`Move` (its time: the record's own span)."""
         progress = record.get("progress") or {}
+        seconds = 0.0
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # the record's own span, planned → done
+            seconds = (datetime.fromisoformat(record["updated_at"])
+                       - datetime.fromisoformat(record["created_at"])).total_seconds()
         return Move(
             step=step, id=str(record["id"]), device=str(record["device"]), model=str(record.get("model") or ""),
             source=str(record["source"]), destination=str(record["destination"]),
             destination_device_id=record.get("destination_device_id"), outcome=record.get("outcome"),
             downtime_ms=record.get("downtime_ms"), bytes_sent=int(progress.get("bytes_sent") or 0),
-            digest=record.get("digest"), error=record.get("error"),
+            digest=record.get("digest"), error=record.get("error"), seconds=seconds,
         )
 
     def _agent_direct(self, step: str, host: str, device_id: str, destination: str, memory: int) -> Move:
@@ -548,9 +555,8 @@ def step_drain(t: TourRun) -> None:
         time.sleep(POLL_S)
         drain = t.m("GET", f"/v1/drains/{drain['id']}")
     seconds = time.monotonic() - started
-    moves = [t._move_of("drain", t.m("GET", f"/v1/migrations/{mid}")) for mid in drain["migrations"]]
+    moves = [t.move_of("drain", t.m("GET", f"/v1/migrations/{mid}")) for mid in drain["migrations"]]
     for move in moves:
-        move.seconds = seconds / max(1, len(moves))
         t.moves.append(move)
         t.say(f"{move.device} → {move.destination}: {move.outcome}, downtime {move.downtime_ms} ms, "
               f"{_mib(move.bytes_sent)}")
