@@ -9,6 +9,7 @@ One fleet per database (a SQLite file; PostgreSQL when ``DEVMIG_TEST_PG_URL`` is
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from orchestrator_env import (
     wait_finished,
 )
 
-from devmig.fleet import FORWARD, MemoryInventory, Orchestrator
+from devmig.fleet import FORWARD, MemoryInventory, Orchestrator, Poller
 
 pytestmark = pytest.mark.slow
 
@@ -260,3 +261,35 @@ def test_arriving_migrations_count_in_the_destinations_load() -> None:
         assert {r["id"] for r in orchestrator.list(active=True)} == {"m1", "m2"}
         assert {r["id"] for r in orchestrator.list()} == {"m1", "m2", "m3"}
         assert orchestrator.get("m3")["phase"] == "done"
+
+
+def test_a_second_controller_cannot_take_a_migration_over(fleet: Fleet) -> None:
+    """An in-process orchestrator (on the inventory twin) tries the id the manager is driving: LEASE_HELD."""
+    a = fleet.agents["a"]
+    device = create_device(a, BIG, ACCEL)
+    response = fleet.migrate(f"a/{device}", "b", f"taken-{device}")
+    assert response.status_code == 202, response.text
+    mid = response.json()["id"]
+    deadline = time.monotonic() + 20
+    while fleet.http.get(f"/v1/migrations/{mid}").json()["phase"] != "streaming":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    async def second_controller() -> dict[str, Any]:
+        with MemoryInventory() as inventory:
+            for agent in (a, fleet.agents["b"]):
+                inventory.add_host(agent.name, agent.url)
+            async with Poller(inventory, token=AGENT_TOKEN) as poller, Orchestrator(
+                inventory, poller, token_for=lambda _host: AGENT_TOKEN, sweep_interval=None, interval=0.05,
+            ) as other:
+                started = await other.start(f"a/{device}", "b", migration_id=mid)
+                assert started["phase"] == "planned"
+                return await other.wait(mid, timeout=20)
+
+    refused = asyncio.run(second_controller())
+    assert refused["outcome"] == "rolled_back" and refused["error"]["code"] == "LEASE_HELD", refused
+    assert [h["phase"] for h in refused["history"]] == ["planned", "destination_created", "rolling_back",
+                                                        "rolled_back"]
+    done = wait_finished(fleet.http, mid)  # the manager's migration is unaffected
+    assert done["outcome"] == "migrated"
+    assert device not in agent_devices(a) and done["destination_device_id"] in agent_devices(fleet.agents["b"])

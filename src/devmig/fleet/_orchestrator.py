@@ -446,6 +446,9 @@ class Orchestrator:
         if new in FINISHED:
             payload["finished"] = True
             payload["outcome"] = "migrated" if new == "done" else "rolled_back"
+            if new == "rolled_back" and payload.get("error") is None:
+                payload["error"] = {"code": "ROLLED_BACK", "message": "the agents rolled the migration back",
+                                    "phase": payload.get("_last_forward")}
         self._commit(mid, new, payload)
         return new
 
