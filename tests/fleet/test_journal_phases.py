@@ -1,15 +1,16 @@
-"""The journal's phase machine: transitions, walks, and what to do given both agents' answers (table-driven)."""
+"""The journal's phase machine (transitions, walks, what to do given both agents' answers) and its records."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from devmig._errors import DevmigError
-from devmig.fleet import FORWARD, PHASES, TRANSITIONS, AgentView, decide
+from devmig.fleet import FORWARD, PHASES, TRANSITIONS, AgentView, JournalEntry, decide
 from devmig.fleet._journal_phases import (
     FINISHED,
     SOURCE_PHASE_TO_JOURNAL,
@@ -19,6 +20,7 @@ from devmig.fleet._journal_phases import (
     check_transition,
     path_to,
 )
+from devmig.fleet._migration_records import copy_progress, enter_phase, new_payload, record_of
 
 UNKNOWN = AgentView.unknown()
 DOWN = AgentView.unreachable()
@@ -148,3 +150,26 @@ def test_every_decision_is_a_legal_walk_and_never_a_guess(journal: str, last: st
     if source.reach is Reach.UNREACHABLE and d_phase != "RUNNING":
         assert decision.target in ("resolving", journal)
         assert decision.target == "resolving"
+
+
+def test_records_hide_private_keys_and_phases_fill_history_and_outcome() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    payload = new_payload(device="h1/d", device_id="d", model="m", source="h1", destination="h2",
+                          source_url="http://h1", destination_url="http://h2", lease="mgr/x", drain=None, now=t0)
+    for phase in ("destination_created", "streaming", "resolving"):
+        enter_phase(payload, phase, t0)
+    assert payload["_last_forward"] == "streaming" and not payload["finished"]
+    copy_progress(payload, {"phase": "ROLLED_BACK", "stage": "ended", "round": 2, "bytes_sent": 10, "rate": 5.0,
+                            "expected_downtime_ms": 1.0, "error": None, "destination_device_id": "dd"},
+                  {"phase": "DESTROYED", "device_id": "dd"})
+    assert payload["progress"]["bytes_sent"] == 10 and payload["destination_device_id"] == "dd"
+    for phase in ("rolling_back", "rolled_back"):
+        enter_phase(payload, phase, t0)
+    record = record_of(JournalEntry("x", "rolled_back", payload, t0))
+    assert not [k for k in record if k.startswith("_")] and "_lease" in payload
+    assert record["outcome"] == "rolled_back" and record["finished"]
+    assert record["error"] == {"code": "ROLLED_BACK", "message": "the agents rolled the migration back",
+                               "phase": "streaming"}
+    assert [h["phase"] for h in record["history"]] == ["planned", "destination_created", "streaming", "resolving",
+                                                       "rolling_back", "rolled_back"]
+    assert record["resolving"] is None and record["id"] == "x" and record["phase"] == "rolled_back"

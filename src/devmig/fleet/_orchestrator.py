@@ -46,16 +46,14 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.agent._client import AgentClient
 from devmig.fleet._clock import Clock, SystemClock
-from devmig.fleet._inventory import Inventory, InventorySnapshot, JournalEntry
+from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import (
     FINISHED,
-    FORWARD,
     Action,
     AgentView,
     Decision,
@@ -63,6 +61,7 @@ from devmig.fleet._journal_phases import (
     decide,
 )
 from devmig.fleet._manager_api import PlaceRequest, RunningRef, answer_place
+from devmig.fleet._migration_records import copy_progress, enter_phase, iso, new_payload, record_of
 from devmig.fleet._poller import Poller, PollStatus
 
 __all__ = ["CRASH_EXIT", "Orchestrator", "orchestrator_error"]
@@ -86,10 +85,6 @@ def orchestrator_error(code: str, loc: tuple[str | int, ...], message: str, *, v
     ``NO_HOST``, ``SAME_HOST``, ``HOST_UNREACHABLE`` (409), ``REQUEST_INVALID`` (422).
     """
     return DevmigError([Problem(code, loc, message, value=value, allowed=allowed, hint=hint)])
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
 
 
 @dataclass
@@ -183,13 +178,6 @@ class Orchestrator:
 
     # -- reads -----------------------------------------------------------------------
 
-    @staticmethod
-    def _record(entry: JournalEntry) -> dict[str, Any]:
-        payload = dict(entry.payload)
-        record = {k: v for k, v in payload.items() if not k.startswith("_")}
-        record.update(id=entry.id, phase=entry.phase, updated_at=_iso(entry.updated_at))
-        return record
-
     def get(self, migration_id: str) -> dict[str, Any]:
         """Return a migration's record.
 
@@ -203,11 +191,11 @@ class Orchestrator:
                 raise orchestrator_error("MIGRATION_UNKNOWN", ("migrations", migration_id),
                                          f"no migration {migration_id!r}", value=migration_id) from exc
             raise
-        return self._record(entry)
+        return record_of(entry)
 
     def list(self, *, active: bool = False) -> list[dict[str, Any]]:
         """Every migration's record, newest first (``active``: only unfinished ones)."""
-        records = [self._record(e) for e in self.inventory.journal_list()]
+        records = [record_of(e) for e in self.inventory.journal_list()]
         if active:
             records = [r for r in records if r["phase"] not in FINISHED]
         records.sort(key=lambda r: (str(r.get("created_at", "")), r["id"]), reverse=True)
@@ -379,18 +367,9 @@ class Orchestrator:
                 target = await self._choose(device)
             dest = self.inventory.get_host(target)
             mid = migration_id or "mig-" + uuid.uuid4().hex[:16]
-            now = self.clock.now()
-            payload: dict[str, Any] = {
-                "device": device, "device_id": device_id, "model": found.model,
-                "source": host, "destination": target, "destination_device_id": None,
-                "finished": False, "outcome": None,
-                "progress": {"stage": None, "round": 0, "bytes_sent": 0, "rate": 0.0, "expected_downtime_ms": None},
-                "downtime_ms": None, "digest": None, "error": None, "resolving": None,
-                "history": [{"phase": "planned", "at": _iso(now)}],
-                "drain": drain, "created_at": _iso(now),
-                "_lease": f"{self.instance_id}/{mid}", "_last_forward": "planned",
-                "_source_url": source.url, "_destination_url": dest.url,
-            }
+            payload = new_payload(device=device, device_id=device_id, model=found.model, source=host,
+                                  destination=target, source_url=source.url, destination_url=dest.url,
+                                  lease=f"{self.instance_id}/{mid}", drain=drain, now=self.clock.now())
             self._commit(mid, "planned", payload)
             self._spawn(mid, fresh=True)
             return self.get(mid), True
@@ -437,18 +416,7 @@ class Orchestrator:
     def _move(self, mid: str, phase: str, payload: dict[str, Any], new: str) -> str:
         """Journal ``new`` after ``phase`` (checked against the transition table); return it."""
         check_transition(phase, new)
-        now = self.clock.now()
-        payload["history"] = [*payload.get("history", []), {"phase": new, "at": _iso(now)}]
-        if new in FORWARD:
-            payload["_last_forward"] = new
-        if new != "resolving":
-            payload["resolving"] = None
-        if new in FINISHED:
-            payload["finished"] = True
-            payload["outcome"] = "migrated" if new == "done" else "rolled_back"
-            if new == "rolled_back" and payload.get("error") is None:
-                payload["error"] = {"code": "ROLLED_BACK", "message": "the agents rolled the migration back",
-                                    "phase": payload.get("_last_forward")}
+        enter_phase(payload, new, self.clock.now())
         self._commit(mid, new, payload)
         return new
 
@@ -513,7 +481,7 @@ class Orchestrator:
             (source, s_status), (dest, d_status) = await asyncio.gather(
                 self._ask(payload["_source_url"], payload["source"], mid),
                 self._ask(payload["_destination_url"], payload["destination"], mid))
-            self._observe(payload, s_status, d_status)
+            copy_progress(payload, s_status, d_status)
             decision = decide(phase, payload.get("_last_forward", "planned"), source, dest)
             if decision.target == "resolving":
                 failures += 1
@@ -566,37 +534,12 @@ class Orchestrator:
             return AgentView.unreachable(), None
         return AgentView.of(status), status
 
-    @staticmethod
-    def _observe(payload: dict[str, Any], s: Mapping[str, Any] | None, d: Mapping[str, Any] | None) -> None:
-        """Copy the agents' progress into the payload."""
-        if s is not None:
-            payload["progress"] = {
-                "stage": s.get("stage"), "round": s.get("round", 0), "bytes_sent": s.get("bytes_sent", 0),
-                "rate": s.get("rate", 0.0), "expected_downtime_ms": s.get("expected_downtime_ms"),
-                "source_phase": s.get("phase"),
-                "destination_phase": d.get("phase") if d is not None else None,
-            }
-            for key in ("downtime_ms", "digest"):
-                if s.get(key) is not None:
-                    payload[key] = s[key]
-            if s.get("destination_device_id"):
-                payload["destination_device_id"] = s["destination_device_id"]
-            error = s.get("error")
-            if isinstance(error, Mapping) and error.get("code") != "FENCED" and payload.get("error") is None:
-                payload["error"] = {"code": error.get("code"), "message": error.get("message"),
-                                    "phase": error.get("phase")}
-        if d is not None:
-            if d.get("device_id") and not payload.get("destination_device_id"):
-                payload["destination_device_id"] = d["device_id"]
-            if d.get("digest") and payload.get("digest") is None:
-                payload["digest"] = d["digest"]
-
     async def _apply(self, mid: str, phase: str, payload: dict[str, Any], decision: Decision) -> str:
         """Journal the decision's phases in order, then carry out its action; return the phase."""
         for step in decision.steps(phase, payload.get("_last_forward", "planned")):
             if step == "resolving":
                 payload["resolving"] = {"code": decision.code, "reason": decision.reason,
-                                        "since": _iso(self.clock.now()), "attempts": 0}
+                                        "since": iso(self.clock.now()), "attempts": 0}
             phase = self._move(mid, phase, payload, step)
         if phase == "resolving" and payload.get("resolving"):
             info = dict(payload["resolving"])

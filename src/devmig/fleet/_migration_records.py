@@ -1,0 +1,93 @@
+"""A manager migration's journal payload and the record the API shows (plain dicts, no I/O).
+
+The payload of a ``migration_journal`` row holds everything about one
+migration: the public record's fields (device, source, destination,
+progress, downtime, digest, error, history, ...) and private ones whose keys
+start with ``_`` — the lease, the agents' URLs, the last forward phase —
+which :func:`record_of` leaves out. :func:`enter_phase` applies one journal
+phase to a payload (history, outcome); :func:`copy_progress` copies what
+the agents said into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from devmig.fleet._inventory import JournalEntry
+from devmig.fleet._journal_phases import FINISHED, FORWARD
+
+__all__ = ["copy_progress", "enter_phase", "new_payload", "record_of"]
+
+
+def iso(value: datetime) -> str:
+    """A time as the records show it (ISO-8601)."""
+    return value.isoformat()
+
+
+def new_payload(*, device: str, device_id: str, model: str, source: str, destination: str, source_url: str,
+                destination_url: str, lease: str, drain: str | None, now: datetime) -> dict[str, Any]:
+    """The payload of a migration just planned."""
+    return {
+        "device": device, "device_id": device_id, "model": model,
+        "source": source, "destination": destination, "destination_device_id": None,
+        "finished": False, "outcome": None,
+        "progress": {"stage": None, "round": 0, "bytes_sent": 0, "rate": 0.0, "expected_downtime_ms": None},
+        "downtime_ms": None, "digest": None, "error": None, "resolving": None,
+        "history": [{"phase": "planned", "at": iso(now)}],
+        "drain": drain, "created_at": iso(now),
+        "_lease": lease, "_last_forward": "planned", "_source_url": source_url, "_destination_url": destination_url,
+    }
+
+
+def record_of(entry: JournalEntry) -> dict[str, Any]:
+    """The public record of a journal entry (private ``_`` keys left out)."""
+    record = {k: v for k, v in entry.payload.items() if not k.startswith("_")}
+    record.update(id=entry.id, phase=entry.phase, updated_at=iso(entry.updated_at))
+    return record
+
+
+def enter_phase(payload: dict[str, Any], phase: str, now: datetime) -> None:
+    """Record that the migration entered ``phase``: history, last forward phase, outcome once finished.
+
+    A migration rolled back without an error from the agents gets ``ROLLED_BACK`` as its error.
+    """
+    payload["history"] = [*payload.get("history", []), {"phase": phase, "at": iso(now)}]
+    if phase in FORWARD:
+        payload["_last_forward"] = phase
+    if phase != "resolving":
+        payload["resolving"] = None
+    if phase in FINISHED:
+        payload["finished"] = True
+        payload["outcome"] = "migrated" if phase == "done" else "rolled_back"
+        if phase == "rolled_back" and payload.get("error") is None:
+            payload["error"] = {"code": "ROLLED_BACK", "message": "the agents rolled the migration back",
+                                "phase": payload.get("_last_forward")}
+
+
+def copy_progress(payload: dict[str, Any], source: Mapping[str, Any] | None,
+                  destination: Mapping[str, Any] | None) -> None:
+    """Copy the agents' statuses (``GET /v1/migrations/{id}``, ``None`` when not known) into the payload."""
+    s, d = source, destination
+    if s is not None:
+        payload["progress"] = {
+            "stage": s.get("stage"), "round": s.get("round", 0), "bytes_sent": s.get("bytes_sent", 0),
+            "rate": s.get("rate", 0.0), "expected_downtime_ms": s.get("expected_downtime_ms"),
+            "source_phase": s.get("phase"),
+            "destination_phase": d.get("phase") if d is not None else None,
+        }
+        for key in ("downtime_ms", "digest"):
+            if s.get(key) is not None:
+                payload[key] = s[key]
+        if s.get("destination_device_id"):
+            payload["destination_device_id"] = s["destination_device_id"]
+        error = s.get("error")
+        if isinstance(error, Mapping) and error.get("code") != "FENCED" and payload.get("error") is None:
+            payload["error"] = {"code": error.get("code"), "message": error.get("message"),
+                                "phase": error.get("phase")}
+    if d is not None:
+        if d.get("device_id") and not payload.get("destination_device_id"):
+            payload["destination_device_id"] = d["device_id"]
+        if d.get("digest") and payload.get("digest") is None:
+            payload["digest"] = d["digest"]
