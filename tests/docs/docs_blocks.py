@@ -161,7 +161,7 @@ def parse_transcript(block: Block) -> list[Command]:
             text = line[2:]
             while text.endswith("\\") and i + 1 < len(lines):
                 i += 1
-                text = text[:-1] + "\n" + lines[i]
+                text += "\n" + lines[i]  # bash reads the backslash-newline as a continuation
             commands.append(Command(number, text))
         elif not commands:
             if line.strip():

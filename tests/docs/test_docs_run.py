@@ -181,3 +181,36 @@ def test_transcript_matching_rules() -> None:
     assert match_output(["...", "last"], "last\n")
     assert not match_output(["a ... c"], "a b d\n")
     assert not match_output(["first"], "first\nextra\n")
+
+
+def test_transcript_parsing(tmp_path: Path) -> None:
+    """Commands, continuation lines, expected output and ``[exit N]`` are read as documented."""
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "text\n\n```console\n$ echo a \\\n  b\na b\n$ false\n[exit 1]\n```\n\n"
+        "```python file=examples/x/test_x.py\nx = 1\n```\n",
+        encoding="utf-8",
+    )
+    console, python = parse_blocks(doc)
+    commands = parse_transcript(console)
+    assert [(c.line, c.command, c.expected, c.status) for c in commands] == [
+        (4, "echo a \\\n  b", ["a b"], 0),
+        (7, "false", [], 1),
+    ]
+    assert console.runs_here and not python.runs_here  # a test file's block runs under pytest instead
+    root = tmp_path / "run"
+    root.mkdir()
+    DocRun(doc, root).run_upto(console)  # runs for real: the continuation joins, `false` exits 1
+
+
+def test_a_drifted_transcript_fails(tmp_path: Path) -> None:
+    """A transcript whose output no longer matches fails, naming the line and showing a diff."""
+    doc = tmp_path / "drift.md"
+    doc.write_text("```console\n$ echo new\nold\n```\n", encoding="utf-8")
+    (block,) = parse_blocks(doc)
+    root = tmp_path / "run"
+    root.mkdir()
+    with pytest.raises(pytest.fail.Exception) as info:
+        DocRun(doc, root).run_upto(block)
+    assert "drift.md:2: $ echo new" in str(info.value)
+    assert "-old" in str(info.value) and "+new" in str(info.value)
