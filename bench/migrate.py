@@ -105,6 +105,12 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process used so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_hwm(pid: int) -> bool:
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -128,6 +134,7 @@ def _recv_role(size: int) -> None:
     pos = 0
     n = conn.recv_into(view)
     first = time.perf_counter()
+    cpu = time.process_time()
     pos += n
     while pos < size:
         n = conn.recv_into(view[pos:])
@@ -135,16 +142,23 @@ def _recv_role(size: int) -> None:
             break
         pos += n
     last = time.perf_counter()
+    cpu = time.process_time() - cpu
     conn.close()
-    print(json.dumps({"bytes": pos, "seconds": last - first}), flush=True)
+    print(json.dumps({"bytes": pos, "seconds": last - first, "cpu": cpu}), flush=True)
 
 
 def _send_role(port: int, size: int) -> None:
     chunk = np.random.default_rng(1).integers(0, 256, MIB, dtype=np.uint8).tobytes()
     sock = socket.create_connection(("127.0.0.1", port))
+    cpu = time.process_time()
     for _ in range(size // MIB):
         sock.sendall(chunk)
+    cpu = time.process_time() - cpu
     sock.close()
+    print(json.dumps({"cpu": cpu}), flush=True)
+
+
+RAW_CPU = {"send": 0.0, "recv": 0.0}  # CPU seconds of the last raw run's two processes while sending
 
 
 def baseline(size: int) -> float:
@@ -153,11 +167,13 @@ def baseline(size: int) -> float:
     recv = subprocess.Popen([*me, "--role", "recv", "--size", str(size)], stdout=subprocess.PIPE, text=True)
     assert recv.stdout is not None
     port = int(recv.stdout.readline())
-    send = subprocess.Popen([*me, "--role", "send", "--size", str(size), "--port", str(port)])
+    send = subprocess.Popen([*me, "--role", "send", "--size", str(size), "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True)
     result = json.loads(recv.stdout.readline())
-    send.wait()
+    sent, _ = send.communicate()
     recv.wait()
     assert result["bytes"] == size, result
+    RAW_CPU.update(send=json.loads(sent)["cpu"], recv=result["cpu"])
     return float(size / result["seconds"])
 
 
@@ -169,7 +185,9 @@ class Agent:
 
     def __init__(self, name: str, workdir: Path, args: list[str]) -> None:
         state = workdir / name
-        cmd = [sys.executable, "-m", "devmig", "agent", "--listen", "127.0.0.1:0", "--json",
+        prof = os.environ.get("DEVMIG_BENCH_PROFILE")  # a folder: run the agent under cProfile
+        runner = ["-m", "cProfile", "-o", str(Path(prof) / f"{name}.prof")] if prof else []
+        cmd = [sys.executable, *runner, "-m", "devmig", "agent", "--listen", "127.0.0.1:0", "--json",
                "--host-name", name, "--state-dir", str(state), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -194,9 +212,11 @@ class Agent:
     def stop(self) -> None:
         self.http.close()
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            # SIGINT under cProfile: the agent shuts down and the profile is written
+            profiling = bool(os.environ.get("DEVMIG_BENCH_PROFILE"))
+            os.kill(self.proc.pid, signal.SIGINT if profiling else signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(30 if profiling else 10)
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
@@ -224,11 +244,13 @@ def devmig_run(workdir: Path, agent_args: list[str], warmup_s: float) -> dict[st
         s1 = src.get(f"/v1/devices/{dev['id']}")["counters"]["steps"]
         steps_per_s = (s1 - s0) / (time.monotonic() - t0)
         hwm_reset = reset_hwm(dst.pid)
+        cpu0 = cpu_seconds(src.pid), cpu_seconds(dst.pid)
         started = src.post("/v1/migrations/outgoing",
                            {"device_id": dev["id"], "destination": {"url": dst.url, "token": dst.token}})
         mid = started["migration_id"]
         st = wait_finished(src, mid)
         dt = wait_finished(dst, mid)
+        cpu1 = cpu_seconds(src.pid), cpu_seconds(dst.pid)
         hwm = status_kib(dst.pid, "VmHWM")
         assert st["outcome"] == "migrated" and dt["outcome"] == "migrated", (st["error"], dt["error"])
         assert st["digest"] == dt["digest"], "the destination's state differs from the source's"
@@ -248,6 +270,7 @@ def devmig_run(workdir: Path, agent_args: list[str], warmup_s: float) -> dict[st
             "source": ts,
             "destination": td,
             "agent_downtime_ms": st["downtime_ms"],
+            "cpu_s": (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]),
         }
     finally:
         src.stop()
@@ -302,7 +325,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="devmig-bench-") as tmp:
         for i in range(args.runs):
             raw.append(baseline(GIB))
-            print(f"run {i + 1}: raw sendall/recv_into {raw[-1] / 1e9:.2f} GB/s")
+            print(f"run {i + 1}: raw sendall/recv_into {raw[-1] / 1e9:.2f} GB/s "
+                  f"(CPU while sending: sender {RAW_CPU['send']:.2f} s, receiver {RAW_CPU['recv']:.2f} s)")
             run = devmig_run(Path(tmp) / f"run{i}", agent_args, args.warmup)
             runs.append(run)
             achieved = run["steps_per_s"] * step["dirtied_per_step"] / 1e6
@@ -316,6 +340,8 @@ def main() -> None:
                 print(f"    round {r['round']}: {r['bytes'] / 1e6:8.1f} MB in {r['seconds']:.3f} s, "
                       f"dirty after {r['dirty_bytes'] / 1e6:.1f} MB")
             print(_phases(run))
+            print(f"    CPU during the migration (start -> both finished, workload included): "
+                  f"source {run['cpu_s'][0]:.2f} s, destination {run['cpu_s'][1]:.2f} s")
 
     raw_med = statistics.median(raw)
     thr_med = statistics.median(r["throughput"] for r in runs)

@@ -194,9 +194,6 @@ class DestinationRun:
         m.stage = "ready"
         self._write(handoff.ready())
         m.timings["ready_sent"] = time.time()
-        # The digest of the loaded state, from a copy-on-write snapshot: GO may come any moment.
-        self._digest = start_snapshot(device)
-        m.timings["snapshot_fork_s"] = round(getattr(self._digest, "fork_seconds", 0.0), 6)
         self._sync()
 
     async def _progress(self) -> None:
@@ -280,6 +277,12 @@ class DestinationRun:
         m.timings["running"] = time.time()
         ack = handoff.started()
         self._write(ack)
+        if hosted is not None:
+            # The digest at switch-over, off the critical path: a copy-on-write snapshot taken now,
+            # after RUNNING and the ACK but before the loop runs a single work step, holds exactly the
+            # loaded state (the device was stopped from RESUMING -> STOP until here).
+            self._digest = start_snapshot(hosted.device)
+            m.timings["snapshot_fork_s"] = round(getattr(self._digest, "fork_seconds", 0.0), 6)
         self._sync()
         m.stage = "ended"
         m.finished_at = time.time()

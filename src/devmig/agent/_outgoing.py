@@ -39,6 +39,8 @@ __all__ = ["SourceRun"]
 
 _CHUNK = 1 << 20
 _STOP_CHUNK = 4 << 20
+_STOP_COPY_SHARE = 0.25
+"""The share of the target downtime that stop-copy's data may take (pre-copy goes on until it fits)."""
 
 
 class _Left(Exception):
@@ -264,7 +266,10 @@ class SourceRun:
             m.precopy.append({"round": rounds, "bytes": sent, "initial_bytes": info.initial_bytes,
                               "dirty_bytes": info.dirty_bytes, "seconds": round(time.monotonic() - t, 4)})
             if info.initial_bytes == 0:
-                if m.expected_downtime_ms is not None and m.expected_downtime_ms <= policy.downtime_target_ms:
+                # Leave when the rest fits the stop-copy share of the target downtime at the measured
+                # rate: the rest of the target is for the destination to finish loading and the hand-off.
+                budget_ms = policy.downtime_target_ms * _STOP_COPY_SHARE
+                if m.expected_downtime_ms is not None and m.expected_downtime_ms <= budget_ms:
                     break
                 if best_dirty is None or info.dirty_bytes < best_dirty:
                     best_dirty, stalled = info.dirty_bytes, 0
@@ -380,9 +385,9 @@ class SourceRun:
 
     def _release(self) -> None:
         m = self.m
-        self._switch_over_digest()
-        if self._stop_at is not None:
+        if self._stop_at is not None:  # the device runs on the destination: the downtime ended
             m.downtime_ms = round((time.monotonic() - self._stop_at) * 1000, 2)
+        self._switch_over_digest()
         self._sync_phase()
         with contextlib.suppress(DevmigError):
             self.engine.host.delete_device(self.hosted.id, force=True)

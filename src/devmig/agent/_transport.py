@@ -78,6 +78,7 @@ _WRITE_HIGH = 4 << 20
 _SOCKET_BUFFER = 8 << 20
 _NUDGE = 64 * 1024  # bytes handed to the transport when the socket is full (it wakes us when sent)
 _IOV_MAX = 512  # buffers per sendmsg (the kernel's IOV_MAX is 1024)
+_READ_AHEAD = 64 * 1024  # after a small record, receive up to this much at once (see StreamDecoder.get_buffer)
 
 
 class StreamSink(Protocol):
@@ -188,7 +189,7 @@ class Channel(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._sink is not None:
             try:
-                return self._sink.get_buffer(sizehint)
+                return self._sink.get_buffer(_READ_AHEAD)
             except StreamError as exc:
                 self._fail_sink(exc)
         view = memoryview(self._scratch)

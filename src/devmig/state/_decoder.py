@@ -166,6 +166,7 @@ class StreamDecoder:
         self._rtype: RecordType | None = None
         self._need = 0
         self._length = 0
+        self._last_length = 1 << 62  # the payload length of the latest record (none yet: large)
         self._rec_hash = xxhash.xxh3_64()
         self._bulk = (0, 0, 0)
         self._dest = memoryview(b"")
@@ -250,7 +251,13 @@ class StreamDecoder:
         BULK fields), so that the next BULK payload can again land in place.
 
         Args:
-            sizehint: ignored (the decoder knows what it needs).
+            sizehint: a read-ahead the transport can take (``-1``: none).
+                After a record smaller than ``sizehint`` the framing buffer
+                is ``sizehint`` bytes, so that a run of small records (the
+                scattered dirty pages of a stop-copy) comes in one receive
+                instead of two per record; their bytes are then copied into
+                place. After a large record the buffer stays exact, so the
+                next large payload lands in place.
 
         Raises:
             StreamError: the decoder's error, or one found while parsing
@@ -264,7 +271,10 @@ class StreamDecoder:
             view = self._dest[self._dest_pos :]
             self._handed = (True, view)
             return view
-        view = memoryview(bytearray(self._framing_size()))
+        size = self._framing_size()
+        if sizehint > size and self._last_length < sizehint and self._phase is Phase.BULK:
+            size = sizehint
+        view = memoryview(bytearray(size))
         self._handed = (False, view)
         return view
 
@@ -483,7 +493,7 @@ class StreamDecoder:
                 )
             self._next_phase = nxt
         self._rtype = known
-        self._length = length
+        self._length = self._last_length = length
         if known is RecordType.TRAILER:
             self._expected_trailer = self._trailer.digest()
         else:
