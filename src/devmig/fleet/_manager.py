@@ -49,6 +49,7 @@ from devmig.agent._problems import (
 )
 from devmig.fleet._clock import Clock, SystemClock
 from devmig.fleet._dashboard import mount_dashboard
+from devmig.fleet._drain import drains_router
 from devmig.fleet._inventory import DEFAULT_MAX_MISSED, Inventory
 from devmig.fleet._manager_api import (
     HostAdd,
@@ -433,5 +434,6 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
         """
         return orchestrator.get(migration_id)
 
+    app.include_router(drains_router)
     mount_dashboard(app)
     return app
