@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "devices",
+    "drain_journal",
     "host_profile_history",
     "hosts",
     "metadata",
@@ -114,3 +115,13 @@ migration_journal = sa.Table(
     sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("updated_at", TIMESTAMP, nullable=False),
 )
+
+drain_journal = sa.Table(
+    "drain_journal",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("phase", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+)
+"""The manager's drains (see :mod:`devmig.fleet._drain`): one row per drain, its phase and record."""
