@@ -29,6 +29,15 @@ AGENT_TOKEN = "fleet-test-token"
 NIC = "example.org/devices/nic"
 
 
+_GATE = """
+import runpy, sys
+import uvicorn, devmig.cli, devmig.cli._fleet, devmig.fleet._manager, devmig.fleet._sql, devmig.fleet._migrate
+sys.stdin.readline()
+sys.argv = ["devmig", *sys.argv[1:]]
+runpy.run_module("devmig", run_name="__main__", alter_sys=True)
+"""
+
+
 @dataclass
 class Proc:
     """One running process (an agent or a manager) and what it announced."""
@@ -75,11 +84,23 @@ class Processes:
         self.root = root
         self.started: list[Proc] = []
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
-        process = subprocess.Popen([sys.executable, "-m", "devmig", *args], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    def _spawn(self, name: str, args: list[str], env: dict[str, str], *, gated: bool = False) -> Proc:
+        command = [sys.executable, "-m", "devmig", *args]
+        if gated:
+            # the same `python -m devmig ...`, its imports done first, held until released (see release())
+            command = [sys.executable, "-c", _GATE, *args]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, **env}, stdin=subprocess.PIPE if gated else None)
         proc = Proc(name, process)
         self.started.append(proc)
+        return proc
+
+    @staticmethod
+    def release(proc: Proc) -> Proc:
+        """Let a gated process run ``python -m devmig ...`` now."""
+        assert proc.process.stdin is not None
+        proc.process.stdin.write("go\n")
+        proc.process.stdin.flush()
         return proc
 
     def spawn_agent(self, name: str, releases: str = "nic=3.0.0", *extra: str, port: int = 0) -> Proc:
@@ -90,12 +111,16 @@ class Processes:
                 "--state-dir", str(state), *extra]
         return self._spawn(name, args, {"DEVMIG_TOKEN": AGENT_TOKEN})
 
-    def spawn_manager(self, name: str, db_url: str, *, crash_at: str | None = None) -> Proc:
-        """Start a manager on ``db_url`` (no background polling: it polls when it needs to)."""
+    def spawn_manager(self, name: str, db_url: str, *, crash_at: str | None = None, gated: bool = False) -> Proc:
+        """Start a manager on ``db_url`` (no background polling: it polls when it needs to).
+
+        ``gated``: start the interpreter and import devmig now, but run the manager only once
+        :meth:`release` d (Python start-up here takes seconds; a chain of managers overlaps it).
+        """
         args = ["manager", "--db", db_url, "--listen", "127.0.0.1:0", "--json", "--token", MANAGER_TOKEN,
                 "--poll-interval", "3600", "--agent-token", AGENT_TOKEN]
         env = {"DEVMIG_TEST_CRASH_AT": crash_at or ""}
-        return self._spawn(name, args, env)
+        return self._spawn(name, args, env, gated=gated)
 
     @staticmethod
     def ready(*procs: Proc) -> list[Proc]:

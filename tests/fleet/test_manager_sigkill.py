@@ -25,7 +25,8 @@ source_released, done
 
 A last manager (no hook) finds nothing unfinished; every device runs exactly once (both agents' device
 lists), ``m1``, ``m2``, ``m4`` are rolled back (the device still runs on its source) and ``m3`` is done.
-Managers start one after the other (a manager takes a second or two to start), so the test is slow.
+Python takes seconds to start a manager on a loaded machine, so each manager of the chain is started a few steps
+ahead with its imports done and held (``orchestrator_env``'s gate) until the previous one died.
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ from orchestrator_env import (
     wait_finished,
 )
 
-from devmig.fleet import sqlite_url
+from devmig.fleet import PHASES, sqlite_url
 from devmig.fleet._orchestrator import CRASH_EXIT
 
 pytestmark = pytest.mark.slow
 
 ACCEL = "example.org/devices/accel"
 TOO_BIG = "mem-size-mib=64,engines=2"  # b has 32 MiB of device memory
+CHAIN = ("planned", "destination_created", "rolling_back", "rolled_back", "streaming", "resolving",
+         "destination_validated", "handed_off", "destination_running", "source_released", "done")
+"""The phases the managers are killed at, one manager each, in this order: every journal phase."""
 
 
 def _crashed(proc: Proc, timeout: float = 90.0) -> None:
@@ -93,12 +97,19 @@ def test_manager_killed_at_every_phase_ends_with_one_running_copy(tmp_path: Path
     procs = Processes(tmp_path)
     db = sqlite_url(tmp_path / "manager.db")
     crashed_at: list[str] = []
+    # the chain, in order; each manager is started (gated: its imports done) two steps ahead
+    chain: list[str | None] = [*CHAIN, None]
+    ahead: list[Proc] = []
 
     def manager(crash_at: str | None) -> Proc:
-        proc = procs.spawn_manager(f"manager-{len(crashed_at)}-{crash_at}", db, crash_at=crash_at)
+        while len(ahead) < 3 and chain:
+            phase = chain.pop(0)
+            ahead.append(procs.spawn_manager(f"manager-{phase}", db, crash_at=phase, gated=True))
+        proc = ahead.pop(0)
+        assert proc.name == f"manager-{crash_at}"
         if crash_at is not None:
             crashed_at.append(crash_at)
-        return proc
+        return Processes.release(proc)
 
     try:
         a, b, e = Processes.ready(
@@ -146,9 +157,7 @@ def test_manager_killed_at_every_phase_ends_with_one_running_copy(tmp_path: Path
             records = {mid: wait_finished(http, mid) for mid in devices}
             assert http.get("/v1/migrations", params={"active": "true"}).json()["migrations"] == []
 
-        assert crashed_at == ["planned", "destination_created", "rolling_back", "rolled_back", "streaming",
-                              "resolving", "destination_validated", "handed_off", "destination_running",
-                              "source_released", "done"]
+        assert crashed_at == list(CHAIN) and set(CHAIN) == set(PHASES)  # killed at every journal phase
         outcomes = {mid: r["phase"] for mid, r in records.items()}
         assert outcomes == {"m1": "rolled_back", "m2": "rolled_back", "m3": "done", "m4": "rolled_back"}, records
         history = {mid: [h["phase"] for h in r["history"]] for mid, r in records.items()}
