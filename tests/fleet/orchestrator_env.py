@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import pytest
 
 from devmig.fleet import sqlite_url
 
@@ -131,14 +130,6 @@ class Processes:
         """Kill everything started."""
         for proc in self.started:
             proc.kill()
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    """Agents and managers for one test."""
-    started = Processes(tmp_path)
-    yield started
-    started.kill_all()
 
 
 def create_device(agent: Proc, config: str = "version=2", model: str = NIC) -> str:

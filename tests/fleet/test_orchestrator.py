@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from fleet_env import free_port
 from orchestrator_env import (
     AGENT_TOKEN,
     MANAGER_TOKEN,
@@ -31,6 +32,7 @@ from orchestrator_env import (
 )
 
 from devmig.fleet import FORWARD, MemoryInventory, Orchestrator, Poller
+from devmig.fleet._migration_records import enter_phase, new_payload
 
 pytestmark = pytest.mark.slow
 
@@ -293,3 +295,30 @@ def test_a_second_controller_cannot_take_a_migration_over(fleet: Fleet) -> None:
     done = wait_finished(fleet.http, mid)  # the manager's migration is unaffected
     assert done["outcome"] == "migrated"
     assert device not in agent_devices(a) and done["destination_device_id"] in agent_devices(fleet.agents["b"])
+
+
+def test_unreachable_agents_keep_a_migration_resolving_with_retries() -> None:
+    """In-process, on the inventory twin: after a restart nobody answers, so nothing is decided."""
+    silent = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]  # nothing listens there
+
+    async def resume() -> tuple[dict[str, Any], dict[str, Any]]:
+        with MemoryInventory() as inventory:
+            for name, url in zip(("h1", "h2"), silent, strict=True):
+                inventory.add_host(name, url)
+            payload = new_payload(device="h1/d", device_id="d", model="m", source="h1", destination="h2",
+                                  source_url=silent[0], destination_url=silent[1], lease="old/m1", drain=None,
+                                  now=datetime.now(UTC))
+            for phase in ("destination_created", "streaming", "destination_validated", "handed_off"):
+                enter_phase(payload, phase, datetime.now(UTC))
+            inventory.journal_put("m1", "handed_off", payload, datetime.now(UTC))
+            async with Orchestrator(inventory, interval=0.01, sweep_interval=None, agent_timeout=1.0) as orch:
+                await asyncio.sleep(0.5)
+                early = orch.get("m1")
+                await asyncio.sleep(0.5)
+                return early, orch.get("m1")
+
+    early, later = asyncio.run(resume())
+    assert early["phase"] == later["phase"] == "resolving" and not later["finished"] and later["outcome"] is None
+    assert later["resolving"]["code"] == "AGENT_UNREACHABLE"
+    assert later["resolving"]["attempts"] > early["resolving"]["attempts"] >= 1  # it keeps asking, backing off
+    assert [h["phase"] for h in later["history"]][-2:] == ["handed_off", "resolving"]
