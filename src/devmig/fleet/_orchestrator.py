@@ -105,7 +105,8 @@ class Orchestrator:
         token_for: the bearer token to send to a host's agent (by host name).
         clock: wall time for the journal (default: the system clock).
         interval: seconds between two looks at a running migration.
-        concurrency: migrations driven at once (more wait in ``planned``).
+        concurrency: new migrations driven at once (more wait in ``planned``; resumed
+            ones are only observed and are not counted).
         instance_id: this manager's id in leases (default: a fresh one).
         crash_at: the test hook (see the module docstring).
         agent_timeout: seconds per agent request.
@@ -456,7 +457,10 @@ class Orchestrator:
 
     async def _drive(self, mid: str, fresh: bool) -> None:
         try:
-            async with self._slots:
+            if fresh:  # a new migration waits for a slot (in `planned`) before anything moves
+                async with self._slots:
+                    await self._drive_one(mid, fresh)
+            else:  # a resumed one only finds out where the agents are: never queued behind new ones
                 await self._drive_one(mid, fresh)
         except asyncio.CancelledError:
             raise
