@@ -608,7 +608,8 @@ class _AccelDevice(Device):
 
     def work(self, rng: np.random.Generator) -> None:
         # Every release draws the same numbers in the same order, whatever is enabled.
-        draws = rng.integers(0, 1 << 32, size=_DRAWS).tolist()
+        # 32-bit draws: the low halves of raw 64-bit outputs (Generator.integers costs ~10 us more a step)
+        draws = (rng.bit_generator.random_raw(_DRAWS) & 0xFFFFFFFF).tolist()
         for i in range(draws[0] % (MAX_SUBMIT + 1)):
             self._submit(draws[2 + 5 * i : 7 + 5 * i])
         if self.keeps_stats:
