@@ -267,7 +267,7 @@ class ConsoleNarrator:
 
     def progress(self, label: str, phase: str, done: int, total: int | None) -> None:
         """A migration's progress: a live bar on a terminal (full once done); a line per phase otherwise."""
-        sent = f"{done / (1 << 20):.1f} MiB sent"
+        sent = f"{done / (1 << 20):.1f} MiB sent" if done >= 1 << 20 else f"{done / 1024:.1f} KiB sent"
         if not self.rich:
             if self._last != (label, phase):
                 self._last = (label, phase)

@@ -180,7 +180,8 @@ class _StepFailed(Exception):
 
 
 def _mib(n: float) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
+    """Bytes for people: KiB below a MiB (a NIC's state is a few KiB), MiB above."""
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.1f} KiB"
 
 
 def _short(model: str) -> str:
@@ -544,12 +545,13 @@ def step_drain(t: TourRun) -> None:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     started = time.monotonic()
     while not drain["finished"]:
-        active = [mid for mid in drain["migrations"]]
-        if active:
-            record = t.m("GET", f"/v1/migrations/{active[-1]}")
-            progress = record.get("progress") or {}
-            t.narrator.progress(f"{record['device']} → {record['destination']}", str(record["phase"]),
-                                int(progress.get("bytes_sent") or 0), None)
+        if drain["migrations"]:  # the drain names a migration (write-ahead) a moment before it exists
+            answer = t.request("GET", f"{t.manager}/v1/migrations/{drain['migrations'][-1]}")
+            if answer.status_code == 200:
+                record = answer.json()
+                progress = record.get("progress") or {}
+                t.narrator.progress(f"{record['device']} → {record['destination']}", str(record["phase"]),
+                                    int(progress.get("bytes_sent") or 0), None)
         if time.monotonic() > deadline:
             t.require("the drain finished in time", False, f"phase {drain['phase']}")
         time.sleep(POLL_S)
