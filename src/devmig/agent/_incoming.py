@@ -170,7 +170,8 @@ class DestinationRun:
         try:
             channel.route_to(device, data)
             await channel.wait_stream()
-            m.timings.update(stream_first_byte=channel.stream_first_at, trailer=channel.stream_done_at)
+            m.timings.update(stream_first_byte=channel.stream_first_at, trailer=channel.stream_done_at,
+                             stream_cpu_s=round(channel.stream_cpu, 4))
             handoff.stream_received(b"")
             device.set_state(State.STOP)  # commits the staged sections, or raises StreamError
         except StreamError as exc:

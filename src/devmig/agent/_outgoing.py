@@ -242,6 +242,7 @@ class SourceRun:
         m.stage = "precopy"
         device.set_state(State.PRE_COPY)
         m.timings["stream_first_byte"] = time.time()
+        cpu = time.process_time()
         send_time = 0.0
         best_dirty: int | None = None
         stalled = 0
@@ -295,6 +296,7 @@ class SourceRun:
         assert self.handoff is not None
         self.handoff.stream_sent()
         m.timings["trailer_sent"] = time.time()
+        m.timings["stream_cpu_s"] = round(time.process_time() - cpu, 4)  # the workload's steps included
         self._sync_phase()
         m.stage = "handoff"
 

@@ -140,6 +140,8 @@ class Channel(asyncio.BufferedProtocol):
         """When the first stream byte reached the sink (epoch seconds)."""
         self.stream_done_at: float | None = None
         """When the sink reported the whole stream loaded (epoch seconds)."""
+        self.stream_cpu = 0.0
+        """CPU seconds this process used from the first stream byte to the loaded stream (all threads)."""
         self._raw: socket.socket | None = None  # a duplicate of the transport's socket, for sendmsg
         self._unsent: list[memoryview] = []  # a send in progress: its buffers, from index _first on
         self._first = 0
@@ -204,6 +206,7 @@ class Channel(asyncio.BufferedProtocol):
         if sink is not None:
             if self.stream_first_at is None:
                 self.stream_first_at = time.time()
+                self.stream_cpu = -time.process_time()
             try:
                 sink.buffer_updated(nbytes)
             except StreamError as exc:
@@ -211,6 +214,7 @@ class Channel(asyncio.BufferedProtocol):
                 return
             if sink.load_complete:
                 self.stream_done_at = time.time()
+                self.stream_cpu += time.process_time()
                 self._sink = None
                 self._stream_done = True
                 self._wake()
