@@ -1,5 +1,9 @@
 """``devmig migrate`` and ``devmig migration show``: start and observe a live migration.
 
+With a manager (``--manager URL`` / ``DEVMIG_MANAGER``, no ``--from``),
+``devmig migrate HOST/ID [--to HOST]`` goes through it instead (journalled;
+see :mod:`devmig.cli._orchestrate`).
+
 The CLI only checks, starts and observes: the agents carry the migration, so
 killing the CLI changes nothing. Exit codes of ``devmig migrate``:
 
@@ -151,21 +155,48 @@ def _report(st: dict[str, Any], where: str, from_url: str, to_url: str, out: Out
 
 
 def migrate_cmd(
-    from_url: Annotated[str, typer.Option("--from", help="The source agent's URL.")],
-    device: Annotated[str, typer.Option("--device", help="The device id on the source.")],
-    to_url: Annotated[str, typer.Option("--to", help="The destination agent's URL.")],
+    device_ref: Annotated[str | None, typer.Argument(
+        metavar="[HOST/ID]", help="With a manager: the device to move, HOST/ID.")] = None,
+    from_url: Annotated[str | None, typer.Option("--from", help="The source agent's URL (agent-direct form).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="The device id on the source (agent-direct form).")] = None,
+    to_url: Annotated[str | None, typer.Option(
+        "--to", help="The destination: an agent's URL (agent-direct), or a host name (with a manager; "
+                     "default: the best host by placement).")] = None,
     from_token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="The source agent's token.")] = None,
     to_token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="The destination agent's token.")] = None,
     migration_id: Annotated[str | None, typer.Option("--migration-id", help="Id to use (idempotent retries).")] = None,
+    manager: Annotated[str | None, typer.Option(
+        "--manager", envvar="DEVMIG_MANAGER", help="Go through this manager (journalled): devmig migrate HOST/ID.")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="DEVMIG_TOKEN", help="The manager's bearer token.")] = None,
     json_mode: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
 ) -> None:
-    """Live-migrate a device between two agents (checked first; the agents carry it through).
+    """Live-migrate a device: between two agents, or through the manager (journalled).
 
-    Exit 0 migrated (prints the new device id), 1 refused or rolled back (the
-    device runs on the source), 2 usage/unreachable/auth before any change,
-    3 lost or in doubt.
+    Agent-direct: --from URL --device ID --to URL (checked first; the agents carry
+    it through). With --manager URL or DEVMIG_MANAGER and no --from:
+    devmig migrate HOST/ID [--to HOST] — the manager chooses the best host when
+    --to is not given, journals the migration and drives it; the command waits with
+    progress. Exit 0 migrated (prints the new device id), 1 refused or rolled back (the
+    device runs on the source), 2 usage/unreachable/auth before any change, 3 lost or in doubt.
     """
     out = Output(json_mode)
+    if from_url is None and device is None and manager is not None:
+        if device_ref is None:
+            out.fail(DevmigError([Problem("USAGE", ("device",), "name the device to migrate: HOST/ID",
+                                          hint="devmig migrate HOST/ID [--to HOST] --manager URL")]), EXIT_USAGE)
+        from devmig.cli._orchestrate import migrate_via_manager
+
+        raise typer.Exit(migrate_via_manager(out, manager, token, device_ref, to_url, migration_id))
+    missing = [name for name, value in (("--from", from_url), ("--device", device), ("--to", to_url))
+               if value is None]
+    if missing or device_ref is not None:
+        message = ("a HOST/ID argument needs a manager (--manager URL or DEVMIG_MANAGER)" if device_ref is not None
+                   and not missing else f"missing option(s) {', '.join(missing)}")
+        out.fail(DevmigError([Problem("USAGE", ("options",), message, value=missing or device_ref,
+                                      hint="devmig migrate --from URL --device ID --to URL, or "
+                                           "devmig migrate HOST/ID [--to HOST] --manager URL")]), EXIT_USAGE)
+    assert from_url is not None and device is not None and to_url is not None
     code = asyncio.run(_migrate(from_url, device, to_url, from_token, to_token, migration_id, out))
     raise typer.Exit(code)
 
