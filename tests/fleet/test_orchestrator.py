@@ -56,22 +56,33 @@ class Fleet:
         return len(self.http.get("/v1/migrations").json()["migrations"])
 
 
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proc]]:
+    """The agents, shared by both databases' managers (each test makes its own devices)."""
+    procs = Processes(tmp_path_factory.mktemp("orchestrator-agents"))
+    try:
+        started = Processes.ready(
+            procs.spawn_agent("a", "nic=3.0.0,accel=3.0.0", "--max-stream-rate", "8M"),
+            procs.spawn_agent("b", "nic=3.0.0,accel=3.0.0"),
+            procs.spawn_agent("c", "nic=1.0.0,accel=3.0.0"),
+        )
+        yield {agent.name: agent for agent in started}
+    finally:
+        procs.kill_all()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          agents: dict[str, Proc]) -> Iterator[Fleet]:
+    """A manager on a SQLite file or a PostgreSQL database, the agents registered."""
     root = tmp_path_factory.mktemp(f"orchestrator-{request.param}")
     procs = Processes(root)
     with database(request.param, root) as url:
         try:
-            spawned = [
-                procs.spawn_agent("a", "nic=3.0.0,accel=3.0.0", "--max-stream-rate", "8M"),
-                procs.spawn_agent("b", "nic=3.0.0,accel=3.0.0"),
-                procs.spawn_agent("c", "nic=1.0.0,accel=3.0.0"),
-                procs.spawn_manager("manager", url),
-            ]
-            *agents, manager = Processes.ready(*spawned)
+            (manager,) = Processes.ready(procs.spawn_manager("manager", url))
             http = manager.http(MANAGER_TOKEN)
-            register(http, *agents)
-            yield Fleet({a.name: a for a in agents}, manager, http)
+            register(http, *agents.values())
+            yield Fleet(agents, manager, http)
             http.close()
         finally:
             procs.kill_all()
@@ -218,8 +229,8 @@ def test_the_agents_roll_back_and_no_copy_stays(fleet: Fleet) -> None:
     assert set(agent_devices(b)) == before  # no copy stays
 
 
-def test_the_agent_only_path_needs_no_lease_and_a_fence_stops_a_late_start(fleet: Fleet) -> None:
-    a, b = fleet.agents["a"], fleet.agents["b"]
+def test_the_agent_only_path_needs_no_lease_and_a_fence_stops_a_late_start(agents: dict[str, Proc]) -> None:
+    a, b = agents["a"], agents["b"]
     device = create_device(a, "version=2")
     with a.http(AGENT_TOKEN) as agent:
         body = {"migration_id": f"cli-{device}", "device_id": device, "destination": {"url": b.url, "token": AGENT_TOKEN}}
