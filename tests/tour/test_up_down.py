@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,12 +88,22 @@ def test_up_foreground_refuses_a_second_up_and_stops_everything_on_sigint(tmp_pa
 @pytest.mark.slow
 def test_detach_then_down(tmp_path: Path) -> None:
     state_dir = tmp_path / "fleet"
+    # what a leader killed long ago left: an unlocked lock file and a state.json naming dead processes
+    state_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (state_dir / "lock").write_text(f"{dead}\n")
+    (state_dir / "state.json").write_text(json.dumps({
+        "format": "devmig/local-fleet/1", "state_dir": str(state_dir), "leader": {"pid": int(dead)},
+        "token": "old", "pool": "local", "manager": {"pid": int(dead), "url": "http://127.0.0.1:1"},
+        "agents": [], "devices": []}))
     up = devmig("up", "--detach", "--state-dir", str(state_dir), "--json", timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
     announced = json.loads(up.stdout)
     state = read_state(state_dir)
     assert state is not None and announced["event"] == "up" and announced["detached"] is True
     assert announced["manager"] == state["manager"] and announced["agents"] == state["agents"]
+    assert state["token"] != "old"  # the stale state was replaced
     leader = state["leader"]["pid"]
     try:
         assert alive(leader) and all(alive(p) for p in recorded_pids(state))
