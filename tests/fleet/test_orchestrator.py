@@ -279,7 +279,7 @@ def test_arriving_migrations_count_in_the_destinations_load() -> None:
 def test_a_second_controller_cannot_take_a_migration_over(fleet: Fleet) -> None:
     """An in-process orchestrator (on the inventory twin) tries the id the manager is driving: LEASE_HELD."""
     a = fleet.agents["a"]
-    device = create_device(a, BIG, ACCEL)
+    device = create_device(a, "mem-size-mib=32,engines=2", ACCEL)  # 4 s of stream: still running when asked
     response = fleet.migrate(f"a/{device}", "b", f"taken-{device}")
     assert response.status_code == 202, response.text
     mid = response.json()["id"]
