@@ -11,7 +11,7 @@ Migrations (``/v1/migrations``) are checked, then journalled phase by phase
 ahead of every agent call, driven in the background and resumed after a
 restart: see :mod:`devmig.fleet._orchestrator`. Drains are built on them.
 
-Reads are open; mutating endpoints (hosts, pools, cordons, ``POST /v1/poll``)
+Reads are open; mutating endpoints (hosts, pools, cordons, ``POST /v1/poll``, ``POST /v1/migrations``)
 need ``Authorization: Bearer TOKEN``. Every error is problem details
 (``application/problem+json``) carrying the problems' codes. The answers
 come from one inventory snapshot per request through :mod:`devmig.compat`
