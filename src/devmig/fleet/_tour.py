@@ -50,6 +50,7 @@ BUDGET_S = 120.0
 MIGRATION_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 90.0
 POLL_S = 0.1
+DIGEST_WAIT_S = 10.0
 COUNTER_GAP_S = 0.3
 """Seconds between two reads of a device's counters (the workload ticks every 10 ms)."""
 NEWER_ONLY_CONFIG = "version=2,link-speed=25G"
@@ -369,15 +370,25 @@ class TourRun:
                     error=status.get("error"))
 
     def side_digests(self, move: Move) -> tuple[str | None, str | None]:
-        """The state digests each agent recorded at switch-over: ``(source, destination)``."""
+        """The state digests each agent recorded at switch-over: ``(source, destination)``.
+
+        The destination hashes a copy-on-write snapshot of the state it loaded off
+        the critical path, so its digest may come a moment after the migration ended:
+        wait for it (a few seconds at most).
+        """
         source_id = move.device.partition("/")[2]
         found: dict[str, str | None] = {"source": None, "destination": None}
-        for role, host, wanted in (("source", move.source, source_id),
-                                   ("destination", move.destination, move.destination_device_id)):
-            for m in self.a(host, "GET", "/v1/migrations")["migrations"]:
-                if m["role"] == role and m["device_id"] == wanted and m.get("digest"):
-                    found[role] = m["digest"]
-        return found["source"], found["destination"]
+        deadline = time.monotonic() + DIGEST_WAIT_S
+        while True:
+            for role, host, wanted in (("source", move.source, source_id),
+                                       ("destination", move.destination, move.destination_device_id)):
+                if found[role] is None:
+                    for m in self.a(host, "GET", "/v1/migrations")["migrations"]:
+                        if m["role"] == role and m["device_id"] == wanted and m.get("digest"):
+                            found[role] = m["digest"]
+            if (found["source"] and found["destination"]) or time.monotonic() > deadline:
+                return found["source"], found["destination"]
+            time.sleep(POLL_S)
 
     def through_manager(self, move: Move) -> None:
         """Check that a move went through the manager (journalled)."""
