@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,3 +215,30 @@ def test_a_drifted_transcript_fails(tmp_path: Path) -> None:
         DocRun(doc, root).run_upto(block)
     assert "drift.md:2: $ echo new" in str(info.value)
     assert "-old" in str(info.value) and "+new" in str(info.value)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_relative_links_resolve() -> None:
+    """Every relative link of the docs and the README names an existing file (and heading)."""
+    broken = []
+    for doc in doc_files():
+        text = doc.read_text(encoding="utf-8")
+        prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.name}: {target}")
+                continue
+            if anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", file.read_text(encoding="utf-8"), flags=re.M)
+                if anchor not in {_slug(h) for h in headings}:
+                    broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, broken
