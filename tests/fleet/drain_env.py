@@ -103,6 +103,16 @@ class Fleet:
                 response = m.post("/v1/hosts", json={"url": agent.url, "name": name})
                 assert response.status_code == 201, response.text
 
+    def restart_manager(self, db_url: str) -> None:
+        """SIGKILL the manager and start a new one on the same database (the agents stay registered)."""
+        assert self.manager is not None
+        self.manager.kill()
+        self.procs.remove(self.manager)
+        self.manager = self._spawn("manager-2", [
+            "manager", "--db", db_url, "--listen", "127.0.0.1:0", "--json", "--token", MANAGER_TOKEN,
+            "--poll-interval", "3600", "--agent-token", AGENT_TOKEN], {})
+        self._announced(self.manager)
+
     def m(self) -> httpx2.Client:
         """A client of the manager (with its token)."""
         assert self.manager is not None

@@ -301,7 +301,11 @@ def drain_cmd(
             record: dict[str, Any] = client.call("GET", f"/v1/drains/{did}")
             for mid in record["migrations"]:
                 if mid not in migrations or not migrations[mid].get("finished"):
-                    migrations[mid] = client.call("GET", f"/v1/migrations/{mid}")
+                    try:
+                        migrations[mid] = client.call("GET", f"/v1/migrations/{mid}")
+                    except DevmigError as exc:
+                        if exc.code != "MIGRATION_UNKNOWN":  # named by the drain, not started yet
+                            raise
             return record
 
         def lines(_record: dict[str, Any]) -> list[tuple[str, str, bool]]:
