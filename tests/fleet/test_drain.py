@@ -192,7 +192,9 @@ def small_fleet(tmp_path: Path) -> Iterator[tuple[Fleet, str]]:
     with database("sqlite", tmp_path) as url:
         fleet = Fleet(tmp_path)
         try:
-            fleet.start(url, {"a": "nic=2.0.0,accel=2.0.0", "b": "nic=2.0.0,accel=2.0.0"})
+            # paced streams: a 64 MiB accelerator takes seconds to move, long enough to kill the manager
+            fleet.start(url, {"a": "nic=2.0.0,accel=2.0.0", "b": "nic=2.0.0,accel=2.0.0"},
+                        "--max-stream-rate", "32M")
             yield fleet, url
         finally:
             fleet.close()
@@ -200,8 +202,8 @@ def small_fleet(tmp_path: Path) -> Iterator[tuple[Fleet, str]]:
 
 def test_a_drain_resumes_after_the_manager_is_killed(small_fleet: tuple[Fleet, str]) -> None:
     fleet, url = small_fleet
-    ids = [fleet.create("a", ACCEL, "version=2,mem-size-mib=32,engines=2")["id"],  # seconds of stream each
-           fleet.create("a", ACCEL, "version=2,mem-size-mib=32,engines=2")["id"],
+    ids = [fleet.create("a", ACCEL, "version=2,mem-size-mib=64")["id"],
+           fleet.create("a", ACCEL, "version=2,mem-size-mib=64")["id"],
            fleet.create("a", NIC, "version=2")["id"]]
     fleet.poll()
     with fleet.m() as m:
@@ -212,6 +214,7 @@ def test_a_drain_resumes_after_the_manager_is_killed(small_fleet: tuple[Fleet, s
         while not m.get(f"/v1/drains/{drain_id}").json()["migrations"]:  # the first migration is under way
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        assert not m.get(f"/v1/drains/{drain_id}").json()["finished"]
     fleet.restart_manager(url)  # SIGKILL, then a new process on the same file
     with fleet.m() as m:
         drain = wait_drain(m, drain_id, timeout=180)
