@@ -156,7 +156,7 @@ def register(manager: httpx2.Client, *agents: Proc) -> None:
         assert response.status_code == 201, response.text
 
 
-def wait_finished(manager: httpx2.Client, migration_id: str, timeout: float = 30.0) -> dict[str, Any]:
+def wait_finished(manager: httpx2.Client, migration_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """Poll the manager until a migration finished; return its record."""
     deadline = time.monotonic() + timeout
     while True:

@@ -84,7 +84,7 @@ def _start(http: httpx2.Client, device: str, mid: str) -> None:
 
 def _wait_agent(agent: Proc, mid: str) -> dict[str, Any]:
     with agent.http() as client:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 40
         while True:
             status: dict[str, Any] = client.get(f"/v1/migrations/{mid}").json()
             if status.get("finished"):
