@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from devmig.model import BoolParam, Condition, DeviceModel, InSet, IntParam, Range, StrParam, Value
 
-__all__ = ["CompiledModel", "IdentityCache", "accepts", "compiled", "off_mismatches"]
+__all__ = ["CompiledModel", "IdentityCache", "accepts", "compiled", "constraints_hold", "off_mismatches"]
 
 _INF = float("inf")
 _SET_LIMIT = 512  # an int parameter with at most this many values is compiled to a set
@@ -196,31 +196,39 @@ def accepts(cm: CompiledModel, items: Sequence[tuple[str, Value]], names: frozen
     if cm.constraints:
         full = cm.off.copy()
         full.update(items)
-        get = full.get
-        for when, require in cm.constraints:
-            applies = True
-            for cname, ct, cvals, clo, chi in when:
-                cv = get(cname)
-                if ct is None:
-                    if cvals is None or (type(cv), cv) not in cvals:
-                        applies = False
-                        break
-                elif type(cv) is not ct or (
-                    not (clo <= cv <= chi) if cvals is None else cv not in cvals  # type: ignore[operator]
-                ):
+        return constraints_hold(cm.constraints, full)
+    return True
+
+
+def constraints_hold(
+    constraints: tuple[tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]], ...], full: dict[str, Value]
+) -> bool:
+    """Return whether a full configuration satisfies every compiled constraint (rule 4)."""
+    get = full.get
+    for when, require in constraints:
+        applies = True
+        for cname, ct, cvals, clo, chi in when:
+            cv = get(cname)
+            if ct is None:
+                if cvals is None or (type(cv), cv) not in cvals:
                     applies = False
                     break
-            if not applies:
-                continue
-            for cname, ct, cvals, clo, chi in require:
-                cv = get(cname)
-                if ct is None:
-                    if cvals is None or (type(cv), cv) not in cvals:
-                        return False
-                elif type(cv) is not ct or (
-                    not (clo <= cv <= chi) if cvals is None else cv not in cvals  # type: ignore[operator]
-                ):
+            elif type(cv) is not ct or (
+                not (clo <= cv <= chi) if cvals is None else cv not in cvals  # type: ignore[operator]
+            ):
+                applies = False
+                break
+        if not applies:
+            continue
+        for cname, ct, cvals, clo, chi in require:
+            cv = get(cname)
+            if ct is None:
+                if cvals is None or (type(cv), cv) not in cvals:
                     return False
+            elif type(cv) is not ct or (
+                not (clo <= cv <= chi) if cvals is None else cv not in cvals  # type: ignore[operator]
+            ):
+                return False
     return True
 
 

@@ -106,12 +106,26 @@ def int_classes(
 
 def int_difference(include: tuple[IntProg, ...], exclude: tuple[IntProg, ...]) -> bool:
     """Return whether some value of ``include`` may lie outside ``exclude`` (``True`` when unsure)."""
-    if len(include) == 1 and len(exclude) == 1:
-        (a, b, s), (c, d, t) = include[0], exclude[0]
-        if a == b:
-            return not (c <= a <= d and (a - c) % t == 0)
-        # a, a+s, ... b all lie on c, c+t, ... d exactly when both ends do and t divides s
-        return not (c <= a and b <= d and (a - c) % t == 0 and s % t == 0)
+    covered = True
+    for a, b, s in include:
+        # both ends are values of the progression: one outside ``exclude`` answers at once
+        a_in = b_in = False
+        inside = False
+        for c, d, t in exclude:
+            if not a_in and c <= a <= d and (a - c) % t == 0:
+                a_in = True
+                # a, a+s, ... b all lie on c, c+t, ... d exactly when both ends do and t divides s
+                if b == a or (b <= d and s % t == 0):
+                    inside = True
+                    break
+            if not b_in and c <= b <= d and (b - c) % t == 0:
+                b_in = True
+        if not inside:
+            if not (a_in and b_in):
+                return True
+            covered = False
+    if covered:
+        return False
     return next(iter(iter_int_classes(include, exclude, ())), None) is not None
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from devmig._errors import Problem
 from devmig.compat._check import check
-from devmig.compat._index import FleetIndex, fleet_index
+from devmig.compat._index import FleetIndex, bits_to_mask, fleet_index
 from devmig.compat._profile import FleetSnapshot, HostState, newest_definition
 from devmig.compat._requests import DeviceRequest, RunningDevice
 from devmig.compat._verdict import Verdict
@@ -263,12 +263,14 @@ def place(snapshot: FleetSnapshot, vm: Sequence[DeviceRequest]) -> Placement:
     """
     index: FleetIndex = fleet_index(snapshot)
     devices = tuple(resolve(snapshot, d) for d in vm)
-    ok = np.ones(len(index.fingerprints), dtype=np.bool_)
+    bits = index.all_profiles
     for d in devices:
         if d.source is None or d.config is None:
-            ok[:] = False
+            bits = 0
             break
-        ok &= index.accepting_profiles(d.source, d.config.items)
+        if bits:
+            bits &= index.accepting_bits(d.source, d.config.items)
+    ok = bits_to_mask(bits, len(index.fingerprints))
     mask = ok[index.rank_profiles]
     mask &= index.rank_available
     sources = frozenset(d.current_host for d in devices if d.current_host is not None)
@@ -277,5 +279,6 @@ def place(snapshot: FleetSnapshot, vm: Sequence[DeviceRequest]) -> Placement:
         if rank is not None:
             mask[rank] = False
     accepted = index.rank_names[mask].tolist()
-    profiles = frozenset(index.fingerprints[i] for i in np.flatnonzero(ok))
+    fingerprints = index.fingerprints
+    profiles = frozenset([fingerprints[i] for i in np.flatnonzero(ok).tolist()])
     return Placement(accepted, profiles, snapshot, devices, sources, _ByProfile(snapshot, devices))
