@@ -1,15 +1,236 @@
 """The manager's read-only dashboard at ``/`` (server-rendered Jinja2 with vendored htmx).
 
-Not built yet: :func:`mount_dashboard` adds nothing so far.
+Theory of operation
+-------------------
+``GET /`` renders the whole page from one inventory snapshot: hosts (releases,
+pools, health, last seen), the compatibility matrix of running devices by
+hosts (:mod:`devmig.fleet._matrix`, also served as JSON at ``GET /v1/matrix``),
+the pool baselines per model (:func:`~devmig.fleet._manager_api.answer_baseline`)
+and the migrations (the orchestrator's records). Each section is also a
+fragment under ``/dashboard/`` that the page re-fetches with htmx
+(``hx-get`` + ``hx-trigger="every Ns"``): migrations every second, the rest
+every few seconds. No JavaScript is built or written: htmx
+(``static/htmx.min.js``, see ``static/README.md``) does the polling.
+
+Reads only, so no token. A fragment that cannot be computed (the database is
+down) renders its problems in place with status 200, so the page keeps polling
+and recovers by itself.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-__all__ = ["mount_dashboard"]
+import jinja2
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from devmig import __version__
+from devmig._errors import DevmigError
+from devmig.fleet._inventory import Inventory, InventorySnapshot
+from devmig.fleet._journal_phases import FORWARD
+from devmig.fleet._manager_api import answer_baseline, host_dict, profile_docs
+from devmig.fleet._matrix import compatibility_matrix
+
+__all__ = ["mount_dashboard", "progress_of"]
+
+MIGRATIONS_SHOWN = 15
+"""The newest migrations the dashboard lists."""
+
+REFRESH_S = {"hosts": 3, "matrix": 5, "baselines": 10, "migrations": 1}
+"""Seconds between two fetches of each fragment."""
+
+VERDICT_VIEW: dict[str, tuple[str, str, str]] = {
+    "current": ("●", "current", "runs here now"),
+    "round_trip": ("⇄", "round-trip", "can move here and come back"),
+    "one_way": ("→", "one-way", "can move here but not come back"),
+    "refused": ("✕", "refused", "cannot move here"),
+}
+"""Per matrix verdict: its symbol, its label and what it means."""
+
+
+Window = Annotated[int, Query(ge=0, le=8, description="A round trip also returns to this many previous releases "
+                                                   "of each implementation (the rollback set's window).")]
+"""The ``window`` query parameter of the matrix (as the rollback set's)."""
+
+
+def _ago(when: str | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = max(0, int((now - datetime.fromisoformat(when)).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def _size(n: float | int | None) -> str:
+    if not n:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover (the loop returns)
+
+
+def health_of(host: Mapping[str, Any]) -> list[str]:
+    """A host's health badges: ``unreachable`` or ``reachable`` (``not reported`` before its first report), and ``cordoned``."""
+    badges = []
+    if not host["reachable"]:
+        badges.append("unreachable")
+    elif host["fingerprint"] is None:
+        badges.append("not reported")
+    else:
+        badges.append("reachable")
+    if host["cordoned"]:
+        badges.append("cordoned")
+    return badges
+
+
+def hosts_view(inventory: Inventory, snap: InventorySnapshot, now: datetime) -> list[dict[str, Any]]:
+    """Every host as the dashboard shows it (the API's host dict, health and last seen)."""
+    out = []
+    for view in inventory.list_hosts():
+        host = host_dict(view, profile_docs(snap, view.fingerprint))
+        host.update(health=health_of(host), seen=_ago(host["last_seen"], now))
+        out.append(host)
+    return out
+
+
+def baselines_view(inventory: Inventory, snap: InventorySnapshot) -> list[dict[str, Any]]:
+    """Per pool, the baseline of every model one of its members knows (or the problems of the question)."""
+    models_of = {fp: sorted({m.model for d in docs for m in d.models}) for fp, docs in snap.profiles.items()}
+    fingerprints = {h.name: h.fingerprint for h in snap.hosts}
+    pools = []
+    for pool, members in sorted(inventory.list_pools().items()):
+        models = sorted({m for h in members for m in models_of.get(fingerprints.get(h) or "", [])})
+        entry: dict[str, Any] = {"pool": pool, "hosts": members, "models": [], "errors": []}
+        for model in models:
+            try:
+                entry["models"].append(answer_baseline(inventory, snap, pool, model))
+            except DevmigError as exc:
+                entry["models"].append({"model": model, "errors": exc.to_dicts()})
+        pools.append(entry)
+    return pools
+
+
+def progress_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A migration's progress as the dashboard draws it.
+
+    The percentage is the share of the forward journal phases walked
+    (``planned`` 0 %, ``done`` 100 %); a migration rolling back, rolled back or
+    resolving keeps the share of the last forward phase its history shows.
+
+    Returns:
+        ``{"percent": int, "state": "active"|"done"|"rolled_back"|"resolving"|"rolling_back"}``.
+    """
+    phase = str(record.get("phase"))
+    last = 0
+    for entry in record.get("history") or []:
+        if entry.get("phase") in FORWARD:
+            last = max(last, FORWARD.index(entry["phase"]))
+    if phase in FORWARD:
+        last = FORWARD.index(phase)
+    percent = round(100 * last / (len(FORWARD) - 1))
+    state = {"done": "done", "rolled_back": "rolled_back", "resolving": "resolving",
+             "rolling_back": "rolling_back"}.get(phase, "active")
+    return {"percent": percent, "state": state}
+
+
+def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
+    """The newest migrations with their progress; how many there are, and how many run."""
+    records = app.state.orchestrator.list()
+    rows = []
+    for record in records[:MIGRATIONS_SHOWN]:
+        progress = record.get("progress") or {}
+        rows.append({
+            **record, "bar": progress_of(record), "sent": _size(progress.get("bytes_sent")),
+            "rate_text": _size(progress.get("rate")) + "/s" if progress.get("rate") else "—",
+            "started": _ago(record.get("created_at"), now),
+        })
+    active = sum(1 for r in records if not r.get("finished"))
+    return {"migrations": rows, "total": len(records), "active": active}
+
+
+def _guarded(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return build()
+    except DevmigError as exc:
+        return {"problems": exc.to_dicts()}
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("devmig.fleet", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(verdicts=VERDICT_VIEW, refresh=REFRESH_S, version=__version__)
+    return env
 
 
 def mount_dashboard(app: FastAPI) -> None:
-    """Add the dashboard's routes (``/`` and its fragments) to the manager's app."""
-    del app
+    """Add the dashboard to the manager's app.
+
+    Routes: ``GET /`` (the page), ``GET /dashboard/{hosts,matrix,baselines,migrations}``
+    (its fragments), ``GET /dashboard/static/...`` (htmx and the style sheet), and
+    ``GET /v1/matrix`` (the compatibility matrix as JSON). Everything reads the
+    app's ``state.inventory`` and ``state.orchestrator`` (set by the lifespan).
+    """
+    templates = Jinja2Templates(env=_environment())
+    app.mount("/dashboard/static", StaticFiles(packages=[("devmig.fleet", "static")]), name="dashboard-static")
+
+    def inventory(request: Request) -> Inventory:
+        inv: Inventory = request.app.state.inventory
+        return inv
+
+    def section(request: Request, name: str, window: int) -> dict[str, Any]:
+        inv = inventory(request)
+        now = datetime.now(UTC)
+
+        def build() -> dict[str, Any]:
+            snap = inv.snapshot()
+            if name == "hosts":
+                return {"hosts": hosts_view(inv, snap, now)}
+            if name == "matrix":
+                return {"matrix": compatibility_matrix(inv, snap, window)}
+            if name == "baselines":
+                return {"pools": baselines_view(inv, snap)}
+            return migrations_view(request.app, now)
+
+        return {"problems": [], **_guarded(build)}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard(request: Request, window: Window = 0) -> HTMLResponse:
+        """The dashboard page (``?window=N``: the matrix's rollback window)."""
+        context = {name: section(request, name, window) for name in REFRESH_S}
+        return templates.TemplateResponse(request, "dashboard.html", {"sections": context, "window": window})
+
+    @app.get("/dashboard/{name}", response_class=HTMLResponse, include_in_schema=False)
+    async def fragment(request: Request, name: str, window: Window = 0) -> HTMLResponse:
+        """One section of the page (what htmx polls); 404 for an unknown section."""
+        if name not in REFRESH_S:
+            return HTMLResponse("<p>no such section</p>", status_code=404)
+        return templates.TemplateResponse(request, f"_{name}.html", {"s": section(request, name, window)})
+
+    @app.get("/v1/matrix", tags=["questions"])
+    async def matrix(request: Request, window: Window = 0) -> dict[str, Any]:
+        """The compatibility matrix: every running device against every host.
+
+        A cell's ``verdict`` is ``current`` (the device runs there), ``round_trip`` (it can move
+        there and come back), ``one_way`` (it can move there, not back) or ``refused``, with the
+        reasons' ``codes`` and ``reasons`` — the answers of the device's rollback set with the same
+        ``window``.
+        """
+        inv = inventory(request)
+        return compatibility_matrix(inv, inv.snapshot(), window)

@@ -1,0 +1,270 @@
+"""The manager's dashboard (issue 6, item 3), on a real fleet of eight hosts in headless Chromium.
+
+The fleet (``conftest.py``): eight agent processes and one manager process on a SQLite file. The
+browser is Debian's ``chromium`` driven by Debian's ``chromedriver`` through Selenium (skipped when
+they are missing, except under ``CI=true``). The tests run in file order on one page: the overview
+with no console errors, every matrix cell against the manager API's answers (rollback sets and
+placement), the 1366 x 768 layout, and a migration started with ``devmig migrate`` through the
+manager appearing and rising to done. Screenshots go to ``test-artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from dashboard_fleet import (
+    CORDONED,
+    GONE,
+    HOSTS,
+    PACED,
+    Dashboard,
+    console_errors,
+    screenshot,
+    viewport,
+)
+
+from devmig.fleet._dashboard import VERDICT_VIEW, progress_of
+from devmig.fleet._journal_phases import FORWARD
+
+JS_CELLS = """
+return Array.from(document.querySelectorAll('#matrix td.cell')).map(td => ({
+    device: td.dataset.device, host: td.dataset.host, verdict: td.dataset.verdict,
+    codes: td.dataset.codes ? td.dataset.codes.split(' ') : [], title: td.title, text: td.textContent.trim(),
+    background: getComputedStyle(td).backgroundColor}));
+"""
+JS_MIGRATION = """
+const row = document.querySelector('#migrations tr[data-migration="' + arguments[0] + '"]');
+if (!row) return null;
+const bar = row.querySelector('progress');
+return {phase: row.dataset.phase, progress: Number(row.dataset.progress), finished: row.dataset.finished,
+        bar: bar ? Number(bar.value) : null, max: bar ? Number(bar.max) : null, text: row.textContent};
+"""
+
+
+def _open(browser: Any, url: str) -> None:
+    """Load a page and wait for htmx to be running on it."""
+    browser.get(url)
+    deadline = time.monotonic() + 30
+    while browser.execute_script("return typeof htmx === 'undefined' || document.readyState !== 'complete'"):
+        assert time.monotonic() < deadline, "htmx did not load"
+        time.sleep(0.1)
+
+
+def _no_console_errors(browser: Any) -> None:
+    errors = console_errors(browser)
+    assert errors == [], errors
+
+
+def _expected_cells(m: httpx2.Client, device: str, window: int) -> dict[str, tuple[str, set[str]]]:
+    """Per host: the verdict and codes the manager API gives for one running device."""
+    host, device_id = device.split("/", 1)
+    response = m.get(f"/v1/devices/{host}/{device_id}/rollback-set", params={"window": window})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    out: dict[str, tuple[str, set[str]]] = {}
+    for name in HOSTS:
+        if name == host:
+            assert "SAME_HOST" in {p["code"] for p in answer["rejected"][name]}  # (and its own problems)
+            out[name] = ("current", set())
+        elif name in answer["hosts"]:
+            out[name] = ("round_trip", set())
+        elif name in answer["one_way"]:
+            out[name] = ("one_way", {p["code"] for ps in answer["one_way"][name].values() for p in ps})
+        else:
+            out[name] = ("refused", {p["code"] for p in answer["rejected"][name]})
+    return out
+
+
+# -- without a browser -------------------------------------------------------------------------
+
+
+def test_progress_is_the_share_of_forward_phases_walked() -> None:
+    assert progress_of({"phase": "planned", "history": []}) == {"percent": 0, "state": "active"}
+    assert progress_of({"phase": "streaming"})["percent"] == round(100 * 2 / 7)
+    assert progress_of({"phase": "done"}) == {"percent": 100, "state": "done"}
+    walked = [progress_of({"phase": p})["percent"] for p in FORWARD]
+    assert walked == sorted(walked) and len(set(walked)) == len(FORWARD)
+    history = [{"phase": p} for p in ("planned", "destination_created", "streaming", "rolling_back")]
+    assert progress_of({"phase": "rolled_back", "history": history}) == {
+        "percent": round(100 * 2 / 7), "state": "rolled_back"}
+    assert progress_of({"phase": "resolving", "history": history[:2]})["state"] == "resolving"
+
+
+def test_page_fragments_and_static_files_need_no_token(dashboard: Dashboard) -> None:
+    with httpx2.Client(base_url=dashboard.fleet.url, timeout=60) as plain:  # no Authorization header
+        page = plain.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        for host in HOSTS:
+            assert f'data-host="{host}"' in page.text
+        assert 'hx-trigger="every 1s"' in page.text
+        for name in ("hosts", "matrix", "baselines", "migrations"):
+            fragment = plain.get(f"/dashboard/{name}")
+            assert fragment.status_code == 200 and "<html" not in fragment.text, name
+        assert plain.get("/dashboard/nope").status_code == 404
+        htmx = plain.get("/dashboard/static/htmx.min.js")
+        assert htmx.status_code == 200 and 'version:"2.0.11"' in htmx.text.replace(" ", "")
+        assert plain.get("/dashboard/static/dashboard.css").status_code == 200
+        bad = plain.get("/v1/matrix", params={"window": 9})
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+        openapi = plain.get("/openapi.json").json()
+        assert "/v1/matrix" in openapi["paths"] and "/" not in openapi["paths"]
+
+
+def test_matrix_json_agrees_with_rollback_sets_and_placement(dashboard: Dashboard) -> None:
+    with dashboard.fleet.m() as m:
+        for window in (0, 1):
+            matrix = m.get("/v1/matrix", params={"window": window}).json()
+            assert matrix["hosts"] == sorted(HOSTS) and matrix["window"] == window
+            assert len(matrix["devices"]) == len(dashboard.devices) + 1  # and the accelerator to move
+            for row in matrix["devices"]:
+                assert row["errors"] == [], row
+                expected = _expected_cells(m, row["device"], window)
+                got = {h: (c["verdict"], set(c["codes"])) for h, c in row["cells"].items()}
+                assert got == expected, row["device"]
+                if window == 0:  # placement accepts exactly the hosts the device can move to
+                    place = m.post("/v1/place", json={"vm": [{"device": row["device"]}]}).json()
+                    movable = {h for h, (v, _) in expected.items() if v in ("round_trip", "one_way")}
+                    assert {a["host"] for a in place["accepted"]} == movable, row["device"]
+                    assert set(place["rejected"]) == set(HOSTS) - movable
+        # the fleet shows every kind of cell, and the host problems as codes
+        everything = [c for w in (0, 1) for r in m.get("/v1/matrix", params={"window": w}).json()["devices"]
+                      for c in r["cells"].values()]
+    assert {c["verdict"] for c in everything} == set(VERDICT_VIEW)
+    codes = {code for c in everything for code in c["codes"]}
+    assert {"HOST_CORDONED", "HOST_UNREACHABLE"} <= codes
+
+
+# -- in Chromium ---------------------------------------------------------------------------------
+
+
+def test_overview_renders_without_console_errors(dashboard: Dashboard, browser: Any, shots: Path) -> None:
+    _open(browser, dashboard.fleet.url + "/")
+    time.sleep(2.5)  # the migrations fragment has been fetched again at least twice
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#hosts tr[data-host]'))"
+        ".map(r => [r.dataset.host, r.dataset.health, r.textContent])")
+    assert [r[0] for r in rows] == sorted(HOSTS)
+    health = {r[0]: r[1] for r in rows}
+    assert health[GONE] == "unreachable" and health[CORDONED] == "reachable cordoned"
+    assert all(health[h] == "reachable" for h in HOSTS if h not in (GONE, CORDONED))
+    text = {r[0]: r[2] for r in rows}
+    assert "acme-nic 1.0.0" in " ".join(text["old-rack1-a"].split())
+    assert "acme-blk 1.1.0" in " ".join(text["mid-rack2-d"].split())
+    assert re.search(r"\d+ (s|min) ago", text["old-rack1-a"]), text["old-rack1-a"]
+    baselines = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#baselines table[data-pool]')).map(t => t.dataset.pool)")
+    assert baselines == ["edge", "prod"]
+    with dashboard.fleet.m() as m:
+        nic = m.get("/v1/pools/prod/baseline", params={"model": "example.org/devices/nic"}).json()
+    shown = browser.execute_script(
+        "const r = document.querySelector('#baselines table[data-pool=\"prod\"] tr[data-model=\"example.org/devices/nic\"]');"
+        "return r ? r.textContent : null")
+    assert shown is not None and nic["version_string"] in shown
+    screenshot(browser, "overview", shots)
+    _no_console_errors(browser)
+
+
+@pytest.mark.parametrize("window", [0, 1])
+def test_every_matrix_cell_agrees_with_the_manager_api(dashboard: Dashboard, browser: Any, shots: Path,
+                                                       window: int) -> None:
+    _open(browser, f"{dashboard.fleet.url}/?window={window}")
+    cells = browser.execute_script(JS_CELLS)
+    devices = {c["device"] for c in cells}
+    assert len(devices) == len(dashboard.devices) + 1
+    assert len(cells) == len(devices) * len(HOSTS)
+    seen: set[str] = set()
+    with dashboard.fleet.m() as m:
+        expected = {d: _expected_cells(m, d, window) for d in sorted(devices)}
+    for cell in cells:
+        verdict, codes = expected[cell["device"]][cell["host"]]
+        where = (cell["device"], cell["host"], window)
+        assert (cell["verdict"], set(cell["codes"])) == (verdict, codes), where
+        symbol, label, _ = VERDICT_VIEW[verdict]
+        assert cell["text"] == f"{symbol} {label}", where  # a symbol and a word, not only a colour
+        for code in codes:  # the reason codes on hover
+            assert code in cell["title"], where
+        assert cell["title"].startswith(label), where
+        seen.add(verdict)
+    backgrounds = {c["verdict"]: c["background"] for c in cells}
+    assert len(set(backgrounds.values())) == len(backgrounds), backgrounds  # and a colour per verdict
+    assert {"current", "round_trip", "refused"} <= seen
+    if window:
+        assert "one_way" in seen  # a version-3 NIC can go to nic 3.0.0 but not back to 1.0.0
+    screenshot(browser, f"matrix-window-{window}", shots)
+    _no_console_errors(browser)
+
+
+def test_reads_at_1366x768_without_horizontal_scrolling(dashboard: Dashboard, browser: Any, shots: Path) -> None:
+    _open(browser, dashboard.fleet.url + "/")
+    assert viewport(browser) == (1366, 768)
+    columns = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#matrix th.host-col')).map(th => th.textContent)")
+    assert columns == sorted(HOSTS)  # eight hosts
+    sizes = browser.execute_script(
+        "const d = document.documentElement;"
+        "return {scroll: d.scrollWidth, inner: window.innerWidth, client: d.clientWidth,"
+        " body: document.body.scrollWidth}")
+    assert sizes["scroll"] <= sizes["inner"], sizes
+    assert sizes["scroll"] <= sizes["client"] and sizes["body"] <= sizes["client"], sizes
+    overflowing = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table, section, td, th'))"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).textOverflow !== 'ellipsis')"
+        ".map(e => e.tagName + '#' + (e.id || '') + '.' + e.className + ':' + e.scrollWidth + '>' + e.clientWidth)")
+    assert overflowing == [], overflowing  # nothing scrolls sideways inside the page either
+    clipped = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#matrix td.cell'))"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.dataset.host)")
+    assert clipped == [], clipped  # every cell's symbol and word is visible at this width
+    browser.save_screenshot(str(shots / "viewport-1366x768.png"))
+    screenshot(browser, "full-1366", shots)
+    _no_console_errors(browser)
+
+
+def test_cli_migration_appears_within_seconds_and_rises_to_done(dashboard: Dashboard, browser: Any,
+                                                                shots: Path) -> None:
+    fleet, mover = dashboard.fleet, dashboard.mover
+    _open(browser, fleet.url + "/")
+    mid = "dashboard-cli-1"
+    started = time.monotonic()
+    cli = fleet.cli("migrate", f"{PACED}/{mover['id']}", "--to", "cur-rack2-c", "--migration-id", mid, "--json")
+    try:
+        accepted = appeared = None
+        samples: list[dict[str, Any]] = []
+        deadline = started + 240
+        with fleet.m() as m:
+            while time.monotonic() < deadline:
+                if accepted is None and m.get(f"/v1/migrations/{mid}").status_code == 200:
+                    accepted = time.monotonic()
+                row = browser.execute_script(JS_MIGRATION, mid)
+                if row is not None:
+                    if appeared is None:
+                        appeared = time.monotonic()
+                        screenshot(browser, "migration-appeared", shots)
+                    if not samples or (row["phase"], row["progress"]) != (samples[-1]["phase"], samples[-1]["progress"]):
+                        samples.append(row)
+                    if row["finished"] == "true":
+                        break
+                time.sleep(0.1)
+        out, err = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    assert cli.returncode == 0, (out, err)
+    assert accepted is not None and appeared is not None, samples
+    # the page polls every second: it shows the migration within ~1 s of the manager accepting it
+    assert appeared - accepted <= 3.0, (appeared - accepted)
+    progress = [s["progress"] for s in samples]
+    assert progress == sorted(progress), samples  # never goes back
+    assert samples[-1]["phase"] == "done" and progress[-1] == 100 and samples[-1]["bar"] == 100, samples
+    assert progress[0] < 100 and len(samples) >= 2, samples  # seen while it ran, then done
+    assert "migrated" in samples[-1]["text"]
+    phases = [s["phase"] for s in samples]
+    assert set(phases) <= set(FORWARD), phases
+    screenshot(browser, "migration-done", shots)
+    _no_console_errors(browser)
