@@ -191,8 +191,10 @@ def migrate_cmd(
     missing = [name for name, value in (("--from", from_url), ("--device", device), ("--to", to_url))
                if value is None]
     if missing or device_ref is not None:
-        message = ("a HOST/ID argument needs a manager (--manager URL or DEVMIG_MANAGER)" if device_ref is not None
-                   and not missing else f"missing option(s) {', '.join(missing)}")
+        message = ("a HOST/ID argument needs a manager (--manager URL or DEVMIG_MANAGER)"
+                   if device_ref is not None and from_url is None
+                   else f"missing option(s) {', '.join(missing)}" if missing
+                   else "give either HOST/ID (with a manager) or --from/--device/--to, not both")
         out.fail(DevmigError([Problem("USAGE", ("options",), message, value=missing or device_ref,
                                       hint="devmig migrate --from URL --device ID --to URL, or "
                                            "devmig migrate HOST/ID [--to HOST] --manager URL")]), EXIT_USAGE)
