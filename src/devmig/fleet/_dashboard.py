@@ -9,7 +9,9 @@ the pool baselines per model (:func:`~devmig.fleet._manager_api.answer_baseline`
 and the migrations (the orchestrator's records). Each section is also a
 fragment under ``/dashboard/`` that the page re-fetches with htmx
 (``hx-get`` + ``hx-trigger="every Ns"``): migrations every second, the rest
-every few seconds. No JavaScript is built or written: htmx
+every few seconds, and the hosts and the matrix also as soon as a migration
+finishes (the migrations fragment's ``HX-Trigger`` header). No JavaScript is
+built or written: htmx
 (``static/htmx.min.js``, see ``static/README.md``) does the polling.
 
 Reads only, so no token. A fragment that cannot be computed (the database is
@@ -44,6 +46,12 @@ MIGRATIONS_SHOWN = 15
 REFRESH_S = {"hosts": 3, "matrix": 5, "baselines": 10, "migrations": 1}
 """Seconds between two fetches of each fragment."""
 
+MOVED_EVENT = "devmig-moved"
+"""The htmx event (``HX-Trigger``) of a migrations fragment showing a migration finished in the last
+:data:`MOVED_RECENT_S` seconds: the hosts and the matrix fetch themselves again at once."""
+
+MOVED_RECENT_S = 2.0
+
 VERDICT_VIEW: dict[str, tuple[str, str, str]] = {
     "current": ("●", "current", "runs here now"),
     "round_trip": ("⇄", "round-trip", "can move here and come back"),
@@ -58,10 +66,16 @@ Window = Annotated[int, Query(ge=0, le=8, description="A round trip also returns
 """The ``window`` query parameter of the matrix (as the rollback set's)."""
 
 
+def _age(when: str, now: datetime) -> float:
+    """Seconds from an ISO-8601 time (naive: UTC) to ``now``."""
+    at = datetime.fromisoformat(when)
+    return (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()
+
+
 def _ago(when: str | None, now: datetime) -> str:
     if when is None:
         return "never"
-    seconds = max(0, int((now - datetime.fromisoformat(when)).total_seconds()))
+    seconds = max(0, int(_age(when, now)))
     if seconds < 60:
         return f"{seconds} s ago"
     if seconds < 3600:
@@ -158,7 +172,8 @@ def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
             "started": _ago(record.get("created_at"), now),
         })
     active = sum(1 for r in records if not r.get("finished"))
-    return {"migrations": rows, "total": len(records), "active": active}
+    moved = any(r.get("finished") and _age(r["updated_at"], now) < MOVED_RECENT_S for r in records[:MIGRATIONS_SHOWN])
+    return {"migrations": rows, "total": len(records), "active": active, "moved": moved}
 
 
 def _guarded(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -175,7 +190,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(verdicts=VERDICT_VIEW, refresh=REFRESH_S, version=__version__)
+    env.globals.update(verdicts=VERDICT_VIEW, refresh=REFRESH_S, version=__version__, moved_event=MOVED_EVENT)
     return env
 
 
@@ -221,7 +236,11 @@ def mount_dashboard(app: FastAPI) -> None:
         """One section of the page (what htmx polls); 404 for an unknown section."""
         if name not in REFRESH_S:
             return HTMLResponse("<p>no such section</p>", status_code=404)
-        return templates.TemplateResponse(request, f"_{name}.html", {"s": section(request, name, window)})
+        context = section(request, name, window)
+        response = templates.TemplateResponse(request, f"_{name}.html", {"s": context})
+        if context.get("moved"):
+            response.headers["HX-Trigger"] = MOVED_EVENT
+        return response
 
     @app.get("/v1/matrix", tags=["questions"])
     async def matrix(request: Request, window: Window = 0) -> dict[str, Any]:
