@@ -9,7 +9,10 @@ shares document objects, and this is what makes it fast. Documents parsed
 separately (every report from its own JSON) are equal but distinct objects:
 those are recognised by pydantic's own JSON rendering of the document (cheaper
 than the canonical rendering; equal bytes mean equal data, so a hit is never
-wrong), kept in a bounded cache across calls.
+wrong), kept in a bounded cache across calls. The answers for document objects
+already seen (one document, or a report's tuple of documents) are kept across
+calls too, in bounded caches keyed by identity that hold the documents (so an
+identity is never reused while its entry lives; documents are immutable).
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ class ProfileCache:
     """Fingerprints, the profiles known to be stored, and their parsed documents."""
 
     MAX_RENDERED = 4096
+    MAX_IDENTITIES = 1024  # documents and document tuples remembered by identity (held alive)
 
     def __init__(self) -> None:
         self._stored: set[str] = set()
         self._documents: dict[str, tuple[ModelDocument, ...]] = {}
         self._canonical: dict[bytes, str] = {}
+        self._rendered: dict[int, tuple[ModelDocument, tuple[str, str], str]] = {}
+        self._by_docs: dict[tuple[int, ...], tuple[tuple[ModelDocument, ...], tuple[str, str]]] = {}
 
     def _render(self, doc: ModelDocument) -> str:
         raw = doc.__pydantic_serializer__.to_json(doc, by_alias=True, exclude_none=True)
@@ -46,25 +52,32 @@ class ProfileCache:
 
     def fingerprints(self, reports: Sequence[HostReport]) -> list[tuple[str, str]]:
         """Return ``(fingerprint, canonical_json)`` of each report, in order."""
-        rendered: dict[int, tuple[ModelDocument, tuple[str, str], str]] = {}
-        by_canonical: dict[str, str] = {}
+        rendered = self._rendered
+        by_docs = self._by_docs
         out = []
         for report in reports:
+            docs = report.implementations
+            ident = tuple(map(id, docs))
+            known = by_docs.get(ident)
+            if known is not None:
+                out.append(known[1])
+                continue
             parts = []
-            for doc in report.implementations:
+            for doc in docs:
                 entry = rendered.get(id(doc))
                 if entry is None:
+                    if len(rendered) >= self.MAX_IDENTITIES:
+                        rendered.clear()
                     key = (doc.implementation.name, doc.implementation.release)
-                    text = self._render(doc)
-                    entry = rendered[id(doc)] = (doc, key, text)  # keeps doc alive: id stays unique
+                    entry = rendered[id(doc)] = (doc, key, self._render(doc))
                 parts.append(entry)
             parts.sort(key=lambda e: e[1])
             canonical = "[" + ",".join(e[2] for e in parts) + "]"
-            fingerprint = by_canonical.get(canonical)
-            if fingerprint is None:
-                fingerprint = by_canonical[canonical] = xxhash.xxh3_128_hexdigest(
-                    canonical.encode("utf-8"))
-            out.append((fingerprint, canonical))
+            answer = (xxhash.xxh3_128_hexdigest(canonical.encode("utf-8")), canonical)
+            if len(by_docs) >= self.MAX_IDENTITIES:
+                by_docs.clear()
+            by_docs[ident] = (docs, answer)  # holds the documents: their ids stay theirs
+            out.append(answer)
         return out
 
     def stored(self, fingerprint: str) -> bool:

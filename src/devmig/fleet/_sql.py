@@ -72,6 +72,73 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
         yield values[start:start + _CHUNK]
 
 
+def _where_in(conn: sa.Connection, column: sa.Column[Any], values: Sequence[str]) -> list[Any]:
+    """Return ``column IN values`` as one condition with a single parameter per chunk.
+
+    SQLite reads the values from one JSON array (``json_each``), PostgreSQL
+    from one array (``= ANY``); other databases get ``IN`` lists of
+    :data:`_CHUNK` values. Many values cost one parameter, not one each.
+    """
+    if conn.dialect.name == "sqlite":
+        listed = sa.func.json_each(sa.bindparam(None, json.dumps(list(values)), type_=sa.Text))
+        return [column.in_(sa.select(listed.table_valued("value").c.value))]
+    if conn.dialect.name == "postgresql":
+        return [column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(sa.String)))]
+    return [column.in_(chunk) for chunk in _chunks(values)]
+
+
+_DRIVER_SQL: dict[tuple[str, str, tuple[str, ...], bool], tuple[str, tuple[int, ...] | None]] = {}
+
+
+def _insert_rows(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...],
+                 rows: Sequence[tuple[Any, ...]], *, skip_existing: bool = False) -> None:
+    """INSERT many rows (plain values, in ``columns`` order) with the driver's executemany.
+
+    The statement is compiled once per dialect (SQLAlchemy renders it and its
+    parameter style); each column's bind processor (SQLite's datetime and
+    boolean rendering) is applied once per distinct value. This is what
+    ``conn.execute(table.insert(), dicts)`` stores, without its per-row cost.
+    ``skip_existing`` ignores rows whose key exists.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    key = (dialect.name, table.name, columns, skip_existing)
+    cached = _DRIVER_SQL.get(key)
+    if cached is None:
+        ins = table.insert()
+        if skip_existing:
+            ins = (postgresql if dialect.name == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+        compiled = ins.compile(dialect=dialect, column_keys=list(columns))
+        order = tuple(columns.index(k) for k in compiled.positiontup or ()) if compiled.positional else None
+        cached = _DRIVER_SQL[key] = (compiled.string, order)
+    sql, order = cached
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    if any(p is not None for p in processors):
+        memo: list[dict[Any, Any]] = [{} for _ in columns]
+
+        def bind(row: tuple[Any, ...]) -> tuple[Any, ...]:
+            out = []
+            for value, proc, seen in zip(row, processors, memo, strict=True):
+                if proc is not None and value is not None:
+                    got = seen.get(value, seen)
+                    if got is seen:
+                        got = seen[value] = proc(value)
+                    value = got
+                out.append(value)
+            return tuple(out)
+
+        rows = [bind(r) for r in rows]
+    params: Any
+    if order is None:
+        params = [dict(zip(columns, r, strict=True)) for r in rows]
+    elif order == tuple(range(len(columns))):
+        params = rows if isinstance(rows, list) else list(rows)
+    else:
+        params = [tuple(r[i] for i in order) for r in rows]
+    conn.exec_driver_sql(sql, params)
+
+
 class SqlInventory:
     """An :class:`~devmig.fleet.Inventory` in a SQL database.
 
@@ -188,20 +255,16 @@ class SqlInventory:
                                       f"host {name!r} and {url} clash within the batch", value=url)
         existing: set[str] = set()
         names = sorted(urls)
-        for chunk in _chunks(names):
-            for name, url in conn.execute(
-                sa.select(hosts.c.name, hosts.c.url).where(hosts.c.name.in_(chunk))
-            ):
+        for condition in _where_in(conn, hosts.c.name, names):
+            for name, url in conn.execute(sa.select(hosts.c.name, hosts.c.url).where(condition)):
                 existing.add(name)
                 if urls[name] != url:
                     raise inventory_error(
                         "HOST_CONFLICT", ("host", name),
                         f"host {name!r} is registered at {url}, not {urls[name]}", value=urls[name],
                     )
-        for chunk in _chunks(sorted(owners)):
-            for name, url in conn.execute(
-                sa.select(hosts.c.name, hosts.c.url).where(hosts.c.url.in_(chunk))
-            ):
+        for condition in _where_in(conn, hosts.c.url, sorted(owners)):
+            for name, url in conn.execute(sa.select(hosts.c.name, hosts.c.url).where(condition)):
                 if owners[url] != name:
                     raise inventory_error(
                         "HOST_CONFLICT", ("url", url),
@@ -276,37 +339,41 @@ class SqlInventory:
         prepared = self._profiles.fingerprints([report for _n, _u, report, _e in items])
         # Profiles: insert the ones this process has not stored yet (dedup by fingerprint).
         fresh = {fp: canonical for fp, canonical in prepared if not self._profiles.stored(fp)}
-        if fresh:
-            conn.execute(self._insert(conn, profiles),
-                         [{"fingerprint": fp, "canonical": c, "first_seen": now}
-                          for fp, c in fresh.items()])
+        _insert_rows(conn, profiles, ("fingerprint", "canonical", "first_seen"),
+                     [(fp, c, now) for fp, c in fresh.items()], skip_existing=True)
         # Current fingerprint of every registered host in the batch.
         current: dict[str, str | None] = {}
-        names = sorted(existing)
-        for chunk in _chunks(names):
-            for host, fingerprint in conn.execute(
-                sa.select(hosts.c.name, hosts.c.fingerprint).where(hosts.c.name.in_(chunk))
-            ):
-                current[host] = fingerprint
-        final: dict[str, dict[str, Any]] = {}
-        opened: list[dict[str, Any]] = []
+        if existing:
+            for condition in _where_in(conn, hosts.c.name, sorted(existing)):
+                for host, fingerprint in conn.execute(
+                    sa.select(hosts.c.name, hosts.c.fingerprint).where(condition)
+                ):
+                    current[host] = fingerprint
+        final: dict[str, tuple[str, str, str | None]] = {}
+        opened: list[tuple[str, str, datetime, datetime]] = []
         touched: list[dict[str, Any]] = []
         changed: list[bool] = []
+        get = current.get
         for (name, url, _report, etag), (fp, _canonical) in zip(items, prepared, strict=True):
-            before = current.get(name)
-            changed.append(before != fp)
+            before = get(name)
             if before != fp:
-                opened.append({"host": name, "fingerprint": fp, "first_seen": now, "last_seen": now})
-            elif name in existing and name not in final:
-                touched.append({"b_host": name, "b_now": now})
+                changed.append(True)
+                opened.append((name, fp, now, now))
+            else:
+                changed.append(False)
+                if name in existing and name not in final:
+                    touched.append({"b_host": name, "b_now": now})
             current[name] = fp
-            final[name] = {"url": url, "fingerprint": fp, "etag": etag}
-        new = [{**self._new_host(name, f["url"]), "fingerprint": f["fingerprint"], "last_seen": now,
-                "last_etag": f["etag"]} for name, f in final.items() if name not in existing]
-        if new:
-            conn.execute(hosts.insert(), new)
-        updates = [{"b_name": name, "b_fp": f["fingerprint"], "b_now": now, "b_etag": f["etag"]}
-                   for name, f in final.items() if name in existing]
+            final[name] = (url, fp, etag)
+        _insert_rows(
+            conn, hosts,
+            ("name", "url", "fingerprint", "cordoned", "reachable", "missed_polls", "last_seen",
+             "last_etag", "device_count", "load"),
+            [(name, url, fp, False, True, 0, now, etag, 0, 0)
+             for name, (url, fp, etag) in final.items() if name not in existing],
+        )
+        updates = [{"b_name": name, "b_fp": fp, "b_now": now, "b_etag": etag}
+                   for name, (_url, fp, etag) in final.items() if name in existing]
         if updates:
             conn.execute(
                 hosts.update().where(hosts.c.name == sa.bindparam("b_name")).values(
@@ -317,8 +384,7 @@ class SqlInventory:
             )
         if touched:
             self._touch_history(conn, touched)
-        if opened:
-            conn.execute(host_profile_history.insert(), opened)
+        _insert_rows(conn, host_profile_history, ("host", "fingerprint", "first_seen", "last_seen"), opened)
         return changed, set(fresh)
 
     @staticmethod
