@@ -289,3 +289,28 @@ def test_cli_migration_appears_within_seconds_and_rises_to_done(dashboard: Dashb
         time.sleep(0.1)
     screenshot(browser, "migration-done", shots)
     _no_console_errors(browser)
+
+
+# -- in process, on the inventory twin ----------------------------------------------------------
+
+
+def test_an_empty_fleet_and_a_broken_inventory_render_in_place() -> None:
+    from fastapi.testclient import TestClient
+
+    from devmig.fleet import ManagerSettings, MemoryInventory, create_manager_app
+
+    inventory = MemoryInventory()
+    inventory.open()
+    app = create_manager_app(ManagerSettings(db_url="memory://twin"), inventory=inventory, poll=False)
+    with TestClient(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "No hosts yet" in page.text and "No running devices" in page.text and "No pools" in page.text
+        assert client.get("/v1/matrix").json() == {"window": 0, "hosts": [], "devices": []}
+        inventory.close()  # every read now fails with INVENTORY_STATE: each section says so, and keeps polling
+        for name in ("hosts", "matrix", "baselines", "migrations"):
+            fragment = client.get(f"/dashboard/{name}")
+            assert fragment.status_code == 200 and "INVENTORY_STATE" in fragment.text, (name, fragment.text)
+        page = client.get("/")
+        assert page.status_code == 200 and page.text.count("INVENTORY_STATE") == 4
+        assert page.text.count('hx-trigger="every') == 4
