@@ -22,9 +22,12 @@ from collections.abc import Iterable, Sequence
 
 import xxhash
 
+from devmig.fleet._inventory import profile_documents
 from devmig.model import HostReport, ModelDocument
 
 __all__ = ["ProfileCache"]
+
+_DECODER = json.JSONDecoder()
 
 
 class ProfileCache:
@@ -39,6 +42,7 @@ class ProfileCache:
         self._canonical: dict[bytes, str] = {}
         self._rendered: dict[int, tuple[ModelDocument, tuple[str, str], str]] = {}
         self._by_docs: dict[tuple[int, ...], tuple[tuple[ModelDocument, ...], tuple[str, str]]] = {}
+        self._parsed: dict[str, ModelDocument] = {}
 
     def _render(self, doc: ModelDocument) -> str:
         raw = doc.__pydantic_serializer__.to_json(doc, by_alias=True, exclude_none=True)
@@ -87,6 +91,36 @@ class ProfileCache:
     def mark_stored(self, fingerprints: Iterable[str]) -> None:
         """Remember profiles whose rows are committed."""
         self._stored.update(fingerprints)
+
+    def parse(self, canonical: str) -> tuple[ModelDocument, ...]:
+        """Return the documents of a stored profile's canonical JSON (validated when recorded).
+
+        Equal to :func:`~devmig.fleet._inventory.profile_documents`, but each
+        distinct document (by its exact canonical text) is validated once and
+        shared: profiles of one fleet mostly differ in one document.
+        """
+        out = []
+        parsed = self._parsed
+        end = len(canonical)
+        i = 1
+        try:
+            if not canonical.startswith("[") or canonical.endswith(",]"):
+                raise ValueError(canonical[:1])
+            while i < end and canonical[i] != "]":
+                raw, stop = _DECODER.raw_decode(canonical, i)
+                text = canonical[i:stop]
+                doc = parsed.get(text)
+                if doc is None:
+                    if len(parsed) >= self.MAX_RENDERED:
+                        parsed.clear()
+                    doc = parsed[text] = ModelDocument.model_validate(raw)
+                out.append(doc)
+                i = stop + 1 if canonical[stop] == "," else stop
+            if canonical[i:] != "]":
+                raise ValueError(canonical[i:])
+        except ValueError:  # not the compact form this module writes: parse it whole
+            return profile_documents(canonical)
+        return tuple(out)
 
     def documents(self, fingerprint: str) -> tuple[ModelDocument, ...] | None:
         """The parsed documents of a profile, if already loaded."""

@@ -31,7 +31,6 @@ from devmig.fleet._inventory import (
     JournalEntry,
     RunState,
     inventory_error,
-    profile_documents,
     require_open,
     utc,
 )
@@ -469,7 +468,7 @@ class SqlInventory:
                 sa.select(profiles.c.fingerprint, profiles.c.canonical)
                 .where(profiles.c.fingerprint.in_(chunk))
             ):
-                self._profiles.remember(fp, profile_documents(canonical))
+                self._profiles.remember(fp, self._profiles.parse(canonical))
         out = {}
         for fp in fingerprints:
             docs = self._profiles.documents(fp)
@@ -559,14 +558,23 @@ class SqlInventory:
     def snapshot(self) -> InventorySnapshot:
         """See :meth:`Inventory.snapshot` (one transaction: a consistent view)."""
         with self._tx() as conn:
-            views = self._views(conn)
+            in_pools: dict[str, list[str]] = {}
+            for host, pool in conn.execute(
+                sa.select(pool_members.c.host, pool_members.c.pool).order_by(pool_members.c.pool)
+            ):
+                in_pools.setdefault(host, []).append(pool)
+            rows = conn.execute(
+                sa.select(hosts.c.name, hosts.c.url, hosts.c.fingerprint, hosts.c.cordoned,
+                          hosts.c.reachable, hosts.c.load).order_by(hosts.c.name)
+            ).all()
+            views = tuple(
+                HostSnapshot(name, url, fp, cordoned, reachable,
+                             tuple(in_pools[name]) if name in in_pools else (), load)
+                for name, url, fp, cordoned, reachable, load in rows
+            )
             used = sorted({v.fingerprint for v in views if v.fingerprint is not None})
             docs = self._documents(conn, used)
-        return InventorySnapshot(
-            tuple(HostSnapshot(v.name, v.url, v.fingerprint, v.cordoned, v.reachable, v.pools,
-                               v.load) for v in views),
-            docs,
-        )
+        return InventorySnapshot(views, docs)
 
     # -- journal -------------------------------------------------------------------
 
