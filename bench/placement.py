@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devmig import DevmigError, DocumentError
 from devmig._examples import list_examples, load_example
 from devmig.compat import (
@@ -57,7 +59,8 @@ from devmig.compat import (
     check,
     place,
 )
-from devmig.compat._index import fleet_index
+from devmig.compat._index import bits_to_mask, fleet_index
+from devmig.compat._placement import resolve
 from devmig.fleet import SqlInventory, sqlite_url
 from devmig.model import (
     HOST_REPORT_FORMAT,
@@ -260,6 +263,17 @@ def register(rng: random.Random, profiles: list[Profile], path: Path) -> tuple[F
 # -- VMs ----------------------------------------------------------------------------------------
 
 
+_INT_VALUES: dict[int, tuple[Any, list[int]]] = {}
+
+
+def _param_ints(p: Any) -> list[int]:
+    """``_int_values`` of an int parameter, computed once per parameter object."""
+    got = _INT_VALUES.get(id(p))
+    if got is None or got[0] is not p:
+        got = _INT_VALUES[id(p)] = (p, _int_values(p.model_dump(mode="json")))
+    return got[1]
+
+
 def random_config(rng: random.Random, model: DeviceModel) -> Config:
     if model.versions and rng.random() < 0.6:
         v = rng.choice(model.versions)
@@ -269,7 +283,7 @@ def random_config(rng: random.Random, model: DeviceModel) -> Config:
         for name, p in model.params.items():
             if rng.random() < 0.5:
                 if p.type_name == "int":
-                    full[name] = rng.choice(_int_values(p.model_dump(mode="json")))
+                    full[name] = rng.choice(_param_ints(p))
                 else:
                     full[name] = rng.choice(list(p.allowed))  # type: ignore[union-attr]
         if not check_full(model, full):
@@ -284,6 +298,23 @@ def make_vms(rng: random.Random, snapshot: FleetSnapshot) -> list[list[Any]]:
     for m in definitions:
         by_model.setdefault(m.model, []).append(m)
     model_ids = sorted(by_model)
+    newest_of = {mid: max(ms, key=lambda m: len(m.versions)) for mid, ms in by_model.items()}
+    # Most random VMs fall outside 10-60 %: bound their share from the profiles accepting
+    # every device (their available hosts, less at most one source host per device) and
+    # call place() only when it may be in range; the share kept is place()'s own.
+    index = fleet_index(snapshot)
+    available = np.bincount(index.rank_profiles[index.rank_available], minlength=len(index.fingerprints))
+
+    def share_bounds(vm: list[Any]) -> tuple[float, float]:
+        bits = index.all_profiles
+        for device in vm:
+            r = resolve(snapshot, device)
+            if r.source is None or r.config is None:
+                return 0.0, 0.0
+            bits &= index.accepting_bits(r.source, r.config.items)
+        count = int(available[bits_to_mask(bits, len(index.fingerprints))].sum())
+        return (count - len(vm)) / len(snapshot.hosts), count / len(snapshot.hosts)
+
     vms: list[list[Any]] = []
     seen: set[str] = set()
     while len(vms) < VMS:
@@ -291,8 +322,7 @@ def make_vms(rng: random.Random, snapshot: FleetSnapshot) -> list[list[Any]]:
         for _ in range(4):
             model_id = rng.choice(model_ids)
             if rng.random() < 0.25:
-                newest = max(by_model[model_id], key=lambda m: len(m.versions))
-                names = [v.name for v in newest.versions]
+                names = [v.name for v in newest_of[model_id].versions]
                 vm.append(NewDevice(model_id, rng.choice(["", *(f"version={n}" for n in names)])))
             else:
                 model = rng.choice(by_model[model_id])
@@ -301,6 +331,9 @@ def make_vms(rng: random.Random, snapshot: FleetSnapshot) -> list[list[Any]]:
         if key in seen:
             continue
         try:
+            low, high = share_bounds(vm)
+            if high < 0.10 or low > 0.60:
+                continue
             share = len(place(snapshot, vm).accepted) / len(snapshot.hosts)
         except DevmigError:  # a new device's string the newest release refuses
             continue

@@ -46,16 +46,35 @@ History = ReleaseHistory | Iterable[ModelDocument] | None
 # (source model, destination) -> per candidate (its verdict when it accepts, compiled
 # model, rule 5 holds); verdicts are immutable, so the happy path returns a shared one.
 _PLANS: IdentityCache[tuple[tuple[Verdict, CompiledModel, bool], ...]] = IdentityCache()
-_INDEXES: IdentityCache[dict[str, tuple[Candidate, ...]]] = IdentityCache()
+# per model document: model id -> its candidates, each with the verdict when it accepts
+_DOCS: IdentityCache[dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]] = IdentityCache()
+# (source model, candidate model) -> rule 5 holds: shared by every destination offering that model
+_SAME_OFF: IdentityCache[bool] = IdentityCache()
 
 
-def _index(destination: ModelDocument | HostReport) -> dict[str, tuple[Candidate, ...]]:
-    docs = destination.implementations if isinstance(destination, HostReport) else (destination,)
-    out: dict[str, list[Candidate]] = {}
-    for doc in docs:
-        for model in doc.models:
-            out.setdefault(model.model, []).append((doc.implementation, model))
+def _doc_index(doc: ModelDocument, _: None) -> dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]:
+    out: dict[str, list[tuple[Implementation | None, DeviceModel, Verdict]]] = {}
+    accepted = Verdict(True, doc.implementation, ())
+    for model in doc.models:
+        out.setdefault(model.model, []).append((doc.implementation, model, accepted))
     return {k: tuple(v) for k, v in out.items()}
+
+
+def _offered(destination: Destination, model_id: str) -> tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]:
+    """Return the candidates of a destination, each with its verdict when it accepts."""
+    kind = type(destination)
+    if kind is HostReport or (kind is not ModelDocument and isinstance(destination, HostReport)):
+        docs = destination.implementations  # type: ignore[union-attr]
+        if len(docs) == 1:
+            return _DOCS.get(docs[0], None, _doc_index).get(model_id, ())
+        out: tuple[tuple[Implementation | None, DeviceModel, Verdict], ...] = ()
+        for doc in docs:
+            out += _DOCS.get(doc, None, _doc_index).get(model_id, ())
+        return out
+    if kind is ModelDocument or isinstance(destination, ModelDocument):
+        return _DOCS.get(destination, None, _doc_index).get(model_id, ())  # type: ignore[arg-type]
+    assert isinstance(destination, DeviceModel)
+    return ((None, destination, Verdict(True, None, ())),) if destination.model == model_id else ()
 
 
 def candidates(destination: Destination, model_id: str) -> tuple[Candidate, ...]:
@@ -69,19 +88,17 @@ def candidates(destination: Destination, model_id: str) -> tuple[Candidate, ...]
     Returns:
         The candidates in the destination's order (empty when none supports it).
     """
-    if isinstance(destination, DeviceModel):
-        return ((None, destination),) if destination.model == model_id else ()
-    return _INDEXES.get(destination, None, _index_one).get(model_id, ())
+    return tuple((impl, model) for impl, model, _ in _offered(destination, model_id))
 
 
-def _index_one(destination: ModelDocument | HostReport, _: None) -> dict[str, tuple[Candidate, ...]]:
-    return _index(destination)
+def _same_off(source: DeviceModel, model: DeviceModel) -> bool:
+    return not off_mismatches(source, model)
 
 
 def _plan(source: DeviceModel, destination: Destination) -> tuple[tuple[Verdict, CompiledModel, bool], ...]:
     return tuple(
-        (Verdict(True, impl, ()), compiled(model), not off_mismatches(source, model))
-        for impl, model in candidates(destination, source.model)
+        (accepted, compiled(model), _SAME_OFF.get(source, model, _same_off))
+        for _, model, accepted in _offered(destination, source.model)
     )
 
 
