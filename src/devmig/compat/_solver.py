@@ -351,7 +351,7 @@ class Space:
             if head is not _NO_HEAD:
                 changes[name] = head
                 continue
-            got = _first(self.classes(name, r))
+            got = self._first_class(name, r)
             if got is None:
                 return Solution("none")
             if not got[1]:
@@ -404,6 +404,28 @@ class Space:
             elif any(type(x) is type(v) and x == v for x in values) and restriction.admits(v):
                 return v
         return _NO_HEAD
+
+    def _first_class(self, name: str, restriction: Restriction) -> tuple[Value, bool] | None:
+        """Return ``_first(self.classes(name, restriction))`` when :meth:`_head` found nothing.
+
+        The init and off values then are no class of the answer, so the
+        classes of an int parameter come by increasing value, as
+        :func:`~devmig.compat._domain.iter_int_classes` yields them: taken
+        lazily, up to the first exact one.
+        """
+        progs, _ = self.info(name)
+        if progs is None:
+            return _first(self.classes(name, restriction))
+        stand_in = None
+        points = self._int_points(name) + restriction.int_points()
+        for v, exact in iter_int_classes(progs, restriction.exclude, points):
+            if not restriction.admits(v, excluded_checked=True):
+                continue
+            if exact:
+                return v, True
+            if stand_in is None:
+                stand_in = (v, False)
+        return stand_in
 
     def _first_exact(self, name: str, restriction: Restriction) -> list[Value]:
         """Return the first :data:`_QUICK` exact values of ``classes(name, restriction)``, computed lazily for an int.
