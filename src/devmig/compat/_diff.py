@@ -280,8 +280,31 @@ class _ModelDiff:
             np = get(name)
             if np is None:
                 out.append(self.param_removed(name, op))
-            elif np is not op and not _same_param(op.__dict__, np.__dict__):
-                out += self.param_changed(name, op, np)
+                continue
+            if np is op:
+                continue
+            # _same_param, inlined: this loop sees every parameter of every model
+            od, nd = op.__dict__, np.__dict__
+            oa = od["allowed"]
+            if not oa or type(oa[0]) is not IntRange:
+                if od == nd:
+                    continue
+            else:
+                na = nd["allowed"]
+                if (
+                    len(oa) == len(na)
+                    and od["off"] == nd["off"]
+                    and od["init"] == nd["init"]
+                    and od["type"] == nd["type"]
+                    and od["description"] == nd["description"]
+                    and od.keys() == nd.keys()
+                ):
+                    for a, b in zip(oa, na, strict=True):
+                        if type(b) is not IntRange or a.__dict__ != b.__dict__:
+                            break
+                    else:
+                        continue
+            out += self.param_changed(name, op, np)
         for name, np in new_params.items():
             if name not in old_params:
                 out += self.param_added(name, np)
