@@ -34,6 +34,11 @@ TOUR_TIMEOUT_S = 900.0
 checks its own two-minute budget and fails when it is exceeded."""
 STEPS = 8
 
+
+def readme_commands(readme: Path) -> list[str]:
+    """The README's ``    $ `` lines, in order (what .ci/run runs too)."""
+    return [line[6:] for line in readme.read_text().splitlines() if line.startswith("    $ ")]
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("git") is None,
                                 reason="needs Linux (PR_SET_PDEATHSIG) and git")
 
@@ -44,10 +49,12 @@ def test_tour_in_a_fresh_clone_passes_and_leaves_nothing(tmp_path: Path) -> None
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
     scratch = tmp_path / "tmp"  # the tour's state directory is a temporary directory: here
     scratch.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVMIG_")}
-    env.update(PYTHONPATH=str(clone / "src"), TMPDIR=str(scratch), TERM="dumb")
-    env.pop("FORCE_COLOR", None)
-    tour = subprocess.Popen([sys.executable, "-m", "devmig", "tour"], cwd=clone, env=env,
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DEVMIG_") and k not in ("VIRTUAL_ENV", "PYTHONPATH", "FORCE_COLOR", "UV_PROJECT_ENVIRONMENT")}
+    env.update(TMPDIR=str(scratch), TERM="dumb")
+    first = readme_commands(clone / "README.md")[0]
+    assert first.endswith("devmig tour"), first
+    tour = subprocess.Popen(["bash", "-c", first], cwd=clone, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -59,7 +66,8 @@ def test_tour_in_a_fresh_clone_passes_and_leaves_nothing(tmp_path: Path) -> None
     transcript = f"{out}\n--- stderr ---\n{err}"
 
     # it ran from the clone, not from this working tree
-    assert str(clone) in subprocess.run([sys.executable, "-c", "import devmig; print(devmig.__file__)"], env=env,
+    assert str(clone) in subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c",
+                                         "import devmig; print(devmig.__file__)"], env=env,
                                         cwd=clone, capture_output=True, text=True, check=True).stdout
 
     assert tour.returncode == 0, transcript
