@@ -2,12 +2,13 @@
 
 A destination reports the digest of the state it loaded (DESIGN §4), but
 hashing a large region takes long (about 150 ms per GiB; ``xxhash`` holds the
-GIL), and from READY on the device is on the migration's critical path: GO
-may come any moment, and then it must run at once. So the digest is taken
-from a *copy-on-write snapshot*: the agent forks; the child hashes the memory
-as it was at the fork, writes the 16 bytes to a pipe and exits; the parent
-goes on at once (the device may run and change its memory: the kernel copies
-a page the parent writes while the child still shares it). Where ``fork`` is
+GIL), and once GO has come the device must run at once: the switch-over must
+not wait for a hash. So the digest is taken from a *copy-on-write snapshot*
+forked right after the device entered RUNNING and the ACK went out, before
+its first work step: the child hashes the memory as it was at the fork (the
+state that was loaded), writes the 16 bytes to a pipe and exits; the parent
+goes on at once (the device runs and changes its memory: the kernel copies a
+page the parent writes while the child still shares it). Where ``fork`` is
 not available, the digest is computed in place.
 """
 

@@ -196,30 +196,6 @@ def _param_json(p: Param) -> dict[str, Any]:
     return {"type": p.type, "allowed": _allowed_json(p), "off": p.off, "init": p.init}
 
 
-def _same_param(od: dict[str, Any], nd: dict[str, Any]) -> bool:
-    """Return whether two parameters' field dicts are typed-equal.
-
-    Equal field dicts are typed-equal: the "type" tag is one of the fields and
-    every value is strict. Integer ranges are compared by their own field dicts
-    (plain ints), which is what pydantic's ``__eq__`` does, without its overhead.
-    """
-    oa, na = od["allowed"], nd["allowed"]
-    if oa is na or not oa or type(oa[0]) is not IntRange:
-        return od == nd
-    if len(oa) != len(na) or any(type(r) is not IntRange for r in na):
-        return False
-    for a, b in zip(oa, na, strict=True):
-        if a.__dict__ != b.__dict__:
-            return False
-    return (
-        od["off"] == nd["off"]
-        and od["init"] == nd["init"]
-        and od["type"] == nd["type"]
-        and od["description"] == nd["description"]
-        and od.keys() == nd.keys()
-    )
-
-
 class _ModelDiff:
     """The changes of one model present in both releases."""
 

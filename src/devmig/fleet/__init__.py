@@ -11,11 +11,22 @@ Open an inventory, register hosts, and poll their agents::
 :class:`MemoryInventory` is the in-memory twin and :class:`ManualClock` the
 clock twin; both run the same tests as the real ones. The manager's
 migrations are driven by :class:`Orchestrator` over a write-ahead journal whose
-phases and resume rules are the pure :func:`decide` and :data:`TRANSITIONS`.
+phases and resume rules are the pure :func:`decide` and :data:`TRANSITIONS`;
+drains by :class:`Drainer`, whose plan is the pure :func:`plan_drain`.
 """
 
 from devmig.fleet._bench import bench_register
 from devmig.fleet._clock import Clock, ManualClock, SystemClock
+from devmig.fleet._drain import (
+    Drainer,
+    DrainPlan,
+    DrainStore,
+    MemoryDrainStore,
+    PlannedMove,
+    SqlDrainStore,
+    Stranded,
+    plan_drain,
+)
 from devmig.fleet._inventory import (
     DEFAULT_MAX_MISSED,
     DeviceRecord,
@@ -44,6 +55,9 @@ __all__ = [
     "AgentView",
     "Clock",
     "Decision",
+    "DrainPlan",
+    "DrainStore",
+    "Drainer",
     "DeviceRecord",
     "HistoryEntry",
     "HostSnapshot",
@@ -53,18 +67,23 @@ __all__ = [
     "JournalEntry",
     "ManagerSettings",
     "ManualClock",
+    "MemoryDrainStore",
     "MemoryInventory",
     "Orchestrator",
+    "PlannedMove",
     "PollOutcome",
     "PollStatus",
     "Poller",
     "RunState",
+    "SqlDrainStore",
     "SqlInventory",
+    "Stranded",
     "SystemClock",
     "bench_register",
     "create_manager_app",
     "decide",
     "metadata",
+    "plan_drain",
     "report_profile",
     "sqlite_url",
 ]
