@@ -173,3 +173,17 @@ def test_records_hide_private_keys_and_phases_fill_history_and_outcome() -> None
     assert [h["phase"] for h in record["history"]] == ["planned", "destination_created", "streaming", "resolving",
                                                        "rolling_back", "rolled_back"]
     assert record["resolving"] is None and record["id"] == "x" and record["phase"] == "rolled_back"
+
+
+def test_a_migration_that_ended_migrated_has_no_error_and_keeps_what_happened_as_incidents() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    payload = new_payload(device="h1/d", device_id="d", model="m", source="h1", destination="h2",
+                          source_url="http://h1", destination_url="http://h2", lease="mgr/x", drain=None, now=t0)
+    enter_phase(payload, "destination_created", t0)
+    late = {"code": "AGENT_UNREACHABLE", "message": "the source answered late", "phase": "destination_created"}
+    payload["error"] = late  # the outgoing call timed out, yet the source went on
+    for phase in ("streaming", "destination_running", "source_released", "done"):
+        enter_phase(payload, phase, t0)
+    record = record_of(JournalEntry("x", "done", payload, t0))
+    assert record["outcome"] == "migrated" and record["error"] is None
+    assert record["incidents"] == [late]

@@ -51,7 +51,9 @@ def record_of(entry: JournalEntry) -> dict[str, Any]:
 def enter_phase(payload: dict[str, Any], phase: str, now: datetime) -> None:
     """Record that the migration entered ``phase``: history, last forward phase, outcome once finished.
 
-    A migration rolled back without an error from the agents gets ``ROLLED_BACK`` as its error.
+    A migration rolled back without an error from the agents gets ``ROLLED_BACK`` as its error. One
+    that ended migrated has no error: what went wrong on the way (an agent that answered late, then
+    went on) is kept under ``incidents``.
     """
     payload["history"] = [*payload.get("history", []), {"phase": phase, "at": iso(now)}]
     if phase in FORWARD:
@@ -61,6 +63,9 @@ def enter_phase(payload: dict[str, Any], phase: str, now: datetime) -> None:
     if phase in FINISHED:
         payload["finished"] = True
         payload["outcome"] = "migrated" if phase == "done" else "rolled_back"
+        if phase == "done" and payload.get("error") is not None:
+            payload["incidents"] = [*payload.get("incidents", []), payload["error"]]
+            payload["error"] = None
         if phase == "rolled_back" and payload.get("error") is None:
             payload["error"] = {"code": "ROLLED_BACK", "message": "the agents rolled the migration back",
                                 "phase": payload.get("_last_forward")}
