@@ -148,6 +148,33 @@ def test_drainer_dry_run_refusal_and_unknowns_on_the_twin() -> None:
         inventory.close()
 
 
+def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin() -> None:
+    inventory, orchestrator = _fleet_twin()
+    store = MemoryDrainStore()
+    # a drain of src under way (journalled by this or an earlier manager)
+    store.put("drain-under-way", "running", {"host": "src", "plan": [], "migrations": [], "history": []}, at(0))
+
+    async def scenario() -> None:
+        drainer = Drainer(inventory, orchestrator, store)
+        with pytest.raises(DevmigError) as busy:
+            await drainer.start("src", partial=True)
+        problem = busy.value.problems[0]
+        assert (problem.code, problem.loc, problem.value) == ("DRAIN_BUSY", ("host",), "drain-under-way")
+        assert problem.hint == "see GET /v1/drains/drain-under-way"
+        assert not inventory.get_host("src").cordoned and inventory.journal_list() == []  # nothing done
+        assert [row.id for row in store.list()] == ["drain-under-way"]  # nothing journalled
+        dry = await drainer.start("src", dry_run=True)  # a dry run changes nothing: still answered
+        assert dry["phase"] == "planned" and len(dry["plan"]) == 4
+        other = await drainer.start("b")  # another host drains
+        assert (await drainer.wait(other["id"], timeout=5))["phase"] == "done"
+        await drainer.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        inventory.close()
+
+
 def test_an_empty_host_drains_at_once_on_the_twin() -> None:
     inventory, orchestrator = _fleet_twin()
 
