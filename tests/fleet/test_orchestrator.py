@@ -124,6 +124,11 @@ def test_migrates_with_progress_downtime_digest_and_history(fleet: Fleet) -> Non
     assert device not in agent_devices(fleet.agents["a"])
     copy = agent_devices(fleet.agents["b"])[done["destination_device_id"]]
     assert copy["running"] and copy["model"] == ACCEL
+    # the journal is the device's history: its rollback set must also return to a's profile
+    back = fleet.http.get(f"/v1/devices/b/{done['destination_device_id']}/rollback-set")
+    assert back.status_code == 200, back.text
+    (hop,) = back.json()["history"]
+    assert (hop["migration"], hop["host"], hop["device"]) == (mid, "a", f"a/{device}") and hop["profile"]
     # finished ones are not active; the newest is listed first
     assert all(r["id"] != mid for r in fleet.http.get("/v1/migrations", params={"active": "true"}).json()["migrations"])
     assert fleet.http.get("/v1/migrations").json()["migrations"][0]["id"] == mid

@@ -417,6 +417,9 @@ def rollback_set_cmd(
     else:
         out.console.print(f"[bold]{escape(device)}[/] ({escape(data['model'])}), returns to "
                           f"{len(data['targets'])} profile(s)")
+        for hop in data.get("history", []):
+            out.console.print(f"  ran before: {escape(hop['device'])} (profile {hop['profile'] or 'unknown'}, "
+                              f"migration {escape(hop['migration'])})")
         out.console.print(f"  round trip: {', '.join(data['hosts']) or '[red](none)[/]'}")
         for h, by in data["one_way"].items():
             out.console.print(f"  one way:    {escape(h)} ({', '.join(_codes(r) for r in by.values())})")

@@ -389,7 +389,8 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
         host: str, device_id: str, inv: InventoryDep,
         window: Annotated[int, Query(ge=0, le=8, description="Previous releases of each implementation.")] = 0,
     ) -> dict[str, Any]:
-        """The hosts a running device can move to and come back from."""
+        """The hosts a running device can move to and come back from: to the profile it runs on and to
+        every profile it ran on before (``history``, from the migration journal)."""
         return answer_rollback_set(inv, inv.snapshot(), host, device_id, window)
 
     @app.post("/v1/pools/{pool}/plan-upgrade", tags=["questions"], responses={404: _PROBLEM, 422: _PROBLEM})

@@ -26,6 +26,7 @@ from devmig.compat import (
     FleetSnapshot,
     HostState,
     NewDevice,
+    Profile,
     RunningDevice,
     baseline,
     place,
@@ -33,7 +34,14 @@ from devmig.compat import (
     rollback_set,
 )
 from devmig.compat._profile import release_key
-from devmig.fleet._inventory import DeviceRecord, HostView, Inventory, InventorySnapshot
+from devmig.fleet._inventory import (
+    DeviceRecord,
+    HostView,
+    Inventory,
+    InventorySnapshot,
+    JournalEntry,
+)
+from devmig.fleet._migration_records import lineage
 from devmig.model import DeviceModel, ModelDocument, load_document, parse_canonical
 
 __all__ = [
@@ -283,17 +291,58 @@ def _catalogue(fleet: FleetSnapshot) -> list[ModelDocument]:
     return [docs[k] for k in sorted(docs, key=lambda k: (k[0], release_key(k[1])))]
 
 
+def device_history(inventory: Inventory, fleet: FleetSnapshot, host: str, device_id: str,
+                   entries: Sequence[JournalEntry] | None = None) -> tuple[list[Profile], list[dict[str, Any]]]:
+    """The profiles a device ran on before, from the manager's migration journal.
+
+    Each migration that brought the device where it runs names the host it ran on before and
+    when; the host's profile history (``Inventory.history``) says which profile that host ran
+    then. A profile no host runs any more is rebuilt from its stored documents.
+
+    Args:
+        entries: the journal (read from ``inventory`` when not given; the matrix reads it once).
+
+    Returns:
+        The profiles (most recent first, as found) and the history as the API shows it:
+        ``[{"migration", "host", "device", "profile"}]`` (``profile`` ``None`` when unknown).
+    """
+    hops = lineage(inventory.journal_list() if entries is None else entries, host, device_id)
+    profiles: list[Profile] = []
+    shown: list[dict[str, Any]] = []
+    for hop in hops:
+        fingerprint = None
+        try:
+            stretches = inventory.history(hop.host)
+        except DevmigError:  # the host was removed since
+            stretches = []
+        for stretch in stretches:  # oldest first: the last one that had begun by then
+            if stretch.first_seen <= hop.at or fingerprint is None:
+                fingerprint = stretch.fingerprint
+        profile = fleet.profiles.get(fingerprint) if fingerprint else None
+        if profile is None and fingerprint:
+            docs = inventory.profile(fingerprint)
+            profile = Profile.of(docs) if docs else None
+        if profile is not None:
+            profiles.append(profile)
+        shown.append({"migration": hop.migration, "host": hop.host, "device": f"{hop.host}/{hop.device_id}",
+                      "profile": profile.short if profile is not None else None})
+    return profiles, shown
+
+
 def answer_rollback_set(inventory: Inventory, snap: InventorySnapshot, host: str, device_id: str,
                         window: int) -> dict[str, Any]:
-    """The hosts a device can move to and return from (its current profile; ``window`` releases back)."""
+    """The hosts a device can move to and return from: to its current profile, to every profile it
+    ran on before (the migration journal), and ``window`` releases back of each."""
     fleet = fleet_of(snap)
     _, _, device = running_device(inventory, fleet, f"{host}/{device_id}")
-    result = rollback_set(fleet, device, window=window, catalogue=_catalogue(fleet) if window else ())
+    before, history = device_history(inventory, fleet, host, device_id)
+    result = rollback_set(fleet, device, before, window=window, catalogue=_catalogue(fleet) if window else ())
     return {
         "device": f"{host}/{device_id}",
         "model": device.model,
         "config": dict(device.config.items),
         "window": window,
+        "history": history,
         "hosts": list(result.hosts),
         "one_way": {h: {fp: [p.to_dict() for p in ps] for fp, ps in by.items()} for h, by in result.one_way.items()},
         "rejected": {h: [p.to_dict() for p in ps] for h, ps in result.rejected.items()},

@@ -3,9 +3,10 @@
 For a device running on host H, each host D of the inventory gets one cell:
 
 - ``current``: D is H, where the device runs now;
-- ``round_trip``: the device can move to D *and* come back to H's profile
-  (:func:`devmig.compat.rollback_set` lists D in ``hosts``) — and, with a
-  ``window`` of N, to every profile N releases back of each implementation;
+- ``round_trip``: the device can move to D *and* come back to H's profile and to
+  every profile it ran on before (the migration journal; :func:`devmig.compat.rollback_set`
+  lists D in ``hosts``) — and, with a ``window`` of N, to every profile N releases back
+  of each implementation;
 - ``one_way``: it can move to D but not come back (``one_way``; the reasons
   are those of the refused return);
 - ``refused``: it cannot move to D (``rejected``: the compatibility reasons,
@@ -28,7 +29,7 @@ from typing import Any
 from devmig._errors import DevmigError, Problem
 from devmig.compat import rollback_set
 from devmig.fleet._inventory import Inventory, InventorySnapshot
-from devmig.fleet._manager_api import _catalogue, fleet_of, running_device
+from devmig.fleet._manager_api import _catalogue, device_history, fleet_of, running_device
 
 __all__ = ["VERDICTS", "compatibility_matrix"]
 
@@ -70,6 +71,7 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
     fleet = fleet_of(snap)
     catalogue = _catalogue(fleet) if window else ()
     hosts = [h.name for h in snap.hosts]
+    journal = inventory.journal_list()
     rows: list[dict[str, Any]] = []
     for host in hosts:
         try:
@@ -90,7 +92,8 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
             except DevmigError as exc:
                 row["errors"] = exc.to_dicts()
                 continue
-            answer = rollback_set(fleet, device, window=window, catalogue=catalogue)
+            before, _ = device_history(inventory, fleet, host, record.id, journal)
+            answer = rollback_set(fleet, device, before, window=window, catalogue=catalogue)
             for name in hosts:
                 if name == host:
                     row["cells"][name] = _cell("current")

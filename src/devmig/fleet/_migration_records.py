@@ -6,19 +6,21 @@ progress, downtime, digest, error, history, ...) and private ones whose keys
 start with ``_`` — the lease, the agents' URLs, the last forward phase —
 which :func:`record_of` leaves out. :func:`enter_phase` applies one journal
 phase to a payload (history, outcome); :func:`copy_progress` copies what
-the agents said into it.
+the agents said into it; :func:`lineage` follows a device back through the
+migrations that brought it where it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from devmig.fleet._inventory import JournalEntry
 from devmig.fleet._journal_phases import FINISHED, FORWARD
 
-__all__ = ["copy_progress", "enter_phase", "new_payload", "record_of"]
+__all__ = ["Hop", "copy_progress", "enter_phase", "lineage", "new_payload", "record_of"]
 
 
 def iso(value: datetime) -> str:
@@ -96,3 +98,42 @@ def copy_progress(payload: dict[str, Any], source: Mapping[str, Any] | None,
             payload["destination_device_id"] = d["device_id"]
         if d.get("digest") and payload.get("digest") is None:
             payload["digest"] = d["digest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One migration in a device's past: it ran on ``host`` (as ``device_id``) until ``at``."""
+
+    migration: str
+    host: str
+    device_id: str
+    at: datetime
+
+
+def lineage(entries: Iterable[JournalEntry], host: str, device_id: str) -> list[Hop]:
+    """Follow the device ``host/device_id`` back through the migrations that brought it there.
+
+    Each migration that ended migrated and created ``host/device_id`` names the host the device
+    ran on before; that device is followed in turn, until a device no migration created.
+
+    Returns:
+        The hops, most recent first; ``at`` is when the migration started streaming (else when
+        it was planned): the source host then ran the profile the device ran on.
+    """
+    created: dict[tuple[str, str], JournalEntry] = {}
+    for entry in entries:
+        p = entry.payload
+        if entry.phase == "done" and p.get("destination_device_id"):
+            created[(str(p["destination"]), str(p["destination_device_id"]))] = entry
+    hops: list[Hop] = []
+    seen: set[tuple[str, str]] = set()
+    key = (host, device_id)
+    while key in created and key not in seen:
+        seen.add(key)
+        entry = created[key]
+        p = entry.payload
+        times = [h["at"] for h in p.get("history", []) if h.get("phase") == "streaming"]
+        at = datetime.fromisoformat(times[0] if times else str(p["created_at"]))
+        key = (str(p["source"]), str(p["device_id"]))
+        hops.append(Hop(entry.id, key[0], key[1], at))
+    return hops
