@@ -85,7 +85,6 @@ from devmig.migration import (
     read_query,
     source_journal_answer,
 )
-from devmig.migration._session_frames import Outcome, Status, encode
 
 __all__ = ["Migration", "MigrationEngine", "new_migration_id"]
 
@@ -367,11 +366,7 @@ class MigrationEngine:
         kinds = [r.record for r in self.journal.records(migration_id)]
         if query.asker is Role.SOURCE:
             return destination_journal_answer(query, started="STARTED" in kinds)
-        if "COMMITTED" in kinds:
-            # devmig.migration.source_journal_answer never answers PROCEED (see the report):
-            # build the committed answer here until the core is fixed.
-            return encode(Status(migration_id, Outcome.PROCEED, None, "", None))
-        return source_journal_answer(query, committed=False)
+        return source_journal_answer(query, committed="COMMITTED" in kinds)
 
     def check_callback(self, migration_id: str, token: str) -> bool:
         """Whether ``token`` is the callback token issued for a migration's peer."""
