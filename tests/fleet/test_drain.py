@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from drain_env import ACCEL, NIC, Fleet, database, wait_drain
@@ -167,6 +168,39 @@ def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin() -> None
         assert dry["phase"] == "planned" and len(dry["plan"]) == 4
         other = await drainer.start("b")  # another host drains
         assert (await drainer.wait(other["id"], timeout=5))["phase"] == "done"
+        await drainer.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        inventory.close()
+
+
+class _StoreFailingOnce(MemoryDrainStore):
+    """The twin, whose database fails once when a drain's end is written (as a lost connection would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = 0
+
+    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+        if phase == "done" and not self.failed:
+            self.failed += 1
+            raise DevmigError([Problem("DB_UNAVAILABLE", ("database",), "the database went away")])
+        super().put(id, phase, payload, now)
+
+
+def test_a_drain_whose_task_died_is_resumed_by_the_sweep_on_the_twin() -> None:
+    inventory, orchestrator = _fleet_twin()
+    store = _StoreFailingOnce()
+
+    async def scenario() -> None:
+        drainer = Drainer(inventory, orchestrator, store, sweep_interval=0.05)
+        await drainer.open()
+        started = await drainer.start("b")
+        done = await drainer.wait(started["id"], timeout=5)  # without the sweep it stays running
+        assert store.failed == 1 and done["phase"] == "done"
+        assert [h["phase"] for h in done["history"]] == ["planned", "running", "done"]
         await drainer.aclose()
 
     try:

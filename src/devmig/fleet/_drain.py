@@ -305,19 +305,23 @@ class Drainer:
         poller: refreshes the drained host's devices before planning (``None``: the inventory's view).
         clock: wall time of the journal.
         migration_timeout: seconds one migration may take before the drain stops waiting for it.
+        sweep_interval: seconds between two :meth:`resume` sweeps once :meth:`open` (``None``: none),
+            so a drain whose task died (the database failed under it) goes on without a restart.
 
-    Run-state: created → :meth:`resume` (at start-up) → :meth:`aclose`.
+    Run-state: created → :meth:`open` (resumes, then sweeps) → :meth:`aclose`.
     """
 
     def __init__(self, inventory: Inventory, orchestrator: Orchestrator, store: DrainStore | None = None, *,
                  poller: Poller | None = None, clock: Clock | None = None,
-                 migration_timeout: float = 600.0) -> None:
+                 migration_timeout: float = 600.0, sweep_interval: float | None = 5.0) -> None:
         self.inventory = inventory
         self.orchestrator = orchestrator
         self.store = store if store is not None else store_for(inventory)
         self.poller = poller
         self.clock: Clock = clock or SystemClock()
         self.migration_timeout = migration_timeout
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self.closed = False
@@ -410,8 +414,24 @@ class Drainer:
 
     # -- running ---------------------------------------------------------------------
 
+    async def open(self) -> None:
+        """Resume the journal's running drains and start the periodic sweep."""
+        await self.resume()
+        if self.sweep_interval is not None and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="devmig-drain-sweep")
+
+    async def _sweep(self) -> None:
+        assert self.sweep_interval is not None
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.resume()
+            except DevmigError as exc:
+                log.warning("drain resume sweep failed: %s", exc)
+
     async def resume(self) -> None:
-        """Run again every drain the journal has as ``running`` (after a manager restart)."""
+        """Run again every drain the journal has as ``running`` and no task runs (after a restart, or a
+        task that died)."""
         for row in self.store.list():
             if row.phase == "running" and row.id not in self._tasks:
                 log.info("resuming drain %s of %s", row.id, row.payload.get("host"))
@@ -428,6 +448,8 @@ class Drainer:
         """Stop the drains' tasks (the journal keeps them; the next start resumes them)."""
         self.closed = True
         tasks = list(self._tasks.values())
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -521,7 +543,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Nested in the manager's lifespan: its inventory, poller and orchestrator are open."""
     drainer = Drainer(app.state.inventory, app.state.orchestrator, poller=getattr(app.state, "poller", None))
     app.state.drainer = drainer
-    await drainer.resume()
+    await drainer.open()
     try:
         yield
     finally:
