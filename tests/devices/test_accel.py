@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from devmig import ConfigError, StreamError
 from devmig.device import Device, DeviceError
-from devmig.devices.accel import (
+from devmig.devices.accel import AccelLiteV2, AccelLiteV3, AccelV1, AccelV2, AccelV3
+from devmig.devices.accel._commands import (
     AXPY,
     CHECKSUM,
     COPY,
@@ -22,21 +23,17 @@ from devmig.devices.accel import (
     LINE,
     MAX_LANES_SPAN,
     MAX_SPAN,
-    MIB,
     SCALE,
-    AccelLiteV2,
-    AccelLiteV3,
-    AccelV1,
-    AccelV2,
-    AccelV3,
     _beats,
+)
+from devmig.devices.accel._kernels import _NumpyKernels, _PythonKernels
+from devmig.devices.accel._schedulers import (
     _DequeScheduler,
     _ListScheduler,
-    _NumpyKernels,
-    _PythonKernels,
     _RingScheduler,
     _Scheduler,
 )
+from devmig.devices.accel._state import MIB
 from devmig.migration import State
 from devmig.state import PAGE_SIZE, RecordType, Region, RoundEndSignal, inspect_stream
 from devmig.testing import cross_release_matrix, migrate_round_trip, run_unmigrated
