@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -164,23 +165,49 @@ def _announce(settings: ManagerSettings, url: str, generated: bool) -> Announcem
 hosts_app = typer.Typer(help="Hosts of the fleet (through the manager).", no_args_is_help=True)
 
 
+def _ago(stamp: str | None, now: datetime) -> str:
+    """``12 s ago``, ``3 min ago``... for an ISO time of the manager (``never`` when none)."""
+    if not stamp:
+        return "never"
+    try:
+        then = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
 def _host_table(out: Output, hosts: list[dict[str, Any]]) -> None:
+    # releases one per line and never split; an URL folds rather than loses its port; the profile
+    # sits under the host's name and the last poll under its state, so 80 columns hold the table
     table = Table(title=None)
-    for col in ("host", "url", "profile", "releases", "reachable", "cordoned", "load", "last seen", "pools"):
-        table.add_column(col)
+    table.add_column("host / profile", no_wrap=True)
+    table.add_column("url", overflow="fold", min_width=10)
+    table.add_column("releases", min_width=16)
+    table.add_column("state / last seen", min_width=11)
+    table.add_column("load", justify="right")
+    table.add_column("pools")
+    now = datetime.now(UTC)
     for h in hosts:
+        state = [] if h["reachable"] else ["[red]unreachable[/]"]
+        state += ["[yellow]cordoned[/]"] if h["cordoned"] else []
         table.add_row(
-            h["name"], h["url"], h["profile"] or "-", _releases(h["releases"]),
-            "[green]yes[/]" if h["reachable"] else "[red]no[/]",
-            "[yellow]yes[/]" if h["cordoned"] else "no", str(h["load"]),
-            (h["last_seen"] or "never")[:19], ", ".join(h["pools"]),
+            f"{escape(h['name'])}\n[dim]{h['profile'] or '-'}[/]", h["url"],
+            "\n".join(f"{k} {v}" for k, v in sorted(h["releases"].items())) or "-",
+            "\n".join([*(state or ["[green]ok[/]"]), f"[dim]{_ago(h['last_seen'], now)}[/]"]),
+            str(h["load"]), ", ".join(h["pools"]),
         )
     out.console.print(table)
 
 
 @hosts_app.command("list")
 def hosts_list(manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False) -> None:
-    """List every host: profile, releases, reachable, cordoned, load, last seen."""
+    """List every host: profile, releases, state (ok, unreachable, cordoned), load, last seen."""
     out = Output(json_mode)
     data = _ask(out, manager, None, "GET", "/v1/hosts")
     if json_mode:
