@@ -264,6 +264,8 @@ class Device:
 
         Raise :class:`~devmig.StreamError` (``SECTION_INVALID``) to refuse values
         that are well-typed but inconsistent; the SDK then restores the device.
+        To report every inconsistency found at once, build the error with
+        :func:`devmig.state.error_from_problems`.
         """
         raise NotImplementedError
 

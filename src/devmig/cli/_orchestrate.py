@@ -57,7 +57,8 @@ def _call(out: Output, client: ManagerClient, method: str, path: str, **kw: Any)
 
 
 def _bytes(n: Any) -> str:
-    return f"{(n or 0) / 1e6:.1f} MB"
+    n = n or 0
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -160,7 +161,8 @@ def migrate_via_manager(out: Output, manager: str, token: str | None, device: st
 
 
 def _migration_table(out: Output, records: list[dict[str, Any]]) -> None:
-    table = Table(title=f"{len(records)} migrations (newest first)", title_justify="left")
+    count = f"{len(records)} migration" + ("" if len(records) == 1 else "s")
+    table = Table(title=f"{count} (newest first)", title_justify="left")
     for col in ("id", "device", "from → to", "phase", "outcome", "downtime", "drain"):
         table.add_column(col)
     for r in records:

@@ -47,7 +47,7 @@ from devmig.state._events import (
 )
 from devmig.state._inspect import RegionSummary, SectionSummary, StreamSummary, inspect_stream
 from devmig.state._precopy import PrecopySource
-from devmig.state._problems import Config, ConfigValue
+from devmig.state._problems import Config, ConfigValue, error_from_problems
 from devmig.state._records import VERSION_MAJOR, VERSION_MINOR, Codec, Phase, RecordType
 from devmig.state._region import PAGE_SIZE, Region, RegionFill
 
@@ -91,6 +91,7 @@ __all__ = [
     "StreamSummary",
     "Trailer",
     "Zero",
+    "error_from_problems",
     "inspect_stream",
     "state_digest",
 ]

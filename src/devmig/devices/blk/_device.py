@@ -30,7 +30,7 @@ from devmig.devices.blk._state import (
     cache_blocks,
 )
 from devmig.model import ModelDocument
-from devmig.state._problems import error_from_problems
+from devmig.state import error_from_problems
 
 __all__ = ["BlkV1", "_doc"]
 
