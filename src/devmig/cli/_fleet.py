@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
+from devmig._humanize import ago
 from devmig.agent._client import remote_error
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
 from devmig.cli._serve import Announcement, bind, serve
@@ -165,23 +166,6 @@ def _announce(settings: ManagerSettings, url: str, generated: bool) -> Announcem
 hosts_app = typer.Typer(help="Hosts of the fleet (through the manager).", no_args_is_help=True)
 
 
-def _ago(stamp: str | None, now: datetime) -> str:
-    """``12 s ago``, ``3 min ago``... for an ISO time of the manager (``never`` when none)."""
-    if not stamp:
-        return "never"
-    try:
-        then = datetime.fromisoformat(stamp)
-    except ValueError:
-        return stamp
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
-
-
 def _host_table(out: Output, hosts: list[dict[str, Any]]) -> None:
     # releases one per line and never split; an URL folds rather than loses its port; the profile
     # sits under the host's name and the last poll under its state, so 80 columns hold the table
@@ -199,7 +183,7 @@ def _host_table(out: Output, hosts: list[dict[str, Any]]) -> None:
         table.add_row(
             f"{escape(h['name'])}\n[dim]{h['profile'] or '-'}[/]", h["url"],
             "\n".join(f"{k} {v}" for k, v in sorted(h["releases"].items())) or "-",
-            "\n".join([*(state or ["[green]ok[/]"]), f"[dim]{_ago(h['last_seen'], now)}[/]"]),
+            "\n".join([*(state or ["[green]ok[/]"]), f"[dim]{ago(h['last_seen'], now)}[/]"]),
             str(h["load"]), ", ".join(h["pools"]),
         )
     out.console.print(table)

@@ -32,6 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from devmig._errors import DevmigError
+from devmig._humanize import size
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ class ConsoleNarrator:
 
     def progress(self, label: str, phase: str, done: int, total: int | None) -> None:
         """A migration's progress: a live bar on a terminal (full once done); a line per phase otherwise."""
-        sent = f"{done / (1 << 20):.1f} MiB sent" if done >= 1 << 20 else f"{done / 1024:.1f} KiB sent"
+        sent = f"{size(done)} sent"
         if not self.rich:
             if self._last != (label, phase):
                 self._last = (label, phase)

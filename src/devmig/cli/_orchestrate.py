@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
+from devmig._humanize import size
 from devmig.cli._fleet import DEFAULT_MANAGER, JsonOpt, ManagerClient, ManagerOpt, TokenOpt
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output
 
@@ -57,8 +58,7 @@ def _call(out: Output, client: ManagerClient, method: str, path: str, **kw: Any)
 
 
 def _bytes(n: Any) -> str:
-    n = n or 0
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+    return size(n or 0)
 
 
 def _line(record: dict[str, Any]) -> str:

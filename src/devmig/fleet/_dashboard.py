@@ -33,6 +33,7 @@ from fastapi.templating import Jinja2Templates
 
 from devmig import __version__
 from devmig._errors import DevmigError
+from devmig._humanize import ago, size
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import FORWARD
 from devmig.fleet._manager_api import answer_baseline, host_dict, profile_docs
@@ -72,28 +73,8 @@ def _age(when: str, now: datetime) -> float:
     return (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()
 
 
-def _ago(when: str | None, now: datetime) -> str:
-    if when is None:
-        return "never"
-    seconds = max(0, int(_age(when, now)))
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
-
-
 def _size(n: float | int | None) -> str:
-    if not n:
-        return "—"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover (the loop returns)
+    return size(n) if n else "—"
 
 
 def health_of(host: Mapping[str, Any]) -> list[str]:
@@ -115,7 +96,7 @@ def hosts_view(inventory: Inventory, snap: InventorySnapshot, now: datetime) -> 
     out = []
     for view in inventory.list_hosts():
         host = host_dict(view, profile_docs(snap, view.fingerprint))
-        host.update(health=health_of(host), seen=_ago(host["last_seen"], now))
+        host.update(health=health_of(host), seen=ago(host["last_seen"], now))
         out.append(host)
     return out
 
@@ -169,7 +150,7 @@ def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
         rows.append({
             **record, "bar": progress_of(record), "sent": _size(progress.get("bytes_sent")),
             "rate_text": _size(progress.get("rate")) + "/s" if progress.get("rate") else "—",
-            "started": _ago(record.get("created_at"), now),
+            "started": ago(record.get("created_at"), now),
         })
     active = sum(1 for r in records if not r.get("finished"))
     moved = any(r.get("finished") and _age(r["updated_at"], now) < MOVED_RECENT_S for r in records[:MIGRATIONS_SHOWN])

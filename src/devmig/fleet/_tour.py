@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devmig._errors import DevmigError
+from devmig._humanize import size
 from devmig.fleet._tour_run import (
     DRAIN_TIMEOUT_S,
     POLL_S,
@@ -35,7 +36,6 @@ from devmig.fleet._tour_run import (
     TourRun,
     codes,
     short,
-    size,
 )
 
 __all__ = [
@@ -234,7 +234,7 @@ def step_summary(t: TourRun) -> None:
                      [[r.title, "✓" if r.ok else "✗", f"{r.seconds:.2f} s"] for r in done])
     total = sum(r.seconds for r in done)
     migrated = [m for m in t.moves if m.outcome == "migrated"]
-    t.say(f"{len(migrated)} moves, {sum(m.bytes_sent for m in migrated) / (1 << 20):.1f} MiB sent, "
+    t.say(f"{len(migrated)} moves, {size(sum(m.bytes_sent for m in migrated))} sent, "
           f"downtime max {max((m.downtime_ms or 0.0) for m in migrated) if migrated else 0:.1f} ms")
     t.check("every move migrated", bool(t.moves) and len(migrated) == len(t.moves),
             f"{len(migrated)} of {len(t.moves)}")

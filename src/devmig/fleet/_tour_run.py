@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import httpx2
 
 from devmig._errors import DevmigError, Problem
+from devmig._humanize import size
 
 __all__ = [
     "DRAIN_TIMEOUT_S",
@@ -164,11 +165,6 @@ class SilentNarrator:
 
 class StepFailed(Exception):
     """A step cannot go on (the reason is already a ✗ check)."""
-
-
-def size(n: float) -> str:
-    """Bytes for people: KiB below a MiB (a NIC's state is a few KiB), MiB above."""
-    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.1f} KiB"
 
 
 def short(model: str) -> str:

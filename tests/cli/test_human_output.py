@@ -1,4 +1,4 @@
-"""How the fleet commands show times and hosts to people (the --json forms are tested with the manager)."""
+"""How sizes, times and hosts are shown to people (the --json forms are tested with the manager)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from rich.console import Console
 
-from devmig.cli._fleet import _ago, _host_table
+from devmig._humanize import ago, size
+from devmig.cli._fleet import _host_table
 from devmig.cli._output import Output
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -24,7 +25,15 @@ NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
     ("yesterday", "yesterday"),
 ])
 def test_ago(stamp: str | None, shown: str) -> None:
-    assert _ago(stamp, NOW) == shown
+    assert ago(stamp, NOW) == shown
+
+
+@pytest.mark.parametrize(("n", "shown"), [
+    (0, "0 B"), (512, "512 B"), (1126, "1.1 KiB"), (64 << 20, "64.0 MiB"), (3 << 30, "3.0 GiB"), (5 << 40, "5.0 TiB"),
+    (1 << 60, "1048576.0 TiB"),
+])
+def test_size(n: int, shown: str) -> None:
+    assert size(n) == shown
 
 
 def test_host_table_keeps_urls_and_release_names_whole_at_80_columns() -> None:
