@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
 from devmig._errors import DevmigError, Problem
+from devmig._humanize import size
 from devmig.agent._client import AgentClient
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output
 from devmig.compat import check
@@ -59,7 +60,7 @@ async def _check(source: AgentClient, destination: AgentClient, device_id: str) 
 def _progress_line(st: dict[str, Any]) -> str:
     rate = st.get("rate") or 0
     return (f"{st['phase']:<11} {st.get('stage', ''):<9} round {st.get('round', 0):>2}  "
-            f"{st.get('bytes_sent', 0) / 1e6:8.1f} MB  {rate / 1e6:7.1f} MB/s")
+            f"{size(st.get('bytes_sent', 0)):>10}  {size(rate) + '/s':>12}")
 
 
 async def _watch(source: AgentClient, destination: AgentClient, mid: str, out: Output) -> tuple[dict[str, Any], str]:
@@ -138,7 +139,7 @@ def _report(st: dict[str, Any], where: str, from_url: str, to_url: str, out: Out
     if outcome == "migrated":
         new = st.get("destination_device_id") or st.get("device_id")
         out.console.print(f"[green]migrated[/]: the device runs on {escape(to_url)} as [bold]{new}[/]")
-        extra = [f"rounds {st.get('round')}", f"{st.get('bytes_sent', 0) / 1e6:.1f} MB"]
+        extra = [f"rounds {st.get('round')}", size(st.get("bytes_sent", 0))]
         if st.get("downtime_ms") is not None:
             extra.append(f"downtime {st['downtime_ms']:.1f} ms")
         out.console.print("  " + ", ".join(extra))
@@ -226,8 +227,8 @@ def show_cmd(
     c = out.console
     c.print(f"migration [bold]{st['migration_id']}[/] ({st['role']}): phase {st['phase']}, "
             f"outcome {st.get('outcome') or 'running'}")
-    c.print(f"  round {st['round']}, sent {st['bytes_sent']} B, received {st['bytes_received']} B, "
-            f"rate {st['rate'] / 1e6:.1f} MB/s")
+    c.print(f"  round {st['round']}, sent {size(st['bytes_sent'])}, received {size(st['bytes_received'])}, "
+            f"rate {size(st['rate'])}/s")
     if st.get("downtime_ms") is not None:
         c.print(f"  downtime {st['downtime_ms']} ms (expected {st.get('expected_downtime_ms')} ms)")
     if st.get("destination_device_id"):
