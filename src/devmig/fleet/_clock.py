@@ -3,16 +3,21 @@
 The poller asks a :class:`Clock` what time it is and to sleep; tests give it a
 :class:`ManualClock` and move time with :meth:`ManualClock.advance`, so an
 interval of minutes passes in no time and nothing depends on the machine's speed.
+:func:`sweep_forever` runs the manager's periodic resume sweeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+from devmig._errors import DevmigError
+
+__all__ = ["Clock", "ManualClock", "SystemClock", "sweep_forever"]
 
 
 @runtime_checkable
@@ -105,3 +110,18 @@ class ManualClock:
             if deadline <= self._elapsed and not future.done():
                 future.set_result(None)
         await asyncio.sleep(0)
+
+
+async def sweep_forever(interval: float, sweep: Callable[[], Awaitable[None]], log: logging.Logger,
+                        what: str) -> None:
+    """Run ``sweep`` every ``interval`` seconds until cancelled (the manager's resume sweeps).
+
+    A sweep that fails with a :class:`~devmig.DevmigError` (the database went away) is logged as
+    ``what`` and the next one runs on time.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sweep()
+        except DevmigError as exc:
+            log.warning("%s failed: %s", what, exc)

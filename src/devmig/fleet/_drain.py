@@ -59,7 +59,7 @@ from sqlalchemy import exc as sa_exc
 from devmig._errors import DevmigError, Problem
 from devmig.agent._auth import require_token
 from devmig.agent._problems import problem_response
-from devmig.fleet._clock import Clock, SystemClock
+from devmig.fleet._clock import Clock, SystemClock, sweep_forever
 from devmig.fleet._inventory import DeviceRecord, Inventory, InventorySnapshot, utc
 from devmig.fleet._orchestrator import Orchestrator
 from devmig.fleet._poller import Poller
@@ -418,16 +418,8 @@ class Drainer:
         """Resume the journal's running drains and start the periodic sweep."""
         await self.resume()
         if self.sweep_interval is not None and self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="devmig-drain-sweep")
-
-    async def _sweep(self) -> None:
-        assert self.sweep_interval is not None
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.resume()
-            except DevmigError as exc:
-                log.warning("drain resume sweep failed: %s", exc)
+            self._sweeper = asyncio.get_running_loop().create_task(
+                sweep_forever(self.sweep_interval, self.resume, log, "drain resume sweep"), name="devmig-drain-sweep")
 
     async def resume(self) -> None:
         """Run again every drain the journal has as ``running`` and no task runs (after a restart, or a

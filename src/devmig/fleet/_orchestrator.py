@@ -50,7 +50,7 @@ from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.agent._client import AgentClient
-from devmig.fleet._clock import Clock, SystemClock
+from devmig.fleet._clock import Clock, SystemClock, sweep_forever
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import (
     FINISHED,
@@ -143,7 +143,8 @@ class Orchestrator:
         self.state = "open"
         await self.resume()
         if self.sweep_interval is not None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="devmig-orchestrator-sweep")
+            self._sweeper = asyncio.get_running_loop().create_task(
+                sweep_forever(self.sweep_interval, self.resume, log, "resume sweep"), name="devmig-orchestrator-sweep")
 
     async def __aenter__(self) -> Orchestrator:
         await self.open()
@@ -167,15 +168,6 @@ class Orchestrator:
         for client in clients.values():
             await client.aclose()
         self.state = "closed"
-
-    async def _sweep(self) -> None:
-        assert self.sweep_interval is not None
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.resume()
-            except DevmigError as exc:
-                log.warning("resume sweep failed: %s", exc)
 
     # -- reads -----------------------------------------------------------------------
 
