@@ -50,7 +50,8 @@ def test_tour_in_a_fresh_clone_passes_and_leaves_nothing(tmp_path: Path) -> None
     scratch = tmp_path / "tmp"  # the tour's state directory is a temporary directory: here
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DEVMIG_") and k not in ("VIRTUAL_ENV", "PYTHONPATH", "FORCE_COLOR", "UV_PROJECT_ENVIRONMENT")}
+           if not k.startswith("DEVMIG_") and k not in ("VIRTUAL_ENV", "PYTHONPATH", "FORCE_COLOR",
+                                                         "UV_PROJECT_ENVIRONMENT", "UV_COMPILE_BYTECODE")}
     # a newcomer's shell: the system python3 first, not this test run's virtualenv
     venv_bin = str(Path(sys.prefix) / "bin")
     path = [d for d in env.get("PATH", "").split(os.pathsep) if d and d != venv_bin]
