@@ -9,20 +9,17 @@ browser and driver, never a downloaded one (Selenium Manager is never asked).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import httpx2
 import pytest
+from devmig_procs import DevmigFleet, devmig_command
 
 from devmig.fleet import sqlite_url
 
@@ -64,107 +61,20 @@ DEVICES = [
 ]
 
 
-@dataclass
-class Proc:
-    """One running process and its announced URL."""
-
-    name: str
-    process: subprocess.Popen[str]
-    log: IO[str]
-    url: str = ""
-
-    def kill(self) -> None:
-        """SIGKILL it and wait."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.log.close()
-
-
-class DashboardFleet:
+class DashboardFleet(DevmigFleet):
     """Agents and a manager on a SQLite file; :meth:`close` kills them all."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.procs: list[Proc] = []
-        self.agents: dict[str, Proc] = {}
-        self.manager: Proc | None = None
+        super().__init__(root, manager_token=MANAGER_TOKEN, agent_token=AGENT_TOKEN, announce_timeout=120.0)
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
-        log = open(self.root / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 (closed by Proc.kill)
-        process = subprocess.Popen([sys.executable, "-m", "devmig", *args], stdout=subprocess.PIPE, stderr=log,
-                                   text=True, env={**os.environ, **env})
-        proc = Proc(name, process, log)
-        self.procs.append(proc)
-        return proc
-
-    @staticmethod
-    def _announced(proc: Proc, timeout: float = 120.0) -> None:
-        assert proc.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = proc.process.stdout.readline()
-            if line.strip().startswith("{"):
-                proc.url = json.loads(line)["url"]
-                return
-            if proc.process.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited {proc.process.returncode}")
-        raise RuntimeError(f"{proc.name} did not announce itself")
-
-    def start(self, hosts: dict[str, str], extra: dict[str, list[str]] | None = None) -> None:
+    def start(self, hosts: Mapping[str, str], extra: Mapping[str, Sequence[str]] | None = None) -> None:
         """Start the agents (``name -> releases``, ``extra`` options by name) and the manager at once; register every agent."""
-        for name, releases in hosts.items():
-            state = self.root / f"agent-{name}"
-            state.mkdir(parents=True, exist_ok=True)
-            self.agents[name] = self._spawn(name, [
-                "agent", "--listen", "127.0.0.1:0", "--json", "--host-name", name, "--release", releases,
-                "--state-dir", str(state), *(extra or {}).get(name, [])], {"DEVMIG_TOKEN": AGENT_TOKEN})
-        self.manager = self._spawn("manager", [
-            "manager", "--db", sqlite_url(self.root / "manager.db"), "--listen", "127.0.0.1:0", "--json",
-            "--token", MANAGER_TOKEN, "--poll-interval", "3600", "--agent-token", AGENT_TOKEN], {})
-        for proc in self.procs:
-            self._announced(proc)
-        with self.m() as m:
-            for name, agent in self.agents.items():
-                response = m.post("/v1/hosts", json={"url": agent.url, "name": name})
-                assert response.status_code == 201, response.text
-
-    @property
-    def url(self) -> str:
-        """The manager's base URL."""
-        assert self.manager is not None
-        return self.manager.url
-
-    def m(self) -> httpx2.Client:
-        """A client of the manager (with its token)."""
-        return httpx2.Client(base_url=self.url, headers={"Authorization": f"Bearer {MANAGER_TOKEN}"}, timeout=60)
-
-    def create(self, host: str, model: str, config: str) -> dict[str, Any]:
-        """Create a device on a host's agent; return it."""
-        with httpx2.Client(base_url=self.agents[host].url, timeout=60,
-                           headers={"Authorization": f"Bearer {AGENT_TOKEN}"}) as agent:
-            response = agent.post("/v1/devices", json={"model": model, "config": config})
-            assert response.status_code == 201, response.text
-            device: dict[str, Any] = response.json()
-            return device
-
-    def poll(self) -> None:
-        """Make the manager poll every host now."""
-        with self.m() as m:
-            assert m.post("/v1/poll").status_code == 200
+        self.launch(sqlite_url(self.root / "manager.db"), hosts, extra)
 
     def cli(self, *args: str) -> subprocess.Popen[str]:
         """Start ``devmig ARGS`` against the manager (DEVMIG_MANAGER and DEVMIG_TOKEN set); not waited for."""
-        env = {**os.environ, "DEVMIG_MANAGER": self.url, "DEVMIG_TOKEN": MANAGER_TOKEN, "COLUMNS": "200"}
-        return subprocess.Popen([sys.executable, "-m", "devmig", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
-
-    def close(self) -> None:
-        """Kill every process."""
-        for proc in self.procs:
-            proc.kill()
+        return subprocess.Popen(devmig_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.cli_env())
 
 
 @dataclass

@@ -8,12 +8,10 @@ teardown. Without the variable the PostgreSQL cases skip — except under
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from devmig_procs import agent_args, announced, devmig_command, reap
 
 from devmig.fleet import Inventory, MemoryInventory, SqlInventory, sqlite_url
 
@@ -36,11 +35,14 @@ def _pg_base_url() -> str:
     return url
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The URL of a fresh, empty PostgreSQL database (dropped at teardown)."""
+@contextlib.contextmanager
+def pg_database(prefix: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database named ``prefix`` + a random suffix (dropped at exit).
+
+    PostgreSQL comes from ``DEVMIG_TEST_PG_URL`` (skipped without it, except under ``CI=true``).
+    """
     base = sa.make_url(_pg_base_url())
-    name = f"devmig_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT",
                              poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
@@ -51,6 +53,26 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def manager_database(kind: str, root: Path, prefix: str) -> Iterator[str]:
+    """A database URL for a module's manager: ``kind`` ``sqlite`` (a file under ``root``) or ``postgresql``.
+
+    PostgreSQL: a fresh database (see :func:`pg_database`), dropped after.
+    """
+    if kind == "sqlite":
+        yield sqlite_url(root / "manager.db")
+        return
+    with pg_database(prefix) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (dropped at teardown)."""
+    with pg_database("devmig_test_") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -109,12 +131,7 @@ class Agent:
 
     def kill(self) -> None:
         """SIGKILL the agent and wait for it."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        reap(self.process)
 
 
 def free_port() -> int:
@@ -136,8 +153,7 @@ class Agents:
         """Start an agent without waiting for it (see :meth:`wait`)."""
         state_dir = self.root / f"agent-{name}"
         state_dir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "devmig", "agent", "--listen", f"127.0.0.1:{port}", "--json",
-                "--host-name", name, "--release", releases, "--state-dir", str(state_dir)]
+        args = devmig_command(*agent_args(name, state_dir, releases=releases, port=port))
         env = {**os.environ, "DEVMIG_TOKEN": "fleet-test-token"}
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         agent = Agent(name, process, "", "fleet-test-token")
@@ -147,17 +163,8 @@ class Agents:
     @staticmethod
     def wait(agent: Agent) -> Agent:
         """Read the agent's JSON announce line (its URL)."""
-        process = agent.process
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if line.strip().startswith("{"):
-                agent.url = json.loads(line)["url"]
-                return agent
-            if process.poll() is not None:
-                raise RuntimeError(f"agent {agent.name} exited: {process.stderr.read() if process.stderr else ''}")
-        raise RuntimeError(f"agent {agent.name} did not announce itself")
+        agent.url = announced(f"agent {agent.name}", agent.process)["url"]
+        return agent
 
     def start(self, *specs: tuple[str, str] | tuple[str, str, int]) -> list[Agent]:
         """Start agents ``(name, releases[, port])`` in parallel; return them once all listen."""

@@ -8,25 +8,18 @@ the process exit right after committing that journal phase. Every process starte
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
-
-from devmig.fleet import sqlite_url
+from devmig_procs import Proc, agent_args, devmig_command, manager_args, wait_finished_record
 
 MANAGER_TOKEN = "orchestrator-test-token"
 AGENT_TOKEN = "fleet-test-token"
 NIC = "example.org/devices/nic"
-
 
 _GATE = """
 import runpy, sys
@@ -37,45 +30,6 @@ runpy.run_module("devmig", run_name="__main__", alter_sys=True)
 """
 
 
-@dataclass
-class Proc:
-    """One running process (an agent or a manager) and what it announced."""
-
-    name: str
-    process: subprocess.Popen[str]
-    url: str = ""
-    announce: dict[str, Any] = field(default_factory=dict)
-
-    def kill(self) -> None:
-        """SIGKILL it and wait."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-    def http(self, token: str | None = None) -> httpx2.Client:
-        """A client of its HTTP API."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx2.Client(base_url=self.url, headers=headers, timeout=30)
-
-
-def _announced(proc: Proc, timeout: float = 60.0) -> Proc:
-    process = proc.process
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.strip().startswith("{"):
-            proc.announce = json.loads(line)
-            proc.url = proc.announce["url"]
-            return proc
-        if process.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited: {process.stderr.read() if process.stderr else ''}")
-    raise RuntimeError(f"{proc.name} did not announce itself")
-
-
 class Processes:
     """Starts agents and managers (in parallel), kills every one at the end."""
 
@@ -84,13 +38,13 @@ class Processes:
         self.started: list[Proc] = []
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], *, gated: bool = False) -> Proc:
-        command = [sys.executable, "-m", "devmig", *args]
+        command = devmig_command(*args)
         if gated:
             # the same `python -m devmig ...`, its imports done first, held until released (see release())
             command = [sys.executable, "-c", _GATE, *args]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, **env}, stdin=subprocess.PIPE if gated else None)
-        proc = Proc(name, process)
+        proc = Proc(name, process, http_timeout=30.0)
         self.started.append(proc)
         return proc
 
@@ -106,9 +60,8 @@ class Processes:
         """Start an agent (state dir under the root, so a restart keeps its journal)."""
         state = self.root / f"agent-{name}"
         state.mkdir(parents=True, exist_ok=True)
-        args = ["agent", "--listen", f"127.0.0.1:{port}", "--json", "--host-name", name, "--release", releases,
-                "--state-dir", str(state), *extra]
-        return self._spawn(name, args, {"DEVMIG_TOKEN": AGENT_TOKEN})
+        return self._spawn(name, agent_args(name, state, *extra, releases=releases, port=port),
+                           {"DEVMIG_TOKEN": AGENT_TOKEN})
 
     def spawn_manager(self, name: str, db_url: str, *, crash_at: str | None = None, gated: bool = False) -> Proc:
         """Start a manager on ``db_url`` (no background polling: it polls when it needs to).
@@ -116,15 +69,13 @@ class Processes:
         ``gated``: start the interpreter and import devmig now, but run the manager only once
         :meth:`release` d (Python start-up here takes seconds; a chain of managers overlaps it).
         """
-        args = ["manager", "--db", db_url, "--listen", "127.0.0.1:0", "--json", "--token", MANAGER_TOKEN,
-                "--poll-interval", "3600", "--agent-token", AGENT_TOKEN]
         env = {"DEVMIG_TEST_CRASH_AT": crash_at or ""}
-        return self._spawn(name, args, env, gated=gated)
+        return self._spawn(name, manager_args(db_url, MANAGER_TOKEN, AGENT_TOKEN), env, gated=gated)
 
     @staticmethod
     def ready(*procs: Proc) -> list[Proc]:
         """Wait for each process's announce line."""
-        return [_announced(p) for p in procs]
+        return [p.wait_announced() for p in procs]
 
     def kill_all(self) -> None:
         """Kill everything started."""
@@ -158,38 +109,15 @@ def register(manager: httpx2.Client, *agents: Proc) -> None:
 
 def wait_finished(manager: httpx2.Client, migration_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """Poll the manager until a migration finished; return its record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = manager.get(f"/v1/migrations/{migration_id}")
-        assert response.status_code == 200, response.text
-        record: dict[str, Any] = response.json()
-        if record["finished"]:
-            return record
-        if time.monotonic() > deadline:
-            raise AssertionError(f"migration {migration_id} did not finish: {record}")
-        time.sleep(0.05)
+    return wait_finished_record(manager, f"/v1/migrations/{migration_id}", what=f"migration {migration_id}",
+                                timeout=timeout)
 
 
-@contextlib.contextmanager
-def database(kind: str, root: Path) -> Iterator[str]:
+def database(kind: str, root: Path) -> contextlib.AbstractContextManager[str]:
     """A database URL for a module's manager: a SQLite file, or a fresh PostgreSQL database (dropped after).
 
     PostgreSQL comes from ``DEVMIG_TEST_PG_URL`` (skipped without it, except under ``CI=true``).
     """
-    if kind == "sqlite":
-        yield sqlite_url(root / "manager.db")
-        return
-    import sqlalchemy as sa
-    from fleet_env import _pg_base_url
+    from fleet_env import manager_database
 
-    base = sa.make_url(_pg_base_url())
-    name = f"devmig_orch_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return manager_database(kind, root, "devmig_orch_")
