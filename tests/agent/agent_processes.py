@@ -7,12 +7,9 @@ killed at teardown, so no agent outlives the test session.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from devmig_procs import agent_args, announced, devmig_command, reap, wait_finished_record
 
 TOKEN = "agent-test-token"
 
@@ -57,19 +55,17 @@ class AgentProcess:
 
 
 def _popen(name: str, state_dir: Path, extra: list[str], token: str) -> tuple[subprocess.Popen[str], list[str]]:
-    args = [sys.executable, "-m", "devmig", "agent", "--listen", "127.0.0.1:0", "--json", "--host-name", name,
-            "--state-dir", str(state_dir), *extra]
+    args = devmig_command(*agent_args(name, state_dir, *extra))
     env = {**os.environ, "DEVMIG_TOKEN": token}
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), args
 
 
 def _announced(name: str, process: subprocess.Popen[str], args: list[str], state_dir: Path, token: str) -> AgentProcess:
-    assert process.stdout is not None
-    line = process.stdout.readline()  # the agent prints its announce line first (or exits)
-    if not line.strip().startswith("{"):
+    try:
+        announce = announced(f"agent {name}", process)
+    except RuntimeError:
         process.kill()
-        raise RuntimeError(f"agent {name} did not start: {line!r} {process.stderr.read() if process.stderr else ''}")
-    announce: dict[str, Any] = json.loads(line)
+        raise
     return AgentProcess(name, process, announce["url"], announce["stream"], token, state_dir, args)
 
 
@@ -102,10 +98,7 @@ class Agents:
     def close(self) -> None:
         """Kill every agent started."""
         for agent in self.started:
-            agent.kill()
-            for stream in (agent.process.stdout, agent.process.stderr):
-                if stream is not None:
-                    stream.close()
+            reap(agent.process)
 
 
 @pytest.fixture
@@ -125,15 +118,7 @@ def module_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agents]:
 
 
 def wait_finished(agent: AgentProcess, migration_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    """Poll an agent until the migration finished there; return its status."""
-    deadline = time.monotonic() + timeout
+    """Poll an agent until the migration finished there (not known there yet: not finished); return its status."""
     with agent.client() as client:
-        while True:
-            response = client.get(f"/v1/migrations/{migration_id}")
-            if response.status_code == 200:
-                status: dict[str, Any] = response.json()
-                if status["finished"]:
-                    return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"migration {migration_id} did not finish on {agent.name}: {response.text}")
-            time.sleep(0.05)
+        return wait_finished_record(client, f"/v1/migrations/{migration_id}", timeout=timeout, must_exist=False,
+                                    what=f"migration {migration_id} on {agent.name}")

@@ -39,6 +39,7 @@ import cbor2
 import pytest
 from _proxy import StreamProxy
 from agent_processes import TOKEN, AgentProcess, _announced, _popen
+from devmig_procs import reap
 
 from devmig.migration import SourceHandoff
 
@@ -70,12 +71,7 @@ class Lazy:
         return self.agent
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        reap(self.process)
 
 
 @dataclass
