@@ -125,6 +125,8 @@ def test_migrates_with_progress_downtime_digest_and_history(fleet: Fleet) -> Non
     copy = agent_devices(fleet.agents["b"])[done["destination_device_id"]]
     assert copy["running"] and copy["model"] == ACCEL
     # the journal is the device's history: its rollback set must also return to a's profile
+    # (polled first: the manager refreshes both hosts just after the journal says done)
+    assert fleet.http.post("/v1/poll").status_code == 200
     back = fleet.http.get(f"/v1/devices/b/{done['destination_device_id']}/rollback-set")
     assert back.status_code == 200, back.text
     (hop,) = back.json()["history"]
