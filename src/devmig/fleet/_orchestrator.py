@@ -486,6 +486,12 @@ class Orchestrator:
                     continue
             else:
                 failures = 0
+            if decision.target in FINISHED:
+                # the inventory lists the device where it runs before the journal says it ended, so
+                # "done" means the manager's answers about the new device (rollback set...) are there
+                for host in (payload["destination"], payload["source"]):
+                    with contextlib.suppress(DevmigError):
+                        await self._refresh(host)
             phase = await self._apply(mid, phase, payload, decision)
             if phase in FINISHED:
                 await self._after(payload)
