@@ -198,7 +198,7 @@ def test_a_drain_whose_task_died_is_resumed_by_the_sweep_on_the_twin() -> None:
         drainer = Drainer(inventory, orchestrator, store, sweep_interval=0.05)
         await drainer.open()
         started = await drainer.start("b")
-        done = await drainer.wait(started["id"], timeout=5)  # without the sweep it stays running
+        done = await drainer.wait(started["id"], timeout=30)  # without the sweep it stays running
         assert store.failed == 1 and done["phase"] == "done"
         assert [h["phase"] for h in done["history"]] == ["planned", "running", "done"]
         await drainer.aclose()

@@ -434,7 +434,7 @@ class Drainer:
             return
         task = asyncio.get_running_loop().create_task(self._run(drain_id), name=f"devmig-drain-{drain_id}")
         self._tasks[drain_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(drain_id, None))
+        task.add_done_callback(lambda t: self._tasks.pop(drain_id) if self._tasks.get(drain_id) is t else None)
 
     async def aclose(self) -> None:
         """Stop the drains' tasks (the journal keeps them; the next start resumes them)."""
