@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from devmig_procs import announced, devmig_command, manager_args
 from fleet_env import Agent, Agents
 
 from devmig.fleet import sqlite_url
@@ -75,35 +75,21 @@ class Fleet:
         return results
 
 
-def _start_manager(db: Path) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "devmig", "manager", "--db", sqlite_url(db), "--listen", "127.0.0.1:0",
-            "--json", "--token", MANAGER_TOKEN, "--poll-interval", "3600", "--agent-token", "fleet-test-token"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), ""
-
-
-def _announced(process: subprocess.Popen[str]) -> dict[str, Any]:
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.strip().startswith("{"):
-            announce: dict[str, Any] = json.loads(line)
-            return announce
-        if process.poll() is not None:
-            raise RuntimeError(f"manager exited: {process.stderr.read() if process.stderr else ''}")
-    raise RuntimeError("the manager did not announce itself")
+def _start_manager(db: Path) -> subprocess.Popen[str]:
+    args = devmig_command(*manager_args(sqlite_url(db), MANAGER_TOKEN, "fleet-test-token"))
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("manager")
     started = Agents(root)
-    manager, _ = _start_manager(root / "fleet.db")  # starts while the agents do
+    manager = _start_manager(root / "fleet.db")  # starts while the agents do
     try:
         agents = started.start(
             ("h1", "nic=1.0.0,blk=1.0.0,accel=1.0.0"), ("h2", "nic=2.0.0"), ("h3", "nic=3.0.0"), ("h4", "nic=3.0.0"),
         )
-        announce = _announced(manager)
+        announce = announced("manager", manager)
         assert announce["event"] == "listening" and "token" not in announce  # the token was given
         http = httpx2.Client(base_url=announce["url"], headers={"Authorization": f"Bearer {MANAGER_TOKEN}"},
                              timeout=60)
