@@ -18,7 +18,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from devmig.model import BoolParam, Condition, DeviceModel, InSet, IntParam, Range, StrParam, Value
 
@@ -108,11 +108,14 @@ def compile_condition(name: str, cond: Condition) -> CondSpec:
     kind = type(cond)
     if kind is bool or kind is int or kind is str:
         return name, kind, frozenset((cond,)), 0, 0
-    if kind is Range or isinstance(cond, Range):
+    if kind is not InSet and (kind is Range or isinstance(cond, Range)):
         lo = _INF * -1 if cond.min is None else cond.min  # type: ignore[union-attr]
         hi = _INF if cond.max is None else cond.max  # type: ignore[union-attr]
         return name, int, None, lo, hi
-    values: tuple[Value, ...] = cond.in_ if isinstance(cond, InSet) else (cond,)
+    # ``kind is InSet`` first: isinstance() on a pydantic class costs more than the rest
+    values: tuple[Value, ...] = (
+        cast(InSet, cond).in_ if kind is InSet or isinstance(cond, InSet) else cast("tuple[Value]", (cond,))
+    )
     types = {type(v) for v in values}
     if len(types) == 1:
         return name, types.pop(), frozenset(values), 0, 0

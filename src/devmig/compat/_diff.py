@@ -41,7 +41,6 @@ from devmig.model import (
     DeviceModel,
     InSet,
     IntParam,
-    IntRange,
     ModelDocument,
     Param,
     Range,
@@ -138,28 +137,45 @@ def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value]
     return tuple((k, type(v).__name__, v) for k, v in items)
 
 
+def _condition_key(name: str, c: Condition) -> tuple[Any, ...]:
+    """A hashable key of one condition, equal for equal conditions (typed: ``True`` is not ``1``)."""
+    kind = type(c)
+    if kind is bool or kind is int or kind is str:
+        return (name, kind, c)
+    if kind is Range:
+        d = c.__dict__
+        return (name, "range", d["min"], d["max"])
+    if kind is InSet:
+        values = c.__dict__["in_"]
+        # the set of (type, value) pairs, without a Python-level loop
+        return (name, "in", frozenset(zip(map(type, values), values, strict=True)))
+    if isinstance(c, Range):  # pragma: no cover - conditions are built by the loader, exact types
+        return (name, "range", c.min, c.max)
+    if isinstance(c, InSet):  # pragma: no cover - as above
+        return (name, "in", frozenset((type(v), v) for v in c.in_))
+    return (name, kind, c)  # pragma: no cover - every condition is one of the above
+
+
+def _part_key(part: dict[str, Condition]) -> tuple[tuple[Any, ...], ...]:
+    if len(part) == 1:
+        for name, c in part.items():
+            return (_condition_key(name, c),)
+    # names are unique within a part, so sorting the keys sorts them by name
+    return tuple(sorted([_condition_key(name, c) for name, c in part.items()], key=_first_item))
+
+
+def _first_item(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
 def _constraint_key(k: Constraint) -> tuple[Any, ...]:
     """A hashable key equal for equal constraints (typed: ``True`` is not ``1``).
 
-    The order of the parameters in ``when`` and ``require`` does not matter.
+    The order of the parameters in ``when`` and ``require`` does not matter,
+    nor the order (or repetition) of the values of an ``in`` condition.
     """
-    out = []
-    for part in (k.when, k.require):
-        items: list[tuple[Any, ...]] = []
-        for n, c in part.items():
-            kind = type(c)
-            if kind is bool or kind is int or kind is str:
-                items.append((n, kind, c))
-            elif isinstance(c, Range):
-                items.append((n, "range", c.min, c.max))
-            elif isinstance(c, InSet):
-                items.append((n, "in", frozenset((type(v), v) for v in c.in_)))
-            else:  # pragma: no cover - every condition is one of the above
-                items.append((n, kind, c))
-        if len(items) > 1:
-            items.sort(key=lambda item: item[0])
-        out.append(tuple(items))
-    return tuple(out)
+    d = k.__dict__
+    return (_part_key(d["when"]), _part_key(d["require"]))
 
 
 def _condition_json(cond: Condition) -> Any:
@@ -184,11 +200,12 @@ def _constraint_json(k: Constraint) -> dict[str, Any]:
 
 
 def _allowed_json(p: Param) -> list[Any]:
-    if isinstance(p, IntParam):
-        return [
-            {"min": r.min, "max": r.max, "step": r.step} if r.step is not None else {"min": r.min, "max": r.max}
-            for r in p.allowed
-        ]
+    if type(p) is IntParam or isinstance(p, IntParam):
+        out: list[Any] = []
+        for r in p.allowed:
+            d = r.__dict__  # min, max, step: the JSON keys, in that order
+            out.append(dict(d) if d["step"] is not None else {"min": d["min"], "max": d["max"]})
+        return out
     return list(p.allowed)
 
 
@@ -259,26 +276,24 @@ class _ModelDiff:
                 continue
             if np is op:
                 continue
-            # _same_param, inlined: this loop sees every parameter of every model
+            # whether the parameter changed, inlined: this loop sees every parameter of every model
             od, nd = op.__dict__, np.__dict__
-            oa = od["allowed"]
-            if not oa or type(oa[0]) is not IntRange:
+            if od["type"] != "int":
                 if od == nd:
                     continue
-            else:
-                na = nd["allowed"]
+            elif nd["type"] == "int":
+                # both IntParams: compare the fields, the ranges as plain field dicts (no pydantic __eq__)
+                oa, na = od["allowed"], nd["allowed"]
                 if (
-                    len(oa) == len(na)
-                    and od["off"] == nd["off"]
+                    od["off"] == nd["off"]
                     and od["init"] == nd["init"]
-                    and od["type"] == nd["type"]
                     and od["description"] == nd["description"]
-                    and od.keys() == nd.keys()
+                    and len(oa) == len(na)
                 ):
-                    for a, b in zip(oa, na, strict=True):
-                        if type(b) is not IntRange or a.__dict__ != b.__dict__:
-                            break
-                    else:
+                    if len(oa) == 1:
+                        if oa[0].__dict__ == na[0].__dict__:
+                            continue
+                    elif [a.__dict__ for a in oa] == [b.__dict__ for b in na]:
                         continue
             out += self.param_changed(name, op, np)
         for name, np in new_params.items():

@@ -18,7 +18,7 @@ a break conservatively, never hides one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from math import lcm
 
 from devmig.model import IntParam
@@ -130,7 +130,10 @@ def int_difference(include: tuple[IntProg, ...], exclude: tuple[IntProg, ...]) -
 
 
 def iter_int_classes(
-    include: tuple[IntProg, ...], exclude: tuple[IntProg, ...], points: Iterable[int]
+    include: tuple[IntProg, ...],
+    exclude: tuple[IntProg, ...],
+    points: Iterable[int],
+    admits: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[int, bool]]:
     """Return one representative per class of the values of ``include`` not in ``exclude``.
 
@@ -139,6 +142,9 @@ def iter_int_classes(
         exclude: progressions of values to leave out.
         points: values where a condition may change its answer (a bound ``m``
             of ``>= m`` and ``m+1`` of ``<= m``; ``v`` and ``v+1`` of ``= v``).
+        admits: when given, a test that gives one answer for every integer of
+            a class (its points are among ``points``): only the classes it
+            admits are yielded, and the others are never searched for a value.
 
     Returns:
         ``(value, exact)`` pairs, by increasing value. ``exact=False`` marks a
@@ -163,6 +169,8 @@ def iter_int_classes(
     starts = [lo_all, *inner]
     ends = [x - 1 for x in inner] + [hi_all]
     for a, b in zip(starts, ends, strict=True):
+        if admits is not None and not admits(a):
+            continue
         value, exact = find_int(a, b, include, exclude)
         if value is not None:
             yield value, True

@@ -70,14 +70,33 @@ class Restriction:
     def admits(self, value: Value, *, excluded_checked: bool = False) -> bool:
         """Return whether ``value`` passes the restriction (exclusions unless already checked)."""
         if not excluded_checked:
-            if (type(value), value) in self.exclude_values:
+            if self.exclude_values and (type(value), value) in self.exclude_values:
                 return False
             if self.exclude and type(value) is int and in_progressions(value, self.exclude):
                 return False
-        seen = value
-        if self.seen_as is not None and type(value) is type(self.seen_as[0]) and value == self.seen_as[0]:
-            seen = self.seen_as[1]
-        return all(cond_holds(spec, seen) is want for spec, want in self.tests)
+        return self.admits_class(value)
+
+    def admits_class(self, value: Value) -> bool:
+        """Return whether the tests admit ``value``, exclusions aside.
+
+        For an int, the answer is the same for every integer of a class whose
+        points include :meth:`int_points`, so one value answers for its whole class.
+        """
+        seen_as = self.seen_as
+        if seen_as is not None and type(value) is type(seen_as[0]) and value == seen_as[0]:
+            value = seen_as[1]
+        for (_, t, vals, lo, hi), want in self.tests:  # cond_holds(), inlined
+            if t is None:
+                holds = vals is not None and (type(value), value) in vals
+            elif type(value) is not t:
+                holds = False
+            elif vals is None:
+                holds = lo <= value <= hi  # type: ignore[operator]
+            else:
+                holds = value in vals
+            if holds is not want:
+                return False
+        return True
 
     def int_points(self) -> list[int]:
         """Return the integer points where the restriction's answer may change."""
@@ -171,11 +190,21 @@ class Space:
         self.cparams: list[tuple[str, ...]] = []
         self._cons_of: dict[str, list[int]] = {}
         # Only names here: conditions are compiled, and components found, when a search needs them.
+        keys = params.keys()
+        cparams, cons_of = self.cparams, self._cons_of
         for index, k in enumerate(self._constraints):
-            names = tuple(n for n in dict.fromkeys((*k.when, *k.require)) if n in params)
-            self.cparams.append(names)
+            kd = k.__dict__
+            names = (*kd["when"], *kd["require"])
+            unique = set(names)
+            if len(unique) != len(names) or not keys >= unique:  # a name twice, or one the model lacks
+                names = tuple(n for n in dict.fromkeys(names) if n in params)
+            cparams.append(names)
             for n in names:
-                self._cons_of.setdefault(n, []).append(index)
+                got = cons_of.get(n)
+                if got is None:
+                    cons_of[n] = [index]
+                else:
+                    got.append(index)
         self._root: dict[str, str] | None = None
         self._members: dict[str, list[str]] = {}
         self._info: dict[str, tuple[tuple[IntProg, ...] | None, tuple[Value, ...]]] = {}
@@ -418,9 +447,7 @@ class Space:
             return _first(self.classes(name, restriction))
         stand_in = None
         points = self._int_points(name) + restriction.int_points()
-        for v, exact in iter_int_classes(progs, restriction.exclude, points):
-            if not restriction.admits(v, excluded_checked=True):
-                continue
+        for v, exact in iter_int_classes(progs, restriction.exclude, points, restriction.admits_class):
             if exact:
                 return v, True
             if stand_in is None:
@@ -451,8 +478,8 @@ class Space:
         if len(out) >= _QUICK:
             return out
         points = self._int_points(name) + restriction.int_points()
-        for v, exact in iter_int_classes(progs, restriction.exclude, points):
-            if not exact or v in (init, off) or not restriction.admits(v, excluded_checked=True):
+        for v, exact in iter_int_classes(progs, restriction.exclude, points, restriction.admits_class):
+            if not exact or v in (init, off):
                 continue
             out.append(v)
             if len(out) >= _QUICK:
@@ -472,15 +499,11 @@ class Space:
         out: list[tuple[Value, bool]]
         if progs is not None:
             points: list[int] = self._int_points(name)
-            exclude: tuple[IntProg, ...] = ()
-            if restriction is not None:
+            if restriction is None:
+                out = list(int_classes(progs, (), points))
+            else:
                 points = points + restriction.int_points()
-                exclude = restriction.exclude
-            out = [
-                (v, exact)
-                for v, exact in int_classes(progs, exclude, points)
-                if restriction is None or restriction.admits(v, excluded_checked=True)
-            ]
+                out = list(iter_int_classes(progs, restriction.exclude, points, restriction.admits_class))
         elif all(type(v) is bool for v in values):
             out = [(v, True) for v in values if restriction is None or restriction.admits(v)]
         else:
