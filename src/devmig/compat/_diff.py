@@ -34,7 +34,7 @@ from typing import Any
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
 from devmig.compat._compiled import IdentityCache, compile_condition, cond_holds
 from devmig.compat._domain import int_difference, int_progressions
-from devmig.compat._solver import Restriction, Solution, Space
+from devmig.compat._solver import NO_SOLUTION, Restriction, Solution, Space
 from devmig.model import (
     Condition,
     Constraint,
@@ -137,37 +137,6 @@ def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value]
     return tuple((k, type(v).__name__, v) for k, v in items)
 
 
-def _condition_key(name: str, c: Condition) -> tuple[Any, ...]:
-    """A hashable key of one condition, equal for equal conditions (typed: ``True`` is not ``1``)."""
-    kind = type(c)
-    if kind is bool or kind is int or kind is str:
-        return (name, kind, c)
-    if kind is Range:
-        d = c.__dict__
-        return (name, "range", d["min"], d["max"])
-    if kind is InSet:
-        values = c.__dict__["in_"]
-        # the set of (type, value) pairs, without a Python-level loop
-        return (name, "in", frozenset(zip(map(type, values), values, strict=True)))
-    if isinstance(c, Range):  # pragma: no cover - conditions are built by the loader, exact types
-        return (name, "range", c.min, c.max)
-    if isinstance(c, InSet):  # pragma: no cover - as above
-        return (name, "in", frozenset((type(v), v) for v in c.in_))
-    return (name, kind, c)  # pragma: no cover - every condition is one of the above
-
-
-def _part_key(part: dict[str, Condition]) -> tuple[tuple[Any, ...], ...]:
-    if len(part) == 1:
-        for name, c in part.items():
-            return (_condition_key(name, c),)
-    # names are unique within a part, so sorting the keys sorts them by name
-    return tuple(sorted([_condition_key(name, c) for name, c in part.items()], key=_first_item))
-
-
-def _first_item(item: tuple[Any, ...]) -> Any:
-    return item[0]
-
-
 def _constraint_key(k: Constraint) -> tuple[Any, ...]:
     """A hashable key equal for equal constraints (typed: ``True`` is not ``1``).
 
@@ -176,6 +145,39 @@ def _constraint_key(k: Constraint) -> tuple[Any, ...]:
     """
     d = k.__dict__
     return (_part_key(d["when"]), _part_key(d["require"]))
+
+
+def _part_key(part: dict[str, Condition]) -> tuple[tuple[Any, ...], ...]:
+    if len(part) == 1:
+        [(n, c)] = part.items()
+        kind = type(c)
+        if kind is bool or kind is int or kind is str:
+            return ((n, kind, c),)
+        return (_condition_key(n, c),)
+    items = []
+    for n, c in part.items():
+        kind = type(c)
+        items.append((n, kind, c) if kind is bool or kind is int or kind is str else _condition_key(n, c))
+    # the names are unique, so tuples compare by name alone: sorted by name
+    items.sort()
+    return tuple(items)
+
+
+def _condition_key(n: str, c: Condition) -> tuple[Any, ...]:
+    """The key of one condition. Without ``isinstance()`` on the pydantic classes
+    (it costs more than the rest): conditions come from the loader, with exact types."""
+    kind = type(c)
+    if kind is InSet:
+        values = c.__dict__["in_"]  # the set of (type, value) pairs, built in C
+        return (n, "in", frozenset(zip(map(type, values), values, strict=True)))
+    if kind is Range:
+        cd = c.__dict__
+        return (n, "range", cd["min"], cd["max"])
+    if isinstance(c, Range):  # pragma: no cover - exact types, as above
+        return (n, "range", c.min, c.max)
+    if isinstance(c, InSet):  # pragma: no cover - as above
+        return (n, "in", frozenset((type(v), v) for v in c.in_))
+    return (n, kind, c)
 
 
 def _condition_json(cond: Condition) -> Any:
@@ -467,10 +469,10 @@ class _ModelDiff:
             if name not in o.params:
                 np = n.params.get(name)
                 if np is None or not cond_holds(spec, np.off):
-                    return Solution("none")  # a parameter OLD lacks is at NEW's off value
+                    return NO_SOLUTION  # a parameter OLD lacks is at NEW's off value
                 continue
             when[name].append((spec, True))
-        best = Solution("none")
+        best = NO_SOLUTION
         for name, cond in k.require.items():
             spec = compile_condition(name, cond)
             tests = {p: list(t) for p, t in when.items()}
@@ -535,11 +537,14 @@ class _ModelDiff:
 
 def _version_items(model: DeviceModel, name: str) -> tuple[tuple[str, Value], ...]:
     """Return a version's canonical configuration (from its own params: the rest is off)."""
-    off = model.off_values
-    params = model.version_map[name].params
-    return tuple(
-        sorted((k, v) for k, v in params.items() if k not in off or not (type(v) is type(off[k]) and v == off[k]))
-    )
+    defs = model.params
+    out = []
+    for k, v in model.version_map[name].params.items():
+        p = defs.get(k)
+        if p is None or not (type(v) is type(off := p.__dict__["off"]) and v == off):
+            out.append((k, v))
+    out.sort()
+    return tuple(out)
 
 
 def _version_example(model: DeviceModel, name: str) -> Example:

@@ -18,6 +18,7 @@ a break conservatively, never hides one.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from math import lcm
 
@@ -154,25 +155,40 @@ def iter_int_classes(
     """
     if not include:
         return
-    lo_all = min(p[0] for p in include)
-    hi_all = max(p[1] for p in include)
-    cuts: set[int] = set()
-    for x in points:
-        cuts.add(x)
+    if len(include) == 1:
+        lo_all, hi_all = include[0][0], include[0][1]
+    else:
+        lo_all = min(p[0] for p in include)
+        hi_all = max(p[1] for p in include)
+    cuts: set[int] = set(points)
     for lo, hi, _ in include:
         cuts.add(lo)
         cuts.add(hi + 1)
     for lo, hi, _ in exclude:
         cuts.add(lo)
         cuts.add(hi + 1)
-    inner = sorted(x for x in cuts if lo_all < x <= hi_all)
-    starts = [lo_all, *inner]
-    ends = [x - 1 for x in inner] + [hi_all]
-    for a, b in zip(starts, ends, strict=True):
-        if admits is not None and not admits(a):
-            continue
-        value, exact = find_int(a, b, include, exclude)
-        if value is not None:
-            yield value, True
-        elif not exact:
-            yield a, False
+    ordered = sorted(cuts)
+    # the elementary intervals [a, b] between the cuts inside (lo_all, hi_all]
+    inner = ordered[bisect_right(ordered, lo_all) : bisect_right(ordered, hi_all)]
+    inner.append(hi_all + 1)
+    a = lo_all
+    for cut in inner:
+        b = cut - 1
+        if admits is None or admits(a):
+            if exclude:
+                value, exact = find_int(a, b, include, exclude)
+                if value is not None:
+                    yield value, True
+                elif not exact:
+                    yield a, False
+            else:
+                # find_int() without exclusions: the first progression's first value in [a, b]
+                for lo, hi, step in include:
+                    top = b if b < hi else hi
+                    if lo > top:
+                        continue
+                    start = lo if lo >= a else lo + (a - lo + step - 1) // step * step
+                    if start <= top:
+                        yield start, True
+                        break
+        a = cut

@@ -41,7 +41,7 @@ from devmig.compat._domain import (
 )
 from devmig.model import DeviceModel, Value
 
-__all__ = ["NODE_LIMIT", "Restriction", "Solution", "Space"]
+__all__ = ["MAYBE", "NODE_LIMIT", "NO_SOLUTION", "Restriction", "Solution", "Space"]
 
 NODE_LIMIT = 20000
 _QUICK = 3  # values per restricted parameter the quick try combines
@@ -164,6 +164,12 @@ class Solution:
     def exact(self) -> bool:
         """Whether the answer is exact (``maybe`` is not)."""
         return self.status != "maybe"
+
+
+NO_SOLUTION = Solution("none")
+"""The answer "provably none" (solutions are immutable: one object serves every question)."""
+MAYBE = Solution("maybe")
+"""The answer "could not decide"."""
 
 
 class Space:
@@ -382,9 +388,9 @@ class Space:
                 continue
             got = self._first_class(name, r)
             if got is None:
-                return Solution("none")
+                return NO_SOLUTION
             if not got[1]:
-                return Solution("maybe")
+                return MAYBE
             changes[name] = got[0]
         witness = dict(self.init)
         witness.update(changes)
@@ -520,8 +526,8 @@ class Space:
                 elif not other:
                     out.append((v, True))
                     other = True
-        base, off, init = self.base_value(name), self.off[name], self.init[name]
-        out.sort(key=lambda ve: _rank(ve[0], base, off, init))
+        if len(out) > 1:
+            out = _ranked(out, self.base_value(name), self.off[name], self.init[name])
         if restriction is None:
             self._classes[name] = out
         return out
@@ -536,8 +542,12 @@ class Space:
             A :class:`Solution`: ``found`` with a witness (published versions
             and the init configuration are tried first), ``none``, or ``maybe``.
         """
+        items = restrictions.items()
         for version, seed in self.seeds:
-            if all(r.admits(seed[n]) for n, r in restrictions.items()):
+            for n, r in items:
+                if not r.admits(seed[n]):
+                    break
+            else:
                 return Solution("found", seed, version)
         if all(self.free(n) for n in restrictions):
             return self._solve_free(restrictions)
@@ -557,7 +567,7 @@ class Space:
         for name, r in restrictions.items():
             dom = self.classes(name, r)
             if not dom:
-                return Solution("none")
+                return NO_SOLUTION
             restricted[name] = dom
         quick = self._quick(restricted)
         if quick is not None:
@@ -568,18 +578,18 @@ class Space:
         for name in order:
             dom = restricted[name] if name in restricted else self.classes(name)
             if not dom:
-                return Solution("none")
+                return NO_SOLUTION
             domains[name] = dom
         init = self.init
         full = {name: init[name] for name in order}
         search = _Search(self, order, full)
         result = search.run(domains)
         if result is None:
-            return Solution("maybe")
+            return MAYBE
         if not result:
-            return Solution("none")
+            return NO_SOLUTION
         if not search.exact:
-            return Solution("maybe")
+            return MAYBE
         witness = dict(self.base)
         witness.update(full)
         # a witness equal to a published version would have been found among the seeds
@@ -600,12 +610,22 @@ def _first(classes: Iterable[tuple[Value, bool]]) -> tuple[Value, bool] | None:
     return stand_in
 
 
-def _rank(value: Value, base: Value, off: Value, init: Value) -> int:
-    """Order values for familiar witnesses: the base (init) value, then off, then the rest."""
-    for rank, x in enumerate((base, off, init)):
-        if type(x) is type(value) and x == value:
-            return rank
-    return 3
+def _ranked(values: list[tuple[Value, bool]], base: Value, off: Value, init: Value) -> list[tuple[Value, bool]]:
+    """Order values for familiar witnesses: the base (init) value, then off, then init, then the rest (stable)."""
+    buckets: tuple[list[tuple[Value, bool]], ...] = ([], [], [], [])
+    tb, to, ti = type(base), type(off), type(init)
+    for ve in values:
+        v = ve[0]
+        tv = type(v)
+        if tv is tb and v == base:
+            buckets[0].append(ve)
+        elif tv is to and v == off:
+            buckets[1].append(ve)
+        elif tv is ti and v == init:
+            buckets[2].append(ve)
+        else:
+            buckets[3].append(ve)
+    return [*buckets[0], *buckets[1], *buckets[2], *buckets[3]]
 
 
 def _spec_typed(spec: CondSpec) -> list[tuple[type, Any]]:
