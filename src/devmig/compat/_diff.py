@@ -184,10 +184,10 @@ def _condition_json(cond: Condition) -> Any:
     kind = type(cond)
     if kind is bool or kind is int or kind is str:
         return cond
-    if isinstance(cond, Range):
-        return {k: v for k, v in (("min", cond.min), ("max", cond.max)) if v is not None}
-    if isinstance(cond, InSet):
-        return {"in": list(cond.in_)}
+    if kind is not InSet and (kind is Range or isinstance(cond, Range)):  # isinstance() last: it costs
+        return {k: v for k, v in (("min", cond.min), ("max", cond.max)) if v is not None}  # type: ignore[union-attr]
+    if kind is InSet or isinstance(cond, InSet):
+        return {"in": list(cond.in_)}  # type: ignore[union-attr]
     return cond  # pragma: no cover - every condition is one of the above
 
 
@@ -254,11 +254,11 @@ class _ModelDiff:
             loc,
             BREAKS.get(rule, ()) if breaks is None else breaks,
             message,
-            example=example[0],
-            example_version=example[1],
-            old=old,
-            new=new,
-            exact=exact,
+            example[0],  # example
+            example[1],  # example_version
+            old,
+            new,
+            exact,
         )
 
     def run(self) -> list[Change]:
@@ -295,12 +295,16 @@ class _ModelDiff:
                     if len(oa) == 1:
                         if oa[0].__dict__ == na[0].__dict__:
                             continue
+                    elif len(oa) == 2:
+                        if oa[0].__dict__ == na[0].__dict__ and oa[1].__dict__ == na[1].__dict__:
+                            continue
                     elif [a.__dict__ for a in oa] == [b.__dict__ for b in na]:
                         continue
             out += self.param_changed(name, op, np)
-        for name, np in new_params.items():
-            if name not in old_params:
-                out += self.param_added(name, np)
+        added = new_params.keys() - old_params.keys()
+        if added:
+            for name in filter(added.__contains__, new_params):  # NEW's order
+                out += self.param_added(name, new_params[name])
         out += self.constraints()
         out += self.versions()
         return out
@@ -473,16 +477,20 @@ class _ModelDiff:
                 continue
             when[name].append((spec, True))
         best = NO_SOLUTION
+        # the when parameters' restrictions are the same for every require condition
+        base = {p: Restriction(tests=tuple(t), seen_as=self._seen_as(p)) for p, t in when.items()}
         for name, cond in k.require.items():
             spec = compile_condition(name, cond)
-            tests = {p: list(t) for p, t in when.items()}
+            restrictions = base
             if name not in o.params:
                 np = n.params.get(name)
                 if np is not None and cond_holds(spec, np.off):
                     continue
             else:
-                tests.setdefault(name, []).append((spec, False))
-            restrictions = {p: Restriction(tests=tuple(t), seen_as=self._seen_as(p)) for p, t in tests.items()}
+                restrictions = dict(base)
+                known = when.get(name)
+                tests = (*known, (spec, False)) if known is not None else ((spec, False),)
+                restrictions[name] = Restriction(tests=tests, seen_as=self._seen_as(name))
             sol = self.space.solve(restrictions)
             if sol.status == "found":
                 return sol

@@ -189,7 +189,7 @@ class Space:
         self.model = model
         params = model.params
         self.params = params
-        self.off: Mapping[str, Value] = model.off_values
+        self._off: Mapping[str, Value] | None = None  # the off values, when a caller asks for them all
         self.init: Mapping[str, Value] = model.init_values
         self._constraints = model.constraints
         self._specs: dict[int, tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]] = {}
@@ -329,6 +329,13 @@ class Space:
         return self.init
 
     @property
+    def off(self) -> Mapping[str, Value]:
+        """Every parameter's off value (read-only; computed on first use)."""
+        if self._off is None:
+            self._off = self.model.off_values
+        return self._off
+
+    @property
     def seeds(self) -> list[tuple[str | None, Mapping[str, Value]]]:
         """Published versions (newest first) and the init configuration, as ``(version, full)``."""
         if self._seeds is None:
@@ -401,7 +408,7 @@ class Space:
         got = self._points.get(name)
         if got is None:
             got = [x for spec in self.specs_on(name) for x in _spec_points(spec)]
-            for v in (self.off[name], self.init[name]):
+            for v in (self.params[name].off, self.init[name]):
                 if type(v) is int:
                     got += [v, v + 1]
             self._points[name] = got
@@ -412,7 +419,8 @@ class Space:
         got = self._named.get(name)
         if got is None:
             got = {x for spec in self.specs_on(name) for x in _spec_typed(spec)}
-            got.add((type(self.off[name]), self.off[name]))
+            off = self.params[name].off
+            got.add((type(off), off))
             got.add((type(self.init[name]), self.init[name]))
             self._named[name] = got
         return got
@@ -427,7 +435,7 @@ class Space:
         them answers.
         """
         progs, values = self.info(name)
-        for v in (self.init[name], self.off[name]):
+        for v in (self.init[name], self.params[name].off):
             if progs is not None:
                 if (
                     type(v) is int
@@ -471,7 +479,7 @@ class Space:
         if progs is None:
             return [v for v, exact in self.classes(name, restriction) if exact][:_QUICK]
         out: list[Value] = []
-        init, off = self.init[name], self.off[name]
+        init, off = self.init[name], self.params[name].off
         for v in (init, off):
             if (
                 type(v) is int
@@ -527,7 +535,7 @@ class Space:
                     out.append((v, True))
                     other = True
         if len(out) > 1:
-            out = _ranked(out, self.base_value(name), self.off[name], self.init[name])
+            out = _ranked(out, self.base_value(name), self.params[name].off, self.init[name])
         if restriction is None:
             self._classes[name] = out
         return out
@@ -542,13 +550,24 @@ class Space:
             A :class:`Solution`: ``found`` with a witness (published versions
             and the init configuration are tried first), ``none``, or ``maybe``.
         """
+        # the seeds (see :attr:`seeds`), without building their full configurations:
+        # a version's value is its own, else the off value
         items = restrictions.items()
-        for version, seed in self.seeds:
+        params = self.params
+        for spec in reversed(self.model.versions):
+            given = spec.params
             for n, r in items:
-                if not r.admits(seed[n]):
+                v = given.get(n, _ABSENT)
+                if not r.admits(params[n].off if v is _ABSENT else v):
                     break
             else:
-                return Solution("found", seed, version)
+                return Solution("found", self.model.version_values(spec), spec.name)
+        init = self.init
+        for n, r in items:
+            if not r.admits(init[n]):
+                break
+        else:
+            return Solution("found", init, None)
         if all(self.free(n) for n in restrictions):
             return self._solve_free(restrictions)
         # The quick try needs only the first few exact classes of each restricted
@@ -597,6 +616,7 @@ class Space:
 
 
 _NO_HEAD: Any = object()
+_ABSENT: Any = object()
 
 
 def _first(classes: Iterable[tuple[Value, bool]]) -> tuple[Value, bool] | None:
