@@ -29,6 +29,7 @@ The solver is exact; where it cannot decide (a step pattern longer than
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
@@ -215,6 +216,10 @@ def _param_json(p: Param) -> dict[str, Any]:
     return {"type": p.type, "allowed": _allowed_json(p), "off": p.off, "init": p.init}
 
 
+_int_fields = itemgetter("off", "init", "description")
+"""An IntParam's fields but its type and ranges, from its ``__dict__``."""
+
+
 class _ModelDiff:
     """The changes of one model present in both releases."""
 
@@ -276,8 +281,6 @@ class _ModelDiff:
             if np is None:
                 out.append(self.param_removed(name, op))
                 continue
-            if np is op:
-                continue
             # whether the parameter changed, inlined: this loop sees every parameter of every model
             od, nd = op.__dict__, np.__dict__
             if od["type"] != "int":
@@ -286,12 +289,7 @@ class _ModelDiff:
             elif nd["type"] == "int":
                 # both IntParams: compare the fields, the ranges as plain field dicts (no pydantic __eq__)
                 oa, na = od["allowed"], nd["allowed"]
-                if (
-                    od["off"] == nd["off"]
-                    and od["init"] == nd["init"]
-                    and od["description"] == nd["description"]
-                    and len(oa) == len(na)
-                ):
+                if len(oa) == len(na) and _int_fields(od) == _int_fields(nd):
                     if len(oa) == 1:
                         if oa[0].__dict__ == na[0].__dict__:
                             continue
