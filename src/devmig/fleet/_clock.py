@@ -3,21 +3,23 @@
 The poller asks a :class:`Clock` what time it is and to sleep; tests give it a
 :class:`ManualClock` and move time with :meth:`ManualClock.advance`, so an
 interval of minutes passes in no time and nothing depends on the machine's speed.
-:func:`sweep_forever` runs the manager's periodic resume sweeps.
+:func:`sweep_forever` runs the manager's periodic resume sweeps and :func:`stop_tasks` stops
+background tasks at close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from devmig._errors import DevmigError
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "sweep_forever"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "stop_tasks", "sweep_forever"]
 
 
 @runtime_checkable
@@ -125,3 +127,13 @@ async def sweep_forever(interval: float, sweep: Callable[[], Awaitable[None]], l
             await sweep()
         except DevmigError as exc:
             log.warning("%s failed: %s", what, exc)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended (their errors are theirs: logged where they ran)."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -59,7 +59,7 @@ from sqlalchemy import exc as sa_exc
 from devmig._errors import DevmigError, Problem
 from devmig.agent._auth import require_token
 from devmig.agent._problems import problem_response
-from devmig.fleet._clock import Clock, SystemClock, sweep_forever
+from devmig.fleet._clock import Clock, SystemClock, stop_tasks, sweep_forever
 from devmig.fleet._inventory import DeviceRecord, Inventory, InventorySnapshot, utc
 from devmig.fleet._orchestrator import Orchestrator
 from devmig.fleet._poller import Poller
@@ -439,14 +439,8 @@ class Drainer:
     async def aclose(self) -> None:
         """Stop the drains' tasks (the journal keeps them; the next start resumes them)."""
         self.closed = True
-        tasks = list(self._tasks.values())
-        if self._sweeper is not None:
-            tasks.append(self._sweeper)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        sweeper = [self._sweeper] if self._sweeper is not None else []
+        await stop_tasks([*self._tasks.values(), *sweeper])
 
     def _save(self, drain_id: str, phase: str, payload: Mapping[str, Any]) -> None:
         self.store.put(drain_id, phase, payload, self.clock.now())

@@ -50,7 +50,7 @@ from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.agent._client import AgentClient
-from devmig.fleet._clock import Clock, SystemClock, sweep_forever
+from devmig.fleet._clock import Clock, SystemClock, stop_tasks, sweep_forever
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import (
     FINISHED,
@@ -156,14 +156,8 @@ class Orchestrator:
     async def aclose(self) -> None:
         """Stop every driver (the journal keeps where each migration was; the next start resumes)."""
         self.state = "closing"
-        tasks = [r.task for r in self._runs.values()]
-        if self._sweeper is not None:
-            tasks.append(self._sweeper)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        sweeper = [self._sweeper] if self._sweeper is not None else []
+        await stop_tasks([*(r.task for r in self._runs.values()), *sweeper])
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
