@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["ago", "size"]
+__all__ = ["ago", "seconds_since", "size"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -19,6 +19,16 @@ def size(n: float | int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def seconds_since(when: str, now: datetime) -> float:
+    """Seconds from an ISO-8601 time (naive means UTC) to ``now``.
+
+    Raises:
+        ValueError: ``when`` is no ISO-8601 time.
+    """
+    at = datetime.fromisoformat(when)
+    return (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()
+
+
 def ago(when: str | None, now: datetime) -> str:
     """How long before ``now`` an ISO-8601 time was (naive means UTC): ``12 s ago``, ``3 min ago``, ``never``.
 
@@ -28,10 +38,9 @@ def ago(when: str | None, now: datetime) -> str:
     if not when:
         return "never"
     try:
-        at = datetime.fromisoformat(when)
+        seconds = max(0, int(seconds_since(when, now)))
     except ValueError:
         return when
-    seconds = max(0, int((now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()))
     for unit, span in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= span:
             return f"{seconds // span} {unit} ago"

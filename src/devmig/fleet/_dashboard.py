@@ -33,7 +33,7 @@ from fastapi.templating import Jinja2Templates
 
 from devmig import __version__
 from devmig._errors import DevmigError
-from devmig._humanize import ago, size
+from devmig._humanize import ago, seconds_since, size
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import FORWARD
 from devmig.fleet._manager_api import answer_baseline, host_dict, profile_docs
@@ -65,12 +65,6 @@ VERDICT_VIEW: dict[str, tuple[str, str, str]] = {
 Window = Annotated[int, Query(ge=0, le=8, description="A round trip also returns to this many previous releases "
                                                    "of each implementation (the rollback set's window).")]
 """The ``window`` query parameter of the matrix (as the rollback set's)."""
-
-
-def _age(when: str, now: datetime) -> float:
-    """Seconds from an ISO-8601 time (naive: UTC) to ``now``."""
-    at = datetime.fromisoformat(when)
-    return (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()
 
 
 def _size(n: float | int | None) -> str:
@@ -153,7 +147,7 @@ def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
             "started": ago(record.get("created_at"), now),
         })
     active = sum(1 for r in records if not r.get("finished"))
-    moved = any(r.get("finished") and _age(r["updated_at"], now) < MOVED_RECENT_S for r in records[:MIGRATIONS_SHOWN])
+    moved = any(r.get("finished") and seconds_since(r["updated_at"], now) < MOVED_RECENT_S for r in records[:MIGRATIONS_SHOWN])
     return {"migrations": rows, "total": len(records), "active": active, "moved": moved}
 
 
