@@ -39,9 +39,8 @@ from devmig.fleet._inventory import (
     HostView,
     Inventory,
     InventorySnapshot,
-    JournalEntry,
 )
-from devmig.fleet._migration_records import lineage
+from devmig.fleet._migration_records import Created, lineage
 from devmig.model import DeviceModel, ModelDocument, load_document, parse_canonical
 
 __all__ = [
@@ -292,7 +291,7 @@ def _catalogue(fleet: FleetSnapshot) -> list[ModelDocument]:
 
 
 def device_history(inventory: Inventory, fleet: FleetSnapshot, host: str, device_id: str,
-                   entries: Sequence[JournalEntry] | None = None) -> tuple[list[Profile], list[dict[str, Any]]]:
+                   created: Created | None = None) -> tuple[list[Profile], list[dict[str, Any]]]:
     """The profiles a device ran on before, from the manager's migration journal.
 
     Each migration that brought the device where it runs names the host it ran on before and
@@ -300,13 +299,14 @@ def device_history(inventory: Inventory, fleet: FleetSnapshot, host: str, device
     then. A profile no host runs any more is rebuilt from its stored documents.
 
     Args:
-        entries: the journal (read from ``inventory`` when not given; the matrix reads it once).
+        created: the journal's :func:`created_devices` index (read from ``inventory`` when not
+            given; the matrix builds it once for every device).
 
     Returns:
         The profiles (most recent first, as found) and the history as the API shows it:
         ``[{"migration", "host", "device", "profile"}]`` (``profile`` ``None`` when unknown).
     """
-    hops = lineage(inventory.journal_list() if entries is None else entries, host, device_id)
+    hops = lineage(inventory.journal_list() if created is None else created, host, device_id)
     profiles: list[Profile] = []
     shown: list[dict[str, Any]] = []
     for hop in hops:

@@ -30,6 +30,7 @@ from devmig._errors import DevmigError, Problem
 from devmig.compat import rollback_set
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._manager_api import _catalogue, device_history, fleet_of, running_device
+from devmig.fleet._migration_records import created_devices
 
 __all__ = ["VERDICTS", "compatibility_matrix"]
 
@@ -71,7 +72,7 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
     fleet = fleet_of(snap)
     catalogue = _catalogue(fleet) if window else ()
     hosts = [h.name for h in snap.hosts]
-    journal = inventory.journal_list()
+    created = created_devices(inventory.journal_list())
     rows: list[dict[str, Any]] = []
     for host in hosts:
         try:
@@ -92,7 +93,7 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
             except DevmigError as exc:
                 row["errors"] = exc.to_dicts()
                 continue
-            before, _ = device_history(inventory, fleet, host, record.id, journal)
+            before, _ = device_history(inventory, fleet, host, record.id, created)
             answer = rollback_set(fleet, device, before, window=window, catalogue=catalogue)
             for name in hosts:
                 if name == host:

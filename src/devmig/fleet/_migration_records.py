@@ -20,7 +20,7 @@ from typing import Any
 from devmig.fleet._inventory import JournalEntry
 from devmig.fleet._journal_phases import FINISHED, FORWARD
 
-__all__ = ["Hop", "copy_progress", "enter_phase", "lineage", "new_payload", "record_of"]
+__all__ = ["Created", "Hop", "copy_progress", "created_devices", "enter_phase", "lineage", "new_payload", "record_of"]
 
 
 def iso(value: datetime) -> str:
@@ -110,21 +110,34 @@ class Hop:
     at: datetime
 
 
-def lineage(entries: Iterable[JournalEntry], host: str, device_id: str) -> list[Hop]:
-    """Follow the device ``host/device_id`` back through the migrations that brought it there.
+Created = Mapping[tuple[str, str], JournalEntry]
+"""Each migration that ended migrated, by the device it created: ``(destination, destination_device_id)``."""
 
-    Each migration that ended migrated and created ``host/device_id`` names the host the device
-    ran on before; that device is followed in turn, until a device no migration created.
 
-    Returns:
-        The hops, most recent first; ``at`` is when the migration started streaming (else when
-        it was planned): the source host then ran the profile the device ran on.
-    """
+def created_devices(entries: Iterable[JournalEntry]) -> dict[tuple[str, str], JournalEntry]:
+    """Index the journal by the device each finished migration created (build once, follow many)."""
     created: dict[tuple[str, str], JournalEntry] = {}
     for entry in entries:
         p = entry.payload
         if entry.phase == "done" and p.get("destination_device_id"):
             created[(str(p["destination"]), str(p["destination_device_id"]))] = entry
+    return created
+
+
+def lineage(entries: Iterable[JournalEntry] | Created, host: str, device_id: str) -> list[Hop]:
+    """Follow the device ``host/device_id`` back through the migrations that brought it there.
+
+    Each migration that ended migrated and created ``host/device_id`` names the host the device
+    ran on before; that device is followed in turn, until a device no migration created.
+
+    Args:
+        entries: the journal, or its :func:`created_devices` index (for many devices at once).
+
+    Returns:
+        The hops, most recent first; ``at`` is when the migration started streaming (else when
+        it was planned): the source host then ran the profile the device ran on.
+    """
+    created = entries if isinstance(entries, Mapping) else created_devices(entries)
     hops: list[Hop] = []
     seen: set[tuple[str, str]] = set()
     key = (host, device_id)
