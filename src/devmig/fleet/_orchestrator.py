@@ -552,7 +552,8 @@ class Orchestrator:
         return phase
 
     async def _after(self, payload: Mapping[str, Any]) -> None:
-        """A migration ended: drop a stale copy that provably does not run; refresh both hosts."""
+        """A migration ended (both hosts were refreshed just before): drop a stale copy that provably
+        does not run, and refresh its host again when one was dropped."""
         if payload.get("outcome") == "migrated":
             stale_host, stale_url, stale_id = payload["source"], payload["_source_url"], payload["device_id"]
         else:
@@ -564,9 +565,7 @@ class Orchestrator:
                 device = await agent.get_device(stale_id)
                 if not device.get("running") and not device.get("busy"):
                     await agent.delete_device(stale_id)
-        for host in (payload["source"], payload["destination"]):
-            with contextlib.suppress(DevmigError):
-                await self._refresh(host)
+                    await self._refresh(stale_host)
 
 
 def _problem(raw: Mapping[str, Any]) -> Problem:
