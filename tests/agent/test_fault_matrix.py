@@ -24,6 +24,7 @@ module-scoped; a killed destination is restarted on the same state directory
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+import httpx2
 import pytest
 from _proxy import StreamProxy
 from agent_processes import TOKEN, AgentProcess, _announced, _popen
@@ -547,3 +549,129 @@ def test_concurrent_migrate_and_delete_are_409(bench: Bench) -> None:
     assert running_copies(bench, src, dev_id, mid) == ["destination"]
     with dst.client() as c:
         c.delete(f"/v1/devices/{st['destination_device_id']}")
+
+
+# -- a source restarted in doubt resolves by itself (DESIGN §6) -----------------------------------
+
+
+def journal(agent: AgentProcess, mid: str) -> list[dict[str, Any]]:
+    """The records an agent journaled for one migration (its ``migrations.jsonl``)."""
+    lines = (agent.state_dir / "migrations.jsonl").read_text(encoding="utf-8").splitlines()
+    return [r for r in map(json.loads, lines) if r["migration"] == mid]
+
+
+def live(b: Bench, name: str) -> AgentProcess:
+    """The agent ``name``, started again (same URL and state directory) if an earlier test killed it."""
+    lazy = b.procs[name]
+    if lazy.process.poll() is not None:
+        b.restart(name, lazy.get().url)
+    return b.agent(name)
+
+
+def _source_killed_committed(b: Bench, mid: str, fault: str, dest_phases: str) -> tuple[str, str]:
+    """Hold GO (or ACK) so the source has journaled COMMITTED and has no ACK, then SIGKILL the source.
+
+    Returns the device id and the killed source's URL (to restart it on).
+    """
+    src = live(b, "src2")
+    dev_id = start(b, fault, src=src, mid=mid)
+    wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "COMMITTED", "IN_DOUBT")
+             and phase_is(b.dst, mid, *dest_phases.split()))
+    assert [r["record"] for r in journal(src, mid)] == ["OUTGOING", "COMMITTED"]
+    return dev_id, b.kill_and_restart("src2", restart=False)
+
+
+def _no_token_shown(agents: list[AgentProcess], mid: str, *tokens: str) -> None:
+    for agent in agents:
+        for path in (f"/v1/migrations/{mid}", "/v1/migrations"):
+            with agent.client() as c:
+                text = c.get(path).text
+            for token in tokens:
+                assert token not in text, f"{agent.name} {path} shows a per-migration token"
+
+
+@pytest.mark.parametrize("fault, dest_phases", [("hold-go", "WAIT_GO"), ("hold-ack", "STARTING RUNNING")])
+def test_restarted_source_resolves_its_in_doubt_migration(bench: Bench, fault: str, dest_phases: str) -> None:
+    """Killed after COMMITTED, restarted with the destination alive: nobody calls it, it reaches DONE."""
+    mid = f"mig-source-restarted-{fault}"
+    dev_id, url = _source_killed_committed(bench, mid, fault, dest_phases)
+    dst = bench.dst
+    committed = journal(bench.procs["src2"].get(), mid)[-1]["data"]
+    query_token, callback_token = committed["query_token"], committed["callback_token"]
+    assert "query_token" not in json.dumps(committed["status"]) and query_token not in json.dumps(committed["status"])
+    assert journal(dst, mid)[0]["data"]["query_token"] == query_token  # the destination journaled what it issued
+    t0 = time.monotonic()
+    bench.restart("src2", url)
+    src = bench.agent("src2")
+    st = wait_for("the restarted source's end", lambda: finished(src, mid), timeout=15,
+                  guard=lambda: running_copies(bench, src, dev_id, mid))
+    resolved_s = time.monotonic() - t0
+    assert st["phase"] == "DONE" and st["outcome"] == "migrated" and st["from_journal"], st
+    assert st["error"]["code"] == "CONNECTION_LOST" and st["error"]["phase"] == "COMMITTED", st["error"]
+    assert resolved_s < 10, f"resolved after {resolved_s:.1f} s (restart included)"
+    d = wait_for("the destination's end", lambda: finished(dst, mid))
+    assert d["phase"] == "RUNNING" and d["secret_outstanding"] is False, d
+    # exactly one copy, on the destination; none left on the source
+    assert running_copies(bench, src, dev_id, mid) == ["destination"]
+    assert get(src, f"/v1/devices/{dev_id}") is None
+    assert [r["record"] for r in journal(src, mid)] == ["OUTGOING", "COMMITTED", "DONE"]
+    _no_token_shown([src, dst], mid, query_token, callback_token)
+    # the query route: a wrong token is refused with a stable code, the issued ones are accepted
+    frame = SourceHandoff.restarted_in_doubt(mid).query()
+    headers = {"Content-Type": "application/octet-stream"}
+    with httpx2.Client(base_url=dst.url, timeout=10) as c:
+        wrong = c.post(f"/v1/migrations/{mid}/query", content=frame, headers={**headers, "Authorization": "Bearer x"})
+        assert wrong.status_code == 401 and wrong.json()["code"] == "AUTH_FAILED", wrong.text
+        stolen = c.post(f"/v1/migrations/{mid}/query", content=frame,
+                        headers={**headers, "Authorization": f"Bearer {callback_token}"})  # the source's token
+        assert stolen.status_code == 401 and stolen.json()["code"] == "AUTH_FAILED", stolen.text
+        other = c.post(f"/v1/migrations/{mid}-other/query", content=frame,
+                       headers={**headers, "Authorization": f"Bearer {query_token}"})  # another migration's
+        assert other.status_code == 401 and other.json()["code"] == "AUTH_FAILED", other.text
+        right = c.post(f"/v1/migrations/{mid}/query", content=frame,
+                       headers={**headers, "Authorization": f"Bearer {query_token}"})
+        assert right.status_code == 200 and b"STARTED" in right.content, right.content
+    with httpx2.Client(base_url=src.url, timeout=10) as c:  # the restarted source accepts its callback token
+        asked = c.post(f"/v1/migrations/{mid}/query", content=frame,
+                       headers={**headers, "Authorization": f"Bearer {callback_token}"})
+        assert asked.status_code != 401, asked.text  # (a source's frame sent to a source: refused as a query)
+    bench.proxy.release()
+    with dst.client() as c:
+        c.delete(f"/v1/devices/{d['destination_device_id']}")
+
+
+@pytest.mark.parametrize("fault, dest_phases, outcome", [
+    # STARTED is in the destination's journal: DONE (the device died with the destination)
+    ("hold-ack", "STARTING RUNNING", "migrated"),
+    # the destination never started it: ABORTED, so ROLLED_BACK -- with nothing to resume
+    ("hold-go", "WAIT_GO", "rolled_back"),
+])
+def test_restarted_source_keeps_asking_until_the_destination_is_back(bench: Bench, fault: str, dest_phases: str,
+                                                                     outcome: str) -> None:
+    mid = f"mig-source-restarted-dest-down-{fault}"
+    dev_id, src_url = _source_killed_committed(bench, mid, fault, dest_phases)
+    dst_url = bench.kill_and_restart("dst", restart=False)
+    bench.restart("src2", src_url)
+    src = bench.agent("src2")
+    wait_for("the source to ask", lambda: stage_is(src, mid, "in_doubt"), timeout=10)
+    time.sleep(1.5)  # the destination is down: the source keeps asking, nothing changes
+    st = status(src, mid)
+    assert st["phase"] == "IN_DOUBT" and st["outcome"] == "in_doubt" and not st["finished"], st
+    assert running_copies(bench, src, dev_id, mid) == []
+    bench.restart("dst", dst_url)
+    dst = bench.dst
+    st = wait_for("the restarted source's end", lambda: finished(src, mid), timeout=15,
+                  guard=lambda: running_copies(bench, src, dev_id, mid))
+    assert st["outcome"] == outcome, st
+    if outcome == "migrated":
+        assert st["phase"] == "DONE" and st["error"]["code"] == "CONNECTION_LOST", st
+    else:
+        assert st["phase"] == "ROLLED_BACK", st
+        assert st["error"]["code"] == "DESTINATION_LOST" and st["error"]["side"] == "destination", st["error"]
+        assert "runs nowhere" in st["error"]["message"], st["error"]
+    assert running_copies(bench, src, dev_id, mid) == []  # both copies died with their processes
+    assert get(src, f"/v1/devices/{dev_id}") is None
+    assert [d for d in get(dst, "/v1/devices")["devices"] if d.get("origin") == mid] == []
+    d = get(dst, f"/v1/migrations/{mid}")
+    assert d["finished"] and d["secret_outstanding"] is False, d
+    bench.proxy.release()

@@ -2,8 +2,9 @@
 
 Mutating endpoints need the agent's bearer token. ``POST
 /v1/migrations/{id}/query`` (agent to agent, a QUERY frame in and a STATUS
-frame out) also accepts the per-migration callback token the source handed
-the destination. See :mod:`devmig.agent._migrations` for the theory of
+frame out) also accepts the per-migration token this agent issued to the
+peer: on a source, the callback token it handed the destination; on a
+destination, the query token it returned from ``incoming``. See :mod:`devmig.agent._migrations` for the theory of
 operation.
 """
 
@@ -68,6 +69,10 @@ class IncomingResponse(BaseModel):
     stream: str = Field(description="The stream address: HOST:PORT or unix:/path.")
     secret: str = Field(description="Hex; single use; valid secret_ttl_s.")
     expires_in_s: float
+    query_token: str = Field(
+        description="A per-migration token the source agent uses to ask this agent for the outcome "
+                    "(POST /v1/migrations/{id}/query), also after either agent restarted. Never shown afterwards.",
+    )
 
 
 class Destination(BaseModel):
@@ -195,7 +200,8 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     stream = engine.settings.advertise_stream or engine.stream_address
     assert m.device_id is not None and stream is not None
     return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=stream,
-                            secret=secret.hex(), expires_in_s=engine.settings.secret_ttl_s)
+                            secret=secret.hex(), expires_in_s=engine.settings.secret_ttl_s,
+                            query_token=m.extra["query_token"])
 
 
 @migrations_router.post(
@@ -248,7 +254,8 @@ async def query(migration_id: MigrationId, request: Request, engine: EngineDep) 
     """Agent to agent: a QUERY frame in, the STATUS frame out (in-doubt resolution).
 
     Not in the OpenAPI document: its bodies are binary protocol frames
-    (``devmig.migration``), not JSON, and only agents call it. Needs the agent's token or the migration's callback token.
+    (``devmig.migration``), not JSON, and only agents call it. Needs the agent's token or the
+    per-migration token this agent issued (a source's callback token, a destination's query token).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -259,7 +266,7 @@ async def query(migration_id: MigrationId, request: Request, engine: EngineDep) 
     )
     if not allowed:
         raise DevmigError([Problem("AUTH_FAILED", ("headers", "authorization"),
-                                   "a query needs the agent's token or the migration's callback token")])
+                                   "a query needs the agent's token or the migration's own token")])
     body = await request.body()
     if len(body) > 1024:
         raise DevmigError([Problem("REQUEST_INVALID", ("body",), "a QUERY frame is at most 1 KiB")])

@@ -17,9 +17,13 @@ and then carried by the two agents alone: whoever started it only observes
    block device's ``image`` path travels this way: both agents open the same
    shared image) in ``RESUMING`` and issues a single-use secret
    (:class:`~devmig.migration.Tickets`), valid ``secret_ttl_s``. A device
-   nobody connects for in that time is destroyed. The source also hands the
-   destination a per-migration *callback token*, which the destination uses to
-   ask the source agent for the outcome when it is in doubt.
+   nobody connects for in that time is destroyed. The two agents also swap
+   per-migration tokens for asking each other the outcome: the source hands
+   the destination a *callback token*, the destination answers with a *query
+   token*. Each is accepted by the issuing agent's
+   ``POST /v1/migrations/{id}/query`` (constant-time compare), is journaled
+   beside the status (so it outlives a restart of either agent) and is never
+   shown in a status; neither agent's bearer token is ever kept at rest.
 3. **Stream** (:mod:`._outgoing` / :mod:`._incoming`, over :mod:`._transport`):
    HELLO proves the secret; pre-copy rounds run while the workload keeps
    stepping the device; the source leaves pre-copy when the first pass is
@@ -35,6 +39,14 @@ and then carried by the two agents alone: whoever started it only observes
    (``POST /v1/migrations/{id}/query``, a QUERY frame in, a STATUS frame
    out) until the answer is final. An agent that holds no live hand-off for a
    migration (it restarted) answers from its :mod:`journal <._journal>`.
+5. **Restart in doubt.** A source agent restarted with COMMITTED but no
+   outcome in its journal replays the migration IN_DOUBT and, once started,
+   keeps asking the destination by itself (:mod:`._in_doubt`, with the
+   journaled destination URL and query token) until the answer is final:
+   ``DONE`` when the device runs there; otherwise ``ROLLED_BACK`` with the
+   destination's code -- its copy died with the old process, so the device
+   runs nowhere. A journal written before query tokens existed leaves the
+   migration IN_DOUBT, answered from the journal.
 
 **Leases.** A controller (the fleet manager) may pass a *lease* -- an opaque
 string naming it and the migration -- with ``outgoing``; the source hands it
@@ -92,6 +104,10 @@ __all__ = ["Migration", "MigrationEngine", "new_migration_id"]
 SOURCE_OUTCOMES = {"DONE": "migrated", "ROLLED_BACK": "rolled_back", "IN_DOUBT": "in_doubt"}
 DESTINATION_OUTCOMES = {"RUNNING": "migrated", "DESTROYED": "destroyed", "REJECTED": "destroyed"}
 _TERMINAL = {"DONE", "ROLLED_BACK", "RUNNING", "DESTROYED"}
+#: Per-migration tokens kept in ``Migration.extra`` and journaled beside the status (never shown), by
+#: role: a source keeps the callback token it issued and the query token it got; a destination the
+#: query token it issued (a restarted destination never asks: it answers from its journal).
+_JOURNALED_TOKENS = {Role.SOURCE: ("callback_token", "query_token"), Role.DESTINATION: ("query_token",)}
 
 
 def _rss_kib() -> dict[str, float]:
@@ -240,9 +256,14 @@ class MigrationEngine:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen for migration streams."""
+        """Listen for migration streams; start resolving the migrations replayed in doubt."""
         self.stream_address = await self.server.start()
         self.state = "running"
+        from devmig.agent._in_doubt import InDoubtResolver
+
+        for m in self.migrations.values():
+            if isinstance(m.runner, InDoubtResolver) and m.task is None:
+                m.task = self.spawn(m.runner.run(), f"devmig-in-doubt-{m.id}")
 
     async def close(self) -> None:
         """Stop listening and stop every migration task (their devices are closed by the host)."""
@@ -267,7 +288,15 @@ class MigrationEngine:
     # -- journal -------------------------------------------------------------------
 
     def _replay(self) -> None:
-        """Rebuild the status of journaled migrations (after a restart)."""
+        """Rebuild the status of journaled migrations (after a restart).
+
+        A source migration replayed IN_DOUBT whose journal holds the
+        destination's URL and query token gets an
+        :class:`~devmig.agent._in_doubt.InDoubtResolver` as its runner;
+        :meth:`start` runs it.
+        """
+        from devmig.agent._in_doubt import InDoubtResolver
+
         for mid in self.journal.migrations():
             records = self.journal.records(mid)
             if not records:
@@ -290,6 +319,9 @@ class MigrationEngine:
             for r in records:
                 if isinstance(r.data.get("lease"), str):
                     m.extra["lease"] = r.data["lease"]
+                for key in _JOURNALED_TOKENS[role]:
+                    if isinstance(r.data.get(key), str):
+                        m.extra[key] = r.data[key]
                 status = r.data.get("status")
                 if isinstance(status, Mapping):
                     for key in ("device_id", "destination_device_id", "model", "digest", "round",
@@ -302,10 +334,24 @@ class MigrationEngine:
                 m.fail("DESTINATION_LOST", "the destination agent restarted holding an unstarted copy", None)
             m.finished_at = records[-1].at
             m.stage = "journal"
+            if (phase == "IN_DOUBT" and isinstance(m.destination.get("url"), str) and m.destination["url"]
+                    and m.extra.get("query_token")):
+                try:
+                    m.runner = InDoubtResolver(self, m)
+                except DevmigError:
+                    pass  # a malformed journaled id: answered from the journal, as before
+                else:
+                    m.finished_at = None
+                    m.stage = "in_doubt"
             self.migrations[mid] = m
 
     def record(self, m: Migration, kind: str) -> None:
-        """Append a journal record carrying the migration's status (and its lease).
+        """Append a journal record carrying the migration's status (and its lease and tokens).
+
+        The per-migration tokens (the callback token a source issued, the
+        query token a destination issued or a source received) are journaled
+        beside the status, never in it: a restarted agent must still accept
+        its peer's queries, and a restarted source must still ask.
 
         Raises:
             DevmigError: ``JOURNAL_FAILED``.
@@ -313,6 +359,9 @@ class MigrationEngine:
         data: dict[str, Any] = {"status": m.to_dict()}
         if m.extra.get("lease") is not None:
             data["lease"] = m.extra["lease"]
+        for key in _JOURNALED_TOKENS[m.role]:
+            if isinstance(m.extra.get(key), str):
+                data[key] = m.extra[key]
         self.journal.append(m.id, m.role.value, kind, data)
 
     @staticmethod
@@ -369,9 +418,16 @@ class MigrationEngine:
         return source_journal_answer(query, committed="COMMITTED" in kinds)
 
     def check_callback(self, migration_id: str, token: str) -> bool:
-        """Whether ``token`` is the callback token issued for a migration's peer."""
+        """Whether ``token`` is the per-migration token this agent issued to the migration's peer.
+
+        A source accepts the callback token it handed the destination; a
+        destination the query token it handed the source (in its ``incoming``
+        answer). Both survive a restart (journaled). Compared in constant time.
+        """
         m = self.migrations.get(migration_id)
-        expected = m.extra.get("callback_token") if m is not None else None
+        if m is None:
+            return False
+        expected = m.extra.get("callback_token" if m.role is Role.SOURCE else "query_token")
         return isinstance(expected, str) and secrets.compare_digest(expected.encode(), token.encode())
 
     # -- the destination side ------------------------------------------------------
@@ -379,7 +435,12 @@ class MigrationEngine:
     def incoming(self, migration_id: str, model: str, config: Mapping[str, Any], source: Mapping[str, Any],
                  host_settings: Mapping[str, Any], callback_token: str | None,
                  lease: str | None = None) -> tuple[Migration, bytes]:
-        """Prepare the destination's copy and issue a single-use secret.
+        """Prepare the destination's copy and issue a single-use secret (and a query token).
+
+        The migration's *query token* (``m.extra["query_token"]``, journaled,
+        the same for every repeat) lets the source agent ask this agent for
+        the outcome without the agent's bearer token, also after either
+        agent restarted; it is never shown in a status.
 
         Idempotent by migration id: repeating it returns the same device and
         a fresh secret, as long as no connection has used the old one (the
@@ -420,6 +481,7 @@ class MigrationEngine:
             m.stage = "waiting"
             m.timings.update(create_s=round(created, 4), **_rss_kib())
             m.extra["callback_token"] = callback_token
+            m.extra["query_token"] = secrets.token_urlsafe(24)
             if lease is not None:
                 m.extra["lease"] = lease
             self.migrations[migration_id] = m

@@ -164,6 +164,9 @@ class SourceRun:
             raise _remote(exc, m.destination["url"]) from exc
         m.destination_device_id = answer["device_id"]
         m.destination["stream"] = answer["stream"]
+        if isinstance(answer.get("query_token"), str):
+            # journaled with COMMITTED (never shown): a restarted source asks with it (see _in_doubt)
+            m.extra["query_token"] = answer["query_token"]
         self.handoff = SourceHandoff(m.id, bytes.fromhex(answer["secret"]))
         if self._cancelled:
             self.handoff.cancel()
@@ -374,7 +377,7 @@ class SourceRun:
         m = self.m
         try:
             async with self._client() as client:
-                answer = await client.query(m.id, handoff.query())
+                answer = await client.query(m.id, handoff.query(), token=m.extra.get("query_token"))
             handoff.receive_status(answer)
         except DevmigError:
             # unreachable, or a broken answer: still in doubt; QueryDestination again

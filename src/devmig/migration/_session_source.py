@@ -109,6 +109,30 @@ class SourceHandoff:
         self._reader = FrameReader()
         self._disconnected: Failure | None = None
 
+    @classmethod
+    def restarted_in_doubt(cls, migration_id: str) -> SourceHandoff:
+        """Rebuild the hand-off of a source agent restarted with COMMITTED in its journal.
+
+        COMMITTED proves READY came and GO may have been sent; the connection
+        died with the old process, and no ACK is journaled. The hand-off is
+        therefore IN_DOUBT with a :class:`QueryDestination` queued: ask with
+        :meth:`query` and feed the answer to :meth:`receive_status`, exactly
+        as for a live one. The source's copy died with the old process, so a
+        :class:`ReleaseCopy` has nothing to release and a
+        :class:`ResumeDevice` nothing to resume (the device is lost).
+
+        Raises:
+            HandoffError: ``FRAME_INVALID`` when the id is malformed.
+        """
+        handoff = cls(migration_id, bytes(16))  # the secret was single use: spent
+        handoff._hello = b""
+        failure = Failure(CONNECTION_LOST, "the source agent restarted after it committed, before an ACK",
+                          Role.SOURCE, _S.COMMITTED.name)
+        handoff._phase = _S.IN_DOUBT
+        handoff._failure = handoff._disconnected = failure
+        handoff._events.append(QueryDestination(migration_id, failure))
+        return handoff
+
     # -- state ----------------------------------------------------------------
 
     @property
