@@ -574,7 +574,7 @@ def _source_killed_committed(b: Bench, mid: str, fault: str, dest_phases: str) -
     Returns the device id and the killed source's URL (to restart it on).
     """
     src = live(b, "src2")
-    dev_id = start(b, fault, src=src, mid=mid)
+    dev_id = start(b, fault, src=src, device=SMALL, mid=mid)
     wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "COMMITTED", "IN_DOUBT")
              and phase_is(b.dst, mid, *dest_phases.split()))
     assert [r["record"] for r in journal(src, mid)] == ["OUTGOING", "COMMITTED"]
@@ -603,12 +603,14 @@ def test_restarted_source_resolves_its_in_doubt_migration(bench: Bench, fault: s
     t0 = time.monotonic()
     bench.restart("src2", url)
     src = bench.agent("src2")
+    announced_at = time.monotonic()
     st = wait_for("the restarted source's end", lambda: finished(src, mid), timeout=15,
                   guard=lambda: running_copies(bench, src, dev_id, mid))
-    resolved_s = time.monotonic() - t0
+    resolved_s, after_announce_s = time.monotonic() - t0, time.monotonic() - announced_at
     assert st["phase"] == "DONE" and st["outcome"] == "migrated" and st["from_journal"], st
     assert st["error"]["code"] == "CONNECTION_LOST" and st["error"]["phase"] == "COMMITTED", st["error"]
-    assert resolved_s < 10, f"resolved after {resolved_s:.1f} s (restart included)"
+    # measured: 0.1-0.4 s after the restarted agent announced itself (3.4-4.5 s with its start-up)
+    assert after_announce_s < 5 and resolved_s < 15, (resolved_s, after_announce_s)
     d = wait_for("the destination's end", lambda: finished(dst, mid))
     assert d["phase"] == "RUNNING" and d["secret_outstanding"] is False, d
     # exactly one copy, on the destination; none left on the source

@@ -36,6 +36,7 @@ from devmig.agent._client import AgentClient
 from devmig.agent._handoff_io import QueryBackoff
 from devmig.migration import (
     PAUSED,
+    Query,
     QueryDestination,
     ReleaseCopy,
     ResumeDevice,
@@ -128,7 +129,7 @@ class InDoubtResolver:
 
     # -- the live agent's view ---------------------------------------------------
 
-    def answer_query(self, query: Any) -> bytes:
+    def answer_query(self, query: Query) -> bytes:
         """Answer the destination agent's QUERY with the rebuilt hand-off (``PROCEED``: committed)."""
         answer: bytes = self.handoff.answer_query(query)
         return answer
