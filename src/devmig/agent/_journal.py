@@ -5,7 +5,11 @@ source's COMMITTED (written before GO; afterwards the source never resumes by
 itself) and the destination's STARTED (written before the device runs).
 Everything else an agent journals -- a migration beginning, its outcome -- is
 there so that an agent restarted with the same ``--state-dir`` can still
-answer ``GET /v1/migrations/{id}`` and the peer's in-doubt QUERY.
+answer ``GET /v1/migrations/{id}`` and the peer's in-doubt QUERY. Beside the
+status, a record carries the migration's per-migration tokens (a source's
+callback token and the destination's query token; never the agents' bearer
+tokens), so that a restarted agent still accepts its peer's queries and a
+restarted source in doubt can still ask (see ``_in_doubt``).
 
 A record is one JSON object: ``{"migration", "role", "record", "at",
 "data"}``. :class:`Journal` is the interface; :class:`MemoryJournal` is its
