@@ -143,18 +143,13 @@ def _constraint_key(k: Constraint) -> tuple[Any, ...]:
 
     The order of the parameters in ``when`` and ``require`` does not matter,
     nor the order (or repetition) of the values of an ``in`` condition.
+    :func:`_same_constraint` answers "equal keys?" without building them.
     """
     d = k.__dict__
     return (_part_key(d["when"]), _part_key(d["require"]))
 
 
 def _part_key(part: dict[str, Condition]) -> tuple[tuple[Any, ...], ...]:
-    if len(part) == 1:
-        [(n, c)] = part.items()
-        kind = type(c)
-        if kind is bool or kind is int or kind is str:
-            return ((n, kind, c),)
-        return (_condition_key(n, c),)
     items = []
     for n, c in part.items():
         kind = type(c)
@@ -169,7 +164,7 @@ def _condition_key(n: str, c: Condition) -> tuple[Any, ...]:
     (it costs more than the rest): conditions come from the loader, with exact types."""
     kind = type(c)
     if kind is InSet:
-        values = c.__dict__["in_"]  # the set of (type, value) pairs, built in C
+        values = c.__dict__["in_"]
         return (n, "in", frozenset(zip(map(type, values), values, strict=True)))
     if kind is Range:
         cd = c.__dict__
@@ -179,6 +174,78 @@ def _condition_key(n: str, c: Condition) -> tuple[Any, ...]:
     if isinstance(c, InSet):  # pragma: no cover - as above
         return (n, "in", frozenset((type(v), v) for v in c.in_))
     return (n, kind, c)
+
+
+_MISSING: Any = object()
+
+
+def _same_constraint(a: Constraint, b: Constraint) -> bool:
+    """Whether two constraints have equal keys (:func:`_constraint_key`), without building them.
+
+    Most pairs differ in a parameter name, found at the first lookup.
+    """
+    ad, bd = a.__dict__, b.__dict__
+    return _same_part(ad["require"], bd["require"]) and _same_part(ad["when"], bd["when"])
+
+
+def _same_part(a: dict[str, Condition], b: dict[str, Condition]) -> bool:
+    if len(a) != len(b):
+        return False
+    get = b.get
+    for n, c in a.items():
+        d = get(n, _MISSING)
+        kind = type(c)
+        if kind is not type(d):  # also when ``n`` is missing in ``b``
+            return False
+        if kind is bool or kind is int or kind is str:
+            if c != d:
+                return False
+        elif kind is InSet:
+            x, y = c.__dict__["in_"], d.__dict__["in_"]
+            # not the same tuple: maybe the same set of typed values, in another order or repeated
+            if (x != y or tuple(map(type, x)) != tuple(map(type, y))) and _condition_key(n, c) != _condition_key(
+                n, d
+            ):
+                return False
+        elif kind is Range:
+            cd, dd = c.__dict__, d.__dict__
+            if cd["min"] != dd["min"] or cd["max"] != dd["max"]:
+                return False
+        elif _condition_key(n, c) != _condition_key(n, d):  # pragma: no cover - exact types
+            return False
+    return True
+
+
+def _pair_constraints(
+    olds: tuple[Constraint, ...] | list[Constraint],
+    news: tuple[Constraint, ...] | list[Constraint],
+    added: list[int],
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """Pair NEW's constraints with equal ones of OLD; return ``(pairs, removed)`` and fill ``added``.
+
+    Each NEW constraint, in order, takes the first OLD constraint equal to it
+    (:func:`_same_constraint`) not taken yet; the NEW ones left are ``added``
+    (in order). ``removed`` lists the OLD ones left, grouped as equal
+    constraints by the first of each group, then by index: the order of a
+    dict of lists keyed by :func:`_constraint_key`.
+    """
+    free = list(range(len(olds)))
+    pairs: list[tuple[int, int]] = []
+    for index, k in enumerate(news):
+        for at, old_index in enumerate(free):
+            if _same_constraint(olds[old_index], k):
+                del free[at]
+                pairs.append((index, old_index))
+                break
+        else:
+            added.append(index)
+    if len(free) < 2:
+        return pairs, free
+
+    def first_equal(i: int) -> int:
+        return next(j for j in range(i + 1) if _same_constraint(olds[j], olds[i]))
+
+    return pairs, sorted(free, key=lambda i: (first_equal(i), i))
 
 
 def _condition_json(cond: Condition) -> Any:
@@ -431,25 +498,19 @@ class _ModelDiff:
     def constraints(self) -> list[Change]:
         out: list[Change] = []
         o, n = self.old, self.new
-        unmatched: dict[Any, list[int]] = defaultdict(list)
-        for index, k in enumerate(o.constraints):
-            unmatched[_constraint_key(k)].append(index)
+        olds = o.constraints
         added: list[int] = []
-        for index, k in enumerate(n.constraints):
-            pool = unmatched.get(_constraint_key(k))
-            if pool:
-                old_index = pool.pop(0)
-                if o.constraints[old_index].message != k.message:
-                    out.append(self.change("DESCRIPTION_CHANGED", ("constraints", index, "message"),
-                                           f"constraint {index}'s message changed",
-                                           old=o.constraints[old_index].message, new=k.message))
-            else:
-                added.append(index)
-        for indices in unmatched.values():
-            for index in indices:
-                k = o.constraints[index]
-                out.append(self.change("CONSTRAINT_REMOVED", ("constraints", index),
-                                       f"constraint removed: {k.render()}", old=_constraint_json(k)))
+        matched, removed = _pair_constraints(olds, n.constraints, added)
+        for index, old_index in matched:
+            k = n.constraints[index]
+            if olds[old_index].message != k.message:
+                out.append(self.change("DESCRIPTION_CHANGED", ("constraints", index, "message"),
+                                       f"constraint {index}'s message changed",
+                                       old=olds[old_index].message, new=k.message))
+        for index in removed:
+            k = olds[index]
+            out.append(self.change("CONSTRAINT_REMOVED", ("constraints", index),
+                                   f"constraint removed: {k.render()}", old=_constraint_json(k)))
         for index in added:
             k = n.constraints[index]
             sol = self.violations(k)

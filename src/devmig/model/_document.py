@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from functools import cached_property
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,9 @@ from pydantic import (
 )
 
 from devmig.model._values import TypeName, Value, format_value, same_value
+
+_OFF = attrgetter("off")
+_INIT = attrgetter("init")
 
 __all__ = [
     "BoolParam",
@@ -371,12 +375,14 @@ class DeviceModel(_Frozen):
     @cached_property
     def off_values(self) -> Mapping[str, Value]:
         """Every parameter's off value (read-only)."""
-        return MappingProxyType({name: p.off for name, p in self.params.items()})
+        params = self.params
+        return MappingProxyType(dict(zip(params, map(_OFF, params.values()), strict=True)))
 
     @cached_property
     def init_values(self) -> Mapping[str, Value]:
         """Every parameter's init value, the full init configuration (read-only)."""
-        return MappingProxyType({name: p.init for name, p in self.params.items()})
+        params = self.params
+        return MappingProxyType(dict(zip(params, map(_INIT, params.values()), strict=True)))
 
     @cached_property
     def version_map(self) -> Mapping[str, VersionSpec]:

@@ -37,7 +37,10 @@ def format_value(value: Value) -> str:
     An integer too long for decimal rendering (Python refuses more than about
     4300 digits) is rendered as ``0x`` hexadecimal, which option syntax reads back.
     """
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        return value.replace(",", ",,")  # type: ignore[union-attr]
+    if kind is bool or isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int):
         try:
