@@ -38,16 +38,22 @@ def format_value(value: Value) -> str:
     4300 digits) is rendered as ``0x`` hexadecimal, which option syntax reads back.
     """
     kind = type(value)
+    if kind is int:
+        return _format_int(value)  # type: ignore[arg-type]
     if kind is str:
         return value.replace(",", ",,")  # type: ignore[union-attr]
     if kind is bool or isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int):
-        try:
-            return str(value)
-        except ValueError:  # beyond Python's int->str digit limit: hex has none
-            return hex(value)
+        return _format_int(value)
     return value.replace(",", ",,")
+
+
+def _format_int(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # beyond Python's int->str digit limit: hex has none
+        return hex(value)
 
 
 def show_value(value: object, limit: int = 80) -> str:
