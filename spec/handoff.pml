@@ -13,7 +13,10 @@
  *     while it waits on it, and the source may cancel before COMMITTING;
  *   - either agent may crash at any point (at most once each): its copy of
  *     the device dies with it; its journal survives; the restarted agent
- *     answers queries from the journal alone. Whether an agent will crash is
+ *     answers queries from the journal alone. (A source restarted IN_DOUBT
+ *     also asks the destination until it learns the outcome, to report it;
+ *     it never resumes -- its copy died -- so where the device runs does not
+ *     depend on it, and that resolver is not modelled.) Whether an agent will crash is
  *     chosen at the start, so that a run stuck without a crash is also
  *     explored without a pending crash that would mask it;
  *   - out-of-band queries and their answers may be lost (at most MAX_LOSS of
