@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 
 from devmig._errors import DevmigError, Problem
+from devmig._tls import client_tls
 
 __all__ = ["AgentClient", "remote_error"]
 
@@ -59,7 +60,9 @@ class AgentClient:
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx2.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx2.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, verify=client_tls()
+        )
 
     async def __aenter__(self) -> AgentClient:
         return self

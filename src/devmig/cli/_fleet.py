@@ -30,6 +30,7 @@ from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import ago
+from devmig._tls import client_tls
 from devmig.agent._client import remote_error
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
 from devmig.cli._serve import Announcement, bind, serve
@@ -61,7 +62,7 @@ class ManagerClient:
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx2.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx2.Client(base_url=self.url, headers=headers, timeout=timeout, verify=client_tls())
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -42,6 +42,7 @@ from typing import Any
 import httpx2
 
 from devmig._errors import DevmigError
+from devmig._tls import client_tls
 from devmig.fleet._local_procs import (
     STATE_FORMAT,
     STOP_TIMEOUT_S,
@@ -268,7 +269,7 @@ class LocalFleet:
         agents = {c.name: c.announce["url"] for c in self.children[1:]}
         auth = {"Authorization": f"Bearer {self.token}"}
         created: list[dict[str, Any]] = []
-        with httpx2.Client(headers=auth, timeout=30) as http:
+        with httpx2.Client(headers=auth, timeout=30, verify=client_tls()) as http:
             _ok(http.post(f"{manager}/v1/pools", json={"name": POOL}))
             for name, url in agents.items():
                 _ok(http.post(f"{manager}/v1/hosts", json={"url": url, "name": name, "token": self.token}))

@@ -19,6 +19,7 @@ import httpx2
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import size
+from devmig._tls import client_tls
 
 __all__ = [
     "DRAIN_TIMEOUT_S",
@@ -194,7 +195,7 @@ class TourRun:
         self.agents: dict[str, str] = {a["name"]: a["url"] for a in state["agents"]}
         self.releases: dict[str, dict[str, str]] = {a["name"]: dict(a["releases"]) for a in state["agents"]}
         self.devices: list[dict[str, Any]] = list(state["devices"])
-        self.http = httpx2.Client(timeout=30)
+        self.http = httpx2.Client(timeout=30, verify=client_tls())
         self.moves: list[Move] = []
         self.facts: dict[str, Any] = {}
         self.current: StepResult | None = None
