@@ -74,7 +74,6 @@ is not thread-safe and needs no locks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 import uuid
@@ -83,6 +82,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
+from devmig._tasks import stop_tasks
 from devmig.agent._host import Host, busy_error
 from devmig.agent._journal import FileJournal, Journal, MemoryJournal
 from devmig.agent._settings import AgentSettings
@@ -269,12 +269,7 @@ class MigrationEngine:
         """Stop listening and stop every migration task (their devices are closed by the host)."""
         self.state = "closing"
         await self.server.close()
-        tasks = [m.task for m in self.migrations.values() if m.task is not None] + list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks([*(m.task for m in self.migrations.values() if m.task is not None), *self._tasks])
         self.journal.close()
         self.state = "closed"
 

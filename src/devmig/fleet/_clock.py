@@ -10,14 +10,14 @@ background tasks at close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from devmig._errors import DevmigError
+from devmig._tasks import stop_tasks
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "stop_tasks", "sweep_forever"]
 
@@ -127,13 +127,3 @@ async def sweep_forever(interval: float, sweep: Callable[[], Awaitable[None]], l
             await sweep()
         except DevmigError as exc:
             log.warning("%s failed: %s", what, exc)
-
-
-async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until each has ended (their errors are theirs: logged where they ran)."""
-    tasks = list(tasks)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
