@@ -29,7 +29,6 @@ The solver is exact; where it cannot decide (a step pattern longer than
 from __future__ import annotations
 
 from collections import defaultdict
-from operator import itemgetter
 from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
@@ -283,10 +282,6 @@ def _param_json(p: Param) -> dict[str, Any]:
     return {"type": p.type, "allowed": _allowed_json(p), "off": p.off, "init": p.init}
 
 
-_int_fields = itemgetter("off", "init", "description")
-"""An IntParam's fields but its type and ranges, from its ``__dict__``."""
-
-
 class _ModelDiff:
     """The changes of one model present in both releases."""
 
@@ -348,23 +343,9 @@ class _ModelDiff:
             if np is None:
                 out.append(self.param_removed(name, op))
                 continue
-            # whether the parameter changed, inlined: this loop sees every parameter of every model
-            od, nd = op.__dict__, np.__dict__
-            if od["type"] != "int":
-                if od == nd:
-                    continue
-            elif nd["type"] == "int":
-                # both IntParams: compare the fields, the ranges as plain field dicts (no pydantic __eq__)
-                oa, na = od["allowed"], nd["allowed"]
-                if len(oa) == len(na) and _int_fields(od) == _int_fields(nd):
-                    if len(oa) == 1:
-                        if oa[0].__dict__ == na[0].__dict__:
-                            continue
-                    elif len(oa) == 2:
-                        if oa[0].__dict__ == na[0].__dict__ and oa[1].__dict__ == na[1].__dict__:
-                            continue
-                    elif [a.__dict__ for a in oa] == [b.__dict__ for b in na]:
-                        continue
+            # unchanged: equal field dicts (strict types: no 1 == True; ranges compare by their fields)
+            if op.__dict__ == np.__dict__:
+                continue
             out += self.param_changed(name, op, np)
         added = new_params.keys() - old_params.keys()
         if added:

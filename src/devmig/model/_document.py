@@ -79,6 +79,15 @@ class IntRange(_Frozen):
     max: StrictInt
     step: Annotated[StrictInt, Field(ge=1)] | None = None
 
+    def __eq__(self, other: object) -> bool:
+        # The fields are strict ints (never a bool) and there are no extras or private
+        # attributes: equal field dicts are equal ranges. Skips BaseModel.__eq__'s generic checks.
+        if type(other) is IntRange and type(self) is IntRange:
+            return self.__dict__ == other.__dict__
+        return super().__eq__(other)
+
+    __hash__ = _Frozen.__hash__
+
     def contains(self, value: int) -> bool:
         """Return whether ``value`` lies on this range's grid."""
         if value < self.min or value > self.max:
