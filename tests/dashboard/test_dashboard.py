@@ -104,7 +104,7 @@ def test_page_fragments_and_static_files_need_no_token(dashboard: Dashboard) -> 
         for host in HOSTS:
             assert f'data-host="{host}"' in page.text
         assert 'hx-trigger="every 1s"' in page.text
-        for name in ("hosts", "matrix", "baselines", "migrations"):
+        for name in ("hosts", "matrix", "baselines", "drains", "migrations"):
             fragment = plain.get(f"/dashboard/{name}")
             assert fragment.status_code == 200 and "<html" not in fragment.text, name
         assert plain.get("/dashboard/nope").status_code == 404
@@ -313,4 +313,4 @@ def test_an_empty_fleet_and_a_broken_inventory_render_in_place() -> None:
             assert fragment.status_code == 200 and "INVENTORY_STATE" in fragment.text, (name, fragment.text)
         page = client.get("/")
         assert page.status_code == 200 and page.text.count("INVENTORY_STATE") == 4
-        assert page.text.count('hx-trigger="every') == 4
+        assert page.text.count('hx-trigger="every') == 5  # and the drains (the twin's drain store is in memory)

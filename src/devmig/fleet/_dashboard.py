@@ -5,14 +5,21 @@ Theory of operation
 ``GET /`` renders the whole page from one inventory snapshot: hosts (releases,
 pools, health, last seen), the compatibility matrix of running devices by
 hosts (:mod:`devmig.fleet._matrix`, also served as JSON at ``GET /v1/matrix``),
-the pool baselines per model (:func:`~devmig.fleet._manager_api.answer_baseline`)
-and the migrations (the orchestrator's records). Each section is also a
+the pool baselines per model (:func:`~devmig.fleet._manager_api.answer_baseline`),
+the drains (the drainer's records, as ``GET /v1/drains`` lists them; the section
+is hidden while there is none) and the migrations (the orchestrator's
+records). Each section is also a
 fragment under ``/dashboard/`` that the page re-fetches with htmx
-(``hx-get`` + ``hx-trigger="every Ns"``): migrations every second, the rest
-every few seconds, and the hosts and the matrix also as soon as a migration
-finishes (the migrations fragment's ``HX-Trigger`` header). No JavaScript is
-built or written: htmx
+(``hx-get`` + ``hx-trigger="every Ns"``): migrations and drains every second, the rest
+every few seconds, and the hosts, the drains and the matrix also as soon as a migration
+finishes (the migrations fragment's ``HX-Trigger`` header). The drains fragment is
+the whole section (swapped ``outerHTML``), so that it can show itself when the
+first drain starts. No JavaScript is built or written: htmx
 (``static/htmx.min.js``, see ``static/README.md``) does the polling.
+
+The matrix comes from the app's :class:`~devmig.fleet._matrix.MatrixCache`
+(``state.matrix_cache``, built by the dashboard's lifespan): computed again only
+when the hosts, their devices or the finished migrations changed.
 
 Reads only, so no token. A fragment that cannot be computed (the database is
 down) renders its problems in place with status 200, so the page keeps polling
@@ -21,12 +28,13 @@ and recovers by itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -37,15 +45,21 @@ from devmig._humanize import ago, seconds_since, size
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import FORWARD
 from devmig.fleet._manager_api import answer_baseline, host_dict, profile_docs
-from devmig.fleet._matrix import compatibility_matrix
+from devmig.fleet._matrix import MatrixCache
 
-__all__ = ["mount_dashboard", "progress_of"]
+__all__ = ["drain_row", "mount_dashboard", "progress_of"]
 
 MIGRATIONS_SHOWN = 15
 """The newest migrations the dashboard lists."""
 
-REFRESH_S = {"hosts": 3, "matrix": 5, "baselines": 10, "migrations": 1}
+DRAINS_SHOWN = 10
+"""The newest drains the dashboard lists."""
+
+REFRESH_S = {"hosts": 3, "matrix": 5, "baselines": 10, "drains": 1, "migrations": 1}
 """Seconds between two fetches of each fragment."""
+
+MATRIX_CACHE_HEADER = "X-Devmig-Matrix-Cache"
+"""Header of ``GET /v1/matrix``: ``hit`` (served from the cache) or ``miss`` (computed for this request)."""
 
 MOVED_EVENT = "devmig-moved"
 """The htmx event (``HX-Trigger``) of a migrations fragment showing a migration finished in the last
@@ -151,6 +165,53 @@ def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
     return {"migrations": rows, "total": len(records), "active": active, "moved": moved}
 
 
+def drain_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """A drain record (``GET /v1/drains``) as the dashboard draws it.
+
+    Returns:
+        The record with ``moved`` (devices migrated), ``total`` (planned and stranded devices),
+        ``bar`` (``{"percent", "state"}``: the share moved; state ``active``, ``done``,
+        ``partial``, ``failed`` or ``planned``), ``options`` (the CLI flags it was started with),
+        ``started`` ("N s ago"), ``stranded_view`` (per stranded device: its code ``STRANDED``, the
+        distinct reason codes and every reason) and ``failures`` (per migration that did not move
+        its device: device, migration, code, message).
+    """
+    plan = list(record.get("plan") or [])
+    stranded = list(record.get("stranded") or [])
+    results: Mapping[str, Mapping[str, Any]] = record.get("results") or {}
+    moved = sum(1 for r in results.values() if r.get("outcome") == "migrated")
+    total = len(plan) + len(stranded)
+    phase = str(record.get("phase"))
+    percent = round(100 * moved / total) if total else (100 if phase == "done" else 0)
+    state = {"running": "active", "done": "done", "partial": "partial", "failed": "failed"}.get(phase, "planned")
+    options = [*(["--dry-run"] if record.get("dry_run") else []), *(["--partial"] if record.get("partial") else []),
+               f"--parallel {record.get('parallel', 1)}"]
+    stranded_view = []
+    for s in stranded:
+        reasons = list(s.get("errors") or [])
+        stranded_view.append({"device": s.get("device"), "model": s.get("model"), "code": "STRANDED",
+                              "codes": list(dict.fromkeys(str(p.get("code")) for p in reasons)), "reasons": reasons})
+    failures = []
+    for device, result in sorted(results.items()):
+        if result.get("outcome") == "migrated":
+            continue
+        error = result.get("error") or {}
+        failures.append({"device": device, "migration": result.get("migration"),
+                         "outcome": result.get("outcome"), "code": error.get("code") or str(result.get("outcome")),
+                         "message": error.get("message") or ""})
+    return {**record, "moved": moved, "total": total, "bar": {"percent": percent, "state": state},
+            "options": options, "started": ago(record.get("created_at"), now),
+            "stranded_view": stranded_view, "failures": failures}
+
+
+def drains_view(app: FastAPI, now: datetime) -> dict[str, Any]:
+    """The newest drains (:data:`DRAINS_SHOWN`) drawn by :func:`drain_row`; how many there are, and how many run."""
+    records = app.state.drainer.list()
+    rows = [drain_row(r, now) for r in records[:DRAINS_SHOWN]]
+    running = sum(1 for r in records if not r.get("finished"))
+    return {"drains": rows, "total": len(records), "running": running}
+
+
 def _guarded(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return build()
@@ -172,31 +233,50 @@ def _environment() -> jinja2.Environment:
 def mount_dashboard(app: FastAPI) -> None:
     """Add the dashboard to the manager's app.
 
-    Routes: ``GET /`` (the page), ``GET /dashboard/{hosts,matrix,baselines,migrations}``
+    Routes: ``GET /`` (the page), ``GET /dashboard/{hosts,matrix,baselines,drains,migrations}``
     (its fragments), ``GET /dashboard/static/...`` (htmx and the style sheet), and
     ``GET /v1/matrix`` (the compatibility matrix as JSON). Everything reads the
-    app's ``state.inventory`` and ``state.orchestrator`` (set by the lifespan).
+    app's ``state.inventory``, ``state.orchestrator`` and ``state.drainer`` (set by the
+    manager's lifespans). The dashboard's own lifespan (nested in the manager's) puts the
+    matrix cache in ``state.matrix_cache``.
     """
     templates = Jinja2Templates(env=_environment())
     app.mount("/dashboard/static", StaticFiles(packages=[("devmig.fleet", "static")]), name="dashboard-static")
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.matrix_cache = MatrixCache()
+        try:
+            yield
+        finally:
+            app.state.matrix_cache.clear()
+
+    app.include_router(APIRouter(lifespan=lifespan))
+
     def inventory(request: Request) -> Inventory:
         inv: Inventory = request.app.state.inventory
         return inv
+
+    def matrix_of(request: Request, window: int) -> tuple[dict[str, Any], bool]:
+        inv = inventory(request)
+        cache: MatrixCache = request.app.state.matrix_cache
+        return cache.get(inv, inv.snapshot(), window)
 
     def section(request: Request, name: str, window: int) -> dict[str, Any]:
         inv = inventory(request)
         now = datetime.now(UTC)
 
         def build() -> dict[str, Any]:
+            if name == "matrix":
+                return {"matrix": matrix_of(request, window)[0]}
+            if name == "drains":
+                return drains_view(request.app, now)
+            if name == "migrations":
+                return migrations_view(request.app, now)
             snap = inv.snapshot()
             if name == "hosts":
                 return {"hosts": hosts_view(inv, snap, now)}
-            if name == "matrix":
-                return {"matrix": compatibility_matrix(inv, snap, window)}
-            if name == "baselines":
-                return {"pools": baselines_view(inv, snap)}
-            return migrations_view(request.app, now)
+            return {"pools": baselines_view(inv, snap)}
 
         return {"problems": [], **_guarded(build)}
 
@@ -218,13 +298,15 @@ def mount_dashboard(app: FastAPI) -> None:
         return response
 
     @app.get("/v1/matrix", tags=["questions"])
-    async def matrix(request: Request, window: Window = 0) -> dict[str, Any]:
+    async def matrix(request: Request, response: Response, window: Window = 0) -> dict[str, Any]:
         """The compatibility matrix: every running device against every host.
 
         A cell's ``verdict`` is ``current`` (the device runs there), ``round_trip`` (it can move
         there and come back), ``one_way`` (it can move there, not back) or ``refused``, with the
         reasons' ``codes`` and ``reasons`` — the answers of the device's rollback set with the same
-        ``window``.
+        ``window``. Computed once per state of the fleet (hosts, devices, finished migrations): the
+        ``X-Devmig-Matrix-Cache`` header says ``hit`` or ``miss``.
         """
-        inv = inventory(request)
-        return compatibility_matrix(inv, inv.snapshot(), window)
+        answer, hit = matrix_of(request, window)
+        response.headers[MATRIX_CACHE_HEADER] = "hit" if hit else "miss"
+        return answer

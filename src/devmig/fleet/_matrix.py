@@ -19,20 +19,36 @@ snapshot, the same core functions (:func:`devmig.fleet._manager_api.running_devi
 :func:`devmig.compat.rollback_set`), computed once per device over one
 :class:`~devmig.compat.FleetSnapshot`. The dashboard renders it; ``GET
 /v1/matrix`` serves it as JSON.
+
+Caching
+-------
+The dashboard polls the matrix every few seconds and it rarely changes, so the
+manager keeps one :class:`MatrixCache` (on its app state, built in its
+lifespan). The inventory has no version counter; the cache's key is the
+matrix's own inputs, read in one go by :func:`read_inputs`: the snapshot's hosts
+and profile fingerprints, every host's device list, and the journal's finished
+(``done``) migrations (the devices' history). Those reads are cheap next to the
+computation (a fleet snapshot, one rollback set per device, each device's
+history), and comparing them catches every change — a report, a poll, a cordon,
+a migration, a write by another process on the same database — without a hook in
+every writer. A hit returns the very same object (treat it as read-only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.compat import rollback_set
-from devmig.fleet._inventory import Inventory, InventorySnapshot
+from devmig.fleet._inventory import DeviceRecord, HostSnapshot, Inventory, InventorySnapshot
 from devmig.fleet._manager_api import _catalogue, device_history, fleet_of, running_device
-from devmig.fleet._migration_records import created_devices
+from devmig.fleet._migration_records import Created, created_devices
 
-__all__ = ["VERDICTS", "compatibility_matrix"]
+__all__ = ["VERDICTS", "MatrixCache", "MatrixInputs", "compatibility_matrix", "read_inputs"]
 
 VERDICTS: tuple[str, ...] = ("current", "round_trip", "one_way", "refused")
 """The values of a cell's ``verdict``."""
@@ -49,7 +65,56 @@ def _not_reported(host: str) -> Problem:
                    hint="the manager polls it; or devmig hosts poll")
 
 
-def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: int = 0) -> dict[str, Any]:
+MatrixKey = tuple[
+    tuple[HostSnapshot, ...],
+    tuple[str, ...],
+    tuple[tuple[str, tuple[DeviceRecord, ...]], ...],
+    tuple[tuple[str, datetime], ...],
+]
+"""What a matrix depends on, compared with ``==`` (device configurations are dicts: not hashed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixInputs:
+    """Everything a matrix is computed from but the hosts' profile histories (which change only with a host's
+    fingerprint, part of the snapshot).
+
+    Attributes:
+        snap: the snapshot (hosts and profiles).
+        devices: each host's devices, by the snapshot's host order (a host removed since is left out).
+        created: the journal's finished migrations by the device each created (:func:`created_devices`).
+        key: the cache key: hosts, profile fingerprints, devices, and ``(id, updated_at)`` of each
+            finished migration.
+    """
+
+    snap: InventorySnapshot
+    devices: Mapping[str, tuple[DeviceRecord, ...]]
+    created: Created
+    key: MatrixKey
+
+
+def read_inputs(inventory: Inventory, snap: InventorySnapshot) -> MatrixInputs:
+    """Read what the matrix of ``snap`` needs besides the snapshot: every host's devices and the finished migrations.
+
+    Raises:
+        DevmigError: the database's errors (``DB_UNAVAILABLE``...).
+    """
+    devices: dict[str, tuple[DeviceRecord, ...]] = {}
+    for host in snap.hosts:
+        try:
+            devices[host.name] = tuple(inventory.list_devices(host.name))
+        except DevmigError as exc:
+            if exc.code == "HOST_UNKNOWN":  # removed since the snapshot
+                continue
+            raise
+    done = inventory.journal_list("done")
+    key: MatrixKey = (snap.hosts, tuple(sorted(snap.profiles)), tuple(devices.items()),
+                      tuple((e.id, e.updated_at) for e in done))
+    return MatrixInputs(snap, devices, created_devices(done), key)
+
+
+def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: int = 0, *,
+                         inputs: MatrixInputs | None = None) -> dict[str, Any]:
     """Return the matrix of every running device of ``inventory`` against every host of ``snap``.
 
     Args:
@@ -57,6 +122,7 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
         snap: the snapshot the answers are computed from (hosts and profiles).
         window: a round trip must also reach the previous ``window`` releases of
             each implementation of the device's current profile (as the rollback set's ``window``).
+        inputs: :func:`read_inputs` of ``snap`` when already read (the cache's); read here otherwise.
 
     Returns:
         ``{"window": window, "hosts": [name, ...], "devices": [row, ...]}``, hosts by name, devices
@@ -69,18 +135,14 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
     Raises:
         DevmigError: the database's errors (``DB_UNAVAILABLE``...).
     """
+    if inputs is None:
+        inputs = read_inputs(inventory, snap)
     fleet = fleet_of(snap)
     catalogue = _catalogue(fleet) if window else ()
     hosts = [h.name for h in snap.hosts]
-    created = created_devices(inventory.journal_list())
+    created = inputs.created
     rows: list[dict[str, Any]] = []
-    for host in hosts:
-        try:
-            records = inventory.list_devices(host)
-        except DevmigError as exc:
-            if exc.code == "HOST_UNKNOWN":  # removed since the snapshot
-                continue
-            raise
+    for host, records in inputs.devices.items():
         for record in records:
             if not record.running:
                 continue
@@ -107,3 +169,53 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
                 else:
                     row["cells"][name] = _cell("refused", [_not_reported(name)])
     return {"window": window, "hosts": hosts, "devices": rows}
+
+
+class MatrixCache:
+    """The matrix of each ``window``, computed again only when its inputs changed.
+
+    One entry per window (the least recently used one goes first past ``max_windows``). Each
+    :meth:`get` reads the inputs (:func:`read_inputs`) and compares them with the entry's: equal,
+    the entry's matrix (the same object) is returned; else it is computed and kept.
+
+    Args:
+        max_windows: how many windows are kept (the ``window`` query parameter takes 0 to 8).
+
+    Attributes:
+        computations: how many matrices were computed (misses), for tests and metrics.
+        hits: how many were served from the cache.
+    """
+
+    def __init__(self, max_windows: int = 9) -> None:
+        if max_windows < 1:
+            raise ValueError("max_windows is at least 1")
+        self.max_windows = max_windows
+        self.computations = 0
+        self.hits = 0
+        self._entries: OrderedDict[int, tuple[MatrixKey, dict[str, Any]]] = OrderedDict()
+
+    def get(self, inventory: Inventory, snap: InventorySnapshot, window: int = 0) -> tuple[dict[str, Any], bool]:
+        """The matrix of ``snap`` (see :func:`compatibility_matrix`) and whether it came from the cache.
+
+        The returned matrix may be shared with other callers: do not change it.
+
+        Raises:
+            DevmigError: the database's errors (nothing is cached then).
+        """
+        inputs = read_inputs(inventory, snap)
+        entry = self._entries.get(window)
+        if entry is not None and entry[0] == inputs.key:
+            self._entries.move_to_end(window)
+            self.hits += 1
+            return entry[1], True
+        matrix = compatibility_matrix(inventory, snap, window, inputs=inputs)
+        self.computations += 1
+        self._entries[window] = (inputs.key, matrix)
+        self._entries.move_to_end(window)
+        while len(self._entries) > self.max_windows:
+            self._entries.popitem(last=False)
+        return matrix, False
+
+    def clear(self) -> None:
+        """Forget every entry (the counters stay)."""
+        self._entries.clear()
