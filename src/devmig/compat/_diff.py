@@ -188,29 +188,21 @@ def _same_constraint(a: Constraint, b: Constraint) -> bool:
 
 
 def _same_part(a: dict[str, Condition], b: dict[str, Condition]) -> bool:
-    if len(a) != len(b):
+    if a.keys() != b.keys():
         return False
-    get = b.get
     for n, c in a.items():
-        d = get(n, _MISSING)
+        d = b[n]
         kind = type(c)
-        if kind is not type(d):  # also when ``n`` is missing in ``b``
+        if kind is not type(d):
             return False
-        if kind is bool or kind is int or kind is str:
-            if c != d:
-                return False
-        elif kind is InSet:
+        if kind is InSet:
             x, y = c.__dict__["in_"], d.__dict__["in_"]
             # not the same tuple: maybe the same set of typed values, in another order or repeated
             if (x != y or tuple(map(type, x)) != tuple(map(type, y))) and _condition_key(n, c) != _condition_key(
                 n, d
             ):
                 return False
-        elif kind is Range:
-            cd, dd = c.__dict__, d.__dict__
-            if cd["min"] != dd["min"] or cd["max"] != dd["max"]:
-                return False
-        elif _condition_key(n, c) != _condition_key(n, d):  # pragma: no cover - exact types
+        elif c != d:  # a scalar of the same type, or a Range (it compares its fields)
             return False
     return True
 

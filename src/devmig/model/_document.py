@@ -248,6 +248,14 @@ class Range(_Frozen):
     min: StrictInt | None = None
     max: StrictInt | None = None
 
+    def __eq__(self, other: object) -> bool:
+        # strict ints or None, no extras or private attributes: equal field dicts are equal ranges
+        if type(other) is Range and type(self) is Range:
+            return self.__dict__ == other.__dict__
+        return super().__eq__(other)
+
+    __hash__ = _Frozen.__hash__
+
 
 class InSet(_Frozen):
     """A constraint condition: the value is one of ``in``."""
