@@ -10,8 +10,10 @@ manager appearing and rising to done. Screenshots go to ``test-artifacts/dashboa
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import httpx2
 import pytest
 from dashboard_fleet import (
     ARTIFACTS,
+    BLK,
     CORDONED,
     GONE,
     HOSTS,
@@ -30,8 +33,11 @@ from dashboard_fleet import (
     viewport,
 )
 
-from devmig.fleet._dashboard import VERDICT_VIEW, progress_of
+from devmig.fleet._dashboard import MATRIX_CACHE_HEADER, VERDICT_VIEW, progress_of
 from devmig.fleet._journal_phases import FORWARD
+
+EDGE_E, EDGE_F = "edge-new-e", "edge-new-f"
+"""The drain test drains ``edge-new-e`` with ``edge-new-f`` (the only other nic 3.0.0 host) cordoned."""
 
 JS_CELLS = """
 return Array.from(document.querySelectorAll('#matrix td.cell')).map(td => ({
@@ -289,6 +295,169 @@ def test_cli_migration_appears_within_seconds_and_rises_to_done(dashboard: Dashb
         time.sleep(0.1)
     screenshot(browser, "migration-done", shots)
     _no_console_errors(browser)
+
+
+def _timed_matrix(m: httpx2.Client, window: int = 0) -> tuple[dict[str, Any], str, float]:
+    started = time.perf_counter()
+    response = m.get("/v1/matrix", params={"window": window})
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return response.json(), response.headers[MATRIX_CACHE_HEADER], elapsed
+
+
+def test_matrix_is_computed_once_per_fleet_state(dashboard: Dashboard, browser: Any) -> None:
+    """Served from the cache while nothing changes; computed again after a cordon (and after the migration
+    above, which the matrix followed). The times of both are written to ``matrix-cache.json``."""
+    browser.get("about:blank")  # the page's own polls would fill the cache between our requests
+    with dashboard.fleet.m() as m:
+        _timed_matrix(m)
+        misses: list[float] = []
+        hits: list[float] = []
+        for i in range(5):  # ends cordoned (the drain test below needs it)
+            action = "cordon" if i % 2 == 0 else "uncordon"
+            assert m.post(f"/v1/hosts/{EDGE_F}/{action}").status_code == 200
+            matrix, how, elapsed = _timed_matrix(m)
+            assert how == "miss", (i, action)
+            misses.append(elapsed)
+            codes = {c for row in matrix["devices"] for c in row["cells"][EDGE_F]["codes"]}
+            assert ("HOST_CORDONED" in codes) == (action == "cordon"), (action, codes)
+            for _ in range(4):
+                again, how, elapsed = _timed_matrix(m)
+                assert how == "hit" and again == matrix
+                hits.append(elapsed)
+    miss_ms, hit_ms = statistics.median(misses) * 1000, statistics.median(hits) * 1000
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "matrix-cache.json").write_text(json.dumps({
+        "hosts": len(HOSTS), "devices": len(matrix["devices"]),
+        "computed_ms": [round(t * 1000, 2) for t in misses], "cached_ms": [round(t * 1000, 2) for t in hits],
+        "computed_median_ms": round(miss_ms, 2), "cached_median_ms": round(hit_ms, 2)}, indent=2))
+    print(f"GET /v1/matrix, {len(HOSTS)} hosts, {len(matrix['devices'])} devices: "
+          f"computed {miss_ms:.1f} ms, from the cache {hit_ms:.1f} ms (medians)")
+    assert hit_ms < miss_ms
+
+
+JS_DRAIN = """
+const s = document.getElementById('section-drains');
+const row = document.querySelector('#drains tr[data-drain="' + arguments[0] + '"]');
+return {hidden: s ? s.hidden : null, row: row ? {phase: row.dataset.phase, moved: row.dataset.moved,
+        total: row.dataset.total, host: row.dataset.host} : null,
+        stranded: Array.from(document.querySelectorAll('#drains .stranded')).map(e => [e.dataset.device, e.title])};
+"""
+
+
+def _drain_rows(fragment: str) -> dict[str, dict[str, str]]:
+    """The drains fragment's rows: their data attributes, by drain id."""
+    rows = {}
+    for tr in re.findall(r'<tr id="drain-[^"]*"([^>]*)>', fragment):
+        attrs = dict(re.findall(r'data-([a-z]+)="([^"]*)"', tr))
+        rows[attrs["drain"]] = attrs
+    return rows
+
+
+def _row_html(fragment: str, drain_id: str) -> str:
+    start = fragment.index(f'<tr id="drain-{drain_id}"')
+    return fragment[start:fragment.index("</tr>", start)]
+
+
+def test_a_drain_shows_its_host_progress_final_state_and_stranded_device(dashboard: Dashboard, browser: Any,
+                                                                        shots: Path) -> None:
+    """``devmig drain edge-new-e --partial --parallel 2``: its blk moves, its version-4 NIC is stranded
+    (the only other nic 3.0.0 host is cordoned); a drain without ``--partial`` before it was refused."""
+    fleet = dashboard.fleet
+    nic4 = f"{EDGE_E}/{dashboard.devices[5]['id']}"
+    _open(browser, fleet.url + "/")
+    assert browser.execute_script(JS_DRAIN, "none")["hidden"] is True  # no drain yet: no section
+    blk = fleet.create(EDGE_E, BLK, "version=2")
+    with fleet.m() as m, httpx2.Client(base_url=fleet.url, timeout=60) as plain:
+        assert m.post(f"/v1/hosts/{EDGE_F}/cordon").status_code == 200
+        refused = m.post("/v1/drains", json={"host": EDGE_E})
+        assert refused.status_code == 409 and "STRANDED" in refused.text, refused.text
+        (failed,) = m.get("/v1/drains").json()["drains"]
+        assert failed["phase"] == "failed" and failed["error"]["code"] == "STRANDED"
+        # the page shows the section by itself once a drain exists (its own poll), with the refused drain
+        deadline = time.monotonic() + 5.0
+        while (seen := browser.execute_script(JS_DRAIN, failed["id"]))["row"] is None:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        assert seen["hidden"] is False and seen["row"]["phase"] == "failed" and seen["row"]["host"] == EDGE_E
+
+        cli = fleet.cli("drain", EDGE_E, "--partial", "--parallel", "2", "--json")
+        try:
+            samples: list[dict[str, str]] = []
+            drain_id = None
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if drain_id is None:
+                    drains = [d for d in m.get("/v1/drains").json()["drains"] if d["partial"]]
+                    drain_id = drains[0]["id"] if drains else None
+                fragment = plain.get("/dashboard/drains")
+                assert fragment.status_code == 200
+                row = _drain_rows(fragment.text).get(drain_id or "")
+                if row is not None:
+                    if not samples or row != samples[-1]:
+                        samples.append(row)
+                    if row["finished"] == "true":
+                        break
+                time.sleep(0.2)
+            out, err = cli.communicate(timeout=120)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.communicate()
+        assert cli.returncode == 3, (out, err)  # partial: a device stayed behind
+        assert drain_id is not None and samples, samples
+        record = m.get(f"/v1/drains/{drain_id}").json()
+        shown = plain.get("/dashboard/drains").text
+        migrations = plain.get("/dashboard/migrations").text
+
+    # the rendered row: host, progress (moved/total, never going back), final state, options
+    moved = [int(s["moved"]) for s in samples]
+    assert moved == sorted(moved), samples
+    final = samples[-1]
+    assert (final["host"], final["phase"], final["moved"], final["total"], final["progress"]) == (
+        EDGE_E, "partial", "1", "2", "50"), samples
+    assert record["phase"] == "partial" and record["results"][f"{EDGE_E}/{blk['id']}"]["outcome"] == "migrated"
+    row_text = html.unescape(_row_html(shown, drain_id))
+    assert "--partial" in row_text and "--parallel 2" in row_text and "1/2" in row_text
+    assert re.search(r"\d+ (s|min) ago", row_text), row_text
+    # the stranded NIC: its code, and every reason on hover
+    (stranded,) = record["stranded"]
+    assert stranded["device"] == nic4
+    match = re.search(r'<span class="left stranded" data-device="([^"]*)" data-code="STRANDED"[^>]*title="([^"]*)">'
+                      r'<code class="err">STRANDED</code>', _row_html(shown, drain_id))
+    assert match is not None and html.unescape(match.group(1)) == nic4, row_text
+    title = html.unescape(match.group(2))
+    assert stranded["errors"] and all(f"{p['code']}: {p['message']}" in title for p in stranded["errors"]), title
+    assert "HOST_CORDONED" in title  # edge-new-f, the other nic 3.0.0 host
+    # the refused drain: failed, STRANDED
+    refused_row = _drain_rows(shown)[failed["id"]]
+    assert refused_row["phase"] == "failed" and refused_row["moved"] == "0"
+    assert 'class="err" title="' in _row_html(shown, failed["id"]) and ">STRANDED</code>" in _row_html(shown, failed["id"])
+    # the drain's migrations link to their rows, which link back
+    (mid,) = record["migrations"]
+    assert f'href="#migration-{mid}"' in shown and f'id="migration-{mid}"' in migrations
+    assert f'href="#drain-{drain_id}"' in migrations
+
+    # in the browser: the row reaches its final state, and the page still fits 1366 px
+    deadline = time.monotonic() + 5.0
+    while (seen := browser.execute_script(JS_DRAIN, drain_id))["row"] is None or seen["row"]["phase"] != "partial":
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    assert seen["row"] == {"phase": "partial", "moved": "1", "total": "2", "host": EDGE_E}
+    assert any(device == nic4 and "HOST_CORDONED" in title for device, title in seen["stranded"]), seen["stranded"]
+    overflowing = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#drains table, #drains td, #drains th'))"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.tagName + ':' + e.textContent.slice(0, 40))")
+    assert overflowing == [], overflowing
+    screenshot(browser, "drains", shots)
+    _no_console_errors(browser)
+    # and the matrix followed the migration: the blk runs on its destination now
+    with fleet.m() as m:
+        matrix = m.get("/v1/matrix").json()
+    moved_to = record["results"][f"{EDGE_E}/{blk['id']}"]["destination"]
+    assert f"{EDGE_E}/{blk['id']}" not in {r["device"] for r in matrix["devices"]}
+    assert any(r["host"] == moved_to and r["model"] == BLK and r["cells"][moved_to]["verdict"] == "current"
+               for r in matrix["devices"])
 
 
 # -- in process, on the inventory twin ----------------------------------------------------------

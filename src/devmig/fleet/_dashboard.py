@@ -28,6 +28,7 @@ and recovers by itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -35,7 +36,8 @@ from typing import Annotated, Any
 
 import jinja2
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -212,6 +214,12 @@ def drains_view(app: FastAPI, now: datetime) -> dict[str, Any]:
     return {"drains": rows, "total": len(records), "running": running}
 
 
+def _json_body(value: dict[str, Any]) -> bytes:
+    """A JSON body as FastAPI would send it (its encoder, then compact UTF-8 JSON)."""
+    return json.dumps(jsonable_encoder(value), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
 def _guarded(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return build()
@@ -297,16 +305,18 @@ def mount_dashboard(app: FastAPI) -> None:
             response.headers["HX-Trigger"] = MOVED_EVENT
         return response
 
-    @app.get("/v1/matrix", tags=["questions"])
-    async def matrix(request: Request, response: Response, window: Window = 0) -> dict[str, Any]:
+    @app.get("/v1/matrix", tags=["questions"], response_class=JSONResponse,
+             responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
+    async def matrix(request: Request, window: Window = 0) -> Response:
         """The compatibility matrix: every running device against every host.
 
         A cell's ``verdict`` is ``current`` (the device runs there), ``round_trip`` (it can move
         there and come back), ``one_way`` (it can move there, not back) or ``refused``, with the
         reasons' ``codes`` and ``reasons`` — the answers of the device's rollback set with the same
-        ``window``. Computed once per state of the fleet (hosts, devices, finished migrations): the
-        ``X-Devmig-Matrix-Cache`` header says ``hit`` or ``miss``.
+        ``window``. Computed once per state of the fleet (hosts, devices, finished migrations), and
+        encoded once: the ``X-Devmig-Matrix-Cache`` header says ``hit`` or ``miss``.
         """
-        answer, hit = matrix_of(request, window)
-        response.headers[MATRIX_CACHE_HEADER] = "hit" if hit else "miss"
-        return answer
+        inv = inventory(request)
+        cache: MatrixCache = request.app.state.matrix_cache
+        body, hit = cache.get_json(inv, inv.snapshot(), window, _json_body)
+        return Response(body, media_type="application/json", headers={MATRIX_CACHE_HEADER: "hit" if hit else "miss"})

@@ -37,7 +37,7 @@ every writer. A hit returns the very same object (treat it as read-only).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,12 +171,24 @@ def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: 
     return {"window": window, "hosts": hosts, "devices": rows}
 
 
+class _Entry:
+    """One window's cached matrix, its key, and its JSON body once someone asked for it."""
+
+    __slots__ = ("body", "key", "matrix")
+
+    def __init__(self, key: MatrixKey, matrix: dict[str, Any]) -> None:
+        self.key = key
+        self.matrix = matrix
+        self.body: bytes | None = None
+
+
 class MatrixCache:
     """The matrix of each ``window``, computed again only when its inputs changed.
 
     One entry per window (the least recently used one goes first past ``max_windows``). Each
     :meth:`get` reads the inputs (:func:`read_inputs`) and compares them with the entry's: equal,
     the entry's matrix (the same object) is returned; else it is computed and kept.
+    :meth:`get_json` also keeps the matrix's JSON body, encoded once per entry.
 
     Args:
         max_windows: how many windows are kept (the ``window`` query parameter takes 0 to 8).
@@ -192,7 +204,22 @@ class MatrixCache:
         self.max_windows = max_windows
         self.computations = 0
         self.hits = 0
-        self._entries: OrderedDict[int, tuple[MatrixKey, dict[str, Any]]] = OrderedDict()
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+
+    def _entry(self, inventory: Inventory, snap: InventorySnapshot, window: int) -> tuple[_Entry, bool]:
+        inputs = read_inputs(inventory, snap)
+        entry = self._entries.get(window)
+        if entry is not None and entry.key == inputs.key:
+            self._entries.move_to_end(window)
+            self.hits += 1
+            return entry, True
+        entry = _Entry(inputs.key, compatibility_matrix(inventory, snap, window, inputs=inputs))
+        self.computations += 1
+        self._entries[window] = entry
+        self._entries.move_to_end(window)
+        while len(self._entries) > self.max_windows:
+            self._entries.popitem(last=False)
+        return entry, False
 
     def get(self, inventory: Inventory, snap: InventorySnapshot, window: int = 0) -> tuple[dict[str, Any], bool]:
         """The matrix of ``snap`` (see :func:`compatibility_matrix`) and whether it came from the cache.
@@ -202,19 +229,20 @@ class MatrixCache:
         Raises:
             DevmigError: the database's errors (nothing is cached then).
         """
-        inputs = read_inputs(inventory, snap)
-        entry = self._entries.get(window)
-        if entry is not None and entry[0] == inputs.key:
-            self._entries.move_to_end(window)
-            self.hits += 1
-            return entry[1], True
-        matrix = compatibility_matrix(inventory, snap, window, inputs=inputs)
-        self.computations += 1
-        self._entries[window] = (inputs.key, matrix)
-        self._entries.move_to_end(window)
-        while len(self._entries) > self.max_windows:
-            self._entries.popitem(last=False)
-        return matrix, False
+        entry, hit = self._entry(inventory, snap, window)
+        return entry.matrix, hit
+
+    def get_json(self, inventory: Inventory, snap: InventorySnapshot, window: int,
+                 encode: Callable[[dict[str, Any]], bytes]) -> tuple[bytes, bool]:
+        """Like :meth:`get`, but the matrix's JSON body, made by ``encode`` once per computed matrix.
+
+        Raises:
+            DevmigError: the database's errors (nothing is cached then).
+        """
+        entry, hit = self._entry(inventory, snap, window)
+        if entry.body is None:
+            entry.body = encode(entry.matrix)
+        return entry.body, hit
 
     def clear(self) -> None:
         """Forget every entry (the counters stay)."""
