@@ -332,8 +332,7 @@ def test_matrix_is_computed_once_per_fleet_state(dashboard: Dashboard, browser: 
         "computed_ms": [round(t * 1000, 2) for t in misses], "cached_ms": [round(t * 1000, 2) for t in hits],
         "computed_median_ms": round(miss_ms, 2), "cached_median_ms": round(hit_ms, 2)}, indent=2))
     print(f"GET /v1/matrix, {len(HOSTS)} hosts, {len(matrix['devices'])} devices: "
-          f"computed {miss_ms:.1f} ms, from the cache {hit_ms:.1f} ms (medians)")
-    assert hit_ms < miss_ms
+          f"computed {miss_ms:.1f} ms, from the cache {hit_ms:.1f} ms (medians)")  # numbers only: no timing assert
 
 
 JS_DRAIN = """
