@@ -37,7 +37,7 @@ from typing import Annotated, Any
 import jinja2
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -305,8 +305,10 @@ def mount_dashboard(app: FastAPI) -> None:
             response.headers["HX-Trigger"] = MOVED_EVENT
         return response
 
-    @app.get("/v1/matrix", tags=["questions"], response_class=JSONResponse,
-             responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
+    @app.get("/v1/matrix", tags=["questions"], response_model=dict[str, Any],
+             responses={200: {"headers": {MATRIX_CACHE_HEADER: {
+                 "description": "`hit`: served from the cache; `miss`: computed for this request",
+                 "schema": {"type": "string", "enum": ["hit", "miss"]}}}}})
     async def matrix(request: Request, window: Window = 0) -> Response:
         """The compatibility matrix: every running device against every host.
 
