@@ -65,7 +65,7 @@ MATRIX_CACHE_HEADER = "X-Devmig-Matrix-Cache"
 
 MOVED_EVENT = "devmig-moved"
 """The htmx event (``HX-Trigger``) of a migrations fragment showing a migration finished in the last
-:data:`MOVED_RECENT_S` seconds: the hosts and the matrix fetch themselves again at once."""
+:data:`MOVED_RECENT_S` seconds: the hosts, the drains and the matrix fetch themselves again at once."""
 
 MOVED_RECENT_S = 2.0
 
