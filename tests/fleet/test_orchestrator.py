@@ -2,7 +2,8 @@
 
 One fleet per database (a SQLite file; PostgreSQL when ``DEVMIG_TEST_PG_URL`` is set), started once:
 
-- ``a``: nic 3.0.0, accel 3.0.0; streams paced at 8 MB/s (an accel device's 16 MiB take a while);
+- ``a``: nic 3.0.0, accel 3.0.0; device memory prefilled (seeded, not zeros), streams paced at 8 MB/s
+  (an accel device's 16 MiB take two seconds);
 - ``b``: the same releases (the usual destination);
 - ``c``: nic 1.0.0 (refuses version-3 nic devices).
 """
@@ -62,7 +63,8 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proc]
     procs = Processes(tmp_path_factory.mktemp("orchestrator-agents"))
     try:
         started = Processes.ready(
-            procs.spawn_agent("a", "nic=3.0.0,accel=3.0.0", "--max-stream-rate", "8M"),
+            # seeded memory, not zeros (zero chunks go as tiny ZERO records): the paced streams take their time
+            procs.spawn_agent("a", "nic=3.0.0,accel=3.0.0", "--max-stream-rate", "8M", "--prefill-seed", "11"),
             procs.spawn_agent("b", "nic=3.0.0,accel=3.0.0"),
             procs.spawn_agent("c", "nic=1.0.0,accel=3.0.0"),
         )
@@ -86,6 +88,21 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             http.close()
         finally:
             procs.kill_all()
+
+
+def wait_streaming(fleet: Fleet, mid: str, timeout: float = 40.0) -> dict[str, Any]:
+    """Wait until the manager's record of ``mid`` is in phase ``streaming``; fail with the record otherwise.
+
+    A record that ended, or went past ``streaming``, fails at once (with what happened), not at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        record: dict[str, Any] = fleet.http.get(f"/v1/migrations/{mid}").json()
+        if record["phase"] == "streaming":
+            return record
+        assert record["phase"] in ("planned", "destination_created") and not record["finished"], record
+        assert time.monotonic() < deadline, record
+        time.sleep(0.05)
 
 
 def test_migrates_with_progress_downtime_digest_and_history(fleet: Fleet) -> None:
@@ -220,10 +237,7 @@ def test_the_agents_roll_back_and_no_copy_stays(fleet: Fleet) -> None:
     response = fleet.migrate(f"a/{device}", "b")
     assert response.status_code == 202, response.text
     mid = response.json()["id"]
-    deadline = time.monotonic() + 40
-    while fleet.http.get(f"/v1/migrations/{mid}").json()["phase"] != "streaming":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_streaming(fleet, mid)
     with a.http(AGENT_TOKEN) as agent:  # the operator cancels on the source agent (no lease: allowed)
         assert agent.post(f"/v1/migrations/{mid}/cancel").status_code == 200
     record = wait_finished(fleet.http, mid)
@@ -289,10 +303,7 @@ def test_a_second_controller_cannot_take_a_migration_over(fleet: Fleet) -> None:
     response = fleet.migrate(f"a/{device}", "b", f"taken-{device}")
     assert response.status_code == 202, response.text
     mid = response.json()["id"]
-    deadline = time.monotonic() + 40
-    while fleet.http.get(f"/v1/migrations/{mid}").json()["phase"] != "streaming":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_streaming(fleet, mid)
 
     async def second_controller() -> dict[str, Any]:
         with MemoryInventory() as inventory:
