@@ -98,8 +98,10 @@ def test_destination_killed_source_resumes(agents: Agents) -> None:
 
 @pytest.mark.slow
 def test_source_killed_destination_destroys_its_copy(agents: Agents) -> None:
-    # A paced source, so the kill lands while the stream flows (before READY).
-    src, dest = agents.start_many(("src", ["--max-stream-rate", "4000000"]), ("dst", ["--stall-timeout", "2"]))
+    # A paced source with seeded (not zero) memory, so the kill lands while the stream flows (before READY):
+    # zero chunks go as tiny ZERO records, and 64 MiB of them took no time at any pace.
+    src, dest = agents.start_many(("src", ["--max-stream-rate", "4000000", "--prefill-seed", "5"]),
+                                  ("dst", ["--stall-timeout", "2"]))
     with src.client() as c:
         dev = c.post("/v1/devices", json=ACCEL).json()
         r = c.post("/v1/migrations/outgoing",
