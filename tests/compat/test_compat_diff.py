@@ -255,3 +255,23 @@ def test_multi_model_documents() -> None:
     new = variant(_rx_queues_max_8, base=raw)  # edits the first model only
     d = diff(old, new)
     assert [c.model for c in d.changes] == [NIC_ID]
+
+
+def test_a_diff_keeps_no_document_alive() -> None:
+    """The solver spaces live for one call: a module cache keyed by model identity kept every diffed model
+    alive (a space holds its model), until it was cleared all at once."""
+    import gc
+    import weakref
+
+    def narrowed(m: dict[str, Any]) -> None:
+        m["params"]["rx-queues"]["allowed"] = [{"min": 1, "max": 4}]
+        m["params"]["rx-queues"]["init"] = 4
+        m["versions"] = m["versions"][:2]
+
+    old, new = nic("3.0.0"), variant(narrowed, release="3.1.0")
+    result = diff(old, new)
+    assert result.breaking  # the solver ran (a narrowed range that OLD's versions use)
+    refs = [weakref.ref(model_of(old)), weakref.ref(model_of(new))]
+    del old, new
+    gc.collect()
+    assert [r() for r in refs] == [None, None]

@@ -32,7 +32,7 @@ from collections import defaultdict
 from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
-from devmig.compat._compiled import IdentityCache, compile_condition, cond_holds
+from devmig.compat._compiled import compile_condition, cond_holds
 from devmig.compat._domain import int_difference, int_progressions
 from devmig.compat._solver import NO_SOLUTION, Restriction, Solution, Space
 from devmig.model import (
@@ -52,11 +52,19 @@ from devmig.model import (
 
 __all__ = ["diff"]
 
-_SPACES: IdentityCache[Space] = IdentityCache(limit=1024)
+Spaces = dict[int, Space]
+"""The solver spaces of one diff, by ``id()`` of their model (alive for the whole call).
+
+Per call, not a module cache: a :class:`Space` holds its model, so a cache keyed
+by the model's identity would keep every diffed document alive.
+"""
 
 
-def _space(model: DeviceModel, _: None) -> Space:
-    return Space(model)
+def _space(model: DeviceModel, spaces: Spaces) -> Space:
+    space = spaces.get(id(model))
+    if space is None:
+        space = spaces[id(model)] = Space(model)
+    return space
 
 
 def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
@@ -73,13 +81,14 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
         against NEW, some change breaks ``upgrade``.
     """
     changes: list[Change] = []
+    spaces: Spaces = {}
     new_models = {m.model: m for m in new.models}
     old_ids = set()
     for om in old.models:
         old_ids.add(om.model)
         nm = new_models.get(om.model)
         if nm is None:
-            example = _base_example(om)
+            example = _base_example(om, spaces)
             changes.append(
                 Change(
                     "MODEL_REMOVED",
@@ -95,7 +104,7 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
             continue
         if om is nm:
             continue
-        changes += _ModelDiff(om, nm).run()
+        changes += _ModelDiff(om, nm, spaces).run()
     for nm in new.models:
         if nm.model not in old_ids:
             changes.append(
@@ -108,9 +117,9 @@ Example = tuple[str | None, str | None]
 """``(option string, version name)`` of an example."""
 
 
-def _base_example(model: DeviceModel) -> Example:
+def _base_example(model: DeviceModel, spaces: Spaces) -> Example:
     """Return the simplest configuration OLD accepts (its version with the fewest non-off values)."""
-    space = _SPACES.get(model, None, _space)
+    space = _space(model, spaces)
     name, _ = space.simplest()
     if name is None:
         return _example(space, Solution("found", model.init_values))
@@ -277,9 +286,10 @@ def _param_json(p: Param) -> dict[str, Any]:
 class _ModelDiff:
     """The changes of one model present in both releases."""
 
-    def __init__(self, old: DeviceModel, new: DeviceModel) -> None:
+    def __init__(self, old: DeviceModel, new: DeviceModel, spaces: Spaces) -> None:
         self.old = old
         self.new = new
+        self._spaces = spaces
         self.id = old.model
         self._space: Space | None = None
         self.moved: set[str] = set()  # parameters removed, or whose type or off value changed
@@ -287,7 +297,7 @@ class _ModelDiff:
     @property
     def space(self) -> Space:
         if self._space is None:
-            self._space = _SPACES.get(self.old, None, _space)
+            self._space = _space(self.old, self._spaces)
         return self._space
 
     def change(
@@ -383,7 +393,7 @@ class _ModelDiff:
                     f"new parameter {name} does not allow its off value {format_value(np.off)} "
                     f"(allowed: {np.describe_allowed()}): NEW refuses every configuration of OLD, "
                     "which all leave it off",
-                    example=_base_example(self.old), old=np.off, new=_allowed_json(np),
+                    example=_base_example(self.old, self._spaces), old=np.off, new=_allowed_json(np),
                 )
             )
         return out
@@ -393,7 +403,7 @@ class _ModelDiff:
         loc = ("params", name)
         if op.type_name != np.type_name:
             self.moved.add(name)
-            example = _base_example(self.old)
+            example = _base_example(self.old, self._spaces)
             out.append(
                 self.change("TYPE_CHANGED", (*loc, "type"),
                             f"{name} changed type from {op.type_name} to {np.type_name}",
@@ -407,7 +417,7 @@ class _ModelDiff:
             return out
         if not same_value(op.off, np.off):
             self.moved.add(name)
-            out.append(self._off_changed(name, op, np, _base_example(self.old)))
+            out.append(self._off_changed(name, op, np, _base_example(self.old, self._spaces)))
         out += self.allowed_changed(name, op, np)
         if not same_value(op.init, np.init):
             out.append(self.change("INIT_CHANGED", (*loc, "init"),
