@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from example_docs import host_report, nic_with_wol
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -25,7 +26,7 @@ from devmig.fleet import ManagerSettings, MemoryInventory, create_manager_app
 from devmig.fleet._dashboard import DRAINS_SHOWN, drain_row
 from devmig.fleet._inventory import DeviceRecord
 from devmig.fleet._matrix import MatrixCache, compatibility_matrix
-from devmig.model import HOST_REPORT_FORMAT, HostReport, ModelDocument, expand
+from devmig.model import expand
 
 NIC = "example.org/devices/nic"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -33,19 +34,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-def _nic_with_wol(release: str, off: str) -> ModelDocument:
-    """acme-nic 2.0.0's document as ``release``, plus a ``wol`` parameter whose off value is ``off``."""
-    doc = load_example("acme-nic/2.0.0").model_dump(mode="json", by_alias=True)
-    doc["implementation"]["release"] = release
-    doc["models"][0]["params"]["wol"] = {"description": "Wake-on-LAN", "type": "str",
-                                         "allowed": ["none", "magic"], "off": off, "init": off}
-    return ModelDocument.model_validate(doc)
-
-
-def _report(host: str, *docs: ModelDocument) -> HostReport:
-    return HostReport.model_validate({"format": HOST_REPORT_FORMAT, "host": host, "implementations": list(docs)})
 
 
 def _nic(device_id: str) -> DeviceRecord:
@@ -68,10 +56,10 @@ def twin() -> Iterator[tuple[MemoryInventory, TestClient, FastAPI]]:
     inventory.open()
     v200 = load_example("acme-nic/2.0.0")
     inventory.register_reports([
-        ("old", "http://old", _report("old", _nic_with_wol("2.1.0", "none"))),
-        ("mid", "http://mid", _report("mid", v200)),
-        ("x", "http://x", _report("x", _nic_with_wol("2.2.0", "magic"))),
-        ("twin", "http://twin", _report("twin", v200)),
+        ("old", "http://old", host_report("old", nic_with_wol("2.1.0", "none"))),
+        ("mid", "http://mid", host_report("mid", v200)),
+        ("x", "http://x", host_report("x", nic_with_wol("2.2.0", "magic"))),
+        ("twin", "http://twin", host_report("twin", v200)),
     ], at(0))
     inventory.record_devices("mid", [_nic("d1")])
     inventory.record_devices("twin", [_nic("fresh")])
@@ -125,7 +113,7 @@ def test_the_matrix_is_served_from_the_cache_until_the_fleet_or_the_journal_chan
     more, how = _served(client, cache)
     assert how == "miss" and "twin/more" in _cells(more)
     # a profile change: old upgraded to 2.0.0 (its host row and the fleet's profiles)
-    inventory.register_reports([("old", "http://old", _report("old", load_example("acme-nic/2.0.0")))], at(100))
+    inventory.register_reports([("old", "http://old", host_report("old", load_example("acme-nic/2.0.0")))], at(100))
     upgraded, how = _served(client, cache)
     assert how == "miss" and _cells(upgraded)["twin/fresh"]["old"] == ("round_trip", [])
     assert cache.computations == 5

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from example_docs import host_report, nic_with_wol
 from fleet_fixtures import at
 
 from devmig._examples import load_example
@@ -23,22 +24,9 @@ from devmig.fleet._inventory import DeviceRecord
 from devmig.fleet._manager_api import answer_rollback_set
 from devmig.fleet._matrix import compatibility_matrix
 from devmig.fleet._migration_records import Hop, lineage
-from devmig.model import HOST_REPORT_FORMAT, HostReport, ModelDocument, expand
+from devmig.model import expand
 
 NIC = "example.org/devices/nic"
-
-
-def _nic_with_wol(release: str, off: str) -> ModelDocument:
-    """acme-nic 2.0.0's document as ``release``, plus a ``wol`` parameter whose off value is ``off``."""
-    doc = load_example("acme-nic/2.0.0").model_dump(mode="json", by_alias=True)
-    doc["implementation"]["release"] = release
-    doc["models"][0]["params"]["wol"] = {"description": "Wake-on-LAN", "type": "str",
-                                         "allowed": ["none", "magic"], "off": off, "init": off}
-    return ModelDocument.model_validate(doc)
-
-
-def _report(host: str, *docs: ModelDocument) -> HostReport:
-    return HostReport.model_validate({"format": HOST_REPORT_FORMAT, "host": host, "implementations": list(docs)})
 
 
 def _migration(source: str, device_id: str, destination: str, new_id: str, streaming: datetime,
@@ -64,14 +52,14 @@ def test_lineage_follows_finished_migrations_back_and_stops_on_a_cycle() -> None
 
 def test_a_device_must_be_able_to_return_to_a_profile_it_ran_on(make_inventory: Callable[[], Inventory]) -> None:
     inventory = make_inventory()
-    h21, h22 = _nic_with_wol("2.1.0", "none"), _nic_with_wol("2.2.0", "magic")
+    h21, h22 = nic_with_wol("2.1.0", "none"), nic_with_wol("2.2.0", "magic")
     v200 = load_example("acme-nic/2.0.0")
-    inventory.register_reports([("old", "http://old", _report("old", h21)), ("mid", "http://mid", _report("mid", v200)),
-                                ("x", "http://x", _report("x", h22)), ("twin", "http://twin", _report("twin", v200))],
+    inventory.register_reports([("old", "http://old", host_report("old", h21)), ("mid", "http://mid", host_report("mid", v200)),
+                                ("x", "http://x", host_report("x", h22)), ("twin", "http://twin", host_report("twin", v200))],
                                at(0))
     # the device ran on old (2.1.0) as d0 and moved to mid as d1; later old was upgraded to 2.0.0
     inventory.journal_put("m1", "done", _migration("old", "d0", "mid", "d1", at(10)), at(12))
-    inventory.register_reports([("old", "http://old", _report("old", v200))], at(100))
+    inventory.register_reports([("old", "http://old", host_report("old", v200))], at(100))
     model = v200.find(NIC)
     assert model is not None
     inventory.record_devices("mid", [DeviceRecord("d1", NIC, dict(expand(model, "version=2").values), "RUNNING",
