@@ -27,8 +27,9 @@ and then carried by the two agents alone: whoever started it only observes
 3. **Stream** (:mod:`._outgoing` / :mod:`._incoming`, over :mod:`._transport`):
    HELLO proves the secret; pre-copy rounds run while the workload keeps
    stepping the device; the source leaves pre-copy when the first pass is
-   done and the dirty bytes fit ``downtime_target_ms`` at the measured rate,
-   when dirty bytes stopped shrinking for ``stall_rounds`` rounds, or after
+   done and the dirty bytes fit a quarter of ``downtime_target_ms`` at the
+   rate measured re-sending dirty pages (so at least one re-send round when
+   anything was dirtied), when dirty bytes stopped shrinking for ``stall_rounds`` rounds, or after
    ``max_rounds``; then ``STOP_COPY`` and the trailer.
 4. **Hand-off**, driven by the sans-IO :class:`~devmig.migration.SourceHandoff`
    and :class:`~devmig.migration.DestinationHandoff`: READY → the source

@@ -20,8 +20,9 @@ class PrecopyPolicy(BaseModel):
     """When the source leaves pre-copy for stop-copy.
 
     It leaves when the first pass is done and the dirty bytes can be sent
-    within the target downtime at the measured rate, when dirty bytes stop
-    shrinking for ``stall_rounds`` rounds, or after ``max_rounds`` rounds.
+    within a quarter of the target downtime (the rest is for loading and the
+    hand-off) at the rate measured re-sending dirty pages, when dirty bytes
+    stop shrinking for ``stall_rounds`` rounds, or after ``max_rounds`` rounds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
