@@ -1,8 +1,9 @@
 """The release diff pairs NEW's constraints with OLD's exactly as a dict of constraint keys would.
 
 ``_pair_constraints`` answers with :func:`_same_constraint` (no keys built);
-the reference below is the key-based pairing it replaced. Both must agree on
-every pair, every added and every removed constraint, and their order.
+the reference below is the key-based pairing it replaced, with the key as the
+specification of "equal constraints". Both must agree on every pair, every
+added and every removed constraint, and their order.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devmig.compat._diff import _constraint_key, _pair_constraints, _same_constraint
-from devmig.model import Constraint
+from devmig.compat._diff import _pair_constraints, _same_constraint
+from devmig.model import Constraint, InSet, Range
 
 NAMES = ["a", "b", "c"]
 SCALARS = st.one_of(st.booleans(), st.integers(-2, 2), st.sampled_from(["x", "y"]))
@@ -30,6 +31,20 @@ RAW = st.builds(
     st.dictionaries(st.sampled_from(NAMES), CONDITIONS, min_size=1, max_size=2),
     st.sampled_from(["", "m"]),
 )
+
+
+def _constraint_key(k: Constraint) -> tuple[Any, ...]:
+    """Equal for equal constraints: typed (``True`` is not ``1``); the order of the parameters, and the
+    order or repetition of an ``in`` condition's values, do not matter."""
+
+    def condition(n: str, c: Any) -> tuple[Any, ...]:
+        if isinstance(c, InSet):
+            return (n, "in", frozenset((type(v), v) for v in c.in_))
+        if isinstance(c, Range):
+            return (n, "range", c.min, c.max)
+        return (n, type(c), c)
+
+    return tuple(tuple(sorted(condition(n, c) for n, c in part.items())) for part in (k.when, k.require))
 
 
 def reference(olds: list[Constraint], news: list[Constraint]) -> tuple[list[tuple[int, int]], list[int], list[int]]:

@@ -146,51 +146,18 @@ def _typed(items: tuple[tuple[str, Value], ...]) -> tuple[tuple[str, str, Value]
     return tuple((k, type(v).__name__, v) for k, v in items)
 
 
-def _constraint_key(k: Constraint) -> tuple[Any, ...]:
-    """A hashable key equal for equal constraints (typed: ``True`` is not ``1``).
-
-    The order of the parameters in ``when`` and ``require`` does not matter,
-    nor the order (or repetition) of the values of an ``in`` condition.
-    :func:`_same_constraint` answers "equal keys?" without building them.
-    """
-    d = k.__dict__
-    return (_part_key(d["when"]), _part_key(d["require"]))
-
-
-def _part_key(part: dict[str, Condition]) -> tuple[tuple[Any, ...], ...]:
-    items = []
-    for n, c in part.items():
-        kind = type(c)
-        items.append((n, kind, c) if kind is bool or kind is int or kind is str else _condition_key(n, c))
-    # the names are unique, so tuples compare by name alone: sorted by name
-    items.sort()
-    return tuple(items)
-
-
-def _condition_key(n: str, c: Condition) -> tuple[Any, ...]:
-    """The key of one condition. Without ``isinstance()`` on the pydantic classes
-    (it costs more than the rest): conditions come from the loader, with exact types."""
-    kind = type(c)
-    if kind is InSet:
-        values = c.__dict__["in_"]
-        return (n, "in", frozenset(zip(map(type, values), values, strict=True)))
-    if kind is Range:
-        cd = c.__dict__
-        return (n, "range", cd["min"], cd["max"])
-    if isinstance(c, Range):  # pragma: no cover - exact types, as above
-        return (n, "range", c.min, c.max)
-    if isinstance(c, InSet):  # pragma: no cover - as above
-        return (n, "in", frozenset((type(v), v) for v in c.in_))
-    return (n, kind, c)
-
-
-_MISSING: Any = object()
+def _typed_values(values: tuple[Value, ...]) -> frozenset[tuple[type, Value]]:
+    """An ``in`` condition's values as a set of ``(type, value)``: order and repetition aside, ``True`` is not ``1``."""
+    return frozenset(zip(map(type, values), values, strict=True))
 
 
 def _same_constraint(a: Constraint, b: Constraint) -> bool:
-    """Whether two constraints have equal keys (:func:`_constraint_key`), without building them.
+    """Whether two constraints are equal (the message aside).
 
-    Most pairs differ in a parameter name, found at the first lookup.
+    Equal: conditions on the same parameters, in any order, each of the same
+    kind and type (typed: ``True`` is not ``1``), with equal values; an ``in``
+    condition's values compare as a set. Most pairs differ in a parameter name,
+    found at once.
     """
     ad, bd = a.__dict__, b.__dict__
     return _same_part(ad["require"], bd["require"]) and _same_part(ad["when"], bd["when"])
@@ -207,9 +174,7 @@ def _same_part(a: dict[str, Condition], b: dict[str, Condition]) -> bool:
         if kind is InSet:
             x, y = c.__dict__["in_"], d.__dict__["in_"]
             # not the same tuple: maybe the same set of typed values, in another order or repeated
-            if (x != y or tuple(map(type, x)) != tuple(map(type, y))) and _condition_key(n, c) != _condition_key(
-                n, d
-            ):
+            if (x != y or tuple(map(type, x)) != tuple(map(type, y))) and _typed_values(x) != _typed_values(y):
                 return False
         elif c != d:  # a scalar of the same type, or a Range (it compares its fields)
             return False
@@ -226,8 +191,8 @@ def _pair_constraints(
     Each NEW constraint, in order, takes the first OLD constraint equal to it
     (:func:`_same_constraint`) not taken yet; the NEW ones left are ``added``
     (in order). ``removed`` lists the OLD ones left, grouped as equal
-    constraints by the first of each group, then by index: the order of a
-    dict of lists keyed by :func:`_constraint_key`.
+    constraints by the first of each group, then by index (the order a dict
+    of lists keyed by equal constraints would give).
     """
     free = list(range(len(olds)))
     pairs: list[tuple[int, int]] = []
