@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from devmig._errors import Loc
 from devmig.model import Implementation
@@ -54,9 +54,11 @@ that model would fail the pairwise check against NEW, and the diff never
 disagrees with the check."""
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One difference between two releases of a model document.
+
+    An immutable record (a named tuple: a diff builds one per change, and a
+    tuple is built in C, several times faster than a frozen dataclass).
 
     Attributes:
         rule: the rule id (a key of :data:`RULES`).
