@@ -52,6 +52,9 @@ from devmig.model import (
 
 __all__ = ["diff"]
 
+_GONE: Any = object()
+"""No condition (a parameter the other side's conditions do not name): no condition is of its type."""
+
 Spaces = dict[int, Space]
 """The solver spaces of one diff, by ``id()`` of their model (alive for the whole call).
 
@@ -164,10 +167,11 @@ def _same_constraint(a: Constraint, b: Constraint) -> bool:
 
 
 def _same_part(a: dict[str, Condition], b: dict[str, Condition]) -> bool:
-    if a.keys() != b.keys():
+    if len(a) != len(b):
         return False
+    get = b.get
     for n, c in a.items():
-        d = b[n]
+        d = get(n, _GONE)
         kind = type(c)
         if kind is not type(d):
             return False

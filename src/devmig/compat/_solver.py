@@ -27,6 +27,7 @@ the break (conservative).
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -194,23 +195,19 @@ class Space:
         self._constraints = model.constraints
         self._specs: dict[int, tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]] = {}
         self.cparams: list[tuple[str, ...]] = []
-        self._cons_of: dict[str, list[int]] = {}
+        # a defaultdict, read only with get() and `in`, which add no key
+        self._cons_of: dict[str, list[int]] = defaultdict(list)
         # Only names here: conditions are compiled, and components found, when a search needs them.
         keys = params.keys()
         cparams, cons_of = self.cparams, self._cons_of
         for index, k in enumerate(self._constraints):
             kd = k.__dict__
             names = (*kd["when"], *kd["require"])
-            unique = set(names)
-            if len(unique) != len(names) or not keys >= unique:  # a name twice, or one the model lacks
+            if len(keys & names) != len(names):  # a name twice, or one the model lacks
                 names = tuple(n for n in dict.fromkeys(names) if n in params)
             cparams.append(names)
             for n in names:
-                got = cons_of.get(n)
-                if got is None:
-                    cons_of[n] = [index]
-                else:
-                    got.append(index)
+                cons_of[n].append(index)
         self._root: dict[str, str] | None = None
         self._members: dict[str, list[str]] = {}
         self._info: dict[str, tuple[tuple[IntProg, ...] | None, tuple[Value, ...]]] = {}

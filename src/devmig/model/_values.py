@@ -39,7 +39,10 @@ def format_value(value: Value) -> str:
     """
     kind = type(value)
     if kind is int:
-        return _format_int(value)  # type: ignore[arg-type]
+        try:  # _format_int(), inlined: diffs render thousands
+            return str(value)
+        except ValueError:  # beyond Python's int->str digit limit: hex has none
+            return hex(value)  # type: ignore[arg-type]
     if kind is str:
         return value.replace(",", ",,")  # type: ignore[union-attr]
     if kind is bool or isinstance(value, bool):
