@@ -67,6 +67,7 @@ from devmig.state._records import (
     RecordType,
     decompress_chunk,
     expected_types,
+    zstd_bound,
 )
 from devmig.state._region import Region
 
@@ -96,6 +97,9 @@ class _Want:
     )
 
 
+_BULK: Final = int(RecordType.BULK)
+_RAW: Final = int(Codec.RAW)
+_BULK_HEAD_SIZE: Final = BULK_HEAD.size
 _TYPES: Final[Mapping[int, RecordType]] = {int(t): t for t in RecordType}
 _ORDER: Final[Mapping[Phase, Mapping[int, Phase]]] = {
     phase: {int(t): nxt for t, nxt in allowed.items()} for phase, allowed in ORDER.items()
@@ -150,6 +154,8 @@ class StreamDecoder:
             layout, max_record=max_record, max_section=max_section, max_chunk=max_chunk
         )
         """The size limits in force."""
+        self._max_chunk = self.limits.max_chunk
+        self._largest_bulk = min(self.limits.max_record, BULK_HEAD.size + zstd_bound(max_chunk))
         self._load = Load(model, self.config, layout, self.regions)
         self._input = InputQueue()
         self._events: deque[Event] = deque()
@@ -461,6 +467,19 @@ class StreamDecoder:
             return False
         rtype, flags, length = RECORD_HEAD.unpack(raw)
         self._load.record += 1
+        if (
+            rtype == _BULK
+            and not flags
+            and _BULK_HEAD_SIZE <= length <= self._largest_bulk
+            and _BULK in self._allowed
+        ):  # the hot path: what the general checks below conclude for a sound BULK head
+            self._record_start = self._offset - RECORD_HEAD.size
+            self._next_phase = self._allowed[_BULK]
+            self._rtype = RecordType.BULK
+            self._length = self._last_length = length
+            self._trailer.update(raw)
+            self._want = _Want.BULK_HEAD
+            return True
         self._record_start = start = self._offset - RECORD_HEAD.size
         if flags & ~KNOWN_FLAGS:
             self._fail(
@@ -511,6 +530,20 @@ class StreamDecoder:
         if raw is None:
             return False
         region, offset, raw_length, codec = BULK_HEAD.unpack(raw)
+        regions = self.regions
+        if (
+            codec == _RAW
+            and self._length - _BULK_HEAD_SIZE == raw_length <= self._max_chunk
+            and region < len(regions)
+            and offset + raw_length <= regions[region].size
+        ):  # the hot path: what check_bulk and Load.region conclude for sound raw fields
+            self._trailer.update(raw)
+            self._rec_hash = xxhash.xxh3_64(raw)
+            self._bulk = (region, offset, raw_length)
+            self._dest = regions[region].view[offset : offset + raw_length]
+            self._dest_pos = 0
+            self._want = _Want.BULK_DATA if raw_length else _Want.BULK_DIGEST
+            return True
         data_length = self.limits.check_bulk(
             raw_length,
             self._length - BULK_HEAD.size,
@@ -533,6 +566,8 @@ class StreamDecoder:
         return True
 
     def _step_bulk_data(self) -> bool:
+        if not self._input.size:
+            return False
         dest = self._dest[self._dest_pos :]
         moved = self._input.move_into(dest, (self._rec_hash, self._trailer))
         self._dest_pos += moved

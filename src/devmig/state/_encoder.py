@@ -196,7 +196,8 @@ class StreamEncoder:
             StreamError: ``STREAM_ORDER`` after the sections began;
                 ``BULK_OUT_OF_RANGE`` outside the region.
         """
-        nxt = self._advance(RecordType.BULK)
+        # BULK keeps the bulk phase (ORDER): skip the table for the hot case
+        nxt = Phase.BULK if self._phase is Phase.BULK else self._advance(RecordType.BULK)
         view = memoryview(data).cast("B")
         self._check_range(region, offset, len(view))
         out: list[Buffer] = []

@@ -272,7 +272,7 @@ class PrecopySource:
             return [record], len(record)
         self.chunks += 1
         records = self.encoder.bulk(index, offset, data)
-        return records, sum(len(b) for b in records)
+        return records, sum(map(len, records))
 
 
 def _all_zero(data: Buffer) -> bool:
