@@ -244,7 +244,7 @@ class StreamDecoder:
         """
         if self._error is not None:
             raise self._error
-        if not self._events:
+        if not self._events and self._input.size:  # no step progresses without input
             self._process(until_event=True)
         return self._events.popleft() if self._events else NEED_DATA
 
@@ -271,7 +271,7 @@ class StreamDecoder:
         """
         if self._error is not None:
             raise self._error
-        if self._want != _Want.BULK_DATA or self._input.size:
+        if self._input.size:  # no step progresses without input
             self._process(until_event=False)
         if self._want == _Want.BULK_DATA and not self._input.size:
             view = self._dest[self._dest_pos :]
