@@ -341,7 +341,8 @@ def main() -> None:
                       f"dirty after {r['dirty_bytes'] / 1e6:.1f} MB")
             print(_phases(run))
             print(f"    CPU while streaming (first byte -> trailer): source {run['source'].get('stream_cpu_s', 0):.2f} s "
-                  f"(its workload included), destination {run['destination'].get('stream_cpu_s', 0):.2f} s; "
+                  f"(its workload included), destination {run['destination'].get('stream_cpu_s', 0):.2f} s "
+                  f"in {run['destination'].get('stream_reads', 0)} receives; "
                   f"start -> both finished (destination set-up included): source {run['cpu_s'][0]:.2f} s, "
                   f"destination {run['cpu_s'][1]:.2f} s")
 

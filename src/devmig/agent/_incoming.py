@@ -171,7 +171,8 @@ class DestinationRun:
             channel.route_to(device, data)
             await channel.wait_stream()
             m.timings.update(stream_first_byte=channel.stream_first_at, trailer=channel.stream_done_at,
-                             stream_cpu_s=round(channel.stream_cpu, 4))
+                             stream_cpu_s=round(channel.stream_cpu, 4), stream_reads=channel.stream_reads,
+                             lowat_fallbacks=channel.lowat_fallbacks)
             handoff.stream_received(b"")
             device.set_state(State.STOP)  # commits the staged sections, or raises StreamError
         except StreamError as exc:

@@ -52,9 +52,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import socket
 import struct
+import termios
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -79,6 +81,9 @@ _SOCKET_BUFFER = 8 << 20
 _NUDGE = 64 * 1024  # bytes handed to the transport when the socket is full (it wakes us when sent)
 _IOV_MAX = 512  # buffers per sendmsg (the kernel's IOV_MAX is 1024)
 _READ_AHEAD = 64 * 1024  # after a small record, receive up to this much at once (see StreamDecoder.get_buffer)
+_LOWAT_MAX = 1 << 20  # the most stream bytes a TCP receive waits for (SO_RCVLOWAT)
+_LOWAT_SLACK = 64  # a framing buffer's read-ahead beyond what the record needs (the decoder's lookahead)
+_LOWAT_WATCH = 0.01  # seconds between checks that bytes waiting below the low-water mark still grow
 
 
 class StreamSink(Protocol):
@@ -142,7 +147,19 @@ class Channel(asyncio.BufferedProtocol):
         """When the sink reported the whole stream loaded (epoch seconds)."""
         self.stream_cpu = 0.0
         """CPU seconds this process used from the first stream byte to the loaded stream (all threads)."""
+        self.stream_reads = 0
+        """Receives (``buffer_updated`` calls) that carried stream bytes."""
         self._raw: socket.socket | None = None  # a duplicate of the transport's socket, for sendmsg
+        self._tcp = False  # SO_RCVLOWAT is honoured (TCP; AF_UNIX ignores it for readiness)
+        self._lowat = 1
+        self._handed = 0  # the size of the sink buffer last handed to the transport
+        self._lowat_cap = _LOWAT_MAX  # halved whenever the kernel stopped short of the mark (see _watch_lowat)
+        self._watch: asyncio.TimerHandle | None = None
+        self._watch_queued = -1
+        self._watch_received = -1
+        self.lowat_fallbacks = 0
+        """Times bytes stopped growing below the receive low-water mark, so it was lowered (see _watch_lowat)."""
+        self._pending_seen = 0  # bytes the kernel held for us at the last stall check (see wait_stream)
         self._unsent: list[memoryview] = []  # a send in progress: its buffers, from index _first on
         self._first = 0
         self.connected = asyncio.Event()
@@ -159,6 +176,7 @@ class Channel(asyncio.BufferedProtocol):
                 self._raw = sock.dup()
             except OSError:
                 self._raw = None
+            self._tcp = self._raw is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
         if isinstance(transport, asyncio.WriteTransport):
             transport.set_write_buffer_limits(high=0 if self._raw is not None else _WRITE_HIGH)
         self.connected.set()
@@ -172,6 +190,9 @@ class Channel(asyncio.BufferedProtocol):
         self._wake()
 
     def _close_raw(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(OSError):
@@ -191,9 +212,18 @@ class Channel(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._sink is not None:
             try:
-                return self._sink.get_buffer(_READ_AHEAD)
+                view = self._sink.get_buffer(_READ_AHEAD)
             except StreamError as exc:
                 self._fail_sink(exc)
+            else:
+                if self._tcp:
+                    # Inside a long payload, be woken only once the kernel holds all of it (up to the
+                    # cap): one receive per record instead of one per arriving train of segments.
+                    self._handed = view.nbytes
+                    self._set_lowat(self._lowat_for(self._handed))
+                return view
+        if self._lowat != 1:
+            self._set_lowat(1)
         view = memoryview(self._scratch)
         if self._hello_limit is not None:
             return view[: max(1, self._hello_need())]
@@ -207,12 +237,18 @@ class Channel(asyncio.BufferedProtocol):
             if self.stream_first_at is None:
                 self.stream_first_at = time.time()
                 self.stream_cpu = -time.process_time()
+            self.stream_reads += 1
+            self._pending_seen = 0
+            if self._lowat > 1:
+                # The mark must never exceed what the buffer still expects: the stream may end there.
+                self._set_lowat(self._lowat_for(self._handed - nbytes))
             try:
                 sink.buffer_updated(nbytes)
             except StreamError as exc:
                 self._fail_sink(exc)
                 return
             if sink.load_complete:
+                self._set_lowat(1)
                 self.stream_done_at = time.time()
                 self.stream_cpu += time.process_time()
                 self._sink = None
@@ -238,7 +274,68 @@ class Channel(asyncio.BufferedProtocol):
         length = int(struct.unpack_from(">I", self._hello_seen, _PREAMBLE + 1)[0])
         return head + min(length, _MAX_HELLO) - seen
 
+    def _lowat_for(self, expected: int) -> int:
+        """The low-water mark for a receive into a buffer of ``expected`` bytes.
+
+        A sink buffer longer than the read-ahead is a payload's remaining bytes (plus at most the
+        decoder's lookahead), which the peer must send; a shorter one may be a read-ahead, which
+        it need not: then 1.
+        """
+        return min(expected - _LOWAT_SLACK, self._lowat_cap) if expected > _READ_AHEAD else 1
+
+    def _set_lowat(self, nbytes: int) -> None:
+        """Set the TCP receive low-water mark: readable once ``nbytes`` are queued (or FIN, or a full window)."""
+        if nbytes == self._lowat:
+            return
+        raw = self._raw
+        if raw is None:
+            return
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+        except OSError:
+            self._tcp = False
+            return
+        self._lowat = nbytes
+        if nbytes > 1 and self._watch is None and self._transport is not None:
+            self._watch_queued = self._watch_received = -1
+            self._watch = asyncio.get_running_loop().call_later(_LOWAT_WATCH, self._watch_lowat)
+
+    def _watch_lowat(self) -> None:
+        """Lower the low-water mark when bytes below it stopped growing.
+
+        The kernel may hold back a sender before the mark is reached (its receive window may be
+        smaller than the mark: it grows slowly, and raising the mark clamps it), in which case
+        the receive would wait for ever. Bytes queued but not growing for a whole period mean
+        exactly that: the mark drops to 1 (the kernel then wakes us at once) and its cap halves,
+        down to no mark at all.
+        """
+        self._watch = None
+        if self._lowat <= 1 or self._sink is None or self._closed:
+            return
+        queued = self._queued()
+        if queued > 0 and queued == self._watch_queued and self.bytes_received == self._watch_received:
+            self.lowat_fallbacks += 1
+            self._lowat_cap = self._lowat_cap // 2 if self._lowat_cap > _READ_AHEAD else 0
+            if not self._lowat_cap:
+                self._tcp = False
+            self._set_lowat(1)
+            return
+        self._watch_queued, self._watch_received = queued, self.bytes_received
+        self._watch = asyncio.get_running_loop().call_later(_LOWAT_WATCH, self._watch_lowat)
+
+    def _queued(self) -> int:
+        """Bytes the kernel holds for us, not yet read (0 when unknown)."""
+        raw = self._raw
+        if raw is None:
+            return 0
+        try:
+            buf = fcntl.ioctl(raw.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", buf)[0])
+
     def _fail_sink(self, exc: StreamError) -> None:
+        self._set_lowat(1)
         self._sink = None
         self._sink_error = exc
         self._wake()
@@ -387,7 +484,14 @@ class Channel(asyncio.BufferedProtocol):
                 raise self._lost_error()
             deadline = self.last_received + self.stall_timeout
             if time.monotonic() >= deadline:
+                queued = self._queued()
+                if queued > self._pending_seen:
+                    # Bytes still arrive, below the low-water mark (a slow peer): that is progress.
+                    self._pending_seen = queued
+                    self.last_received = time.monotonic()
+                    continue
                 self._sink = None
+                self._set_lowat(1)
                 raise self._stalled("sent nothing")
             await self._wait(deadline)
 
