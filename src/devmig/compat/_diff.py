@@ -413,21 +413,20 @@ class _ModelDiff:
         out: list[Change] = []
         loc = ("params", name, "allowed")
         restriction: Restriction
-        if op.type == "int" and np.type == "int":
+        if type(op) is IntParam and type(np) is IntParam:  # (param_changed() saw one type on both sides)
             old_progs, new_progs = int_progressions(op), int_progressions(np)
             if old_progs == new_progs:
                 return out
             narrowed = int_difference(old_progs, new_progs)
             widened = int_difference(new_progs, old_progs)
             restriction = Restriction(exclude=new_progs)
-        else:
-            old_values = tuple(dict.fromkeys(op.allowed))
-            new_values = tuple(dict.fromkeys(np.allowed))
-            if set(old_values) == set(new_values):
+        else:  # bools or strings, all of one type: sets compare them exactly
+            old_set, new_set = set(op.__dict__["allowed"]), set(np.__dict__["allowed"])
+            if old_set == new_set:
                 return out
-            narrowed = any(not np.allows(v) for v in old_values)
-            widened = any(not op.allows(v) for v in new_values)
-            restriction = Restriction(exclude_values=frozenset((type(v), v) for v in new_values))
+            narrowed = not old_set <= new_set
+            widened = not new_set <= old_set
+            restriction = Restriction(exclude_values=frozenset((type(v), v) for v in new_set))
         both = f"(allowed: {op.describe_allowed()} -> {np.describe_allowed()})"
         if narrowed:
             sol = self.space.solve({name: restriction})

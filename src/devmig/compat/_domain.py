@@ -44,11 +44,13 @@ SCAN_LIMIT = 4096
 def int_progressions(param: IntParam) -> tuple[IntProg, ...]:
     """Return an int parameter's allowed ranges as progressions (``last`` on the grid)."""
     out = []
-    for r in param.allowed:
-        if r.max < r.min:
+    for r in param.__dict__["allowed"]:
+        d = r.__dict__  # min, max, step: one attribute lookup, not five
+        lo, hi = d["min"], d["max"]
+        if hi < lo:
             continue
-        step = r.step or 1
-        out.append((r.min, r.min + (r.max - r.min) // step * step, step))
+        step = d["step"] or 1
+        out.append((lo, lo + (hi - lo) // step * step, step))
     return tuple(out)
 
 
