@@ -239,17 +239,19 @@ def _constraint_json(k: Constraint) -> dict[str, Any]:
 
 
 def _allowed_json(p: Param) -> list[Any]:
+    allowed = p.__dict__["allowed"]
     if type(p) is IntParam or isinstance(p, IntParam):
         out: list[Any] = []
-        for r in p.allowed:
+        for r in allowed:
             d = r.__dict__  # min, max, step: the JSON keys, in that order
             out.append(dict(d) if d["step"] is not None else {"min": d["min"], "max": d["max"]})
         return out
-    return list(p.allowed)
+    return list(allowed)
 
 
 def _param_json(p: Param) -> dict[str, Any]:
-    return {"type": p.type, "allowed": _allowed_json(p), "off": p.off, "init": p.init}
+    d = p.__dict__
+    return {"type": d["type"], "allowed": _allowed_json(p), "off": d["off"], "init": d["init"]}
 
 
 class _ModelDiff:
@@ -258,6 +260,7 @@ class _ModelDiff:
     def __init__(self, old: DeviceModel, new: DeviceModel, spaces: Spaces) -> None:
         self.old = old
         self.new = new
+        self.old_params, self.new_params = old.params, new.params
         self._spaces = spaces
         self.id = old.model
         self._space: Space | None = None
@@ -307,7 +310,7 @@ class _ModelDiff:
                 self.change("DESCRIPTION_CHANGED", ("description",), "the model's description changed",
                             old=o.description, new=n.description)
             )
-        old_params, new_params = o.params, n.params
+        old_params, new_params = self.old_params, self.new_params
         get = new_params.get
         for name, op in old_params.items():
             np = get(name)
@@ -370,7 +373,7 @@ class _ModelDiff:
     def param_changed(self, name: str, op: Param, np: Param) -> list[Change]:
         out: list[Change] = []
         loc = ("params", name)
-        if op.type_name != np.type_name:
+        if type(op) is not type(np):  # one class per parameter type
             self.moved.add(name)
             example = _base_example(self.old, self._spaces)
             out.append(
@@ -384,18 +387,20 @@ class _ModelDiff:
                                        f"{name}'s description changed",
                                        old=op.description, new=np.description))
             return out
-        if not same_value(op.off, np.off):
+        od, nd = op.__dict__, np.__dict__  # the fields, read from the dicts: one lookup each side
+        if not same_value(od["off"], nd["off"]):
             self.moved.add(name)
             out.append(self._off_changed(name, op, np, _base_example(self.old, self._spaces)))
         out += self.allowed_changed(name, op, np)
-        if not same_value(op.init, np.init):
+        old_init, new_init = od["init"], nd["init"]
+        if not (type(old_init) is type(new_init) and old_init == new_init):
             out.append(self.change("INIT_CHANGED", (*loc, "init"),
-                                   f"{name}'s init value changed from {format_value(op.init)} "
-                                   f"to {format_value(np.init)}", old=op.init, new=np.init))
-        if op.description != np.description:
+                                   f"{name}'s init value changed from {format_value(old_init)} "
+                                   f"to {format_value(new_init)}", old=old_init, new=new_init))
+        if od["description"] != nd["description"]:
             out.append(self.change("DESCRIPTION_CHANGED", (*loc, "description"),
                                    f"{name}'s description changed",
-                                   old=op.description, new=np.description))
+                                   old=od["description"], new=nd["description"]))
         return out
 
     def _off_changed(
@@ -449,21 +454,21 @@ class _ModelDiff:
     def constraints(self) -> list[Change]:
         out: list[Change] = []
         o, n = self.old, self.new
-        olds = o.constraints
+        olds, news = o.constraints, n.constraints
         added: list[int] = []
-        matched, removed = _pair_constraints(olds, n.constraints, added)
+        matched, removed = _pair_constraints(olds, news, added)
         for index, old_index in matched:
-            k = n.constraints[index]
-            if olds[old_index].message != k.message:
+            old_message, new_message = olds[old_index].message, news[index].message
+            if old_message != new_message:
                 out.append(self.change("DESCRIPTION_CHANGED", ("constraints", index, "message"),
                                        f"constraint {index}'s message changed",
-                                       old=olds[old_index].message, new=k.message))
+                                       old=old_message, new=new_message))
         for index in removed:
             k = olds[index]
             out.append(self.change("CONSTRAINT_REMOVED", ("constraints", index),
                                    f"constraint removed: {k.render()}", old=_constraint_json(k)))
         for index in added:
-            k = n.constraints[index]
+            k = news[index]
             sol = self.violations(k)
             if sol.exists:
                 message = f"new constraint: {k.render()}; configurations OLD accepts violate it"
@@ -476,12 +481,12 @@ class _ModelDiff:
 
     def violations(self, k: Constraint) -> Solution:
         """Find a configuration OLD accepts whose full configuration at NEW violates ``k``."""
-        o, n = self.old, self.new
+        old_params, new_params = self.old_params, self.new_params
         when: dict[str, list[tuple[Any, bool]]] = defaultdict(list)
         for name, cond in k.when.items():
             spec = compile_condition(name, cond)
-            if name not in o.params:
-                np = n.params.get(name)
+            if name not in old_params:
+                np = new_params.get(name)
                 if np is None or not cond_holds(spec, np.off):
                     return NO_SOLUTION  # a parameter OLD lacks is at NEW's off value
                 continue
@@ -492,8 +497,8 @@ class _ModelDiff:
         for name, cond in k.require.items():
             spec = compile_condition(name, cond)
             restrictions = base
-            if name not in o.params:
-                np = n.params.get(name)
+            if name not in old_params:
+                np = new_params.get(name)
                 if np is not None and cond_holds(spec, np.off):
                     continue
             else:
@@ -509,8 +514,8 @@ class _ModelDiff:
         return best
 
     def _seen_as(self, name: str) -> tuple[Value, Value] | None:
-        old_off = self.old.params[name].off
-        np = self.new.params.get(name)
+        old_off = self.old_params[name].off
+        np = self.new_params.get(name)
         if np is None or same_value(old_off, np.off):
             return None
         return old_off, np.off

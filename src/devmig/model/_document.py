@@ -115,10 +115,12 @@ class IntRange(_Frozen):
 
     def render(self) -> str:
         """Return a short rendering: ``0..64 step 16``."""
-        if self.min == self.max:
-            return format_value(self.min)
-        text = f"{format_value(self.min)}..{format_value(self.max)}"
-        return text + (f" step {format_value(self.step)}" if self.step else "")
+        d = self.__dict__  # the fields in one lookup: a diff renders thousands of ranges
+        lo, hi, step = d["min"], d["max"], d["step"]
+        if lo == hi:
+            return format_value(lo)
+        text = f"{format_value(lo)}..{format_value(hi)}"
+        return text + (f" step {format_value(step)}" if step else "")
 
 
 class _ParamBase(_Frozen):
