@@ -39,6 +39,7 @@ __all__ = ["SourceRun"]
 
 _CHUNK = 1 << 20
 _STOP_CHUNK = 4 << 20
+_HOLD_MAX = 64  # the largest tail kept back to go with the next record's head (see SourceRun._send)
 _STOP_COPY_SHARE = 0.25
 """The share of the target downtime that stop-copy's data may take (pre-copy goes on until it fits)."""
 
@@ -71,6 +72,7 @@ class SourceRun:
         self._cancelled = False
         self._stop_at: float | None = None
         self._pending: list[Any] = []
+        self._held: list[Any] = []  # a small tail kept back for the next send (see _send)
         self._sent = 0
         self._t0 = time.monotonic()
         self.callback_token = secrets.token_urlsafe(24)
@@ -221,9 +223,21 @@ class SourceRun:
         if handoff.phase is not SourcePhase.STREAMING:
             raise _Left
 
-    async def _send(self, buffers: list[Any], *, poll: bool = True) -> int:
-        """Write buffers (paced if configured); with ``poll``, look at what the destination said."""
+    async def _send(self, buffers: list[Any], *, poll: bool = True, hold: bool = False) -> int:
+        """Write buffers (paced if configured); with ``poll``, look at what the destination said.
+
+        With ``hold``, a small last buffer (a record's digest, a ROUND_END record) is kept back
+        and sent in front of the next buffers: the destination then reads it together with the
+        next record's head, in one receive instead of two (it waits for a record's head before
+        it can hand out the payload's region memory). :meth:`_send` without ``hold`` sends it.
+        """
         assert self.channel is not None
+        if self._held:
+            buffers = [*self._held, *buffers]
+            self._held = []
+        if hold and len(buffers) > 1 and _nbytes(buffers[-1:]) <= _HOLD_MAX:
+            self._held = [buffers[-1]]
+            buffers = buffers[:-1]
         n = _nbytes(buffers)
         await self.channel.send(buffers)
         self._sent += n
@@ -261,7 +275,7 @@ class SourceRun:
                     break
                 if not data:
                     break
-                sent += await self._send(data)
+                sent += await self._send(data, hold=True)
             round_time = time.monotonic() - t
             send_time += round_time
             if resending:
@@ -307,7 +321,8 @@ class SourceRun:
             data = device.read_data(_STOP_CHUNK)
             if not isinstance(data, list) or not data:
                 break
-            await self._send(data, poll=False)
+            await self._send(data, poll=False, hold=True)
+        await self._send([], poll=False)  # what was kept back: the stream ends here
         assert self.handoff is not None
         self.handoff.stream_sent()
         m.timings["trailer_sent"] = time.time()
