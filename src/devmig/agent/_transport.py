@@ -21,6 +21,15 @@ or ``unix:/path``). Both ends use :class:`Channel`, an
   is synchronous inside ``buffer_updated``, so the socket is read no faster
   than the device consumes (nothing piles up). The mode ends when the device
   reports ``load_complete`` (the TRAILER validated) or refuses the stream.
+  On TCP, while the device's buffer is a long payload's remaining bytes, the
+  socket's receive low-water mark (``SO_RCVLOWAT``) is set to them (up to
+  1 MiB): the loop is woken once the kernel holds the whole payload, so a
+  1 MiB record lands in one receive instead of one per arriving train of
+  segments (fewer callbacks, fewer window updates for the sender to handle).
+  The mark never exceeds what the current buffer still expects (the stream
+  may end right after it), and a 10 ms watchdog lowers it (halving its cap)
+  when bytes queued below it stop growing -- a kernel that holds the sender
+  back before the mark is reached must not hang the stream.
 
 Sending: on a socket, :meth:`Channel.send` hands the device's buffers
 (record heads, zero-copy views of region memory, digests) straight to the
@@ -40,7 +49,8 @@ kernel's autotuning, which may grow past what ``SO_RCVBUF`` may ask for.
 
 Time: a peer that sends nothing (while we wait to receive), or reads nothing
 (while we wait to send), for ``stall_timeout`` seconds raises
-``PEER_STALLED``. Foreign errors are mapped here, once: a reset, a closed
+``PEER_STALLED`` (bytes still growing in the kernel below the low-water mark
+count as progress). Foreign errors are mapped here, once: a reset, a closed
 connection or an ``OSError`` is ``PEER_LOST``; a refused or unreachable
 address is ``CONNECT_FAILED``; a malformed address is ``ADDRESS_INVALID``.
 
