@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xxhash
@@ -271,3 +271,31 @@ def section_records(layout: StateLayout, sections: Mapping[str, Mapping[str, Any
             fields = layout.validate_section(spec.name, sections[spec.name])
             out.append(section_record(spec.name, fields, optional=spec.optional))
     return out
+
+
+class StreamParts(NamedTuple):
+    """The pieces of a hand-built stream of the FULL layout, for tests that splice records."""
+
+    layout: StateLayout
+    src: list[Region]
+    sections: dict[str, dict[str, Any]]
+    header: bytes
+    bulk: list[bytes]
+    """One raw BULK record per region, with its whole contents."""
+    section_records: list[bytes]
+    """Every section present, in declaration order."""
+
+
+def stream_parts(seed: int) -> StreamParts:
+    """The FULL layout with seeded region contents, and its HEADER, BULK and SECTION records."""
+    layout = DECL.layout(FULL)
+    src = make_regions(layout, seed=seed)
+    sections = sections_for(layout)
+    return StreamParts(
+        layout,
+        src,
+        sections,
+        header_record(),
+        full_bulk_records(src),
+        section_records(layout, sections),
+    )

@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import pytest
 from state_helpers import (
-    DECL,
-    FULL,
     blank_regions,
     bulk_record,
     craft,
     decode_all,
     decode_zero_copy,
     decoder_for,
-    full_bulk_records,
-    header_record,
-    make_regions,
-    section_records,
-    sections_for,
+    stream_parts,
 )
 
 from devmig import StreamError
 from devmig.state import Bulk, state_digest
 from devmig.state._records import BULK_HEAD, RECORD_HEAD, RecordType, encode_record
 
-LAYOUT = DECL.layout(FULL)
-SRC = make_regions(LAYOUT, seed=9)
-SECTIONS = sections_for(LAYOUT)
-H = header_record()
-B = full_bulk_records(SRC)
-S = section_records(LAYOUT, SECTIONS)
+LAYOUT, SRC, SECTIONS, H, B, S = stream_parts(seed=9)
 MEM = LAYOUT.regions[0].size
 RING = LAYOUT.regions[1].size
 MEM_BYTES = SRC[0].data.tobytes()

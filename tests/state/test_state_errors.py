@@ -27,13 +27,12 @@ from state_helpers import (
     decode_zero_copy,
     decoder_for,
     encode_stream,
-    full_bulk_records,
     header_record,
     make_regions,
     preamble,
     section_record,
-    section_records,
     sections_for,
+    stream_parts,
     trailer_record,
 )
 
@@ -49,12 +48,7 @@ from devmig.state._records import (
     encode_record,
 )
 
-LAYOUT = DECL.layout(FULL)
-SRC = make_regions(LAYOUT, seed=42)
-SECTIONS = sections_for(LAYOUT)
-H = header_record()
-B = full_bulk_records(SRC)
-S = section_records(LAYOUT, SECTIONS)
+LAYOUT, SRC, SECTIONS, H, B, S = stream_parts(seed=42)
 REGS, RSS, QUEUES = S
 VALID = craft(H, *B, *S)
 REGS_FIELDS = LAYOUT.validate_section("regs", SECTIONS["regs"])
