@@ -545,6 +545,8 @@ class Channel(asyncio.BufferedProtocol):
                     raise self._lost_error()
                 if transport.get_write_buffer_size() == 0:
                     self._sendmsg_once(raw, transport)
+                    if self._first == len(self._unsent):
+                        break  # all in the kernel: one yield to the loop below, not two
                 await self.drain()
         finally:
             self._unsent, self._first = [], 0
