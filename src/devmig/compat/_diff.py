@@ -393,7 +393,7 @@ class _ModelDiff:
             out.append(self._off_changed(name, op, np, _base_example(self.old, self._spaces)))
         out += self.allowed_changed(name, op, np)
         old_init, new_init = od["init"], nd["init"]
-        if not (type(old_init) is type(new_init) and old_init == new_init):
+        if not same_value(old_init, new_init):
             out.append(self.change("INIT_CHANGED", (*loc, "init"),
                                    f"{name}'s init value changed from {format_value(old_init)} "
                                    f"to {format_value(new_init)}", old=old_init, new=new_init))

@@ -38,25 +38,17 @@ def format_value(value: Value) -> str:
     4300 digits) is rendered as ``0x`` hexadecimal, which option syntax reads back.
     """
     kind = type(value)
+    if kind is not int and kind is not str:  # the common kinds go straight to their branch
+        if kind is bool or isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, int):
+            kind = int  # an int subclass renders as an int
     if kind is int:
-        try:  # _format_int(), inlined: diffs render thousands
+        try:
             return str(value)
         except ValueError:  # beyond Python's int->str digit limit: hex has none
             return hex(value)  # type: ignore[arg-type]
-    if kind is str:
-        return value.replace(",", ",,")  # type: ignore[union-attr]
-    if kind is bool or isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, int):
-        return _format_int(value)
-    return value.replace(",", ",,")
-
-
-def _format_int(value: int) -> str:
-    try:
-        return str(value)
-    except ValueError:  # beyond Python's int->str digit limit: hex has none
-        return hex(value)
+    return value.replace(",", ",,")  # type: ignore[union-attr]
 
 
 def show_value(value: object, limit: int = 80) -> str:
