@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import ast
 import importlib
-from pathlib import Path
 
 import pytest
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from source_tree import SRC, FakeSourceTree, SourceTree, from_module
 
 # (package, name) pairs deliberately re-exported from outside devmig.
 INTENDED: set[tuple[str, str]] = set()
@@ -49,28 +47,6 @@ def _all_node(tree: ast.Module) -> ast.expr | None:
     return None
 
 
-class Sources:
-    """Module name -> source text, with package detection."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, name: str) -> Path | None:
-        base = self.root.joinpath(*name.split("."))
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-        return None
-
-    def source(self, name: str) -> str | None:
-        path = self.path(name)
-        return path.read_text(encoding="utf-8") if path else None
-
-    def is_package(self, name: str) -> bool:
-        path = self.path(name)
-        return path is not None and path.name == "__init__.py"
-
-
 def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
     """Top-level statements, looking into ``if``/``try`` blocks (conditional definitions)."""
     out: list[ast.stmt] = []
@@ -85,7 +61,7 @@ def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
     return out
 
 
-def origin(module: str, name: str, sources: Sources, depth: int = 0) -> str:
+def origin(module: str, name: str, sources: SourceTree, depth: int = 0) -> str:
     """Return the module that defines ``name`` as seen from ``module``.
 
     Follows ``from X import name`` (absolute or relative) through devmig
@@ -118,12 +94,7 @@ def origin(module: str, name: str, sources: Sources, depth: int = 0) -> str:
             for alias in node.names:
                 if (alias.asname or alias.name) != name:
                     continue
-                if node.level:
-                    parts = package.split(".")
-                    base = ".".join(parts[: len(parts) - node.level + 1])
-                    source_module = f"{base}.{node.module}" if node.module else base
-                else:
-                    source_module = node.module or ""
+                source_module = from_module(package, node)
                 if sources.path(f"{source_module}.{alias.name}") is not None:
                     return f"{source_module}.{alias.name}"  # a submodule
                 return origin(source_module, alias.name, sources, depth + 1)
@@ -173,7 +144,7 @@ def test_all_is_sorted_and_unique(package: str) -> None:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_all_names_come_from_devmig(package: str) -> None:
-    sources = Sources(SRC)
+    sources = SourceTree(SRC)
     foreign = {
         name: where
         for name in importlib.import_module(package).__all__
@@ -210,24 +181,6 @@ def test_model_api_is_complete() -> None:
 
 
 # --------------------------------------------------------------------------- the checks can fail
-
-
-class FakeSources(Sources):
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def path(self, name: str) -> Path | None:
-        if name in self.files:
-            return Path(name + ".py")
-        if name + ".__init__" in self.files:
-            return Path(name + "/__init__.py")
-        return None
-
-    def source(self, name: str) -> str | None:
-        return self.files.get(name, self.files.get(name + ".__init__"))
-
-    def is_package(self, name: str) -> bool:
-        return name + ".__init__" in self.files
 
 
 @pytest.mark.parametrize(
@@ -274,7 +227,7 @@ class FakeSources(Sources):
     ],
 )
 def test_origin(files: dict[str, str], name: str, where: str) -> None:
-    assert origin("devmig.p", name, FakeSources(files)) == where
+    assert origin("devmig.p", name, FakeSourceTree(files)) == where
 
 
 @pytest.mark.parametrize(

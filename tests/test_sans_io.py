@@ -11,13 +11,11 @@ Third-party libraries are not walked: what they do inside is theirs.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from source_tree import SRC, FakeSourceTree, SourceTree, calls_of, imports_of
 
 FORBIDDEN_MODULES = {
     "asyncio",
@@ -55,76 +53,6 @@ class Finding:
         return f"{self.module}:{self.line}: {self.what}"
 
 
-class Modules:
-    """Resolve devmig module names to source text under a ``src`` root."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, name: str) -> Path | None:
-        base = self.root.joinpath(*name.split("."))
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-        return None
-
-    def source(self, name: str) -> str | None:
-        path = self.path(name)
-        return path.read_text(encoding="utf-8") if path else None
-
-    def is_package(self, name: str) -> bool:
-        path = self.path(name)
-        return path is not None and path.name == "__init__.py"
-
-
-def imports_of(name: str, tree: ast.AST, is_package: bool) -> Iterable[tuple[int, str]]:
-    """Yield ``(line, absolute module name)`` for every import in ``tree``.
-
-    ``from a import b`` yields ``a`` and ``a.b`` (``b`` may be a submodule).
-    Imports inside functions and ``if TYPE_CHECKING:`` blocks count too.
-    ``importlib.import_module("x")`` and ``__import__("x")`` with a constant
-    name count as imports of ``x``.
-    """
-    package = name if is_package else name.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
-            yield node.lineno, module
-            for alias in node.names:
-                if alias.name != "*":
-                    yield node.lineno, f"{module}.{alias.name}"
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            dynamic = (isinstance(func, ast.Name) and func.id == "__import__") or (
-                isinstance(func, ast.Attribute) and func.attr == "import_module"
-            )
-            if dynamic and isinstance(node.args[0].value, str):
-                yield node.lineno, node.args[0].value
-
-
-def calls_of(tree: ast.AST) -> Iterable[tuple[int, str]]:
-    """Yield ``(line, name)`` for every call of a bare name (``open(...)``, ``builtins.open``)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Name):
-                yield node.lineno, func.id
-            elif (
-                isinstance(func, ast.Attribute)
-                and isinstance(func.value, ast.Name)
-                and func.value.id == "builtins"
-            ):
-                yield node.lineno, func.attr
-
-
 def forbidden(module: str) -> bool:
     top = module.split(".")[0]
     return top in FORBIDDEN_MODULES or any(
@@ -132,7 +60,7 @@ def forbidden(module: str) -> bool:
     )
 
 
-def check(roots: list[str], modules: Modules) -> tuple[list[Finding], dict[str, str | None]]:
+def check(roots: list[str], modules: SourceTree) -> tuple[list[Finding], dict[str, str | None]]:
     """Walk the devmig import graph from ``roots``; return findings and how each module was reached."""
     findings: list[Finding] = []
     reached_from: dict[str, str | None] = {}
@@ -169,7 +97,7 @@ def chain(name: str, reached_from: dict[str, str | None]) -> str:
     return " <- ".join(out)
 
 
-EXISTING_CORE = [name for name in CORE if Modules(SRC).path(name) is not None]
+EXISTING_CORE = [name for name in CORE if SourceTree(SRC).path(name) is not None]
 
 
 def test_some_core_exists() -> None:
@@ -179,7 +107,7 @@ def test_some_core_exists() -> None:
 
 @pytest.mark.parametrize("root", EXISTING_CORE)
 def test_core_is_sans_io(root: str) -> None:
-    findings, reached_from = check([root], Modules(SRC))
+    findings, reached_from = check([root], SourceTree(SRC))
     assert root in reached_from
     assert not findings, "\n".join(
         f"{f}   (reached: {chain(f.module, reached_from)})" for f in findings
@@ -187,7 +115,7 @@ def test_core_is_sans_io(root: str) -> None:
 
 
 def test_the_walk_reaches_devmig_modules_transitively() -> None:
-    _, reached_from = check(["devmig.model"], Modules(SRC))
+    _, reached_from = check(["devmig.model"], SourceTree(SRC))
     assert {"devmig", "devmig._errors", "devmig.model._config", "devmig.model._values"} <= set(
         reached_from
     )
@@ -196,26 +124,8 @@ def test_the_walk_reaches_devmig_modules_transitively() -> None:
 # --------------------------------------------------------------------------- the checker can fail
 
 
-class FakeModules(Modules):
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def path(self, name: str) -> Path | None:
-        if name in self.files:
-            return Path(name.replace(".", "/") + ".py")
-        if name + ".__init__" in self.files:
-            return Path(name.replace(".", "/") + "/__init__.py")
-        return None
-
-    def source(self, name: str) -> str | None:
-        return self.files.get(name, self.files.get(name + ".__init__"))
-
-    def is_package(self, name: str) -> bool:
-        return name + ".__init__" in self.files
-
-
 def fake(files: dict[str, str]) -> Callable[[list[str]], list[str]]:
-    modules = FakeModules({"devmig.__init__": "", **files})
+    modules = FakeSourceTree({"devmig.__init__": "", **files})
     return lambda roots: [f.what for f in check(roots, modules)[0]]
 
 
