@@ -22,7 +22,7 @@ with ``timeout()`` and ``connection_lost()`` called when those happen, and
 
 from __future__ import annotations
 
-from collections import deque
+from types import MappingProxyType
 
 from devmig.migration._session import (
     CANCELLED,
@@ -34,10 +34,7 @@ from devmig.migration._session import (
     NEED_DATA,
     PAUSED,
     PHASE_INVALID,
-    STATUS_CONTRADICTS,
-    STATUS_INVALID,
     TIMEOUT,
-    TOO_LATE,
     UNEXPECTED_QUERY,
     ConnectionRejected,
     DestinationEvent,
@@ -49,15 +46,11 @@ from devmig.migration._session import (
     StreamStarted,
     Trigger,
     Wait,
-    _check_asker,
-    status_bytes,
-    step,
 )
 from devmig.migration._session_frames import (
     _CODE,
     Abort,
     Ack,
-    FrameReader,
     Go,
     HandoffError,
     Hello,
@@ -67,10 +60,9 @@ from devmig.migration._session_frames import (
     Ready,
     Refused,
     Role,
-    Status,
     encode,
-    read_single,
 )
+from devmig.migration._session_side import HandoffSide
 from devmig.migration._session_tickets import Tickets
 
 __all__ = ["DestinationHandoff"]
@@ -81,7 +73,7 @@ _HELLO_READS = frozenset({Message.HELLO})
 _HELLO_PROBLEMS = {"FRAME_INVALID", "FRAME_TOO_LARGE", "UNEXPECTED_MESSAGE"}
 
 
-class DestinationHandoff:
+class DestinationHandoff(HandoffSide[DestinationPhase, DestinationEvent]):
     """The destination side of one connection's hand-off: a pure protocol object.
 
     The connection is bound to a migration only once its HELLO proves that
@@ -92,26 +84,25 @@ class DestinationHandoff:
         tickets: the secrets this agent issued; a proved secret is spent.
     """
 
-    __slots__ = (
-        "_connected",
-        "_eof",
-        "_events",
-        "_failure",
-        "_id",
-        "_phase",
-        "_preamble",
-        "_reader",
-        "_stream_done",
-        "_tickets",
-    )
+    __slots__ = ("_connected", "_eof", "_preamble", "_stream_done", "_tickets")
+
+    _ROLE = Role.DESTINATION
+    _PEER = Role.SOURCE
+    _TRANSITIONS = DESTINATION_TRANSITIONS
+    _ANSWERS = DESTINATION_ANSWERS
+    _ASKS_IN = _D.WAIT_DECISION
+    _ASKS_WHEN = "in WAIT_DECISION"
+    _PEER_OUTCOMES = (Outcome.PROCEED, Outcome.ABORTED, Outcome.PENDING)
+    #: The late answers that do not contradict an outcome already reached.
+    _LATE_ANSWERS = MappingProxyType({
+        _D.STARTING: frozenset({Outcome.PROCEED, Outcome.PENDING}),
+        _D.RUNNING: frozenset({Outcome.PROCEED, Outcome.PENDING}),
+        _D.DESTROYED: frozenset({Outcome.PROCEED, Outcome.ABORTED, Outcome.PENDING}),
+    })
 
     def __init__(self, tickets: Tickets) -> None:
+        super().__init__(None, _D.WAIT_HELLO)
         self._tickets = tickets
-        self._id: str | None = None
-        self._phase = _D.WAIT_HELLO
-        self._failure: Failure | None = None
-        self._events: deque[DestinationEvent] = deque()
-        self._reader = FrameReader()
         self._preamble = False
         self._stream_done = False
         self._eof = False
@@ -123,28 +114,6 @@ class DestinationHandoff:
     def migration_id(self) -> str | None:
         """The migration the connection carries; ``None`` before a valid HELLO."""
         return self._id
-
-    @property
-    def phase(self) -> DestinationPhase:
-        """The current phase."""
-        return self._phase
-
-    @property
-    def failure(self) -> Failure | None:
-        """Why the hand-off left its happy path, if it did."""
-        return self._failure
-
-    def __repr__(self) -> str:
-        return f"<DestinationHandoff {self._id!r} {self._phase.name}>"
-
-    def _fire(self, trigger: Trigger, failure: Failure | None = None) -> None:
-        old = self._phase
-        new = step(DESTINATION_TRANSITIONS, old, trigger)
-        self._phase = new
-        if new is not old or trigger is Trigger.PENDING:
-            if failure is not None:
-                self._failure = failure
-            self._enter(new)
 
     def _enter(self, phase: DestinationPhase) -> None:
         migration = self._id or ""
@@ -159,9 +128,6 @@ class DestinationHandoff:
             self._events.append(QuerySource(migration, self._failure))
         if phase not in (_D.WAIT_HELLO, _D.RESUMING, _D.WAIT_GO):
             self._reader.clear()
-
-    def _here(self, code: str, message: str) -> Failure:
-        return Failure(code, message, Role.DESTINATION, self._phase.name)
 
     def _lose(self, failure: Failure) -> None:
         self._connected = False
@@ -400,14 +366,7 @@ class DestinationHandoff:
             HandoffError: ``TOO_LATE`` once READY was sent: the source may
                 have committed, and this copy may be the device's only one.
         """
-        if (self._phase, Trigger.CANCEL) not in DESTINATION_TRANSITIONS:
-            raise HandoffError(
-                TOO_LATE,
-                f"a migration cannot be cancelled in {self._phase.name}",
-                phase=self._phase.name,
-                allowed=["WAIT_HELLO", "RESUMING"],
-                hint="after READY only the source's decision ends the migration",
-            )
+        self._check_cancel("after READY only the source's decision ends the migration")
         if self._phase is _D.WAIT_HELLO:
             return self._reject(Trigger.CANCEL, CANCELLED, message, by_call=True)
         failure = self._here(CANCELLED, message)
@@ -416,22 +375,7 @@ class DestinationHandoff:
         self._fire(Trigger.CANCEL, failure)
         return reply
 
-    # -- out of band ----------------------------------------------------------
-
-    def query(self) -> bytes:
-        """Return a QUERY to send to the source agent (WAIT_DECISION only).
-
-        Raises:
-            HandoffError: ``PHASE_INVALID`` unless WAIT_DECISION.
-        """
-        if self._phase is not _D.WAIT_DECISION or self._id is None:
-            raise HandoffError(
-                PHASE_INVALID,
-                f"the destination queries only in WAIT_DECISION, not in {self._phase.name}",
-                phase=self._phase.name,
-                allowed=["WAIT_DECISION"],
-            )
-        return encode(Query(self._id, Role.DESTINATION))
+    # -- out of band (query() is HandoffSide's) -----------------------------
 
     def receive_status(self, data: bytes) -> None:
         """Apply the source agent's answer (a STATUS frame) to a query.
@@ -446,37 +390,7 @@ class DestinationHandoff:
                 after the device was started here (a broken peer: nothing is
                 changed).
         """
-        status = read_single(data, Message.STATUS)
-        assert isinstance(status, Status)
-        if status.migration != self._id or status.outcome is Outcome.STARTED:
-            raise HandoffError(
-                STATUS_INVALID,
-                "the answer is about another migration, or not a source's",
-                phase=self._phase.name,
-                value=[status.migration, status.outcome.name],
-                allowed=[self._id, ["PROCEED", "ABORTED", "PENDING"]],
-            )
-        phase = self._phase
-        if phase is _D.WAIT_DECISION:
-            failure = None
-            if status.outcome is Outcome.ABORTED:
-                failure = Failure(status.code or "ABORTED", status.text, Role.SOURCE, status.phase)
-            self._fire(Trigger[status.outcome.name], failure)
-            return
-        if phase not in (_D.STARTING, _D.RUNNING, _D.DESTROYED):
-            raise HandoffError(
-                PHASE_INVALID,
-                f"no query was sent in {phase.name}",
-                phase=phase.name,
-                allowed=["WAIT_DECISION"],
-            )
-        if status.outcome is Outcome.ABORTED and phase is not _D.DESTROYED:
-            raise HandoffError(
-                STATUS_CONTRADICTS,
-                f"the source answers ABORTED but the destination is {phase.name}",
-                phase=phase.name,
-                value=status.outcome.name,
-            )
+        self._apply_status(data)
 
     def answer_query(self, query: Query) -> bytes:
         """Answer the source agent's QUERY, making the outcome final first.
@@ -495,9 +409,4 @@ class DestinationHandoff:
                 source's, or about another migration; ``PHASE_INVALID``
                 before a valid HELLO bound the connection to a migration.
         """
-        _check_asker(query, Role.SOURCE, self._id, self._phase.name)
-        failure = self._here(UNEXPECTED_QUERY, "the source asked before READY was sent")
-        self._fire(Trigger.QUERY, failure)  # recorded only if it destroys
-        outcome = DESTINATION_ANSWERS[self._phase]
-        assert self._id is not None
-        return status_bytes(self._id, outcome, self._failure, self._phase.name)
+        return self._answer(query, UNEXPECTED_QUERY, "the source asked before READY was sent")

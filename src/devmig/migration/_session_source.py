@@ -20,7 +20,7 @@ happen, and ``answer_query()`` when the destination agent asks.
 
 from __future__ import annotations
 
-from collections import deque
+from types import MappingProxyType
 
 from devmig.migration._session import (
     CANCELLED,
@@ -29,13 +29,9 @@ from devmig.migration._session import (
     NEED_DATA,
     PAUSED,
     PEER_IN_DOUBT,
-    PHASE_INVALID,
     SOURCE_ANSWERS,
     SOURCE_TRANSITIONS,
-    STATUS_CONTRADICTS,
-    STATUS_INVALID,
     TIMEOUT,
-    TOO_LATE,
     Failure,
     PersistCommitted,
     QueryDestination,
@@ -45,15 +41,11 @@ from devmig.migration._session import (
     SourcePhase,
     Trigger,
     Wait,
-    _check_asker,
-    status_bytes,
-    step,
 )
 from devmig.migration._session_frames import (
     PREAMBLE,
     Abort,
     Ack,
-    FrameReader,
     Go,
     HandoffError,
     Hello,
@@ -63,10 +55,9 @@ from devmig.migration._session_frames import (
     Ready,
     Refused,
     Role,
-    Status,
     encode,
-    read_single,
 )
+from devmig.migration._session_side import HandoffSide
 
 __all__ = ["SourceHandoff"]
 
@@ -78,16 +69,11 @@ _READS: dict[SourcePhase, frozenset[Message]] = {
     _S.WAIT_READY: frozenset({Message.READY, Message.REFUSED}),
     _S.COMMITTED: frozenset({Message.ACK, Message.REFUSED}),
 }
-#: The late answers that agree with an outcome already reached.
-_LATE_ANSWERS = {
-    _S.DONE: frozenset({Outcome.STARTED, Outcome.PENDING}),
-    _S.ROLLED_BACK: frozenset({Outcome.ABORTED, Outcome.PENDING}),
-}
 #: Phases in which received bytes are kept for later (read once COMMITTED).
 _KEEPS = frozenset({_S.CONNECTING, _S.COMMITTING, *_READS})
 
 
-class SourceHandoff:
+class SourceHandoff(HandoffSide[SourcePhase, SourceEvent]):
     """The source side of one migration's hand-off: a pure protocol object.
 
     Args:
@@ -98,15 +84,25 @@ class SourceHandoff:
         HandoffError: ``FRAME_INVALID`` when the id or the secret is malformed.
     """
 
-    __slots__ = ("_disconnected", "_events", "_failure", "_hello", "_id", "_phase", "_reader")
+    __slots__ = ("_disconnected", "_hello")
+
+    _id: str
+    _ROLE = Role.SOURCE
+    _PEER = Role.DESTINATION
+    _TRANSITIONS = SOURCE_TRANSITIONS
+    _ANSWERS = SOURCE_ANSWERS
+    _ASKS_IN = _S.IN_DOUBT
+    _ASKS_WHEN = "when in doubt"
+    _PEER_OUTCOMES = (Outcome.STARTED, Outcome.ABORTED, Outcome.PENDING)
+    #: The late answers that agree with an outcome already reached.
+    _LATE_ANSWERS = MappingProxyType({
+        _S.DONE: frozenset({Outcome.STARTED, Outcome.PENDING}),
+        _S.ROLLED_BACK: frozenset({Outcome.ABORTED, Outcome.PENDING}),
+    })
 
     def __init__(self, migration_id: str, secret: bytes) -> None:
         self._hello = PREAMBLE + encode(Hello(migration_id, secret))
-        self._id = migration_id
-        self._phase = _S.CONNECTING
-        self._failure: Failure | None = None
-        self._events: deque[SourceEvent] = deque()
-        self._reader = FrameReader()
+        super().__init__(migration_id, _S.CONNECTING)
         self._disconnected: Failure | None = None
 
     @classmethod
@@ -140,28 +136,6 @@ class SourceHandoff:
         """The migration's id."""
         return self._id
 
-    @property
-    def phase(self) -> SourcePhase:
-        """The current phase."""
-        return self._phase
-
-    @property
-    def failure(self) -> Failure | None:
-        """Why the hand-off left its happy path (rolled back, or in doubt), if it did."""
-        return self._failure
-
-    def __repr__(self) -> str:
-        return f"<SourceHandoff {self._id!r} {self._phase.name}>"
-
-    def _fire(self, trigger: Trigger, failure: Failure | None = None) -> None:
-        old = self._phase
-        new = step(SOURCE_TRANSITIONS, old, trigger)
-        self._phase = new
-        if new is not old or trigger is Trigger.PENDING:
-            if failure is not None:
-                self._failure = failure
-            self._enter(new)
-
     def _enter(self, phase: SourcePhase) -> None:
         if phase is _S.COMMITTING:
             self._events.append(PersistCommitted(self._id))
@@ -173,9 +147,6 @@ class SourceHandoff:
             self._events.append(event(self._id, self._failure))
         if phase not in _KEEPS:
             self._reader.clear()
-
-    def _here(self, code: str, message: str) -> Failure:
-        return Failure(code, message, Role.SOURCE, self._phase.name)
 
     def _lose(self, failure: Failure) -> None:
         """The connection is gone (lost, stalled, or broken by the peer)."""
@@ -336,35 +307,13 @@ class SourceHandoff:
             HandoffError: ``TOO_LATE`` from COMMITTING on: the destination may
                 be about to run the device; only its answer decides now.
         """
-        if (self._phase, Trigger.CANCEL) not in SOURCE_TRANSITIONS:
-            raise HandoffError(
-                TOO_LATE,
-                f"a migration cannot be cancelled in {self._phase.name}",
-                phase=self._phase.name,
-                allowed=["CONNECTING", "STREAMING", "WAIT_READY"],
-                hint="after READY the outcome is the destination's to report",
-            )
+        self._check_cancel("after READY the outcome is the destination's to report")
         was = self._phase
         failure = self._here(CANCELLED, message)
         self._fire(Trigger.CANCEL, failure)
         return self._abort_frame(failure) if was is _S.WAIT_READY else b""
 
-    # -- out of band ----------------------------------------------------------
-
-    def query(self) -> bytes:
-        """Return a QUERY to send to the destination agent (IN_DOUBT only).
-
-        Raises:
-            HandoffError: ``PHASE_INVALID`` unless IN_DOUBT.
-        """
-        if self._phase is not _S.IN_DOUBT:
-            raise HandoffError(
-                PHASE_INVALID,
-                f"the source queries only when in doubt, not in {self._phase.name}",
-                phase=self._phase.name,
-                allowed=["IN_DOUBT"],
-            )
-        return encode(Query(self._id, Role.SOURCE))
+    # -- out of band (query() is HandoffSide's) -----------------------------
 
     def receive_status(self, data: bytes) -> None:
         """Apply the destination agent's answer (a STATUS frame) to a query.
@@ -378,43 +327,7 @@ class SourceHandoff:
                 have been sent; ``STATUS_CONTRADICTS`` when it contradicts the
                 outcome (a broken peer: nothing is changed).
         """
-        status = read_single(data, Message.STATUS)
-        assert isinstance(status, Status)
-        self._check_status(status)
-        phase = self._phase
-        if phase is _S.IN_DOUBT:
-            failure = None
-            if status.outcome is Outcome.ABORTED:
-                failure = Failure(
-                    status.code or "ABORTED", status.text, Role.DESTINATION, status.phase
-                )
-            self._fire(Trigger[status.outcome.name], failure)
-            return
-        agrees = _LATE_ANSWERS.get(phase)
-        if agrees is None:
-            raise HandoffError(
-                PHASE_INVALID,
-                f"no query was sent in {phase.name}",
-                phase=phase.name,
-                allowed=["IN_DOUBT"],
-            )
-        if status.outcome not in agrees:
-            raise HandoffError(
-                STATUS_CONTRADICTS,
-                f"the destination answers {status.outcome.name} but the source is {phase.name}",
-                phase=phase.name,
-                value=status.outcome.name,
-            )
-
-    def _check_status(self, status: Status) -> None:
-        if status.migration != self._id or status.outcome is Outcome.PROCEED:
-            raise HandoffError(
-                STATUS_INVALID,
-                "the answer is about another migration, or not a destination's",
-                phase=self._phase.name,
-                value=[status.migration, status.outcome.name],
-                allowed=[self._id, ["STARTED", "ABORTED", "PENDING"]],
-            )
+        self._apply_status(data)
 
     def answer_query(self, query: Query) -> bytes:
         """Answer the destination agent's QUERY, making the outcome final first.
@@ -430,10 +343,6 @@ class SourceHandoff:
             HandoffError: ``QUERY_INVALID`` for a query that is not the
                 destination's, or about another migration.
         """
-        _check_asker(query, Role.DESTINATION, self._id, self._phase.name)
-        failure = self._here(
-            PEER_IN_DOUBT, "the destination asked for the outcome before the source committed"
+        return self._answer(
+            query, PEER_IN_DOUBT, "the destination asked for the outcome before the source committed"
         )
-        self._fire(Trigger.QUERY, failure)  # recorded only if it rolls back
-        outcome = SOURCE_ANSWERS[self._phase]
-        return status_bytes(self._id, outcome, self._failure, self._phase.name)
