@@ -98,13 +98,16 @@ class MemoryJournal:
 
     def append(self, migration: str, role: str, record: str, data: Mapping[str, Any] | None = None) -> None:
         """Append one record (see :meth:`Journal.append`)."""
+        self._load(self._new_record(migration, role, record, data))
+
+    def _new_record(self, migration: str, role: str, record: str, data: Mapping[str, Any] | None) -> JournalRecord:
+        """Check and stamp a record to append (an unknown name, an injected failure raise)."""
         if record not in RECORDS:
             raise ValueError(f"unknown journal record {record!r}")
         if self.fail_next is not None:
             message, self.fail_next = self.fail_next, None
             raise _journal_failed(message)
-        entry = JournalRecord(migration, role, record, time.time(), dict(data or {}))
-        self._records.setdefault(migration, []).append(entry)
+        return JournalRecord(migration, role, record, time.time(), dict(data or {}))
 
     def _load(self, entry: JournalRecord) -> None:
         self._records.setdefault(entry.migration, []).append(entry)
@@ -158,12 +161,7 @@ class FileJournal(MemoryJournal):
 
     def append(self, migration: str, role: str, record: str, data: Mapping[str, Any] | None = None) -> None:
         """Append one JSON line and fsync it (see :meth:`Journal.append`)."""
-        if record not in RECORDS:
-            raise ValueError(f"unknown journal record {record!r}")
-        if self.fail_next is not None:
-            message, self.fail_next = self.fail_next, None
-            raise _journal_failed(message)
-        entry = JournalRecord(migration, role, record, time.time(), dict(data or {}))
+        entry = self._new_record(migration, role, record, data)
         line = (json.dumps(entry.to_json(), separators=(",", ":"), default=str) + "\n").encode()
         try:
             written = os.write(self._fd, line)
