@@ -8,7 +8,6 @@ derived from ``NEXT_HOP``, so they check the table rather than repeat it.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import itertools
 import re
@@ -19,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import devmig.migration as migration
 from devmig import TransitionError
 from devmig.migration import (
     ARCS,
@@ -740,54 +738,3 @@ def test_doc_next_hop_table_is_the_table() -> None:
             else:
                 assert NEXT_HOP[cur][tgt] == State[cell], (cur, tgt)
     assert seen == set(NEXT_HOP) == set(targets)
-
-
-# --------------------------------------------------------------------------
-# Package hygiene
-# --------------------------------------------------------------------------
-
-_MINE = ("__init__.py", "_states.py", "_machine.py")
-_FORBIDDEN = {
-    "asyncio",
-    "socket",
-    "threading",
-    "time",
-    "io",
-    "os",
-    "pathlib",
-    "sqlalchemy",
-    "fastapi",
-    "httpx",
-}
-
-
-def test_public_api() -> None:
-    names = {
-        "ARCS",
-        "NEXT_HOP",
-        "REQUIRED_FLAGS",
-        "ArcCallback",
-        "MigrationFlags",
-        "State",
-        "StateMachine",
-        "arcs",
-        "next_state",
-        "supported_states",
-        "transition_path",
-    }
-    assert names <= set(migration.__all__)
-    for name in migration.__all__:
-        assert hasattr(migration, name), name
-
-
-@pytest.mark.parametrize("module", _MINE)
-def test_sans_io(module: str) -> None:
-    source = (ROOT / "src" / "devmig" / "migration" / module).read_text(encoding="utf-8")
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imported.add(node.module.split(".")[0])
-    assert not imported & _FORBIDDEN
-    assert "open(" not in source
