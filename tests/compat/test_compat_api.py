@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import inspect
 from pathlib import Path
+
+from source_tree import calls_in_file, imports_in_file
 
 import devmig.compat as compat
 
@@ -33,18 +34,9 @@ def test_implementation_modules_are_private() -> None:
 
 def test_core_is_sans_io() -> None:
     for path in PACKAGE.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                    assert node.func.id != "open", path
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top not in FORBIDDEN, (path.name, name)
-                if top == "devmig":
-                    assert name.split(".")[1] in {"_errors", "model", "compat"}, (path.name, name)
+        assert "open" not in calls_in_file(path), path
+        for name in imports_in_file(path):
+            top, _, rest = name.partition(".")
+            assert top not in FORBIDDEN, (path.name, name)
+            if top == "devmig":
+                assert rest.split(".")[0] in {"_errors", "model", "compat"}, (path.name, name)

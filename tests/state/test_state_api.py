@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from source_tree import calls_in_file, imports_in_file
 
 import devmig.state
 from devmig.state import _records
@@ -48,20 +49,11 @@ def test_implementation_modules_are_private():
 
 def test_state_is_sans_io():
     for path in STATE_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                assert node.func.id != "open", f"{path.name} opens a file"
-                continue
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
-                assert not name.startswith(("devmig.agent", "devmig.fleet", "devmig.cli")), name
+        assert "open" not in calls_in_file(path), f"{path.name} opens a file"
+        for name in imports_in_file(path):
+            assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+            assert name not in FORBIDDEN, f"{path.name} imports {name}"
+            assert not name.startswith(("devmig.agent", "devmig.fleet", "devmig.cli")), name
 
 
 def test_order_table_is_the_one_both_sides_read():
