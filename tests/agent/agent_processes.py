@@ -7,7 +7,6 @@ killed at teardown, so no agent outlives the test session.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from devmig_procs import agent_args, announced, devmig_command, reap, wait_finished_record
+from devmig_procs import announced, popen_agent, reap, wait_finished_record
 
 TOKEN = "agent-test-token"
 
@@ -54,12 +53,6 @@ class AgentProcess:
         return self.process.poll() is None
 
 
-def _popen(name: str, state_dir: Path, extra: list[str], token: str) -> tuple[subprocess.Popen[str], list[str]]:
-    args = devmig_command(*agent_args(name, state_dir, *extra))
-    env = {**os.environ, "DEVMIG_TOKEN": token}
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), args
-
-
 def _announced(name: str, process: subprocess.Popen[str], args: list[str], state_dir: Path, token: str) -> AgentProcess:
     try:
         announce = announced(f"agent {name}", process)
@@ -81,8 +74,7 @@ class Agents:
         pending = []
         for name, extra in specs:
             directory = self.root / name
-            directory.mkdir(parents=True, exist_ok=True)
-            process, args = _popen(name, directory, extra, token)
+            process, args = popen_agent(name, directory, *extra, token=token)
             pending.append((name, process, args, directory))
         agents = []
         for name, process, args, directory in pending:

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from devmig_procs import agent_args, announced, devmig_command, reap
+from devmig_procs import announced, popen_agent, reap
 
 from devmig.fleet import Inventory, MemoryInventory, SqlInventory, sqlite_url
 
 PG_ENV = "DEVMIG_TEST_PG_URL"
+AGENT_TOKEN = "fleet-test-token"
+"""The token of the agents :class:`Agents` starts."""
 
 
 def _pg_base_url() -> str:
@@ -151,12 +153,8 @@ class Agents:
 
     def spawn(self, name: str, releases: str, *, port: int = 0) -> Agent:
         """Start an agent without waiting for it (see :meth:`wait`)."""
-        state_dir = self.root / f"agent-{name}"
-        state_dir.mkdir(parents=True, exist_ok=True)
-        args = devmig_command(*agent_args(name, state_dir, releases=releases, port=port))
-        env = {**os.environ, "DEVMIG_TOKEN": "fleet-test-token"}
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        agent = Agent(name, process, "", "fleet-test-token")
+        process, _ = popen_agent(name, self.root / f"agent-{name}", token=AGENT_TOKEN, releases=releases, port=port)
+        agent = Agent(name, process, "", AGENT_TOKEN)
         self.started.append(agent)
         return agent
 

@@ -1,7 +1,7 @@
 """Real ``python -m devmig ...`` processes for the tests of every folder (agents and managers).
 
 The one copy of what the process helpers of ``tests/agent``, ``tests/fleet`` and ``tests/dashboard``
-share: the command lines of an agent and a manager, reading a process's one-line JSON announcement,
+share: the command lines of an agent and a manager, starting an agent with piped output, reading a process's one-line JSON announcement,
 SIGKILLing a process and closing its pipes, :class:`Proc` (a process and its announced URL),
 :class:`DevmigFleet` (agents and one manager whose stderr goes to files, all killed by
 :meth:`DevmigFleet.close`) and polling a migration (or drain) record until it finished.
@@ -41,6 +41,19 @@ def manager_args(db_url: str, token: str, agent_token: str) -> list[str]:
     """The arguments of ``devmig manager`` on ``db_url`` announcing itself in JSON, with no background polling."""
     return ["manager", "--db", db_url, "--listen", "127.0.0.1:0", "--json", "--token", token,
             "--poll-interval", "3600", "--agent-token", agent_token]
+
+
+def popen_agent(name: str, state_dir: Path, *extra: str, token: str, releases: str | None = None,
+                port: int = 0) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start ``devmig agent`` (see :func:`agent_args`; ``DEVMIG_TOKEN`` = ``token``) without waiting for it.
+
+    ``state_dir`` is created if missing; stdout and stderr are pipes (read the announcement with
+    :func:`announced`). Returns the process and its command line.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    args = devmig_command(*agent_args(name, state_dir, *extra, releases=releases, port=port))
+    env = {**os.environ, "DEVMIG_TOKEN": token}
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), args
 
 
 def announced(name: str, process: subprocess.Popen[str], timeout: float = 60.0) -> dict[str, Any]:
