@@ -40,8 +40,8 @@ import cbor2
 import httpx2
 import pytest
 from _proxy import StreamProxy
-from agent_processes import TOKEN, AgentProcess, _announced, _popen
-from devmig_procs import reap
+from agent_processes import TOKEN, AgentProcess, _announced
+from devmig_procs import popen_agent, reap
 
 from devmig.migration import SourceHandoff
 
@@ -63,8 +63,7 @@ class Lazy:
 
     def __init__(self, root: Path, name: str, extra: list[str]) -> None:
         self.name, self.dir = name, root / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.process, self.args = _popen(name, self.dir, extra, TOKEN)
+        self.process, self.args = popen_agent(name, self.dir, *extra, token=TOKEN)
         self.agent: AgentProcess | None = None
 
     def get(self) -> AgentProcess:
