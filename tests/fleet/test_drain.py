@@ -73,7 +73,10 @@ def test_plan_of_an_empty_host_is_complete() -> None:
     assert plan.complete and plan.moves == ()
 
 
-def _fleet_twin() -> tuple[MemoryInventory, Orchestrator]:
+Twin = tuple[MemoryInventory, Orchestrator]
+
+
+def _fleet_twin() -> Twin:
     """Hosts on the inventory twin: ``src`` runs four NICs (version 2) and a version=4 NIC;
     ``b`` and ``c`` (acme-nic 2.0.0, one profile) take version 2; ``old`` (1.0.0) too but it is cordoned."""
     inventory = MemoryInventory()
@@ -97,13 +100,18 @@ def _fleet_twin() -> tuple[MemoryInventory, Orchestrator]:
     return inventory, Orchestrator(inventory, sweep_interval=None)
 
 
-def test_plan_with_real_placement_spreads_over_one_profile_and_strands_with_reasons() -> None:
+@pytest.fixture
+def twin() -> Iterator[Twin]:
+    """:func:`_fleet_twin`'s inventory and orchestrator; the inventory is closed at teardown."""
     inventory, orchestrator = _fleet_twin()
-    try:
-        plan = plan_drain("src", inventory.list_devices("src"), orchestrator.snapshot(),
-                          lambda device, snap: orchestrator.place_device(device, snapshot=snap))
-    finally:
-        inventory.close()
+    yield inventory, orchestrator
+    inventory.close()
+
+
+def test_plan_with_real_placement_spreads_over_one_profile_and_strands_with_reasons(twin: Twin) -> None:
+    inventory, orchestrator = twin
+    plan = plan_drain("src", inventory.list_devices("src"), orchestrator.snapshot(),
+                      lambda device, snap: orchestrator.place_device(device, snapshot=snap))
     # b (load 0) and c (load 1) are one profile: the loads taken as each NIC is placed alternate them
     assert [m.destination for m in plan.moves] == ["b", "b", "c", "b"]
     (stuck,) = plan.stranded
@@ -114,8 +122,8 @@ def test_plan_with_real_placement_spreads_over_one_profile_and_strands_with_reas
     assert "VALUE_NOT_ALLOWED" in {p.code for p in stuck.errors[1:] if p.loc[1] == "b"}  # version 4 is not in 2.0.0
 
 
-def test_drainer_dry_run_refusal_and_unknowns_on_the_twin() -> None:
-    inventory, orchestrator = _fleet_twin()
+def test_drainer_dry_run_refusal_and_unknowns_on_the_twin(twin: Twin) -> None:
+    inventory, orchestrator = twin
 
     async def scenario() -> None:
         drainer = Drainer(inventory, orchestrator, MemoryDrainStore())
@@ -143,14 +151,11 @@ def test_drainer_dry_run_refusal_and_unknowns_on_the_twin() -> None:
         assert unknown.value.code == "DRAIN_UNKNOWN"
         await drainer.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        inventory.close()
+    asyncio.run(scenario())
 
 
-def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin() -> None:
-    inventory, orchestrator = _fleet_twin()
+def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin(twin: Twin) -> None:
+    inventory, orchestrator = twin
     store = MemoryDrainStore()
     # a drain of src under way (journalled by this or an earlier manager)
     store.put("drain-under-way", "running", {"host": "src", "plan": [], "migrations": [], "history": []}, at(0))
@@ -170,10 +175,7 @@ def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin() -> None
         assert (await drainer.wait(other["id"], timeout=5))["phase"] == "done"
         await drainer.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        inventory.close()
+    asyncio.run(scenario())
 
 
 class _StoreFailingOnce(MemoryDrainStore):
@@ -190,8 +192,8 @@ class _StoreFailingOnce(MemoryDrainStore):
         super().put(id, phase, payload, now)
 
 
-def test_a_drain_whose_task_died_is_resumed_by_the_sweep_on_the_twin() -> None:
-    inventory, orchestrator = _fleet_twin()
+def test_a_drain_whose_task_died_is_resumed_by_the_sweep_on_the_twin(twin: Twin) -> None:
+    inventory, orchestrator = twin
     store = _StoreFailingOnce()
 
     async def scenario() -> None:
@@ -203,14 +205,11 @@ def test_a_drain_whose_task_died_is_resumed_by_the_sweep_on_the_twin() -> None:
         assert [h["phase"] for h in done["history"]] == ["planned", "running", "done"]
         await drainer.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        inventory.close()
+    asyncio.run(scenario())
 
 
-def test_an_empty_host_drains_at_once_on_the_twin() -> None:
-    inventory, orchestrator = _fleet_twin()
+def test_an_empty_host_drains_at_once_on_the_twin(twin: Twin) -> None:
+    inventory, orchestrator = twin
 
     async def scenario() -> None:
         drainer = Drainer(inventory, orchestrator)
@@ -220,10 +219,7 @@ def test_an_empty_host_drains_at_once_on_the_twin() -> None:
         assert [h["phase"] for h in done["history"]] == ["planned", "running", "done"]
         await drainer.aclose()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        inventory.close()
+    asyncio.run(scenario())
 
 
 def test_store_round_trip_on_every_database(make_inventory: Callable[[], Inventory]) -> None:
