@@ -98,6 +98,8 @@ class _Want:
 
 
 _BULK: Final = int(RecordType.BULK)
+_BULK_TYPE: Final = RecordType.BULK
+_TRAILER_TYPE: Final = RecordType.TRAILER
 _RAW: Final = int(Codec.RAW)
 _BULK_HEAD_SIZE: Final = BULK_HEAD.size
 _TYPES: Final[Mapping[int, RecordType]] = {int(t): t for t in RecordType}
@@ -467,20 +469,37 @@ class StreamDecoder:
             return False
         rtype, flags, length = RECORD_HEAD.unpack(raw)
         self._load.record += 1
+        self._record_start = start = self._offset - RECORD_HEAD.size
+        known: RecordType | None
         if (
             rtype == _BULK
             and not flags
             and _BULK_HEAD_SIZE <= length <= self._largest_bulk
             and _BULK in self._allowed
-        ):  # the hot path: what the general checks below conclude for a sound BULK head
-            self._record_start = self._offset - RECORD_HEAD.size
+        ):  # the hot path: what _judge_record_head concludes for a sound BULK head
             self._next_phase = self._allowed[_BULK]
-            self._rtype = RecordType.BULK
-            self._length = self._last_length = length
+            known = _BULK_TYPE
+        else:
+            known = self._judge_record_head(rtype, flags, length, start)
+        self._rtype = known
+        self._length = self._last_length = length
+        if known is _TRAILER_TYPE:
+            self._expected_trailer = self._trailer.digest()
+        else:
             self._trailer.update(raw)
+        if known is _BULK_TYPE:
             self._want = _Want.BULK_HEAD
-            return True
-        self._record_start = start = self._offset - RECORD_HEAD.size
+        else:
+            self._need = length + DIGEST.size
+            self._rec_hash = xxhash.xxh3_64()
+            self._want = _Want.PAYLOAD
+        return True
+
+    def _judge_record_head(self, rtype: int, flags: int, length: int, start: int) -> RecordType | None:
+        """Check a record head in general; set the phase it leads to; return its known type.
+
+        ``None`` is a skippable record of a type this reader does not know.
+        """
         if flags & ~KNOWN_FLAGS:
             self._fail(
                 "RECORD_CORRUPT",
@@ -511,19 +530,7 @@ class StreamDecoder:
                     allowed=expected_types(self._phase),
                 )
             self._next_phase = nxt
-        self._rtype = known
-        self._length = self._last_length = length
-        if known is RecordType.TRAILER:
-            self._expected_trailer = self._trailer.digest()
-        else:
-            self._trailer.update(raw)
-        if known is RecordType.BULK:
-            self._want = _Want.BULK_HEAD
-        else:
-            self._need = length + DIGEST.size
-            self._rec_hash = xxhash.xxh3_64()
-            self._want = _Want.PAYLOAD
-        return True
+        return known
 
     def _step_bulk_head(self) -> bool:
         raw = self._input.take(BULK_HEAD.size)
@@ -531,36 +538,32 @@ class StreamDecoder:
             return False
         region, offset, raw_length, codec = BULK_HEAD.unpack(raw)
         regions = self.regions
-        if (
+        need = 0  # a zstd BULK's data and digest, gathered as a payload
+        if not (
             codec == _RAW
             and self._length - _BULK_HEAD_SIZE == raw_length <= self._max_chunk
             and region < len(regions)
             and offset + raw_length <= regions[region].size
-        ):  # the hot path: what check_bulk and Load.region conclude for sound raw fields
-            self._trailer.update(raw)
-            self._rec_hash = xxhash.xxh3_64(raw)
-            self._bulk = (region, offset, raw_length)
-            self._dest = regions[region].view[offset : offset + raw_length]
-            self._dest_pos = 0
-            self._want = _Want.BULK_DATA if raw_length else _Want.BULK_DIGEST
-            return True
-        data_length = self.limits.check_bulk(
-            raw_length,
-            self._length - BULK_HEAD.size,
-            codec,
-            fail=self._fail,
-            region=region,
-            offset=offset,
-        )
-        self._load.region(region, offset, raw_length)
+        ):  # off the hot path (sound raw fields): the general checks
+            data_length = self.limits.check_bulk(
+                raw_length,
+                self._length - BULK_HEAD.size,
+                codec,
+                fail=self._fail,
+                region=region,
+                offset=offset,
+            )
+            self._load.region(region, offset, raw_length)
+            if codec == Codec.ZSTD:
+                need = data_length + DIGEST.size
         self._trailer.update(raw)
         self._rec_hash = xxhash.xxh3_64(raw)
         self._bulk = (region, offset, raw_length)
-        if codec == Codec.ZSTD:
-            self._need = data_length + DIGEST.size
+        if need:
+            self._need = need
             self._want = _Want.PAYLOAD
         else:
-            self._dest = self.regions[region].view[offset : offset + raw_length]
+            self._dest = regions[region].view[offset : offset + raw_length]
             self._dest_pos = 0
             self._want = _Want.BULK_DATA if raw_length else _Want.BULK_DIGEST
         return True
