@@ -20,7 +20,7 @@ import hashlib
 import pickle
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,16 +215,21 @@ class World:
         self._close_finished()
         self.check()
 
-    def _pump_source(self) -> bool:
-        h = self.src.handoff
-        moved = False
+    def _events(self, agent: SourceAgent | DestinationAgent) -> Iterator[object]:
+        """The agent's handoff's events until it needs data or waits for the agent (recorded)."""
+        h = agent.handoff
         while h is not None:
             event = h.next_event()
             if event is NEED_DATA or event is PAUSED:
-                break
-            moved = True
+                return
             if self.record:
-                self.src.events.append(event)
+                agent.events.append(event)
+            yield event
+
+    def _pump_source(self) -> bool:
+        moved = False
+        for event in self._events(self.src):
+            moved = True
             if isinstance(event, PersistCommitted):
                 self.src.persist_pending = True
             elif isinstance(event, ReleaseCopy):
@@ -242,15 +247,9 @@ class World:
         return moved
 
     def _pump_destination(self) -> bool:
-        h = self.dst.handoff
         moved = False
-        while h is not None:
-            event = h.next_event()
-            if event is NEED_DATA or event is PAUSED:
-                break
+        for event in self._events(self.dst):
             moved = True
-            if self.record:
-                self.dst.events.append(event)
             if isinstance(event, ConnectionRejected):
                 self._send_d2s(event.reply)
             elif isinstance(event, StreamStarted):
@@ -419,21 +418,24 @@ class World:
         self._deliver_to_dst(self.s2d.pop(0))
 
     def deliver_s2d_part(self) -> None:
-        chunk = self.s2d[0]
-        if len(chunk) < 2:
-            return self.deliver_s2d()
-        self.s2d[0] = chunk[len(chunk) // 2 :]
-        self._deliver_to_dst(chunk[: len(chunk) // 2])
+        self._deliver_half(self.s2d, self._deliver_to_dst)
 
     def deliver_d2s(self) -> None:
         self._deliver_to_src(self.d2s.pop(0))
 
     def deliver_d2s_part(self) -> None:
-        chunk = self.d2s[0]
+        self._deliver_half(self.d2s, self._deliver_to_src)
+
+    @staticmethod
+    def _deliver_half(queue: list[bytes], deliver: Callable[[bytes], None]) -> None:
+        """Deliver the first half of the next chunk (a chunk under two bytes: all of it)."""
+        chunk = queue[0]
         if len(chunk) < 2:
-            return self.deliver_d2s()
-        self.d2s[0] = chunk[len(chunk) // 2 :]
-        self._deliver_to_src(chunk[: len(chunk) // 2])
+            del queue[0]
+            deliver(chunk)
+            return
+        queue[0] = chunk[len(chunk) // 2 :]
+        deliver(chunk[: len(chunk) // 2])
 
     def _deliver_to_dst(self, data: bytes) -> None:
         h = self.dst.handoff
@@ -461,13 +463,16 @@ class World:
 
     def notice_src(self) -> None:
         self.src_notice = False
-        if self.src.alive and self.src.handoff:
-            self.src.handoff.connection_lost()
+        self._connection_lost(self.src)
 
     def notice_dst(self) -> None:
         self.dst_notice = False
-        if self.dst.alive and self.dst.handoff:
-            self.dst.handoff.connection_lost()
+        self._connection_lost(self.dst)
+
+    @staticmethod
+    def _connection_lost(agent: SourceAgent | DestinationAgent) -> None:
+        if agent.alive and agent.handoff:
+            agent.handoff.connection_lost()
 
     def _dropper(self, queue: list[bytes]) -> Callable[[], None]:
         def drop() -> None:
@@ -489,10 +494,7 @@ class World:
         self.replies_to_src.append(reply)
 
     def _deliver_replies_to_src(self) -> None:
-        reply = self.replies_to_src.pop(0)
-        if self.src.alive and self.src.handoff:
-            self.src.waiting = False
-            self.src.handoff.receive_status(reply)
+        self._reply_to(self.src, self.replies_to_src.pop(0))
 
     def _deliver_queries_to_src(self) -> None:
         query = read_query(self.queries_to_src.pop(0))
@@ -503,10 +505,13 @@ class World:
         self.replies_to_dst.append(reply)
 
     def _deliver_replies_to_dst(self) -> None:
-        reply = self.replies_to_dst.pop(0)
-        if self.dst.alive and self.dst.handoff:
-            self.dst.waiting = False
-            self.dst.handoff.receive_status(reply)
+        self._reply_to(self.dst, self.replies_to_dst.pop(0))
+
+    @staticmethod
+    def _reply_to(agent: SourceAgent | DestinationAgent, reply: bytes) -> None:
+        if agent.alive and agent.handoff:
+            agent.waiting = False
+            agent.handoff.receive_status(reply)
 
     # the source agent
     def src_hello(self) -> None:
@@ -541,16 +546,10 @@ class World:
         self._send_s2d(self.src.handoff.commit_failed("disk full"))
 
     def src_query(self) -> None:
-        assert self.src.handoff
-        self.src.may_query = False
-        self.src.waiting = True
-        self.queries_to_dst.append(self.src.handoff.query())
+        self._ask(self.src, self.queries_to_dst)
 
     def src_query_timeout(self) -> None:
-        if self.queries_to_dst or self.replies_to_src:
-            self.spurious += 1
-        self.src.waiting = False
-        self.src.may_query = True
+        self._give_up(self.src, self.queries_to_dst, self.replies_to_src)
 
     def src_timeout(self) -> None:
         assert self.src.handoff
@@ -602,16 +601,10 @@ class World:
         self._send_d2s(self.dst.handoff.start_failed("journal unavailable"))
 
     def dst_query(self) -> None:
-        assert self.dst.handoff
-        self.dst.may_query = False
-        self.dst.waiting = True
-        self.queries_to_src.append(self.dst.handoff.query())
+        self._ask(self.dst, self.queries_to_src)
 
     def dst_query_timeout(self) -> None:
-        if self.queries_to_src or self.replies_to_dst:
-            self.spurious += 1
-        self.dst.waiting = False
-        self.dst.may_query = True
+        self._give_up(self.dst, self.queries_to_src, self.replies_to_dst)
 
     def dst_timeout(self) -> None:
         assert self.dst.handoff
@@ -627,6 +620,24 @@ class World:
 
     def expire(self) -> None:
         self.clock.now = EXPIRES
+
+    # either agent in doubt
+    @staticmethod
+    def _ask(agent: SourceAgent | DestinationAgent, queries: list[bytes]) -> None:
+        """The agent sends a QUERY out of band and waits for the answer."""
+        assert agent.handoff
+        agent.may_query = False
+        agent.waiting = True
+        queries.append(agent.handoff.query())
+
+    def _give_up(
+        self, agent: SourceAgent | DestinationAgent, queries: list[bytes], replies: list[bytes]
+    ) -> None:
+        """The agent stops waiting for an answer (one may still be in flight) and may ask again."""
+        if queries or replies:
+            self.spurious += 1
+        agent.waiting = False
+        agent.may_query = True
 
 
 #: A fault plan: for each entry, make that many fair steps, then take the
@@ -666,6 +677,13 @@ def run_plan(world: World, plan: Plan, *, exclude: frozenset[str] = frozenset())
 # --------------------------------------------------------------------------
 
 
+def _pair() -> tuple[SourceHandoff, DestinationHandoff]:
+    """The two handoffs of migration MID, bare (no world): its ticket issued, the clock at 0."""
+    tickets = Tickets(lambda: 0.0)
+    tickets.issue(MID, SECRET, expires_at=EXPIRES)
+    return SourceHandoff(MID, SECRET), DestinationHandoff(tickets)
+
+
 def test_happy_path() -> None:
     w = World()
     w.settle()
@@ -682,9 +700,7 @@ def test_happy_path() -> None:
 
 def test_happy_path_byte_by_byte() -> None:
     """Every frame split at every byte: the readers reassemble them."""
-    tickets = Tickets(lambda: 0.0)
-    tickets.issue(MID, SECRET, expires_at=EXPIRES)
-    src, dst = SourceHandoff(MID, SECRET), DestinationHandoff(tickets)
+    src, dst = _pair()
     hello = src.hello()
     for i, byte in enumerate(hello):
         assert dst.next_event() is NEED_DATA, i
@@ -710,9 +726,7 @@ def test_happy_path_byte_by_byte() -> None:
 
 def test_stream_bytes_after_hello_are_handed_over() -> None:
     """HELLO and the stream's start arrive together: the stream part goes to the codec."""
-    tickets = Tickets(lambda: 0.0)
-    tickets.issue(MID, SECRET, expires_at=EXPIRES)
-    src, dst = SourceHandoff(MID, SECRET), DestinationHandoff(tickets)
+    src, dst = _pair()
     dst.receive_data(src.hello() + STREAM[:40])
     event = dst.next_event()
     assert event == StreamStarted(MID, STREAM[:40])
@@ -723,9 +737,7 @@ def test_stream_bytes_after_hello_are_handed_over() -> None:
 
 
 def test_an_abort_after_the_trailer_destroys_once_ready() -> None:
-    tickets = Tickets(lambda: 0.0)
-    tickets.issue(MID, SECRET, expires_at=EXPIRES)
-    src, dst = SourceHandoff(MID, SECRET), DestinationHandoff(tickets)
+    src, dst = _pair()
     dst.receive_data(src.hello())
     assert isinstance(dst.next_event(), StreamStarted)
     src.stream_sent()
@@ -1036,9 +1048,7 @@ def _raw_hello(payload: object, *, kind: int = Message.HELLO) -> bytes:
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_hello_is_checked_before_anything_else(data: bytes, code: str | None) -> None:
-    tickets = Tickets(lambda: 0.0)
-    tickets.issue(MID, SECRET, expires_at=EXPIRES)
-    dst = DestinationHandoff(tickets)
+    _, dst = _pair()
     dst.receive_data(data)
     event = dst.next_event()
     if code is None:
@@ -1133,9 +1143,7 @@ def test_a_secret_never_shows_in_a_repr() -> None:
 
 
 def _source_in(phase: SourcePhase) -> tuple[SourceHandoff, DestinationHandoff]:
-    tickets = Tickets(lambda: 0.0)
-    tickets.issue(MID, SECRET, expires_at=EXPIRES)
-    src, dst = SourceHandoff(MID, SECRET), DestinationHandoff(tickets)
+    src, dst = _pair()
     dst.receive_data(src.hello())
     dst.next_event()
     if phase is S.STREAMING:
