@@ -35,6 +35,8 @@ from state_helpers import (
     DECL,
     FULL,
     blank_regions,
+    decode_all,
+    decode_zero_copy,
     decoder_for,
     encode_stream,
     make_regions,
@@ -42,7 +44,7 @@ from state_helpers import (
 )
 
 from devmig import DevmigError
-from devmig.state import NEED_DATA, inspect_stream
+from devmig.state import inspect_stream
 from devmig.state._records import DIGEST, RECORD_HEAD, RecordType
 
 LAYOUT = DECL.layout(FULL)
@@ -198,23 +200,9 @@ def check(data: bytes, rng: random.Random | None = None) -> str:
         decoder = decoder_for(LAYOUT, blank_regions(LAYOUT), max_chunk=1 << 16, max_section=1 << 14)
         try:
             if zero_copy:
-                view = memoryview(data)
-                pos = 0
-                while pos < len(view):
-                    target = decoder.get_buffer(-1)
-                    n = min(len(target), len(view) - pos)
-                    if rng is not None:
-                        n = min(n, rng.randrange(1, 5000))
-                    target[:n] = view[pos : pos + n]
-                    decoder.buffer_updated(n)
-                    pos += n
-                    while decoder.next_event() is not NEED_DATA:
-                        pass
+                decode_zero_copy(decoder, data, rng, sizes=range(1, 5000))
             else:
-                decoder.receive_data(data)
-                while decoder.next_event() is not NEED_DATA:
-                    pass
-            decoder.end_of_input()
+                decode_all(decoder, data)
             decoder.staged_sections()
             outcomes.append("ok")
         except DevmigError as exc:

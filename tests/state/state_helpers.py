@@ -166,18 +166,28 @@ def decode_all(
     pieces = [data] if splits is None else _split(data, splits)
     for piece in pieces:
         decoder.receive_data(piece)
-        while (event := decoder.next_event()) is not NEED_DATA:
-            events.append(event)
+        _take_events(decoder, events)
     decoder.end_of_input()
-    while (event := decoder.next_event()) is not NEED_DATA:
-        events.append(event)
+    _take_events(decoder, events)
     return events
 
 
+RECEIVE_SIZES = (1, 2, 3, 7, 8, 23, 100, 4096, 1 << 20)
+"""The receive sizes :func:`decode_zero_copy` picks from (each at most what the buffer offers)."""
+
+
 def decode_zero_copy(
-    decoder: StreamDecoder, data: bytes, rng: random.Random | None = None
+    decoder: StreamDecoder,
+    data: bytes,
+    rng: random.Random | None = None,
+    *,
+    sizes: Sequence[int] = RECEIVE_SIZES,
 ) -> list[Event]:
-    """Feed ``data`` through ``get_buffer``/``buffer_updated``, each receive of a random size."""
+    """Feed ``data`` through ``get_buffer``/``buffer_updated``; return every event.
+
+    Without ``rng`` each receive fills the buffer the decoder offers; with it, each receive is at
+    most a size ``rng`` picks from ``sizes``.
+    """
     events: list[Event] = []
     view = memoryview(data)
     pos = 0
@@ -185,16 +195,25 @@ def decode_zero_copy(
         target = decoder.get_buffer(-1)
         n = min(len(target), len(view) - pos)
         if rng is not None:
-            n = min(n, rng.choice([1, 2, 3, 7, 8, 23, 100, 4096, 1 << 20]))
+            n = min(n, rng.choice(sizes))
         target[:n] = view[pos : pos + n]
         decoder.buffer_updated(n)
         pos += n
-        while (event := decoder.next_event()) is not NEED_DATA:
-            events.append(event)
+        _take_events(decoder, events)
     decoder.end_of_input()
+    _take_events(decoder, events)
+    return events
+
+
+def decode(decoder: StreamDecoder, data: bytes, *, zero_copy: bool) -> list[Event]:
+    """:func:`decode_zero_copy` (the transport's path) or :func:`decode_all` (``receive_data``), whole."""
+    return decode_zero_copy(decoder, data) if zero_copy else decode_all(decoder, data)
+
+
+def _take_events(decoder: StreamDecoder, events: list[Event]) -> None:
+    """Append the decoder's events to ``events`` until it needs data."""
     while (event := decoder.next_event()) is not NEED_DATA:
         events.append(event)
-    return events
 
 
 def _split(data: bytes, splits: Iterable[int]) -> list[bytes]:

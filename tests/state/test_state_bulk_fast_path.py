@@ -13,8 +13,7 @@ from state_helpers import (
     blank_regions,
     bulk_record,
     craft,
-    decode_all,
-    decode_zero_copy,
+    decode,
     decoder_for,
     stream_parts,
 )
@@ -52,8 +51,7 @@ def _chunked(size: int) -> list[bytes]:
 
 
 def _decode(data: bytes, zero_copy: bool, **limits: int) -> list[object]:
-    decoder = decoder_for(LAYOUT, blank_regions(LAYOUT), **limits)
-    return decode_zero_copy(decoder, data) if zero_copy else decode_all(decoder, data)
+    return decode(decoder_for(LAYOUT, blank_regions(LAYOUT), **limits), data, zero_copy=zero_copy)
 
 
 REFUSED = {
@@ -141,8 +139,7 @@ ACCEPTED = {
 def test_edge_accepted(bulk, limits, zero_copy):
     dst = blank_regions(LAYOUT)
     decoder = decoder_for(LAYOUT, dst, **limits)
-    stream = craft(H, *bulk, *S)
-    events = decode_zero_copy(decoder, stream) if zero_copy else decode_all(decoder, stream)
+    events = decode(decoder, craft(H, *bulk, *S), zero_copy=zero_copy)
     assert sum(isinstance(e, Bulk) for e in events) == len(bulk)
     assert decoder.done
     assert state_digest(LAYOUT, decoder.staged_sections(), dst) == state_digest(
