@@ -76,6 +76,17 @@ class DashboardFleet(DevmigFleet):
         return subprocess.Popen(devmig_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.cli_env())
 
+    @contextmanager
+    def cli_running(self, *args: str) -> Iterator[subprocess.Popen[str]]:
+        """:meth:`cli`, for a ``with`` block: at its end a ``devmig`` still running (the test failed first) is killed."""
+        process = self.cli(*args)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
 
 @dataclass
 class Dashboard:

@@ -15,6 +15,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,29 @@ def _open(browser: Any, url: str) -> None:
     while browser.execute_script("return typeof htmx === 'undefined' || document.readyState !== 'complete'"):
         assert time.monotonic() < deadline, "htmx did not load"
         time.sleep(0.1)
+
+
+def _samples_until_finished(read: Callable[[], dict[str, Any] | None], keys: tuple[str, ...] | None, *,
+                            timeout: float, interval: float) -> list[dict[str, Any]]:
+    """Call ``read`` every ``interval`` seconds until the row it returns says ``finished`` (or ``timeout``).
+
+    Returns the distinct rows seen, in order: a row is kept when it differs from the last one kept,
+    in ``keys`` (None: in any field). ``read`` returns None while there is no row yet.
+    """
+    def seen(row: dict[str, Any]) -> object:
+        return row if keys is None else [row[k] for k in keys]
+
+    samples: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = read()
+        if row is not None:
+            if not samples or seen(row) != seen(samples[-1]):
+                samples.append(row)
+            if row["finished"] == "true":
+                break
+        time.sleep(interval)
+    return samples
 
 
 def _no_console_errors(browser: Any) -> None:
@@ -239,30 +263,22 @@ def test_cli_migration_appears_within_seconds_and_rises_to_done(dashboard: Dashb
     _open(browser, fleet.url + "/")
     mid = "dashboard-cli-1"
     started = time.monotonic()
-    cli = fleet.cli("migrate", f"{PACED}/{mover['id']}", "--to", "cur-rack2-c", "--migration-id", mid, "--json")
-    try:
-        accepted = appeared = None
-        samples: list[dict[str, Any]] = []
-        deadline = started + 240
-        with fleet.m() as m:
-            while time.monotonic() < deadline:
-                if accepted is None and m.get(f"/v1/migrations/{mid}").status_code == 200:
-                    accepted = time.monotonic()
-                row = browser.execute_script(JS_MIGRATION, mid)
-                if row is not None:
-                    if appeared is None:
-                        appeared = time.monotonic()
-                        screenshot(browser, "migration-appeared", shots)
-                    if not samples or (row["phase"], row["progress"]) != (samples[-1]["phase"], samples[-1]["progress"]):
-                        samples.append(row)
-                    if row["finished"] == "true":
-                        break
-                time.sleep(0.1)
+    accepted = appeared = None
+    with fleet.cli_running("migrate", f"{PACED}/{mover['id']}", "--to", "cur-rack2-c", "--migration-id", mid,
+                           "--json") as cli, fleet.m() as m:
+
+        def migration_row() -> dict[str, Any] | None:
+            nonlocal accepted, appeared
+            if accepted is None and m.get(f"/v1/migrations/{mid}").status_code == 200:
+                accepted = time.monotonic()
+            row: dict[str, Any] | None = browser.execute_script(JS_MIGRATION, mid)
+            if row is not None and appeared is None:
+                appeared = time.monotonic()
+                screenshot(browser, "migration-appeared", shots)
+            return row
+
+        samples = _samples_until_finished(migration_row, ("phase", "progress"), timeout=240, interval=0.1)
         out, err = cli.communicate(timeout=120)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.communicate()
     assert cli.returncode == 0, (out, err)
     assert accepted is not None and appeared is not None, samples
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -380,29 +396,20 @@ def test_a_drain_shows_its_host_progress_final_state_and_stranded_device(dashboa
             time.sleep(0.1)
         assert seen["hidden"] is False and seen["row"]["phase"] == "failed" and seen["row"]["host"] == EDGE_E
 
-        cli = fleet.cli("drain", EDGE_E, "--partial", "--parallel", "2", "--json")
-        try:
-            samples: list[dict[str, str]] = []
-            drain_id = None
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                if drain_id is None:
-                    drains = [d for d in m.get("/v1/drains").json()["drains"] if d["partial"]]
-                    drain_id = drains[0]["id"] if drains else None
-                fragment = plain.get("/dashboard/drains")
-                assert fragment.status_code == 200
-                row = _drain_rows(fragment.text).get(drain_id or "")
-                if row is not None:
-                    if not samples or row != samples[-1]:
-                        samples.append(row)
-                    if row["finished"] == "true":
-                        break
-                time.sleep(0.2)
+        drain_id = None
+
+        def drain_row() -> dict[str, str] | None:
+            nonlocal drain_id
+            if drain_id is None:
+                drains = [d for d in m.get("/v1/drains").json()["drains"] if d["partial"]]
+                drain_id = drains[0]["id"] if drains else None
+            fragment = plain.get("/dashboard/drains")
+            assert fragment.status_code == 200
+            return _drain_rows(fragment.text).get(drain_id or "")
+
+        with fleet.cli_running("drain", EDGE_E, "--partial", "--parallel", "2", "--json") as cli:
+            samples = _samples_until_finished(drain_row, None, timeout=180, interval=0.2)
             out, err = cli.communicate(timeout=120)
-        finally:
-            if cli.poll() is None:
-                cli.kill()
-                cli.communicate()
         assert cli.returncode == 3, (out, err)  # partial: a device stayed behind
         assert drain_id is not None and samples, samples
         record = m.get(f"/v1/drains/{drain_id}").json()
