@@ -238,6 +238,8 @@ class SourceRun:
         if hold and len(buffers) > 1 and _nbytes(buffers[-1:]) <= _HOLD_MAX:
             self._held = [buffers[-1]]
             buffers = buffers[:-1]
+        if not buffers:  # nothing kept back, nothing given: the end-of-stream flush with nothing held
+            return 0
         n = _nbytes(buffers)
         await self.channel.send(buffers)
         self._sent += n
