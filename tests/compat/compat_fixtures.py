@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from design_example import NIC_DOC, NIC_ID
+
 from devmig.model import (
     Config,
     DeviceModel,
@@ -23,41 +25,8 @@ from devmig.model import (
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO / "src" / "devmig" / "examples"
-NIC_ID = "example.org/devices/nic"
-
-NIC: dict[str, Any] = {
-    "format": "devmig/model-document/1",
-    "implementation": {"name": "acme-nic", "release": "3.0.0"},
-    "models": [
-        {
-            "model": NIC_ID,
-            "description": "Example NIC with receive-side scaling",
-            "params": {
-                "rss": {"type": "bool", "off": False, "init": True},
-                "rx-queues": {"type": "int", "allowed": [{"min": 1, "max": 16}], "off": 1, "init": 8},
-                "rx-table-size": {
-                    "type": "int",
-                    "allowed": [{"min": 0, "max": 64, "step": 16}],
-                    "off": 0,
-                    "init": 64,
-                },
-                "link-speed": {"type": "str", "allowed": ["1G", "10G", "25G"], "off": "1G", "init": "25G"},
-            },
-            "constraints": [
-                {
-                    "when": {"rss": True},
-                    "require": {"rx-queues": {"min": 2}},
-                    "message": "RSS needs at least two receive queues",
-                }
-            ],
-            "versions": [
-                {"name": "1", "params": {}},
-                {"name": "2", "params": {"rss": True, "rx-queues": 4, "rx-table-size": 32}},
-                {"name": "3", "params": {"rss": True, "rx-queues": 8, "rx-table-size": 64, "link-speed": "25G"}},
-            ],
-        }
-    ],
-}
+NIC: dict[str, Any] = NIC_DOC
+"""The DESIGN §7 example document (shared: edit deep copies only, see :func:`variant`)."""
 
 Edit = Callable[[dict[str, Any]], object]
 

@@ -1,7 +1,7 @@
 """Shared data for the ``devmig.model`` tests: the DESIGN §7 example and helpers.
 
-The example document is copied verbatim from DESIGN §7 (normative); tests that
-need a variant deep-copy it with :func:`nic_doc` and edit the copy.
+The example document (``NIC_DOC``, DESIGN §7, normative) lives in ``tests/support/design_example``;
+tests that need a variant deep-copy it with :func:`nic_doc` and edit the copy.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from design_example import NIC_DOC, NIC_ID  # noqa: F401 (NIC_ID: re-exported to the model tests)
 
 from devmig import DevmigError, Problem
 from devmig.model import DeviceModel, load_document
@@ -20,60 +21,6 @@ from devmig.model import DeviceModel, load_document
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO / "schema"
 EXAMPLES_DIR = REPO / "src" / "devmig" / "examples"
-
-NIC_DOC: dict[str, Any] = {
-    "format": "devmig/model-document/1",
-    "implementation": {"name": "acme-nic", "release": "3.0.0"},
-    "models": [
-        {
-            "model": "example.org/devices/nic",
-            "description": "Example NIC with receive-side scaling",
-            "params": {
-                "rss": {"type": "bool", "off": False, "init": True},
-                "rx-queues": {
-                    "type": "int",
-                    "allowed": [{"min": 1, "max": 16}],
-                    "off": 1,
-                    "init": 8,
-                },
-                "rx-table-size": {
-                    "type": "int",
-                    "allowed": [{"min": 0, "max": 64, "step": 16}],
-                    "off": 0,
-                    "init": 64,
-                },
-                "link-speed": {
-                    "type": "str",
-                    "allowed": ["1G", "10G", "25G"],
-                    "off": "1G",
-                    "init": "25G",
-                },
-            },
-            "constraints": [
-                {
-                    "when": {"rss": True},
-                    "require": {"rx-queues": {"min": 2}},
-                    "message": "RSS needs at least two receive queues",
-                }
-            ],
-            "versions": [
-                {"name": "1", "params": {}},
-                {"name": "2", "params": {"rss": True, "rx-queues": 4, "rx-table-size": 32}},
-                {
-                    "name": "3",
-                    "params": {
-                        "rss": True,
-                        "rx-queues": 8,
-                        "rx-table-size": 64,
-                        "link-speed": "25G",
-                    },
-                },
-            ],
-        }
-    ],
-}
-
-NIC_ID = "example.org/devices/nic"
 
 
 def nic_doc() -> dict[str, Any]:
