@@ -39,6 +39,16 @@ def nic() -> DeviceModel:
     return load_document(NIC_DOC).models[0]
 
 
+def load_model(model: dict[str, Any], implementation: str = "test") -> DeviceModel:
+    """Load a document (release 1 of ``implementation``) holding only the raw ``model``; return it loaded."""
+    doc = {
+        "format": "devmig/model-document/1",
+        "implementation": {"name": implementation, "release": "1"},
+        "models": [model],
+    }
+    return load_document(doc).models[0]
+
+
 def host_report(*docs: dict[str, Any], host: str = "host-a") -> dict[str, Any]:
     """Return a host report holding ``docs``."""
     return {"format": "devmig/host-report/1", "host": host, "implementations": list(docs)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from model_fixtures import NIC_ID, nic, nic_doc, problems
+from model_fixtures import NIC_ID, load_model, nic, nic_doc, problems
 
 from devmig import ConfigError
 from devmig.model import (
@@ -44,13 +44,7 @@ LAYERED: dict[str, Any] = {
 
 
 def layered() -> DeviceModel:
-    return load_document(
-        {
-            "format": "devmig/model-document/1",
-            "implementation": {"name": "layers", "release": "1"},
-            "models": [LAYERED],
-        }
-    ).models[0]
+    return load_model(LAYERED, "layers")
 
 
 @pytest.mark.parametrize(
@@ -100,26 +94,20 @@ def test_config_string(text: str, string: str) -> None:
 
 
 def test_config_string_escapes_commas_and_renders_booleans() -> None:
-    model = load_document(
+    model = load_model(
         {
-            "format": "devmig/model-document/1",
-            "implementation": {"name": "x", "release": "1"},
-            "models": [
-                {
-                    "model": "m",
-                    "params": {
-                        "s": {
-                            "type": "str",
-                            "allowed": ["", "a,b", ",", "plain"],
-                            "off": "",
-                            "init": "a,b",
-                        },
-                        "t": {"type": "bool", "off": True, "init": False},
-                    },
-                }
-            ],
+            "model": "m",
+            "params": {
+                "s": {
+                    "type": "str",
+                    "allowed": ["", "a,b", ",", "plain"],
+                    "off": "",
+                    "init": "a,b",
+                },
+                "t": {"type": "bool", "off": True, "init": False},
+            },
         }
-    ).models[0]
+    )
     config = expand(model, "")
     assert config.string == "s=a,,b,t=off"
     assert expand(model, "s=,,").string == "s=,,,t=off"

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from model_fixtures import SCHEMA_DIR
+from model_fixtures import SCHEMA_DIR, load_model
 from model_strategies import (
     allowed_values,
     documents,
@@ -242,21 +242,15 @@ def test_a_value_outside_allowed_is_named(data: st.DataObject) -> None:
 def test_string_values_with_commas_round_trip(allowed: list[str], data: st.DataObject) -> None:
     off = data.draw(st.sampled_from(allowed))
     init = data.draw(st.sampled_from(allowed))
-    model = load_document(
+    model = load_model(
         {
-            "format": "devmig/model-document/1",
-            "implementation": {"name": "s", "release": "1"},
-            "models": [
-                {
-                    "model": "m",
-                    "params": {
-                        "s": {"type": "str", "allowed": allowed, "off": off, "init": init},
-                        "t": {"type": "str", "allowed": allowed, "off": off, "init": init},
-                    },
-                }
-            ],
+            "model": "m",
+            "params": {
+                "s": {"type": "str", "allowed": allowed, "off": off, "init": init},
+                "t": {"type": "str", "allowed": allowed, "off": off, "init": init},
+            },
         }
-    ).models[0]
+    )
     s, t = data.draw(st.sampled_from(allowed)), data.draw(st.sampled_from(allowed))
     config = expand(model, format_options([("s", s), ("t", t)]))
     assert config.full(model) == {"s": s, "t": t}
