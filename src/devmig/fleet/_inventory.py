@@ -277,6 +277,23 @@ class Inventory(Protocol):
     def list_devices(self, host: str) -> list[DeviceRecord]:
         """Return the devices of ``host``, by id."""
 
+    def devices_by_host(self, hosts: Sequence[str] | None = None) -> dict[str, list[DeviceRecord]]:
+        """Return the devices of many hosts in one read: ``{host: list_devices(host)}``.
+
+        One query (SQL), however many hosts, so a reader of the whole fleet (the
+        matrix cache's key, an upgrade plan) does not cost a query per host.
+
+        Args:
+            hosts: the hosts wanted; ``None`` for every host. A name that is not
+                registered (a host removed since the caller listed it) is left out
+                rather than raising ``HOST_UNKNOWN``; a name given twice appears once.
+
+        Returns:
+            Each registered host asked for and its devices, by id, as :meth:`list_devices`
+            returns them (an empty list for a host with none). Keys come in the order
+            of ``hosts``, or by name when ``None``.
+        """
+
     def history(self, host: str) -> list[HistoryEntry]:
         """Return the profiles ``host`` ran, oldest first."""
 

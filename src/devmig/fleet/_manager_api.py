@@ -390,8 +390,10 @@ def answer_plan_upgrade(inventory: Inventory, snap: InventorySnapshot, pool: str
     fleet = fleet_of(snap)
     running: dict[str, list[RunningDevice]] = {}
     ids: dict[str, list[str]] = {}
+    listed = inventory.devices_by_host(members)  # one query for the pool
     for host in members:
-        for record in inventory.list_devices(host):
+        # a member removed since the pools were read: list_devices raises HOST_UNKNOWN, as it always did
+        for record in listed[host] if host in listed else inventory.list_devices(host):
             if record.running:
                 model, config = _source_model(fleet, host, record)
                 running.setdefault(host, []).append(RunningDevice(record.model, config, model, current_host=host))

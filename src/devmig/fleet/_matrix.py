@@ -26,8 +26,10 @@ The dashboard polls the matrix every few seconds and it rarely changes, so the
 manager keeps one :class:`MatrixCache` (on its app state, built in its
 lifespan). The inventory has no version counter; the cache's key is the
 matrix's own inputs, read in one go by :func:`read_inputs`: the snapshot's hosts
-and profile fingerprints, every host's device list, and the journal's finished
-(``done``) migrations (the devices' history). Those reads are cheap next to the
+and profile fingerprints, every host's device list (one query for the whole fleet:
+:meth:`~devmig.fleet.Inventory.devices_by_host`), and the journal's finished
+(``done``) migrations (the devices' history) — a hit costs the same few statements
+on 20 hosts as on 2000. Those reads are cheap next to the
 computation (a fleet snapshot, one rollback set per device, each device's
 history), and comparing them catches every change — a report, a poll, a cordon,
 a migration, a write by another process on the same database — without a hook in
@@ -99,14 +101,9 @@ def read_inputs(inventory: Inventory, snap: InventorySnapshot) -> MatrixInputs:
     Raises:
         DevmigError: the database's errors (``DB_UNAVAILABLE``...).
     """
-    devices: dict[str, tuple[DeviceRecord, ...]] = {}
-    for host in snap.hosts:
-        try:
-            devices[host.name] = tuple(inventory.list_devices(host.name))
-        except DevmigError as exc:
-            if exc.code == "HOST_UNKNOWN":  # removed since the snapshot
-                continue
-            raise
+    listed = inventory.devices_by_host([host.name for host in snap.hosts])  # one query, not one per host
+    devices = {host.name: tuple(listed[host.name]) for host in snap.hosts
+               if host.name in listed}  # a host removed since the snapshot is left out
     done = inventory.journal_list("done")
     key: MatrixKey = (snap.hosts, tuple(sorted(snap.profiles)), tuple(devices.items()),
                       tuple((e.id, e.updated_at) for e in done))

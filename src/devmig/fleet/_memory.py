@@ -177,6 +177,17 @@ class MemoryInventory:
         entry = self._host(host)
         return [entry.devices[k] for k in sorted(entry.devices)]
 
+    def devices_by_host(self, hosts: Sequence[str] | None = None) -> dict[str, list[DeviceRecord]]:
+        """See :meth:`Inventory.devices_by_host`."""
+        require_open(self.state)
+        names = sorted(self._hosts) if hosts is None else dict.fromkeys(hosts)
+        out: dict[str, list[DeviceRecord]] = {}
+        for name in names:
+            entry = self._hosts.get(name)
+            if entry is not None:
+                out[name] = [entry.devices[k] for k in sorted(entry.devices)]
+        return out
+
     def history(self, host: str) -> list[HistoryEntry]:
         """See :meth:`Inventory.history`."""
         return list(self._host(host).history)

@@ -49,6 +49,9 @@ from devmig.model import HostReport, ModelDocument
 
 __all__ = ["SqlInventory", "sqlite_url"]
 
+_hosts_table = hosts
+"""The ``hosts`` table under a name that :meth:`SqlInventory.devices_by_host`'s ``hosts`` argument does not hide."""
+
 _CHUNK = 500  # names per IN (...) list
 
 
@@ -450,6 +453,33 @@ class SqlInventory:
             rows = conn.execute(sa.select(devices).where(devices.c.host == host)
                                 .order_by(devices.c.id))
             return [DeviceRecord(r.id, r.model, r.config, r.state, r.running) for r in rows]
+
+    def devices_by_host(self, hosts: Sequence[str] | None = None) -> dict[str, list[DeviceRecord]]:
+        """See :meth:`Inventory.devices_by_host`: one ``hosts LEFT JOIN devices`` query.
+
+        The names are one parameter (see :func:`_where_in`): one statement on SQLite
+        and PostgreSQL for any number of hosts.
+        """
+        require_open(self.state)
+        names = None if hosts is None else list(dict.fromkeys(hosts))
+        if names == []:
+            return {}
+        query = (sa.select(_hosts_table.c.name, devices.c.id, devices.c.model, devices.c.config,
+                           devices.c.state, devices.c.running)
+                 .select_from(_hosts_table.outerjoin(devices, devices.c.host == _hosts_table.c.name))
+                 .order_by(_hosts_table.c.name, devices.c.id))
+        found: dict[str, list[DeviceRecord]] = {}
+        with self._tx() as conn:
+            queries = [query] if names is None else [
+                query.where(condition) for condition in _where_in(conn, _hosts_table.c.name, names)]
+            for one in queries:
+                for name, *device in conn.execute(one):
+                    records = found.setdefault(name, [])
+                    if device[0] is not None:  # NULLs: a host without devices (the outer join)
+                        records.append(DeviceRecord(*device))
+        if names is None:
+            return found
+        return {name: found[name] for name in names if name in found}
 
     def history(self, host: str) -> list[HistoryEntry]:
         """See :meth:`Inventory.history`."""
