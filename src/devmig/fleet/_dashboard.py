@@ -44,6 +44,7 @@ from fastapi.templating import Jinja2Templates
 from devmig import __version__
 from devmig._errors import DevmigError
 from devmig._humanize import ago, seconds_since, size
+from devmig.fleet._drain import Drainer
 from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import FORWARD
 from devmig.fleet._manager_api import answer_baseline, host_dict, profile_docs
@@ -207,11 +208,14 @@ def drain_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def drains_view(app: FastAPI, now: datetime) -> dict[str, Any]:
-    """The newest drains (:data:`DRAINS_SHOWN`) drawn by :func:`drain_row`; how many there are, and how many run."""
-    records = app.state.drainer.list()
-    rows = [drain_row(r, now) for r in records[:DRAINS_SHOWN]]
-    running = sum(1 for r in records if not r.get("finished"))
-    return {"drains": rows, "total": len(records), "running": running}
+    """The newest drains (:data:`DRAINS_SHOWN`) drawn by :func:`drain_row`; how many there are, and how many run.
+
+    Polled every second: only those drains are read, with the two counts
+    (:meth:`~devmig.fleet._drain.Drainer.newest`), not every drain of the journal.
+    """
+    drainer: Drainer = app.state.drainer
+    records, total, running = drainer.newest(DRAINS_SHOWN)
+    return {"drains": [drain_row(r, now) for r in records], "total": total, "running": running}
 
 
 def _json_body(value: dict[str, Any]) -> bytes:

@@ -31,7 +31,9 @@ asked and some device stayed: stranded or rolled back) or ``failed``.
 
 The drains live in the ``drain_journal`` table of the inventory's database
 (:class:`SqlDrainStore`), or in memory for the in-memory inventory
-(:class:`MemoryDrainStore`, the twin).
+(:class:`MemoryDrainStore`, the twin). The dashboard polls the newest few every
+second: :meth:`DrainStore.newest` reads only those rows and the two counts
+(``ORDER BY ... LIMIT`` and one ``COUNT``), however long the journal grows.
 
 HTTP (:data:`drains_router`, mounted on the manager): ``POST /v1/drains``,
 ``GET /v1/drains``, ``GET /v1/drains/{id}``.
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import heapq
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -69,6 +72,7 @@ __all__ = [
     "DRAIN_STATUS",
     "DrainPlan",
     "DrainStore",
+    "DrainTally",
     "Drainer",
     "MemoryDrainStore",
     "PlannedMove",
@@ -201,6 +205,32 @@ class DrainRow:
     updated_at: datetime
 
 
+def is_finished(phase: str, payload: Mapping[str, Any]) -> bool:
+    """Whether a drain is over: a final phase (``done``, ``failed``, ``partial``), or a dry run."""
+    return phase in _FINAL or bool(payload.get("dry_run"))
+
+
+def newest_first(row: DrainRow) -> tuple[str, str]:
+    """The sort key of "newest first" (descending): the payload's ``created_at`` (ISO text), then the id."""
+    return str(row.payload.get("created_at", "")), row.id
+
+
+@dataclass(frozen=True, slots=True)
+class DrainTally:
+    """The newest drains and the journal's counts, read without loading every drain.
+
+    Attributes:
+        rows: the newest drains, newest first (:func:`newest_first`, descending: the order of
+            :meth:`Drainer.list`).
+        total: how many drains the journal holds.
+        running: how many of them are not finished (:func:`is_finished`).
+    """
+
+    rows: tuple[DrainRow, ...]
+    total: int
+    running: int
+
+
 class DrainStore(Protocol):
     """Where the drains are journalled."""
 
@@ -210,8 +240,20 @@ class DrainStore(Protocol):
     def get(self, id: str) -> DrainRow:
         """A drain's row (``DRAIN_UNKNOWN`` when absent)."""
 
-    def list(self) -> list[DrainRow]:
-        """Every drain's row, by id."""
+    def list(self, phase: str | None = None) -> list[DrainRow]:
+        """Every drain's row (in ``phase``, when given), by id."""
+
+    def newest(self, limit: int) -> DrainTally:
+        """The ``limit`` newest drains and the journal's counts; no other row is read.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"limit is at least 0, not {limit}")
 
 
 class MemoryDrainStore:
@@ -232,9 +274,17 @@ class MemoryDrainStore:
             raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id) from None
         return DrainRow(row.id, row.phase, copy.deepcopy(row.payload), row.updated_at)
 
-    def list(self) -> list[DrainRow]:
+    def list(self, phase: str | None = None) -> list[DrainRow]:
         """See :meth:`DrainStore.list`."""
-        return [self.get(k) for k in sorted(self._rows)]
+        return [self.get(k) for k in sorted(self._rows) if phase is None or self._rows[k].phase == phase]
+
+    def newest(self, limit: int) -> DrainTally:
+        """See :meth:`DrainStore.newest`: only the ``limit`` newest payloads are copied."""
+        _check_limit(limit)
+        rows = self._rows.values()
+        top = heapq.nlargest(limit, rows, key=newest_first)
+        running = sum(1 for r in rows if not is_finished(r.phase, r.payload))
+        return DrainTally(tuple(self.get(r.id) for r in top), len(self._rows), running)
 
 
 class SqlDrainStore:
@@ -269,11 +319,38 @@ class SqlDrainStore:
             raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id)
         return DrainRow(found.id, found.phase, dict(found.payload), utc(found.updated_at))
 
-    def list(self) -> list[DrainRow]:
+    def list(self, phase: str | None = None) -> list[DrainRow]:
         """See :meth:`DrainStore.list`."""
+        query = sa.select(drain_journal).order_by(drain_journal.c.id)
+        if phase is not None:
+            query = query.where(drain_journal.c.phase == phase)
         with self._tx() as conn:
-            rows = conn.execute(sa.select(drain_journal).order_by(drain_journal.c.id)).all()
+            rows = conn.execute(query).all()
         return [DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows]
+
+    def newest(self, limit: int) -> DrainTally:
+        """See :meth:`DrainStore.newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query, in one
+        transaction.
+
+        The order is :func:`newest_first`'s: the payload's ``created_at`` (read by the database from the
+        JSON; missing is ``''``), then the id, compared as code points (PostgreSQL: ``COLLATE "C"``,
+        whatever the database's locale) as Python compares the strings.
+        """
+        _check_limit(limit)
+        payload = drain_journal.c.payload
+        dry_run = sa.func.coalesce(payload["dry_run"].as_boolean(), sa.false())
+        running = sa.and_(drain_journal.c.phase.not_in(sorted(_FINAL)), sa.not_(dry_run))
+        counts = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((running, 1), else_=0)), 0))
+        with self._tx() as conn:
+            total, unfinished = conn.execute(counts).one()
+            created: sa.ColumnElement[str] = sa.func.coalesce(payload["created_at"].as_string(), "")
+            drain_id: sa.ColumnElement[str] = drain_journal.c.id
+            if conn.dialect.name == "postgresql":
+                created, drain_id = created.collate("C"), drain_id.collate("C")
+            rows = conn.execute(sa.select(drain_journal).order_by(created.desc(), drain_id.desc())
+                                .limit(limit)).all()
+        return DrainTally(tuple(DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows),
+                          int(total), int(unfinished))
 
 
 def store_for(inventory: Inventory) -> DrainStore:
@@ -287,10 +364,14 @@ def store_for(inventory: Inventory) -> DrainStore:
 # -- the drainer (I/O) -------------------------------------------------------------------------------
 
 
+Records = list[dict[str, Any]]
+"""Drain records (:func:`record_of`)."""
+
+
 def record_of(row: DrainRow) -> dict[str, Any]:
     """The public drain record of a row."""
     record = {k: v for k, v in row.payload.items() if not k.startswith("_")}
-    record.update(id=row.id, phase=row.phase, finished=row.phase in _FINAL or bool(row.payload.get("dry_run")),
+    record.update(id=row.id, phase=row.phase, finished=is_finished(row.phase, row.payload),
                   updated_at=row.updated_at.isoformat())
     return record
 
@@ -333,10 +414,18 @@ class Drainer:
         return record_of(self.store.get(drain_id))
 
     def list(self) -> list[dict[str, Any]]:
-        """Every drain's record, newest first."""
-        records = [record_of(r) for r in self.store.list()]
-        records.sort(key=lambda r: (str(r.get("created_at", "")), r["id"]), reverse=True)
-        return records
+        """Every drain's record, newest first (:func:`newest_first`)."""
+        return [record_of(r) for r in sorted(self.store.list(), key=newest_first, reverse=True)]
+
+    def newest(self, limit: int) -> tuple[Records, int, int]:
+        """The ``limit`` newest drains' records (``list()[:limit]``), how many drains there are, and how
+        many run (are not ``finished``) — without reading the other drains (:meth:`DrainStore.newest`).
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+        tally = self.store.newest(limit)
+        return [record_of(r) for r in tally.rows], tally.total, tally.running
 
     async def wait(self, drain_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The record once the drain finished (``TIMEOUT`` when ``timeout`` passed first)."""
@@ -377,8 +466,8 @@ class Drainer:
         async with self._lock:
             self.inventory.get_host(host)  # HOST_UNKNOWN
             if not dry_run:
-                for row in self.store.list():
-                    if row.payload.get("host") == host and row.phase == "running":
+                for row in self.store.list("running"):
+                    if row.payload.get("host") == host:
                         raise drain_error("DRAIN_BUSY", ("host",), f"{host} is being drained ({row.id})",
                                           value=row.id, hint="see GET /v1/drains/" + row.id)
             if self.poller is not None:
@@ -424,8 +513,8 @@ class Drainer:
     async def resume(self) -> None:
         """Run again every drain the journal has as ``running`` and no task runs (after a restart, or a
         task that died)."""
-        for row in self.store.list():
-            if row.phase == "running" and row.id not in self._tasks:
+        for row in self.store.list("running"):
+            if row.id not in self._tasks:
                 log.info("resuming drain %s of %s", row.id, row.payload.get("host"))
                 self._spawn(row.id)
 
