@@ -33,6 +33,30 @@ def test_models(agent: AgentProcess) -> None:
         assert missing.status_code == 404 and missing.json()["code"] == "MODEL_UNKNOWN"
 
 
+def test_every_reported_model_can_be_queried_and_created(module_agents: Agents) -> None:
+    """The uniform query mechanism's promise: a model the report lists is one this host creates.
+
+    acme-accel's newest release serves two models (``accel`` and ``accel-lite``); the
+    second one used to be reported but refused with MODEL_UNKNOWN. Each model is created
+    at its init configuration.
+    """
+    agent = module_agents.start("models")
+    with agent.client() as c:
+        report = c.get("/v1/report").json()
+        reported = {(m["model"], doc["implementation"]["name"], doc["implementation"]["release"])
+                    for doc in report["implementations"] for m in doc["models"]}
+        assert ("example.org/devices/accel-lite", "acme-accel", "3.0.0") in reported
+        for model, name, release in sorted(reported):
+            view = c.get(f"/v1/models/{model}")
+            assert view.status_code == 200, (model, view.json())
+            assert view.json()["implementation"] == {"name": name, "release": release}
+            created = c.post("/v1/devices", json={"model": model, "config": "", "host": {}})
+            assert created.status_code == 201, (model, created.json())
+            dev = created.json()
+            assert dev["model"] == model and dev["implementation"] == {"name": name, "release": release}
+            assert c.delete(f"/v1/devices/{dev['id']}").status_code == 204
+
+
 def test_devices_crud(agent: AgentProcess) -> None:
     with agent.client() as c:
         created = c.post("/v1/devices", json={"model": "example.org/devices/nic", "config": "version=1"})

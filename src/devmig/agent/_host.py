@@ -26,7 +26,7 @@ import xxhash
 from devmig._errors import DevmigError, Problem
 from devmig.agent._settings import AgentSettings
 from devmig.device import Device
-from devmig.devices import CATALOG, device_class
+from devmig.devices import CATALOG, device_class, model_classes
 from devmig.model import Config, HostReport, version_of
 
 __all__ = ["Host", "HostedDevice"]
@@ -94,6 +94,10 @@ class Host:
             self.classes[implementation] = (
                 device_class(implementation, release) if release else classes[-1]
             )
+        self.models: dict[str, type[Device]] = {}
+        """Model id → the class serving it: every model of every hosted release's document."""
+        for cls in self.classes.values():
+            self.models.update(model_classes(cls))
         unknown = set(settings.releases) - set(CATALOG)
         if unknown:
             raise DevmigError(
@@ -129,10 +133,10 @@ class Host:
         Raises:
             DevmigError: ``MODEL_UNKNOWN`` (HTTP 404) naming the models there are.
         """
-        for cls in self.classes.values():
-            if cls.model_id == model_id:
-                return cls
-        known = sorted(cls.model_id for cls in self.classes.values())
+        cls = self.models.get(model_id)
+        if cls is not None:
+            return cls
+        known = sorted(self.models)
         raise DevmigError(
             [Problem("MODEL_UNKNOWN", ("model",), f"this host has no model {model_id!r}", value=model_id,
                      allowed=known)]
