@@ -4,7 +4,8 @@ Two agents share a module: ``old`` hosts the 1.0.0 release of every reference
 implementation, ``new`` the newest. Each reference device migrates old → new
 (upgrade) and back new → old (rollback); at each switch-over the digest the
 destination loaded equals the source's, the workload goes on at the
-destination, and the source device is gone.
+destination, and the source device is gone. The accelerator's second model,
+``accel-lite`` (2.0.0 and later), moves between a 2.0.0 agent and ``new``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,26 @@ def test_upgrade_then_rollback(pair: tuple[AgentProcess, AgentProcess], kind: st
             assert c.get(f"/v1/devices/{on_new}").json()["host"]["image"] == host["image"]
     back = migrate(new, old, on_new)
     check_switch_over(new, old, on_new, back)
+
+
+def test_the_second_model_of_a_release_migrates_both_ways(
+    module_agents: Agents, pair: tuple[AgentProcess, AgentProcess]
+) -> None:
+    """acme-accel 2.0.0 and 3.0.0 also serve ``accel-lite``: it upgrades and rolls back between them."""
+    _, new = pair
+    lite = module_agents.start("lite-2.0.0", "--release", "accel=2.0.0")
+    with lite.client() as c:
+        r = c.post("/v1/devices", json={"model": "example.org/devices/accel-lite", "config": "version=2"})
+        assert r.status_code == 201, r.text
+        dev = r.json()
+        assert dev["implementation"] == {"name": "acme-accel", "release": "2.0.0"}
+    time.sleep(0.1)
+    on_new = check_switch_over(lite, new, dev["id"], migrate(lite, new, dev["id"]))
+    with new.client() as c:
+        moved = c.get(f"/v1/devices/{on_new}").json()
+        assert moved["model"] == "example.org/devices/accel-lite"
+        assert moved["implementation"] == {"name": "acme-accel", "release": "3.0.0"}
+    check_switch_over(new, lite, on_new, migrate(new, lite, on_new))
 
 
 def test_incompatible_destination_is_refused_before_anything(pair: tuple[AgentProcess, AgentProcess]) -> None:
