@@ -58,6 +58,8 @@ __all__ = [
     "Inventory",
     "InventorySnapshot",
     "JournalEntry",
+    "JournalMark",
+    "JournalPage",
     "RunState",
     "inventory_error",
     "report_profile",
@@ -191,6 +193,61 @@ class JournalEntry:
     phase: str
     payload: Mapping[str, Any]
     updated_at: datetime
+
+
+def newest_first(entry: JournalEntry) -> tuple[str, str]:
+    """The sort key of "newest first" (descending) of journal entries: the payload's ``created_at``
+    (ISO text), then the id — the order of :meth:`~devmig.fleet._orchestrator.Orchestrator.list`."""
+    return str(entry.payload.get("created_at", "")), entry.id
+
+
+def is_unfinished(entry: JournalEntry) -> bool:
+    """Whether the payload of a journal entry does not say ``finished`` (what the dashboard counts as running)."""
+    return not entry.payload.get("finished")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalMark:
+    """A cheap marker of the journal entries in one phase: read in one small query, compared with ``==``.
+
+    Two marks of the same inventory are equal when no entry entered or left the phase and none of
+    its entries was written again (another phase, another ``updated_at``, another payload); the
+    SQL inventory reads them from the rows, so a write by another process counts too. A mark may
+    change when nothing did (the twin counts writes; an entry re-written with the same content).
+
+    Attributes:
+        count: how many entries the phase holds.
+        newest: the greatest ``updated_at`` among them (``None`` when there are none).
+        digest: what tells the rest apart: on SQL the sum of a digest of each entry's id,
+            ``updated_at`` and payload, computed by the database (two different sets of entries with
+            the same count and newest time collide with a chance of about 2**-32); on the twin the
+            number of writes that touched the phase.
+    """
+
+    count: int
+    newest: datetime | None
+    digest: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    """The newest journal entries and the journal's counts, read without loading every entry.
+
+    Attributes:
+        entries: the newest entries, newest first (:func:`newest_first`, descending).
+        total: how many entries the journal holds.
+        unfinished: how many of them are not finished (:func:`is_unfinished`).
+    """
+
+    entries: tuple[JournalEntry, ...]
+    total: int
+    unfinished: int
+
+
+def check_limit(limit: int) -> None:
+    """Raise ``ValueError`` when a row limit is negative."""
+    if limit < 0:
+        raise ValueError(f"limit is at least 0, not {limit}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,3 +398,24 @@ class Inventory(Protocol):
 
     def journal_list(self, phase: str | None = None) -> list[JournalEntry]:
         """Return every journal entry (in one phase, when given), by id."""
+
+    def journal_mark(self, phase: str | None = None) -> JournalMark:
+        """Return a marker of the entries in ``phase`` (every entry when ``None``) that changes with them.
+
+        One query of one row, however long the journal: a reader that keeps something computed from
+        :meth:`journal_list` (the matrix cache) compares marks instead of reading every entry. Read the
+        mark *before* the entries it stands for, so that a write in between makes the next mark differ.
+        See :class:`JournalMark` for what equal marks mean.
+        """
+
+    def journal_newest(self, limit: int) -> JournalPage:
+        """Return the ``limit`` newest entries (:func:`newest_first`) and the journal's counts; no other
+        entry is read.
+
+        The entries are the first ``limit`` of every entry sorted newest first (a ``created_at``
+        that is not text counts as ``""`` on SQL); ``total`` and ``unfinished`` count every entry
+        (:func:`is_unfinished`: the payload's ``finished`` is not ``true``).
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -16,8 +17,13 @@ from devmig.fleet._inventory import (
     HostView,
     InventorySnapshot,
     JournalEntry,
+    JournalMark,
+    JournalPage,
     RunState,
+    check_limit,
     inventory_error,
+    is_unfinished,
+    newest_first,
     profile_documents,
     report_profile,
     require_open,
@@ -47,6 +53,7 @@ class MemoryInventory:
         self._profiles: dict[str, tuple[str, tuple[ModelDocument, ...]]] = {}
         self._pools: dict[str, set[str]] = {}
         self._journal: dict[str, JournalEntry] = {}
+        self._journal_writes: dict[str | None, int] = {}  # per phase (None: any), for journal_mark
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -290,7 +297,10 @@ class MemoryInventory:
                     now: datetime) -> None:
         """See :meth:`Inventory.journal_put`."""
         require_open(self.state)
+        before = self._journal.get(id)
         self._journal[id] = JournalEntry(id, phase, copy.deepcopy(dict(payload)), utc(now))
+        for touched in {None, phase, None if before is None else before.phase}:
+            self._journal_writes[touched] = self._journal_writes.get(touched, 0) + 1
 
     def journal_get(self, id: str) -> JournalEntry:
         """See :meth:`Inventory.journal_get`."""
@@ -306,3 +316,18 @@ class MemoryInventory:
         require_open(self.state)
         return [self._journal[k] for k in sorted(self._journal)
                 if phase is None or self._journal[k].phase == phase]
+
+    def journal_mark(self, phase: str | None = None) -> JournalMark:
+        """See :meth:`Inventory.journal_mark`: the count and newest time of the phase's entries, and the
+        number of writes that put an entry in the phase or took one out of it (nothing is copied)."""
+        require_open(self.state)
+        times = [e.updated_at for e in self._journal.values() if phase is None or e.phase == phase]
+        return JournalMark(len(times), max(times, default=None), self._journal_writes.get(phase, 0))
+
+    def journal_newest(self, limit: int) -> JournalPage:
+        """See :meth:`Inventory.journal_newest` (the entries themselves, as :meth:`journal_list` gives them)."""
+        require_open(self.state)
+        check_limit(limit)
+        entries = self._journal.values()
+        top = heapq.nlargest(limit, entries, key=newest_first)
+        return JournalPage(tuple(top), len(entries), sum(1 for e in entries if is_unfinished(e)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import xxhash
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -29,7 +30,10 @@ from devmig.fleet._inventory import (
     HostView,
     InventorySnapshot,
     JournalEntry,
+    JournalMark,
+    JournalPage,
     RunState,
+    check_limit,
     inventory_error,
     require_open,
     utc,
@@ -60,7 +64,20 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite+pysqlite:///{Path(path).resolve()}"
 
 
+_ENTRY_DIGEST = "devmig_entry_digest"
+"""The SQL function (SQLite: registered on every connection) behind :meth:`SqlInventory.journal_mark`."""
+
+
+def _entry_digest(*columns: object) -> int:
+    """A 32-bit digest of one journal row's columns as SQLite stores them (id, updated_at, payload text).
+
+    32 bits so that SQLite's integer ``sum`` of them cannot overflow (below 2**31 rows)."""
+    text = "\x1f".join(str(c) for c in columns)
+    return xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass")) & 0xFFFFFFFF
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function(_ENTRY_DIGEST, 3, _entry_digest, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -640,3 +657,52 @@ class SqlInventory:
             query = query.where(migration_journal.c.phase == phase)
         with self._tx() as conn:
             return [self._entry(row) for row in conn.execute(query)]
+
+    def journal_mark(self, phase: str | None = None) -> JournalMark:
+        """See :meth:`Inventory.journal_mark`: one ``SELECT count(*), max(updated_at), sum(digest)``.
+
+        Each row's digest is computed by the database from its id, ``updated_at`` and payload text:
+        on PostgreSQL the first 64 bits of ``md5`` (summed as ``numeric``: no overflow), elsewhere
+        the 32-bit :func:`_entry_digest` (a Python function SQLite calls; registered per connection).
+        Only the one row of aggregates leaves the database.
+        """
+        journal = migration_journal
+        with self._tx() as conn:
+            digest: sa.ColumnElement[Any]
+            if conn.dialect.name == "postgresql":
+                text = sa.func.concat_ws(":", journal.c.id, sa.cast(sa.extract("epoch", journal.c.updated_at), sa.Text),
+                                         sa.cast(journal.c.payload, sa.Text))
+                hex64 = sa.func.concat("x", sa.func.left(sa.func.md5(text), 16))
+                digest = sa.cast(sa.cast(hex64, postgresql.BIT(64)), sa.BigInteger)
+            else:
+                digest = getattr(sa.func, _ENTRY_DIGEST)(journal.c.id, journal.c.updated_at,
+                                                     sa.cast(journal.c.payload, sa.Text), type_=sa.BigInteger)
+            query = sa.select(sa.func.count(), sa.func.max(journal.c.updated_at),
+                              sa.func.coalesce(sa.func.sum(digest), 0))
+            if phase is not None:
+                query = query.where(journal.c.phase == phase)
+            count, newest, total = conn.execute(query).one()
+        return JournalMark(int(count), None if newest is None else utc(newest), int(total))
+
+    def journal_newest(self, limit: int) -> JournalPage:
+        """See :meth:`Inventory.journal_newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query,
+        in one transaction.
+
+        The order is :func:`~devmig.fleet._inventory.newest_first`'s: the payload's ``created_at`` (read
+        by the database from the JSON; missing is ``''``), then the id, compared as code points
+        (PostgreSQL: ``COLLATE "C"``, whatever the database's locale) as Python compares the strings.
+        """
+        check_limit(limit)
+        journal = migration_journal
+        payload = journal.c.payload
+        finished = sa.func.coalesce(payload["finished"].as_boolean(), sa.false())
+        counts = sa.select(sa.func.count(),
+                           sa.func.coalesce(sa.func.sum(sa.case((sa.not_(finished), 1), else_=0)), 0))
+        with self._tx() as conn:
+            total, unfinished = conn.execute(counts).one()
+            created: sa.ColumnElement[str] = sa.func.coalesce(payload["created_at"].as_string(), "")
+            entry_id: sa.ColumnElement[str] = journal.c.id
+            if conn.dialect.name == "postgresql":
+                created, entry_id = created.collate("C"), entry_id.collate("C")
+            rows = conn.execute(sa.select(journal).order_by(created.desc(), entry_id.desc()).limit(limit)).all()
+        return JournalPage(tuple(self._entry(r) for r in rows), int(total), int(unfinished))
