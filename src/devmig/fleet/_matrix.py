@@ -27,9 +27,11 @@ manager keeps one :class:`MatrixCache` (on its app state, built in its
 lifespan). The inventory has no version counter; the cache's key is the
 matrix's own inputs, read in one go by :func:`read_inputs`: the snapshot's hosts
 and profile fingerprints, every host's device list (one query for the whole fleet:
-:meth:`~devmig.fleet.Inventory.devices_by_host`), and the journal's finished
-(``done``) migrations (the devices' history) — a hit costs the same few statements
-on 20 hosts as on 2000. Those reads are cheap next to the
+:meth:`~devmig.fleet.Inventory.devices_by_host`), and a marker of the journal's
+finished (``done``) migrations (the devices' history; one row of aggregates:
+:meth:`~devmig.fleet.Inventory.journal_mark`) — a hit costs the same few statements
+on 20 hosts as on 2000, and on 20 finished migrations as on 20000; only a miss reads
+the finished migrations themselves. Those reads are cheap next to the
 computation (a fleet snapshot, one rollback set per device, each device's
 history), and comparing them catches every change — a report, a poll, a cordon,
 a migration, a write by another process on the same database — without a hook in
@@ -41,16 +43,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig.compat import rollback_set
-from devmig.fleet._inventory import DeviceRecord, HostSnapshot, Inventory, InventorySnapshot
+from devmig.fleet._inventory import (
+    DeviceRecord,
+    HostSnapshot,
+    Inventory,
+    InventorySnapshot,
+    JournalMark,
+)
 from devmig.fleet._manager_api import _catalogue, device_history, fleet_of, running_device
 from devmig.fleet._migration_records import Created, created_devices
 
-__all__ = ["VERDICTS", "MatrixCache", "MatrixInputs", "compatibility_matrix", "read_inputs"]
+__all__ = ["VERDICTS", "MatrixCache", "MatrixInputs", "compatibility_matrix", "read_inputs", "read_key"]
 
 VERDICTS: tuple[str, ...] = ("current", "round_trip", "one_way", "refused")
 """The values of a cell's ``verdict``."""
@@ -71,9 +78,10 @@ MatrixKey = tuple[
     tuple[HostSnapshot, ...],
     tuple[str, ...],
     tuple[tuple[str, tuple[DeviceRecord, ...]], ...],
-    tuple[tuple[str, datetime], ...],
+    JournalMark,
 ]
-"""What a matrix depends on, compared with ``==`` (device configurations are dicts: not hashed)."""
+"""What a matrix depends on, compared with ``==`` (device configurations are dicts: not hashed): the snapshot's
+hosts, its profile fingerprints, each host's devices, and the mark of the finished migrations."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +93,8 @@ class MatrixInputs:
         snap: the snapshot (hosts and profiles).
         devices: each host's devices, by the snapshot's host order (a host removed since is left out).
         created: the journal's finished migrations by the device each created (:func:`created_devices`).
-        key: the cache key: hosts, profile fingerprints, devices, and ``(id, updated_at)`` of each
-            finished migration.
+        key: the cache key (:func:`read_key`): hosts, profile fingerprints, devices, and the mark of the
+            finished migrations (read before them).
     """
 
     snap: InventorySnapshot
@@ -95,8 +103,12 @@ class MatrixInputs:
     key: MatrixKey
 
 
-def read_inputs(inventory: Inventory, snap: InventorySnapshot) -> MatrixInputs:
-    """Read what the matrix of ``snap`` needs besides the snapshot: every host's devices and the finished migrations.
+def read_key(inventory: Inventory, snap: InventorySnapshot
+             ) -> tuple[MatrixKey, dict[str, tuple[DeviceRecord, ...]]]:
+    """Read the cache key of the matrix of ``snap`` and every host's devices (part of the key), not the finished
+    migrations: their mark stands for them (:meth:`~devmig.fleet.Inventory.journal_mark`, one row).
+
+    Two statements on SQL, however many hosts, devices and finished migrations.
 
     Raises:
         DevmigError: the database's errors (``DB_UNAVAILABLE``...).
@@ -104,10 +116,24 @@ def read_inputs(inventory: Inventory, snap: InventorySnapshot) -> MatrixInputs:
     listed = inventory.devices_by_host([host.name for host in snap.hosts])  # one query, not one per host
     devices = {host.name: tuple(listed[host.name]) for host in snap.hosts
                if host.name in listed}  # a host removed since the snapshot is left out
+    mark = inventory.journal_mark("done")
+    return (snap.hosts, tuple(sorted(snap.profiles)), tuple(devices.items()), mark), devices
+
+
+def read_inputs(inventory: Inventory, snap: InventorySnapshot, *,
+                key: tuple[MatrixKey, dict[str, tuple[DeviceRecord, ...]]] | None = None) -> MatrixInputs:
+    """Read what the matrix of ``snap`` needs besides the snapshot: every host's devices and the finished migrations.
+
+    Args:
+        key: what :func:`read_key` read for ``snap`` (a cache miss), else it is read here. The key is read
+            before the finished migrations, so that one finishing in between changes the next key.
+
+    Raises:
+        DevmigError: the database's errors (``DB_UNAVAILABLE``...).
+    """
+    matrix_key, devices = read_key(inventory, snap) if key is None else key
     done = inventory.journal_list("done")
-    key: MatrixKey = (snap.hosts, tuple(sorted(snap.profiles)), tuple(devices.items()),
-                      tuple((e.id, e.updated_at) for e in done))
-    return MatrixInputs(snap, devices, created_devices(done), key)
+    return MatrixInputs(snap, devices, created_devices(done), matrix_key)
 
 
 def compatibility_matrix(inventory: Inventory, snap: InventorySnapshot, window: int = 0, *,
@@ -183,8 +209,9 @@ class MatrixCache:
     """The matrix of each ``window``, computed again only when its inputs changed.
 
     One entry per window (the least recently used one goes first past ``max_windows``). Each
-    :meth:`get` reads the inputs (:func:`read_inputs`) and compares them with the entry's: equal,
-    the entry's matrix (the same object) is returned; else it is computed and kept.
+    :meth:`get` reads the key (:func:`read_key`) and compares it with the entry's: equal, the
+    entry's matrix (the same object) is returned; else the rest of the inputs is read
+    (:func:`read_inputs`) and the matrix computed and kept.
     :meth:`get_json` also keeps the matrix's JSON body, encoded once per entry.
 
     Args:
@@ -204,12 +231,13 @@ class MatrixCache:
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
 
     def _entry(self, inventory: Inventory, snap: InventorySnapshot, window: int) -> tuple[_Entry, bool]:
-        inputs = read_inputs(inventory, snap)
+        key = read_key(inventory, snap)
         entry = self._entries.get(window)
-        if entry is not None and entry.key == inputs.key:
+        if entry is not None and entry.key == key[0]:
             self._entries.move_to_end(window)
             self.hits += 1
             return entry, True
+        inputs = read_inputs(inventory, snap, key=key)  # the finished migrations: only on a miss
         entry = _Entry(inputs.key, compatibility_matrix(inventory, snap, window, inputs=inputs))
         self.computations += 1
         self._entries[window] = entry
