@@ -49,6 +49,7 @@ from devmig.fleet._inventory import Inventory, InventorySnapshot
 from devmig.fleet._journal_phases import FORWARD
 from devmig.fleet._manager_api import answer_baseline, host_dict, profile_docs
 from devmig.fleet._matrix import MatrixCache
+from devmig.fleet._orchestrator import Orchestrator
 
 __all__ = ["drain_row", "mount_dashboard", "progress_of"]
 
@@ -153,19 +154,23 @@ def progress_of(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
-    """The newest migrations with their progress; how many there are, and how many run."""
-    records = app.state.orchestrator.list()
+    """The newest migrations (:data:`MIGRATIONS_SHOWN`) with their progress; how many there are, and how many run.
+
+    Polled every second: only those migrations are read, with the two counts
+    (:meth:`~devmig.fleet._orchestrator.Orchestrator.newest`), not every migration of the journal.
+    """
+    orchestrator: Orchestrator = app.state.orchestrator
+    records, total, active = orchestrator.newest(MIGRATIONS_SHOWN)
     rows = []
-    for record in records[:MIGRATIONS_SHOWN]:
+    for record in records:
         progress = record.get("progress") or {}
         rows.append({
             **record, "bar": progress_of(record), "sent": _size(progress.get("bytes_sent")),
             "rate_text": _size(progress.get("rate")) + "/s" if progress.get("rate") else "—",
             "started": ago(record.get("created_at"), now),
         })
-    active = sum(1 for r in records if not r.get("finished"))
-    moved = any(r.get("finished") and seconds_since(r["updated_at"], now) < MOVED_RECENT_S for r in records[:MIGRATIONS_SHOWN])
-    return {"migrations": rows, "total": len(records), "active": active, "moved": moved}
+    moved = any(r.get("finished") and seconds_since(r["updated_at"], now) < MOVED_RECENT_S for r in records)
+    return {"migrations": rows, "total": total, "active": active, "moved": moved}
 
 
 def drain_row(record: Mapping[str, Any], now: datetime) -> dict[str, Any]:

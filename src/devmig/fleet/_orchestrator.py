@@ -51,7 +51,7 @@ from typing import Any
 from devmig._errors import DevmigError, Problem
 from devmig.agent._client import AgentClient
 from devmig.fleet._clock import Clock, SystemClock, stop_tasks, sweep_forever
-from devmig.fleet._inventory import Inventory, InventorySnapshot
+from devmig.fleet._inventory import Inventory, InventorySnapshot, newest_first
 from devmig.fleet._journal_phases import (
     FINISHED,
     Action,
@@ -85,6 +85,10 @@ def orchestrator_error(code: str, loc: tuple[str | int, ...], message: str, *, v
     ``NO_HOST``, ``SAME_HOST``, ``HOST_UNREACHABLE`` (409), ``REQUEST_INVALID`` (422).
     """
     return DevmigError([Problem(code, loc, message, value=value, allowed=allowed, hint=hint)])
+
+
+Records = list[dict[str, Any]]
+"""Migration records (:func:`~devmig.fleet._migration_records.record_of`)."""
 
 
 @dataclass
@@ -181,12 +185,22 @@ class Orchestrator:
         return record_of(entry)
 
     def list(self, *, active: bool = False) -> list[dict[str, Any]]:
-        """Every migration's record, newest first (``active``: only unfinished ones)."""
-        records = [record_of(e) for e in self.inventory.journal_list()]
-        if active:
-            records = [r for r in records if r["phase"] not in FINISHED]
-        records.sort(key=lambda r: (str(r.get("created_at", "")), r["id"]), reverse=True)
-        return records
+        """Every migration's record, newest first (:func:`~devmig.fleet._inventory.newest_first`; ``active``:
+        only unfinished ones)."""
+        entries = sorted(self.inventory.journal_list(), key=newest_first, reverse=True)
+        return [record_of(e) for e in entries if not active or e.phase not in FINISHED]
+
+    def newest(self, limit: int) -> tuple[Records, int, int]:
+        """The ``limit`` newest migrations' records (``list()[:limit]``), how many migrations the journal holds,
+        and how many of them are not ``finished`` — without reading the others
+        (:meth:`~devmig.fleet.Inventory.journal_newest`: two statements on SQL, however long the journal).
+
+        Raises:
+            ValueError: ``limit`` is negative.
+            DevmigError: the database's errors.
+        """
+        page = self.inventory.journal_newest(limit)
+        return [record_of(e) for e in page.entries], page.total, page.unfinished
 
     def arriving(self) -> dict[str, int]:
         """Unfinished migrations per destination host (they count in its load)."""
