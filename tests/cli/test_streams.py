@@ -52,3 +52,13 @@ def test_inspect_corrupt_and_missing(tmp_path: Path) -> None:
     code, out = invoke("inspect", str(tmp_path / "nothing.dvmg"))
     assert code == 2
     assert "FILE_UNREADABLE" in out
+
+
+def test_devices_lists_every_model_each_release_serves() -> None:
+    code, out = invoke("devices", "--json")
+    assert code == 0
+    rows = {(r["implementation"], r["release"], r["model"]) for r in json.loads(out)["devices"]}
+    lite = "example.org/devices/accel-lite"
+    assert {release for impl, release, model in rows if model == lite} == {"2.0.0", "3.0.0"}
+    assert ("acme-accel", "1.0.0", "example.org/devices/accel") in rows
+    assert {impl for impl, _, _ in rows} == {"acme-nic", "acme-blk", "acme-accel"}

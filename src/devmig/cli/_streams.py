@@ -13,7 +13,7 @@ from rich.table import Table
 from devmig._errors import DevmigError, Problem
 from devmig.cli._output import EXIT_NO, EXIT_USAGE, Output
 from devmig.device import Device
-from devmig.devices import CATALOG, device_class
+from devmig.devices import CATALOG, device_class, model_classes
 from devmig.migration import State
 from devmig.model import format_options
 from devmig.state import RoundEndSignal, inspect_stream
@@ -182,10 +182,11 @@ def inspect_cmd(
 def devices_cmd(json_mode: JsonOpt = False) -> None:
     """List the reference device releases (for save/load and agents)."""
     out = Output(json_mode)
-    rows = [
-        {"implementation": name, "release": cls.implementation().release, "model": cls.model_id}
+    rows = [  # every model each release serves (agents create them all; save and load run the first)
+        {"implementation": name, "release": cls.implementation().release, "model": model}
         for name, classes in CATALOG.items()
         for cls in classes
+        for model in model_classes(cls)
     ]
     if json_mode:
         out.json({"devices": rows})
