@@ -220,7 +220,8 @@ class JournalMark:
         newest: the greatest ``updated_at`` among them (``None`` when there are none).
         digest: what tells the rest apart: on SQL the sum of a digest of each entry's id,
             ``updated_at`` and payload, computed by the database (two different sets of entries with
-            the same count and newest time collide with a chance of about 2**-32); on the twin the
+            the same count and newest time collide with a chance of about 2**-32 on SQLite, 2**-64 on
+            PostgreSQL); on the twin the
             number of writes that touched the phase.
     """
 

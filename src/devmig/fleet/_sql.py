@@ -662,7 +662,7 @@ class SqlInventory:
         """See :meth:`Inventory.journal_mark`: one ``SELECT count(*), max(updated_at), sum(digest)``.
 
         Each row's digest is computed by the database from its id, ``updated_at`` and payload text:
-        on PostgreSQL the first 64 bits of ``md5`` (summed as ``numeric``: no overflow), elsewhere
+        on PostgreSQL its 64-bit ``hashtextextended`` (summed as ``numeric``: no overflow), on SQLite
         the 32-bit :func:`_entry_digest` (a Python function SQLite calls; registered per connection).
         Only the one row of aggregates leaves the database.
         """
@@ -672,8 +672,8 @@ class SqlInventory:
             if conn.dialect.name == "postgresql":
                 text = sa.func.concat_ws(":", journal.c.id, sa.cast(sa.extract("epoch", journal.c.updated_at), sa.Text),
                                          sa.cast(journal.c.payload, sa.Text))
-                hex64 = sa.func.concat("x", sa.func.left(sa.func.md5(text), 16))
-                digest = sa.cast(sa.cast(hex64, postgresql.BIT(64)), sa.BigInteger)
+                # the 64-bit text hash of hash partitioning (PostgreSQL >= 11); 3-4x cheaper than md5 here
+                digest = sa.func.hashtextextended(text, 0, type_=sa.BigInteger)
             else:
                 digest = getattr(sa.func, _ENTRY_DIGEST)(journal.c.id, journal.c.updated_at,
                                                      sa.cast(journal.c.payload, sa.Text), type_=sa.BigInteger)
