@@ -11,16 +11,14 @@ computed the old way from every record; on a SQLite manager the fragment's state
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sql_statements import executed
 
 from devmig.fleet import (
     ManagerSettings,
@@ -72,19 +70,6 @@ class _CountingStore(MemoryDrainStore):
         return super().get(id)
 
 
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
-
 
 @pytest.mark.parametrize("drains", [DRAINS_SHOWN * 3 + 1, 300])
 def test_the_view_is_unchanged_and_reads_only_the_shown_drains_on_the_twin(drains: int) -> None:
@@ -114,7 +99,7 @@ def test_the_fragment_on_a_sqlite_manager_reads_the_same_statements_at_30_and_30
         for start, stop in ((0, 30), (30, 300)):
             _fill(store, start, stop)
             expected = _before(app)
-            with _statements(inventory.engine) as seen:
+            with executed(inventory.engine) as seen:
                 fragment = client.get("/dashboard/drains")
             assert fragment.status_code == 200, fragment.text
             statements[stop] = len(seen)

@@ -12,16 +12,14 @@ from every record; on a SQLite inventory the fragment's statements are counted (
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sql_statements import executed
 
 from devmig._humanize import ago, seconds_since
 from devmig.fleet import Inventory, MemoryInventory, SqlInventory, sqlite_url
@@ -131,19 +129,6 @@ def test_the_view_is_unchanged_and_reads_no_list_of_the_journal_on_the_twin(migr
         assert migrations_view(app, last)["migrations"][0]["id"] == "mig-just-done"
 
 
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
-
 
 def test_the_fragment_on_sqlite_reads_the_same_statements_at_30_and_300_migrations(tmp_path: Path) -> None:
     with SqlInventory(sqlite_url(tmp_path / "manager.db")) as inventory:
@@ -154,7 +139,7 @@ def test_the_fragment_on_sqlite_reads_the_same_statements_at_30_and_300_migratio
                 last = _fill(inventory, start, stop)
                 expected = _before(app.state.orchestrator, last)
                 assert migrations_view(app, last) == expected
-                with _statements(inventory.engine) as seen:
+                with executed(inventory.engine) as seen:
                     fragment = client.get("/dashboard/migrations")
                 assert fragment.status_code == 200, fragment.text
                 statements[stop] = len(seen)

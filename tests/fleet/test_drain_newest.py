@@ -8,13 +8,12 @@ runs the same two statements whether the journal holds 30 or 300 drains, the row
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from sql_statements import executed
 
 from devmig.fleet import Inventory, MemoryInventory, SqlInventory
 from devmig.fleet._drain import (
@@ -60,19 +59,6 @@ def _expected(store: DrainStore, limit: int) -> DrainTally:
     return DrainTally(tuple(rows[:limit]), len(rows), running)
 
 
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
-
 
 def test_newest_equals_every_drain_sorted_and_counted(make_inventory: Callable[[], Inventory]) -> None:
     store = store_for(make_inventory())
@@ -102,7 +88,7 @@ def test_newest_reads_the_same_two_statements_at_30_and_at_300_drains(db_url: st
         counts: dict[int, int] = {}
         for start, stop in ((0, 30), (30, 300)):
             _fill(store, start, stop)
-            with _statements(inventory.engine) as seen:
+            with executed(inventory.engine) as seen:
                 got = store.newest(10)
             assert got == _expected(store, 10) and len(got.rows) == 10 and got.total == stop
             counts[stop] = len(seen)

@@ -12,13 +12,12 @@ a fixed number of statements whether the journal holds 20 or 200 entries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from sql_statements import executed
 
 from devmig.fleet import Inventory, SqlInventory
 from devmig.fleet._inventory import JournalMark, JournalPage, is_unfinished, newest_first
@@ -54,19 +53,6 @@ def _expected(inventory: Inventory, limit: int) -> JournalPage:
     entries = sorted(inventory.journal_list(), key=newest_first, reverse=True)
     return JournalPage(tuple(entries[:limit]), len(entries), sum(1 for e in entries if is_unfinished(e)))
 
-
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 def test_the_mark_changes_with_every_change_of_the_phase(make_inventory: Callable[[], Inventory]) -> None:
@@ -157,11 +143,11 @@ def test_the_mark_and_the_page_cost_the_same_statements_at_20_and_at_200_entries
         page_cost: dict[int, int] = {}
         for start, stop in ((0, 20), (20, 200)):
             _fill(inventory, start, stop)
-            with _statements(inventory.engine) as seen:
+            with executed(inventory.engine) as seen:
                 mark = inventory.journal_mark("done")
             assert mark.count == sum(1 for e in inventory.journal_list() if e.phase == "done") == stop // 3
             mark_cost[stop] = [sql for sql, _params in seen]
-            with _statements(inventory.engine) as seen:
+            with executed(inventory.engine) as seen:
                 page = inventory.journal_newest(15)
             assert page == _expected(inventory, 15) and len(page.entries) == 15 and page.total == stop
             page_cost[stop] = len(seen)

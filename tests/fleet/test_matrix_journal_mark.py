@@ -14,13 +14,12 @@ disagree on the off value of a parameter, so a device that came from 2.1.0 goes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from example_docs import host_report, nic_with_wol
+from sql_statements import executed
 
 from devmig._examples import load_example
 from devmig.fleet import Inventory, SqlInventory
@@ -85,24 +84,6 @@ def _verdict(matrix: dict[str, Any], device: str, host: str) -> str:
     return str(row["cells"][host]["verdict"])
 
 
-@contextmanager
-def _statements(inventory: Inventory) -> Iterator[list[str]]:
-    """The SQL statements run on the inventory's engine inside the block (none for the twin)."""
-    seen: list[str] = []
-    if not isinstance(inventory, SqlInventory):
-        yield seen
-        return
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(inventory.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(inventory.engine, "before_cursor_execute", count)
-
-
 class _Reads:
     """Counts the inventory's journal reads (every inventory: the twin has no statements to count)."""
 
@@ -134,12 +115,13 @@ def test_a_hit_reads_the_mark_not_the_finished_migrations(make_inventory: Callab
         matrix, hit = cache.get(inventory, inventory.snapshot())
         assert not hit and matrix == _the_old_way(inventory)
         snap = inventory.snapshot()
-        with _Reads(inventory) as reads, _statements(inventory) as seen:
+        engine = inventory.engine if isinstance(inventory, SqlInventory) else None  # the twin runs no SQL
+        with _Reads(inventory) as reads, executed(engine) as seen:
             again, hit = cache.get(inventory, snap)
         assert hit and again is matrix
         assert reads.entries == 0  # not one finished migration read (the old key read all of them)
-        hit_cost[stop] = seen
-        assert not [sql for sql in seen if "migration_journal.payload" in sql and "sum(" not in sql], seen
+        hit_cost[stop] = [sql for sql, _params in seen]
+        assert not [sql for sql in hit_cost[stop] if "migration_journal.payload" in sql and "sum(" not in sql], seen
     assert len(hit_cost[20]) == len(hit_cost[200]), hit_cost
     if isinstance(inventory, SqlInventory):
         assert len(hit_cost[200]) == 2, hit_cost[200]  # the devices of every host; the mark of the journal

@@ -8,12 +8,10 @@ a ``before_cursor_execute`` listener, on a SQLite file and on PostgreSQL; the fl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
-import sqlalchemy as sa
 from fleet_fixtures import at, report
+from sql_statements import executed
 
 from devmig._examples import load_example
 from devmig.fleet import DeviceRecord, SqlInventory
@@ -21,21 +19,6 @@ from devmig.fleet._matrix import MatrixCache, compatibility_matrix, read_inputs
 from devmig.model import expand
 
 NIC = "example.org/devices/nic"
-
-
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[str]]:
-    """The SQL statements executed on ``engine`` inside the block (each ``executemany`` once)."""
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 def _grow(inventory: SqlInventory, start: int, stop: int) -> None:
@@ -54,7 +37,7 @@ def _grow(inventory: SqlInventory, start: int, stop: int) -> None:
 
 
 def _counted(inventory: SqlInventory, action: Callable[[], object]) -> int:
-    with _statements(inventory.engine) as seen:
+    with executed(inventory.engine) as seen:
         action()
     return len(seen)
 
