@@ -13,40 +13,18 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from example_docs import host_report, nic_with_wol
+from example_docs import host_report
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from matrix_scenario import NIC, at, migration, nic, wol_fleet
 
 from devmig._examples import load_example
 from devmig.fleet import ManagerSettings, MemoryInventory, create_manager_app
 from devmig.fleet._dashboard import DRAINS_SHOWN, drain_row
-from devmig.fleet._inventory import DeviceRecord
 from devmig.fleet._matrix import MatrixCache, compatibility_matrix
-from devmig.model import expand
-
-NIC = "example.org/devices/nic"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def _nic(device_id: str) -> DeviceRecord:
-    model = load_example("acme-nic/2.0.0").find(NIC)
-    assert model is not None
-    return DeviceRecord(device_id, NIC, dict(expand(model, "version=2").values), "RUNNING", True)
-
-
-def _migration(source: str, device_id: str, destination: str, new_id: str) -> dict[str, Any]:
-    return {"source": source, "device_id": device_id, "destination": destination,
-            "destination_device_id": new_id, "created_at": at(0).isoformat(),
-            "history": [{"phase": "planned", "at": at(0).isoformat()},
-                        {"phase": "streaming", "at": at(10).isoformat()}, {"phase": "done", "at": at(11).isoformat()}]}
 
 
 @pytest.fixture()
@@ -54,15 +32,7 @@ def twin() -> Iterator[tuple[MemoryInventory, TestClient, FastAPI]]:
     """Four hosts on the twin (old: 2.1.0, mid and twin: 2.0.0, x: 2.2.0), a NIC on mid and one on twin."""
     inventory = MemoryInventory()
     inventory.open()
-    v200 = load_example("acme-nic/2.0.0")
-    inventory.register_reports([
-        ("old", "http://old", host_report("old", nic_with_wol("2.1.0", "none"))),
-        ("mid", "http://mid", host_report("mid", v200)),
-        ("x", "http://x", host_report("x", nic_with_wol("2.2.0", "magic"))),
-        ("twin", "http://twin", host_report("twin", v200)),
-    ], at(0))
-    inventory.record_devices("mid", [_nic("d1")])
-    inventory.record_devices("twin", [_nic("fresh")])
+    wol_fleet(inventory)
     app = create_manager_app(ManagerSettings(db_url="memory://twin"), inventory=inventory, poll=False)
     with TestClient(app) as client:
         yield inventory, client, app
@@ -96,12 +66,12 @@ def test_the_matrix_is_served_from_the_cache_until_the_fleet_or_the_journal_chan
     assert page.status_code == 200 and 'data-device="mid/d1"' in page.text and cache.computations == 1
 
     # a finished migration: mid/d1 came from old (2.1.0), so 2.2.0 is one-way for it now
-    inventory.journal_put("m1", "done", _migration("old", "d0", "mid", "d1"), at(12))
+    inventory.journal_put("m1", "done", migration("old", "d0", "mid", "d1"), at(12))
     after, how = _served(client, cache)
     assert how == "miss" and cache.computations == 2
     assert _cells(after)["mid/d1"]["x"][0] == "one_way" and _cells(after)["twin/fresh"]["x"][0] == "round_trip"
     assert _served(client, cache)[1] == "hit"
-    inventory.journal_put("m2", "rolled_back", _migration("twin", "z", "mid", "z2"), at(13))  # created nothing
+    inventory.journal_put("m2", "rolled_back", migration("twin", "z", "mid", "z2"), at(13))  # created nothing
     assert _served(client, cache)[1] == "hit" and cache.computations == 2
 
     # a host change: x cordoned
@@ -109,7 +79,7 @@ def test_the_matrix_is_served_from_the_cache_until_the_fleet_or_the_journal_chan
     cordoned, how = _served(client, cache)
     assert how == "miss" and _cells(cordoned)["twin/fresh"]["x"] == ("refused", ["HOST_CORDONED"])
     # a device list change: a second NIC on twin
-    inventory.record_devices("twin", [_nic("fresh"), _nic("more")])
+    inventory.record_devices("twin", [nic("fresh"), nic("more")])
     more, how = _served(client, cache)
     assert how == "miss" and "twin/more" in _cells(more)
     # a profile change: old upgraded to 2.0.0 (its host row and the fleet's profiles)

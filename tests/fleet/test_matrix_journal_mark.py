@@ -15,60 +15,23 @@ disagree on the off value of a parameter, so a device that came from 2.1.0 goes 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from example_docs import host_report, nic_with_wol
+from matrix_scenario import at, migration, wol_fleet
 from sql_statements import executed
 
-from devmig._examples import load_example
 from devmig.fleet import Inventory, SqlInventory
-from devmig.fleet._inventory import DeviceRecord
 from devmig.fleet._matrix import MatrixCache, MatrixInputs, compatibility_matrix
 from devmig.fleet._migration_records import created_devices
-from devmig.model import expand
-
-NIC = "example.org/devices/nic"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def _nic(device_id: str) -> DeviceRecord:
-    model = load_example("acme-nic/2.0.0").find(NIC)
-    assert model is not None
-    return DeviceRecord(device_id, NIC, dict(expand(model, "version=2").values), "RUNNING", True)
-
-
-def _migration(source: str, device_id: str, destination: str, new_id: str) -> dict[str, Any]:
-    return {"source": source, "device_id": device_id, "destination": destination,
-            "destination_device_id": new_id, "created_at": at(0).isoformat(), "finished": True,
-            "history": [{"phase": "planned", "at": at(0).isoformat()},
-                        {"phase": "streaming", "at": at(10).isoformat()}, {"phase": "done", "at": at(11).isoformat()}]}
-
-
-def _fleet(inventory: Inventory) -> None:
-    """Hosts old (2.1.0), mid and twin (2.0.0), x (2.2.0); a NIC on mid and one on twin."""
-    v200 = load_example("acme-nic/2.0.0")
-    inventory.register_reports([
-        ("old", "http://old", host_report("old", nic_with_wol("2.1.0", "none"))),
-        ("mid", "http://mid", host_report("mid", v200)),
-        ("x", "http://x", host_report("x", nic_with_wol("2.2.0", "magic"))),
-        ("twin", "http://twin", host_report("twin", v200)),
-    ], at(0))
-    inventory.record_devices("mid", [_nic("d1")])
-    inventory.record_devices("twin", [_nic("fresh")])
 
 
 def _history(inventory: Inventory, start: int, stop: int) -> None:
     """Finished migrations ``start`` .. ``stop - 1`` that created devices no host runs now (and some rolled
     back ones), all at the same instant."""
     for i in range(start, stop):
-        inventory.journal_put(f"old-{i:04d}", "done", _migration("twin", f"a{i}", "x", f"gone{i}"), at(50))
+        inventory.journal_put(f"old-{i:04d}", "done", migration("twin", f"a{i}", "x", f"gone{i}", finished=True), at(50))
         if i % 4 == 0:
-            inventory.journal_put(f"back-{i:04d}", "rolled_back", _migration("mid", f"b{i}", "x", f"none{i}"), at(50))
+            inventory.journal_put(f"back-{i:04d}", "rolled_back", migration("mid", f"b{i}", "x", f"none{i}", finished=True), at(50))
 
 
 def _the_old_way(inventory: Inventory, window: int = 0) -> dict[str, Any]:
@@ -107,7 +70,7 @@ class _Reads:
 
 def test_a_hit_reads_the_mark_not_the_finished_migrations(make_inventory: Callable[[], Inventory]) -> None:
     inventory = make_inventory()
-    _fleet(inventory)
+    wol_fleet(inventory)
     cache = MatrixCache()
     hit_cost: dict[int, list[str]] = {}
     for start, stop in ((0, 20), (20, 200)):
@@ -131,27 +94,27 @@ def test_a_hit_reads_the_mark_not_the_finished_migrations(make_inventory: Callab
 def test_a_finished_migration_rewritten_at_the_same_instant_changes_the_matrix(
         make_inventory: Callable[[], Inventory]) -> None:
     inventory = make_inventory()
-    _fleet(inventory)
+    wol_fleet(inventory)
     _history(inventory, 0, 30)
     cache = MatrixCache()
     first, _ = cache.get(inventory, inventory.snapshot())
     assert _verdict(first, "mid/d1", "x") == "round_trip"  # no known past of mid/d1
     # m1 finished at 12 s having created a device of another host ...
-    inventory.journal_put("m1", "done", _migration("old", "d0", "mid", "elsewhere"), at(12))
+    inventory.journal_put("m1", "done", migration("old", "d0", "mid", "elsewhere", finished=True), at(12))
     second, hit = cache.get(inventory, inventory.snapshot())
     assert not hit and second == first == _the_old_way(inventory)
     assert cache.get(inventory, inventory.snapshot())[1]  # unchanged since: a hit
     # ... then the same entry, same instant, now naming mid/d1 (which came from old, 2.1.0): one way to x
-    inventory.journal_put("m1", "done", _migration("old", "d0", "mid", "d1"), at(12))
+    inventory.journal_put("m1", "done", migration("old", "d0", "mid", "d1", finished=True), at(12))
     third, hit = cache.get(inventory, inventory.snapshot())
     assert not hit and third == _the_old_way(inventory)
     assert _verdict(third, "mid/d1", "x") == "one_way" and _verdict(third, "twin/fresh", "x") == "round_trip"
     # a migration still running, saving its progress, leaves the finished ones (and the cache) alone
-    inventory.journal_put("m2", "streaming", _migration("twin", "fresh", "x", "f2"), at(13))
-    inventory.journal_put("m2", "streaming", {**_migration("twin", "fresh", "x", "f2"), "progress": 7}, at(14))
+    inventory.journal_put("m2", "streaming", migration("twin", "fresh", "x", "f2", finished=True), at(13))
+    inventory.journal_put("m2", "streaming", {**migration("twin", "fresh", "x", "f2", finished=True), "progress": 7}, at(14))
     assert cache.get(inventory, inventory.snapshot()) == (third, True)
     # m1 leaves done (rolled back, say, by hand) at the same instant: the past is forgotten again
-    inventory.journal_put("m1", "rolled_back", _migration("old", "d0", "mid", "d1"), at(12))
+    inventory.journal_put("m1", "rolled_back", migration("old", "d0", "mid", "d1", finished=True), at(12))
     fourth, hit = cache.get(inventory, inventory.snapshot())
     assert not hit and fourth == _the_old_way(inventory) and _verdict(fourth, "mid/d1", "x") == "round_trip"
     assert cache.computations == 4
