@@ -66,7 +66,7 @@ from devmig.fleet._clock import Clock, SystemClock, stop_tasks, sweep_forever
 from devmig.fleet._inventory import DeviceRecord, Inventory, InventorySnapshot, utc
 from devmig.fleet._orchestrator import Orchestrator
 from devmig.fleet._poller import Poller
-from devmig.fleet._schema import drain_journal
+from devmig.fleet._schema import drain_journal, newest_page
 
 __all__ = [
     "DRAIN_STATUS",
@@ -332,25 +332,15 @@ class SqlDrainStore:
         """See :meth:`DrainStore.newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query, in one
         transaction.
 
-        The order is :func:`newest_first`'s: the payload's ``created_at`` (read by the database from the
-        JSON; missing is ``''``), then the id, compared as code points (PostgreSQL: ``COLLATE "C"``,
-        whatever the database's locale) as Python compares the strings.
+        The order is :func:`newest_first`'s (see :func:`~devmig.fleet._schema.newest_page`).
         """
         _check_limit(limit)
-        payload = drain_journal.c.payload
-        dry_run = sa.func.coalesce(payload["dry_run"].as_boolean(), sa.false())
+        dry_run = sa.func.coalesce(drain_journal.c.payload["dry_run"].as_boolean(), sa.false())
         running = sa.and_(drain_journal.c.phase.not_in(sorted(_FINAL)), sa.not_(dry_run))
-        counts = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((running, 1), else_=0)), 0))
         with self._tx() as conn:
-            total, unfinished = conn.execute(counts).one()
-            created: sa.ColumnElement[str] = sa.func.coalesce(payload["created_at"].as_string(), "")
-            drain_id: sa.ColumnElement[str] = drain_journal.c.id
-            if conn.dialect.name == "postgresql":
-                created, drain_id = created.collate("C"), drain_id.collate("C")
-            rows = conn.execute(sa.select(drain_journal).order_by(created.desc(), drain_id.desc())
-                                .limit(limit)).all()
+            rows, total, unfinished = newest_page(conn, drain_journal, running, limit)
         return DrainTally(tuple(DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows),
-                          int(total), int(unfinished))
+                          total, unfinished)
 
 
 def store_for(inventory: Inventory) -> DrainStore:

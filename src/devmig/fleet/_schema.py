@@ -12,6 +12,8 @@ so readers treat a naive value as UTC.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "hosts",
     "metadata",
     "migration_journal",
+    "newest_page",
     "pool_members",
     "pools",
     "profiles",
@@ -125,3 +128,23 @@ drain_journal = sa.Table(
     sa.Column("updated_at", TIMESTAMP, nullable=False),
 )
 """The manager's drains (see :mod:`devmig.fleet._drain`): one row per drain, its phase and record."""
+
+
+def newest_page(
+    conn: sa.Connection, journal: sa.Table, unfinished: sa.ColumnElement[bool], limit: int
+) -> tuple[list[sa.Row[Any]], int, int]:
+    """Return a journal table's newest ``limit`` rows, its row count and how many rows are ``unfinished``.
+
+    Two statements on ``conn``: one ``COUNT``, then one ``ORDER BY ... LIMIT``. The order is
+    :func:`~devmig.fleet._inventory.newest_first`'s: the payload's ``created_at`` (read by the database
+    from the JSON; missing is ``''``), then the id, compared as code points (PostgreSQL:
+    ``COLLATE "C"``, whatever the database's locale) as Python compares the strings.
+    """
+    counts = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((unfinished, 1), else_=0)), 0))
+    total, open_rows = conn.execute(counts.select_from(journal)).one()
+    created: sa.ColumnElement[str] = sa.func.coalesce(journal.c.payload["created_at"].as_string(), "")
+    row_id: sa.ColumnElement[str] = journal.c.id
+    if conn.dialect.name == "postgresql":
+        created, row_id = created.collate("C"), row_id.collate("C")
+    rows = conn.execute(sa.select(journal).order_by(created.desc(), row_id.desc()).limit(limit)).all()
+    return list(rows), int(total), int(open_rows)

@@ -45,6 +45,7 @@ from devmig.fleet._schema import (
     host_profile_history,
     hosts,
     migration_journal,
+    newest_page,
     pool_members,
     pools,
     profiles,
@@ -688,21 +689,11 @@ class SqlInventory:
         """See :meth:`Inventory.journal_newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query,
         in one transaction.
 
-        The order is :func:`~devmig.fleet._inventory.newest_first`'s: the payload's ``created_at`` (read
-        by the database from the JSON; missing is ``''``), then the id, compared as code points
-        (PostgreSQL: ``COLLATE "C"``, whatever the database's locale) as Python compares the strings.
+        The order is :func:`~devmig.fleet._inventory.newest_first`'s (see
+        :func:`~devmig.fleet._schema.newest_page`).
         """
         check_limit(limit)
-        journal = migration_journal
-        payload = journal.c.payload
-        finished = sa.func.coalesce(payload["finished"].as_boolean(), sa.false())
-        counts = sa.select(sa.func.count(),
-                           sa.func.coalesce(sa.func.sum(sa.case((sa.not_(finished), 1), else_=0)), 0))
+        finished = sa.func.coalesce(migration_journal.c.payload["finished"].as_boolean(), sa.false())
         with self._tx() as conn:
-            total, unfinished = conn.execute(counts).one()
-            created: sa.ColumnElement[str] = sa.func.coalesce(payload["created_at"].as_string(), "")
-            entry_id: sa.ColumnElement[str] = journal.c.id
-            if conn.dialect.name == "postgresql":
-                created, entry_id = created.collate("C"), entry_id.collate("C")
-            rows = conn.execute(sa.select(journal).order_by(created.desc(), entry_id.desc()).limit(limit)).all()
-        return JournalPage(tuple(self._entry(r) for r in rows), int(total), int(unfinished))
+            rows, total, unfinished = newest_page(conn, migration_journal, sa.not_(finished), limit)
+        return JournalPage(tuple(self._entry(r) for r in rows), total, unfinished)
