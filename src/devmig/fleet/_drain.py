@@ -63,7 +63,14 @@ from devmig._errors import DevmigError, Problem
 from devmig.agent._auth import require_token
 from devmig.agent._problems import problem_response
 from devmig.fleet._clock import Clock, SystemClock, stop_tasks, sweep_forever
-from devmig.fleet._inventory import DeviceRecord, Inventory, InventorySnapshot, utc
+from devmig.fleet._inventory import (
+    DeviceRecord,
+    Inventory,
+    InventorySnapshot,
+    check_limit,
+    newest_first,
+    utc,
+)
 from devmig.fleet._orchestrator import Orchestrator
 from devmig.fleet._poller import Poller
 from devmig.fleet._schema import drain_journal, newest_page
@@ -210,11 +217,6 @@ def is_finished(phase: str, payload: Mapping[str, Any]) -> bool:
     return phase in _FINAL or bool(payload.get("dry_run"))
 
 
-def newest_first(row: DrainRow) -> tuple[str, str]:
-    """The sort key of "newest first" (descending): the payload's ``created_at`` (ISO text), then the id."""
-    return str(row.payload.get("created_at", "")), row.id
-
-
 @dataclass(frozen=True, slots=True)
 class DrainTally:
     """The newest drains and the journal's counts, read without loading every drain.
@@ -251,11 +253,6 @@ class DrainStore(Protocol):
         """
 
 
-def _check_limit(limit: int) -> None:
-    if limit < 0:
-        raise ValueError(f"limit is at least 0, not {limit}")
-
-
 class MemoryDrainStore:
     """The in-memory twin of :class:`SqlDrainStore`."""
 
@@ -280,7 +277,7 @@ class MemoryDrainStore:
 
     def newest(self, limit: int) -> DrainTally:
         """See :meth:`DrainStore.newest`: only the ``limit`` newest payloads are copied."""
-        _check_limit(limit)
+        check_limit(limit)
         rows = self._rows.values()
         top = heapq.nlargest(limit, rows, key=newest_first)
         running = sum(1 for r in rows if not is_finished(r.phase, r.payload))
@@ -334,7 +331,7 @@ class SqlDrainStore:
 
         The order is :func:`newest_first`'s (see :func:`~devmig.fleet._schema.newest_page`).
         """
-        _check_limit(limit)
+        check_limit(limit)
         dry_run = sa.func.coalesce(drain_journal.c.payload["dry_run"].as_boolean(), sa.false())
         running = sa.and_(drain_journal.c.phase.not_in(sorted(_FINAL)), sa.not_(dry_run))
         with self._tx() as conn:

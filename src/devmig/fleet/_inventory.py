@@ -195,9 +195,20 @@ class JournalEntry:
     updated_at: datetime
 
 
-def newest_first(entry: JournalEntry) -> tuple[str, str]:
-    """The sort key of "newest first" (descending) of journal entries: the payload's ``created_at``
-    (ISO text), then the id — the order of :meth:`~devmig.fleet._orchestrator.Orchestrator.list`."""
+class Journalled(Protocol):
+    """A journalled record: a migration's :class:`JournalEntry`, a drain's row."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+def newest_first(entry: Journalled) -> tuple[str, str]:
+    """The sort key of "newest first" (descending) of journalled records: the payload's ``created_at``
+    (ISO text), then the id — the order of :meth:`~devmig.fleet._orchestrator.Orchestrator.list` and
+    :meth:`~devmig.fleet._drain.Drainer.list`."""
     return str(entry.payload.get("created_at", "")), entry.id
 
 
