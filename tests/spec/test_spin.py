@@ -6,7 +6,7 @@ cycles). Its names must be the Python enums' names, and every phase change
 it makes must be a transition of the Python tables (and back). Broken
 variants of it must fail -- proof the checks can.
 
-spin and gcc are needed (Debian package ``spin``; ``.ci/run`` installs it).
+spin and gcc are needed (Debian package ``spin``; ``tools/test-services`` installs it).
 Without them these tests are skipped -- except in CI (``CI=true``), where a
 missing tool is a failure.
 """
