@@ -6,7 +6,9 @@ Two questions, answered by pure functions on loaded documents:
   configuration)`` move to a destination (a host report, a model document or
   a bare model)? The :class:`Verdict` names the implementation that accepts,
   or every reason why none does (codes ``MODEL_UNKNOWN``, ``PARAM_UNKNOWN``,
-  ``VALUE_NOT_ALLOWED``, ``CONSTRAINT_VIOLATED``, ``OFF_VALUE_MISMATCH``)::
+  ``VALUE_NOT_ALLOWED``, ``CONSTRAINT_VIOLATED``, ``OFF_VALUE_MISMATCH``; for an
+  opaque device, ``opaque:...``, ``NO_MIGRATION_INFO`` unless the destination
+  runs the very same identity)::
 
       verdict = check(nic_v3, expand(nic_v3, "version=3"), host_report)
       verdict.raise_for()          # CompatibilityError with every reason
@@ -26,6 +28,7 @@ from devmig.compat._changes import BREAKS, DIRECTIONS, RULES, Change, Direction,
 from devmig.compat._check import check
 from devmig.compat._diff import diff
 from devmig.compat._history import ReleaseHistory
+from devmig.compat._opaque import OPAQUE_PREFIX, is_opaque
 from devmig.compat._placement import HOST_CODES, Placement, place
 from devmig.compat._profile import (
     FleetSnapshot,
@@ -44,6 +47,7 @@ __all__ = [
     "BREAKS",
     "DIRECTIONS",
     "HOST_CODES",
+    "OPAQUE_PREFIX",
     "RULES",
     "Baseline",
     "Change",
@@ -64,6 +68,7 @@ __all__ = [
     "baseline",
     "check",
     "diff",
+    "is_opaque",
     "newest_definition",
     "place",
     "plan_upgrade",

@@ -25,6 +25,7 @@ from dataclasses import replace
 from devmig._errors import Problem
 from devmig.compat._compiled import CompiledModel, IdentityCache, accepts, compiled, off_mismatches
 from devmig.compat._history import ReleaseHistory
+from devmig.compat._opaque import is_opaque, no_migration_info
 from devmig.compat._verdict import Verdict
 from devmig.model import (
     Config,
@@ -139,6 +140,8 @@ def check(
             return accepted
     found = candidates(destination, model_id)
     if not found:
+        if is_opaque(model_id):  # DESIGN §9: only the very same identity (accepted above)
+            return Verdict(False, None, (no_migration_info(model_id, _where(destination)),))
         return Verdict(False, None, (_model_unknown(model_id, destination, _history(history)),))
     hist = _history(history)
     best: tuple[Implementation | None, tuple[Problem, ...]] | None = None
@@ -294,6 +297,14 @@ def _value_not_allowed(
         hint=hint,
         context={"rule": 2},
     )
+
+
+def _where(destination: Destination) -> str:
+    if isinstance(destination, HostReport):
+        return f"host {destination.host}"
+    if isinstance(destination, ModelDocument):
+        return destination.implementation.render()
+    return "the destination"
 
 
 def _model_unknown(model_id: str, destination: Destination, history: ReleaseHistory | None) -> Problem:
