@@ -8,6 +8,13 @@ model documents, ``create`` from a :class:`CreateRequest`, ``delete``,
 host report is the union of the offers (:func:`merge_offers`), a release
 offered twice being a ``PROVIDER_CONFLICT``.
 
+The ``kernel`` provider (:class:`KernelProvider`) reads and writes a sysfs
+tree through :class:`SysfsFiles` — :class:`DiskSysfs` (``/sys``, or a test's
+tree) or :class:`MemorySysfs`. :func:`driver_twin` builds, from model
+documents, a tree whose attributes behave like a driver's (refusals with
+``EINVAL``, attributes frozen once opened, ``available_instances``,
+``create``/``remove``), for testing devmig and drivers against each other.
+
 Devices without migration information are *opaque*: published under
 ``opaque:`` + a sha256 of their identity (:func:`opaque_model_id`); they move
 only to the very same identity. Published documents may not use the prefix
@@ -24,6 +31,8 @@ from devmig.providers._interface import (
     ProvidedDevice,
     Provider,
 )
+from devmig.providers._kernel import KernelDevice, KernelProvider, attribute_value, attribute_writes
+from devmig.providers._kernel_tree import KernelSite, KernelTree, is_variant_driver, read_tree
 from devmig.providers._published import (
     load_published,
     opaque_document,
@@ -31,23 +40,61 @@ from devmig.providers._published import (
     reserved_problems,
 )
 from devmig.providers._sdk import SdkDevice, SdkProvider
+from devmig.providers._sysfs import (
+    Attribute,
+    DiskSysfs,
+    MemorySysfs,
+    StoredAttribute,
+    SysfsError,
+    SysfsFiles,
+)
+from devmig.providers._twin import (
+    DriverTwin,
+    MdevParentSpec,
+    MdevTypeSpec,
+    TwinDevice,
+    VfSpec,
+    driver_twin,
+    materialize,
+)
 from devmig.providers._union import HostCatalog, merge_offers
 
 __all__ = [
     "CARRIERS",
+    "Attribute",
     "Carrier",
     "CreateRequest",
     "DeviceStatus",
+    "DiskSysfs",
+    "DriverTwin",
     "HostCatalog",
+    "KernelDevice",
+    "KernelProvider",
+    "KernelSite",
+    "KernelTree",
+    "MdevParentSpec",
+    "MdevTypeSpec",
+    "MemorySysfs",
     "Offer",
     "Provided",
     "ProvidedDevice",
     "Provider",
     "SdkDevice",
     "SdkProvider",
+    "StoredAttribute",
+    "SysfsError",
+    "SysfsFiles",
+    "TwinDevice",
+    "VfSpec",
+    "attribute_value",
+    "attribute_writes",
+    "driver_twin",
+    "is_variant_driver",
     "load_published",
+    "materialize",
     "merge_offers",
     "opaque_document",
     "opaque_model_id",
+    "read_tree",
     "reserved_problems",
 ]
