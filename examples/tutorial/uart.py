@@ -29,9 +29,9 @@ UART_STATE = StateDeclaration(
                               FieldSpec("tx", "u8[]", max="fifo-depth")]),
         SectionSpec("counters", [FieldSpec("rx_bytes", "u64"), FieldSpec("tx_bytes", "u64"),
                                  FieldSpec("overruns", "u64")]),
-        SectionSpec("flow", [FieldSpec("paused", "u64")],
-                    when=lambda config: config.get("flow-control", False) is True),
-    ]
+        SectionSpec("flow", [FieldSpec("paused", "u64")], when={"flow-control": True}),
+    ],
+    off_values={"flow-control": False},  # 1.0.0 has no flow-control: there it is off
 )
 
 

@@ -50,6 +50,7 @@ from devmig.model import (
     DeviceModel,
     Implementation,
     ModelDocument,
+    PublishedLayout,
     Value,
     expand,
     parse_canonical,
@@ -68,10 +69,12 @@ from devmig.state import (
     StreamDecoder,
     StreamEncoder,
     Trailer,
+    declaration_difference,
+    published_layout,
     state_digest,
 )
 
-__all__ = ["Device", "DeviceError", "PrecopyInfo", "SDK_SECTION"]
+__all__ = ["Device", "DeviceError", "PrecopyInfo", "SDK_SECTION", "with_published_layouts"]
 
 SDK_SECTION = SectionSpec(
     "devmig",
@@ -174,10 +177,25 @@ class Device:
         cached: StateDeclaration | None = cls.__dict__.get("_full_declaration")
         if cached is None:
             cached = StateDeclaration(
-                sections=[SDK_SECTION, *cls.state.sections], regions=list(cls.state.regions)
+                sections=[SDK_SECTION, *cls.state.sections],
+                regions=list(cls.state.regions),
+                off_values=cls.state.off_values,
             )
             cls._full_declaration = cached  # type: ignore[attr-defined]
         return cached
+
+    @classmethod
+    def published_layout(cls) -> PublishedLayout | None:
+        """The state layout this release's document should publish for its model (DESIGN §4, §7).
+
+        Generated from ``state`` (the SDK's ``devmig`` section is not
+        published); ``None`` when the declaration uses a Python callable.
+
+        Raises:
+            StreamError: ``DECLARATION_INVALID`` when the declaration reads a
+                parameter the document does not define without stating its off value.
+        """
+        return published_layout(cls.state, cls.model())
 
     @classmethod
     def create(
@@ -218,6 +236,8 @@ class Device:
         self._generators: _StepGenerators | None = None
         self.log: list[tuple[Any, ...]] = []
         self.layout: StateLayout = self.declaration().layout(self.params)
+        if model.state is not None:
+            self._check_published(model)
         self.regions: list[Region] = [
             Region.for_layout(r, fill=self.region_fill(r.name)) for r in self.layout.regions
         ]
@@ -230,6 +250,27 @@ class Device:
         self._restore: dict[str, dict[str, Any]] | None = None
         self._loaded = False
         self.setup()
+
+    def _check_published(self, model: DeviceModel) -> None:
+        """Refuse creation when the declaration and the document's layout differ for this configuration."""
+        assert model.state is not None
+        found = declaration_difference(self.state, model.state, self.params)
+        if found is None:
+            return
+        raise DeviceError(
+            [
+                Problem(
+                    "STATE_LAYOUT_MISMATCH",
+                    found.loc,
+                    f"{type(self).__name__}: "
+                    + found.describe("the declaration", f"{self.implementation().render()}'s document")
+                    + f" ({self.config.string or 'off values'})",
+                    value=found.left,
+                    allowed=found.right,
+                    hint="regenerate the document's layout from the declaration (devmig state-layout)",
+                )
+            ]
+        )
 
     # -- hooks ---------------------------------------------------------------
 
@@ -528,3 +569,25 @@ class Device:
             self.write_data(part)
         self.set_state(State.STOP)
 
+
+def with_published_layouts(text: str, classes: Sequence[type[Device]]) -> str:
+    """Return a model document's text with each class's generated ``"state"`` written in.
+
+    Args:
+        text: the document's JSON text, as its author wrote it; everything but
+            the ``"state"`` members is kept as it is.
+        classes: device classes whose models the document defines (each
+            class's ``model_id``); a class whose declaration uses a callable
+            removes its model's layout.
+
+    Raises:
+        DocumentError: the text is not a model document naming those models.
+        StreamError: ``DECLARATION_INVALID`` (see :meth:`Device.published_layout`).
+    """
+    from devmig.model._layout_text import with_layouts
+
+    layouts: dict[str, Any] = {}
+    for cls in classes:
+        layout = cls.published_layout()
+        layouts[cls.model_id] = None if layout is None else layout.to_json()
+    return with_layouts(text, layouts)

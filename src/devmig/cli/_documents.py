@@ -1,8 +1,12 @@
-"""Commands about documents and configurations: validate, expand, check, diff, schema, examples."""
+"""Commands about documents and configurations: validate, expand, check, diff, schema, examples, state-layout."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,7 +33,9 @@ from devmig.model import (
 __all__ = ["register"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for programs.")]
-DocArg = Annotated[str, typer.Argument(help="A model document: a file, - for stdin, or example:NAME.")]
+DocArg = Annotated[
+    str, typer.Argument(help="A model document: a file, - for stdin, or example:NAME.")
+]
 
 
 def _load(out: Output, arg: str) -> ModelDocument | HostReport:
@@ -46,7 +52,9 @@ def _load_document(out: Output, arg: str) -> ModelDocument:
         out.fail(with_file(exc, arg), EXIT_USAGE, title=f"cannot use {arg}")
 
 
-def _find_model(out: Output, doc: ModelDocument | HostReport, model_id: str, arg: str) -> DeviceModel:
+def _find_model(
+    out: Output, doc: ModelDocument | HostReport, model_id: str, arg: str
+) -> DeviceModel:
     docs = doc.implementations if isinstance(doc, HostReport) else (doc,)
     known: list[str] = []
     for d in docs:
@@ -88,7 +96,15 @@ def validate(
             results.append({"path": path, "valid": False, "errors": exc.to_dicts(), "_exc": exc})
             continue
         kind = "host-report" if isinstance(loaded, HostReport) else "model-document"
-        results.append({"path": path, "valid": True, "kind": kind, "errors": []})
+        results.append(
+            {
+                "path": path,
+                "valid": True,
+                "kind": kind,
+                "errors": [],
+                "warnings": _layout_warnings(loaded),
+            }
+        )
     all_valid = all(r["valid"] for r in results)
     if json_mode:
         out.json({"files": [{k: v for k, v in r.items() if k != "_exc"} for r in results]})
@@ -96,16 +112,41 @@ def validate(
         for r in results:
             if r["valid"]:
                 out.console.print(f"[green]✓[/] {r['path']}: valid {r['kind']}")
+                for warning in r["warnings"]:
+                    out.console.print(f"  [yellow]⚠[/] {escape(warning['message'])}")
             else:
                 out.console.print(f"[red]✗[/] {r['path']}: {len(r['errors'])} problem(s)")
                 out.problems(r["_exc"].problems, title=r["path"])
     raise typer.Exit(EXIT_OK if all_valid else EXIT_NO)
 
 
+def _layout_warnings(loaded: ModelDocument | HostReport) -> list[dict[str, Any]]:
+    """Warn about every model that publishes no state layout: rule 6 cannot protect it."""
+    docs = loaded.implementations if isinstance(loaded, HostReport) else (loaded,)
+    out = []
+    for doc in docs:
+        for model in doc.models:
+            if model.state is None:
+                out.append(
+                    {
+                        "code": "STATE_LAYOUT_MISSING",
+                        "model": model.model,
+                        "implementation": doc.implementation.render(),
+                        "message": f"{doc.implementation.render()} publishes no state layout for {model.model}: "
+                        "the check cannot catch a state change its parameters do not announce (rule 6); "
+                        "generate it with `devmig state-layout` (a declaration with a Python callable cannot "
+                        "be published: use size expressions and condition maps)",
+                    }
+                )
+    return out
+
+
 def expand_cmd(
     doc: DocArg,
     model: Annotated[str, typer.Argument(help="Model id, e.g. example.org/devices/nic.")],
-    config: Annotated[str, typer.Argument(help="Option string, e.g. version=2,rx-table-size=48 ('' = init).")] = "",
+    config: Annotated[
+        str, typer.Argument(help="Option string, e.g. version=2,rx-table-size=48 ('' = init).")
+    ] = "",
     json_mode: JsonOpt = False,
 ) -> None:
     """Expand a configuration string into its canonical configuration.
@@ -121,11 +162,20 @@ def expand_cmd(
         out.fail(exc, EXIT_NO, title=f"configuration {config!r} refused")
     version = version_of(device_model, canonical)
     if json_mode:
-        out.json({"model": model, "config": canonical.values, "string": canonical.string, "version": version})
+        out.json(
+            {
+                "model": model,
+                "config": canonical.values,
+                "string": canonical.string,
+                "version": version,
+            }
+        )
         return
     out.console.print(f"[bold]{model}[/]")
     out.console.print(f"  canonical: {canonical.string or '(all parameters at their off values)'}")
-    out.console.print(f"  version:   {version if version is not None else '(no published version)'}")
+    out.console.print(
+        f"  version:   {version if version is not None else '(no published version)'}"
+    )
     table = Table(show_header=True, title=None)
     table.add_column("parameter")
     table.add_column("value")
@@ -138,7 +188,9 @@ def expand_cmd(
 
 def check_cmd(
     source: Annotated[str, typer.Argument(help="The source's model document (or host report).")],
-    dest: Annotated[str, typer.Argument(help="The destination: a model document or a host report.")],
+    dest: Annotated[
+        str, typer.Argument(help="The destination: a model document or a host report.")
+    ],
     model: Annotated[str, typer.Argument(help="Model id of the device.")],
     config: Annotated[str, typer.Argument(help="The device's configuration on the source.")] = "",
     json_mode: JsonOpt = False,
@@ -163,9 +215,13 @@ def check_cmd(
         if verdict.compatible:
             impl = verdict.implementation
             by = f" ({impl.name} {impl.release} accepts it)" if impl else ""
-            out.console.print(f"[green]✓ compatible[/]: {model} {canonical.string or '(off values)'} → {where}{by}")
+            out.console.print(
+                f"[green]✓ compatible[/]: {model} {canonical.string or '(off values)'} → {where}{by}"
+            )
         else:
-            out.console.print(f"[red]✗ incompatible[/]: {model} {canonical.string or '(off values)'} → {where}")
+            out.console.print(
+                f"[red]✗ incompatible[/]: {model} {canonical.string or '(off values)'} → {where}"
+            )
             out.problems(verdict.reasons, title="reasons")
     raise typer.Exit(EXIT_OK if verdict.compatible else EXIT_NO)
 
@@ -213,7 +269,15 @@ def schema_cmd(
     if kind not in schemas:
         Output(False).fail(
             DevmigError(
-                [Problem("USAGE", ("kind",), f"unknown schema {kind!r}", value=kind, allowed=sorted(schemas))]
+                [
+                    Problem(
+                        "USAGE",
+                        ("kind",),
+                        f"unknown schema {kind!r}",
+                        value=kind,
+                        allowed=sorted(schemas),
+                    )
+                ]
             ),
             EXIT_USAGE,
         )
@@ -221,7 +285,9 @@ def schema_cmd(
 
 
 def examples_cmd(
-    name: Annotated[str | None, typer.Argument(help="Print this example's document (acme-nic/3.0.0).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Print this example's document (acme-nic/3.0.0).")
+    ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """List the shipped example model documents (use them as example:NAME)."""
@@ -259,6 +325,111 @@ def examples_cmd(
     out.console.print(table)
 
 
+def _device_class(spec: str) -> Any:
+    """Import ``module:Class`` or ``path/to/file.py:Class``."""
+    where, _, name = spec.rpartition(":")
+    if not where or not name:
+        raise ValueError(f"{spec!r}: give MODULE:CLASS or FILE.py:CLASS")
+    if where.endswith(".py"):
+        path = Path(where).resolve()
+        module_name = f"_devmig_layout_{path.stem}"
+        loaded = importlib.util.spec_from_file_location(module_name, path)
+        if loaded is None or loaded.loader is None:
+            raise ValueError(f"cannot import {where}")
+        module = importlib.util.module_from_spec(loaded)
+        sys.modules[module_name] = module
+        sys.path.insert(0, str(path.parent))
+        try:
+            loaded.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+    else:
+        module = importlib.import_module(where)
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise ValueError(f"{where} has no {name}")
+    return cls
+
+
+def state_layout_cmd(
+    document: Annotated[Path, typer.Argument(help="The model document to write the layouts into.")],
+    classes: Annotated[
+        list[str],
+        typer.Argument(
+            help="Device classes whose models it defines: MODULE:CLASS or FILE.py:CLASS."
+        ),
+    ],
+    check_only: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 when the document is out of date."),
+    ] = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Write each class's state layout, generated from its declaration, into its model in DOCUMENT.
+
+    Only the models' "state" members change; the rest of the file is kept as
+    written. A declaration with a Python callable publishes no layout (its
+    model's "state" is removed). Exit 0 written (or current), 1 out of date
+    with --check, 2 unusable input.
+    """
+    from devmig.device import Device, with_published_layouts
+
+    out = Output(json_mode)
+    try:
+        loaded = [_device_class(spec) for spec in classes]
+    except Exception as exc:  # an import error of the user's module is a usage error here
+        out.fail(
+            DevmigError([Problem("USAGE", ("class",), f"cannot import the device class: {exc}")]),
+            EXIT_USAGE,
+        )
+    for cls in loaded:
+        if not (isinstance(cls, type) and issubclass(cls, Device)):
+            out.fail(
+                DevmigError([Problem("USAGE", ("class",), f"{cls!r} is not a Device class")]),
+                EXIT_USAGE,
+            )
+    try:
+        text = read_source(str(document))
+        load_document(text)
+        new = with_published_layouts(text, loaded)
+    except DevmigError as exc:
+        out.fail(
+            with_file(exc, str(document)), EXIT_USAGE, title=f"cannot write layouts into {document}"
+        )
+    current = new == text
+    if not current and not check_only:
+        document.write_text(new, encoding="utf-8")
+    rows = [
+        {
+            "model": cls.model_id,
+            "published": not cls.state.callables,
+            "callables": cls.state.callables,
+        }
+        for cls in loaded
+    ]
+    if json_mode:
+        out.json(
+            {
+                "document": str(document),
+                "current": current,
+                "written": not current and not check_only,
+                "models": rows,
+            }
+        )
+    else:
+        for row in rows:
+            if row["published"]:
+                out.console.print(f"[green]✓[/] {escape(row['model'])}: layout generated")
+            else:
+                out.console.print(
+                    f"[yellow]⚠[/] {escape(row['model'])}: no layout (a Python callable at "
+                    f"{escape(', '.join(row['callables']))})"
+                )
+        state = "up to date" if current else ("out of date" if check_only else "written")
+        out.console.print(f"{escape(str(document))}: {state}")
+    raise typer.Exit(EXIT_NO if check_only and not current else EXIT_OK)
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -273,3 +444,4 @@ def register(app: typer.Typer) -> None:
     app.command("diff")(diff_cmd)
     app.command("schema")(schema_cmd)
     app.command("examples")(examples_cmd)
+    app.command("state-layout")(state_layout_cmd)

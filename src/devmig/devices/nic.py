@@ -24,7 +24,7 @@ import numpy as np
 from devmig._errors import StreamError
 from devmig._examples import load_example
 from devmig.device import Device
-from devmig.model import ModelDocument, Value
+from devmig.model import ModelDocument
 from devmig.state import FieldSpec, SectionSpec, StateDeclaration
 
 __all__ = ["NIC_MODEL", "NicV1", "NicV2", "NicV3"]
@@ -34,10 +34,6 @@ BROADCAST = (1 << 48) - 1
 MTU = 1500
 MSS = 1448
 KEY_BYTES = 40
-
-
-def _table_size(config: Mapping[str, Value]) -> int:
-    return int(config.get("rx-table-size", 0))
 
 
 NIC_STATE = StateDeclaration(
@@ -59,13 +55,14 @@ NIC_STATE = StateDeclaration(
         SectionSpec("filters", [FieldSpec("macs", "u64[]", max="mac-filters")]),
         SectionSpec(
             "rss",
-            [FieldSpec("key", "bytes", max=KEY_BYTES), FieldSpec("table", "u8[]", max=_table_size)],
+            [FieldSpec("key", "bytes", max=KEY_BYTES), FieldSpec("table", "u8[]", max="rx-table-size")],
             when={"rss": True},
         ),
-        # Releases before 3.0.0 know no ``tso``: for them it is at its off value.
-        SectionSpec("tso", [FieldSpec("segments", "u64")], when=lambda c: c.get("tso", False) is True),
+        SectionSpec("tso", [FieldSpec("segments", "u64")], when={"tso": True}),
         SectionSpec("stats", [FieldSpec("table_writes", "u64"), FieldSpec("filter_hits", "u64")], optional=True),
-    ]
+    ],
+    # 1.0.0 knows no ``rx-table-size``, releases before 3.0.0 no ``tso``: there they are off
+    off_values={"rx-table-size": 0, "tso": False},
 )
 
 

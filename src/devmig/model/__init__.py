@@ -10,6 +10,7 @@ Load a document with :func:`load_document` (or a host report with
     version_of(nic, config)  # None: no published version equals it
 """
 
+from devmig.model._conditions import condition_holds
 from devmig.model._config import (
     Config,
     check_full,
@@ -35,9 +36,15 @@ from devmig.model._document import (
     Range,
     StrParam,
     VersionSpec,
-    condition_holds,
 )
 from devmig.model._json import parse_json
+from devmig.model._layout import (
+    LayoutDifference,
+    PublishedLayout,
+    ResolvedLayout,
+    layout_difference,
+    resolve_layout,
+)
 from devmig.model._options import OptionItem, convert_value, format_options, split_options
 from devmig.model._schema import host_report_schema, model_document_schema
 from devmig.model._validate import load_any, load_document, load_host_report
@@ -56,10 +63,13 @@ __all__ = [
     "InSet",
     "IntParam",
     "IntRange",
+    "LayoutDifference",
     "ModelDocument",
     "OptionItem",
     "Param",
+    "PublishedLayout",
     "Range",
+    "ResolvedLayout",
     "StrParam",
     "TypeName",
     "Value",
@@ -72,12 +82,14 @@ __all__ = [
     "format_options",
     "format_value",
     "host_report_schema",
+    "layout_difference",
     "load_any",
     "load_document",
     "load_host_report",
     "model_document_schema",
     "parse_canonical",
     "parse_json",
+    "resolve_layout",
     "same_value",
     "split_options",
     "type_of",

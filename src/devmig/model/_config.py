@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devmig._errors import ConfigError, Loc, Problem
-from devmig.model._document import DeviceModel, condition_json, render_condition
+from devmig.model._conditions import condition_json, render_condition
+from devmig.model._document import DeviceModel
 from devmig.model._options import convert_value, format_options, split_options
 from devmig.model._values import Value, format_value, show_value, type_of
 

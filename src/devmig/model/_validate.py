@@ -37,6 +37,7 @@ from devmig.model._document import (
     Range,
 )
 from devmig.model._json import json_data
+from devmig.model._layout import layout_problems
 from devmig.model._values import format_value, show_value, type_of
 
 __all__ = ["load_document", "load_host_report", "load_any"]
@@ -76,6 +77,7 @@ _FIELD_NAMES = {
     "format", "implementation", "models", "name", "release", "model", "description",
     "params", "constraints", "versions", "type", "allowed", "off", "init", "min", "max",
     "step", "when", "require", "message", "in", "host", "implementations",
+    "state", "sections", "fields", "regions", "size", "then", "param", "div", "times", "plus", "optional",
 }  # fmt: skip
 
 
@@ -173,6 +175,9 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
     def sound(found: list[Problem]) -> list[Problem]:
         return [p for p in found if p.context.get("constraint") not in broken]
 
+    if model.state is not None:
+        types = {name: p.type_name for name, p in params.items()}
+        problems += layout_problems(model.state, types, (*loc, "state"))
     problems += sound(
         constraint_problems(
             model,

@@ -48,6 +48,7 @@ from devmig.state._events import (
 from devmig.state._inspect import RegionSummary, SectionSummary, StreamSummary, inspect_stream
 from devmig.state._precopy import PrecopySource
 from devmig.state._problems import Config, ConfigValue, error_from_problems
+from devmig.state._published import declaration_difference, published_layout
 from devmig.state._records import VERSION_MAJOR, VERSION_MINOR, Codec, Phase, RecordType
 from devmig.state._region import PAGE_SIZE, Region, RegionFill
 
@@ -91,7 +92,9 @@ __all__ = [
     "StreamSummary",
     "Trailer",
     "Zero",
+    "declaration_difference",
     "error_from_problems",
     "inspect_stream",
+    "published_layout",
     "state_digest",
 ]

@@ -3,8 +3,14 @@
 A device author declares named :class:`SectionSpec` s of typed :class:`FieldSpec` s
 and bulk :class:`RegionSpec` s in a :class:`StateDeclaration`. Variable-length
 fields (``str``, ``bytes``, arrays) carry a declared maximum; maxima and region
-sizes are a constant, the name of an ``int`` parameter, or a function of the
-configuration. A section may be *conditional* (``when=``) or *optional*.
+sizes are a constant, the name of an ``int`` parameter, an expression of
+parameters in the form a model document publishes (DESIGN §7:
+``{"param": p, "div": d, "times": k, "plus": c}`` or
+``{"when": {...}, "then": size}``), or — unpublishable — a function of the
+configuration. A section may be *conditional* (``when=``: a condition map as
+in constraints, or a predicate) or *optional*. A declaration that reads a
+parameter some release of the model does not define states its off value
+(``off_values=``): where the configuration lacks it, the off value applies.
 
 :meth:`StateDeclaration.layout` resolves all of that for one full
 configuration into a :class:`StateLayout`: the active sections in declaration
@@ -21,15 +27,27 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from devmig._errors import Problem, StreamError
+from devmig.model import Condition as ConditionValue
+from devmig.model._layout import (
+    ConditionalSize,
+    ResolvedField,
+    ResolvedLayout,
+    ResolvedSection,
+    ScaledSize,
+    Size,
+    UnresolvableLayout,
+    resolve_size,
+    when_holds,
+)
 from devmig.state._problems import (
     Config,
     ConfigValue,
     error_from_problems,
     freeze_config,
     is_config_value,
-    typed_equal,
 )
 from devmig.state._values import INT_RANGES, is_int, normalize_field
 
@@ -53,11 +71,17 @@ FieldKind = Literal[
 ]  # fmt: skip
 """The type of a field; ``"u32[]"`` is an array of ``u32``."""
 
-SizeExpr = int | str | Callable[[Config], int]
-"""A declared size: a constant, the name of an ``int`` parameter, or a function of the configuration."""
+SizeExpr = int | str | Mapping[str, Any] | ScaledSize | ConditionalSize | Callable[[Config], int]
+"""A declared size: a constant, the name of an ``int`` parameter, a §7 expression
+(``{"param": p, "div": d, "times": k, "plus": c}``, ``{"when": {...}, "then": size}``),
+or a function of the configuration (which no document can publish)."""
 
-Condition = Mapping[str, ConfigValue] | Callable[[Config], bool]
-"""When a section is present: parameter → value (all must match, typed), or a predicate."""
+Condition = Mapping[str, Any] | Callable[[Config], bool]
+"""When a section is present: parameter → condition (a value compared typed,
+``{"min": a, "max": b}`` or ``{"in": [...]}``; all must hold), or a predicate."""
+
+_SIZE_ADAPTER: TypeAdapter[Size] = TypeAdapter(Size)
+_WHEN_ADAPTER: TypeAdapter[dict[str, ConditionValue]] = TypeAdapter(dict[str, ConditionValue])
 
 _KINDS: Final = frozenset(get_args(FieldKind))
 _VARIABLE: Final = frozenset(k for k in _KINDS if k in ("str", "bytes") or k.endswith("[]"))
@@ -76,13 +100,32 @@ def _check_name(name: object, what: str, *, section: str | None = None) -> None:
         )
 
 
-def _check_size_expr(size: object, what: str, *, section: str | None = None) -> None:
-    if isinstance(size, bool) or not (isinstance(size, (int, str)) or callable(size)):
+def _size_expr(size: object, what: str, *, section: str | None = None) -> SizeExpr:
+    """Check a declared size and return it frozen (§7 mappings become typed expressions)."""
+    if isinstance(size, (ScaledSize, ConditionalSize)) or (callable(size) and not isinstance(size, type)):
+        return size
+    if isinstance(size, Mapping):
+        try:
+            return _SIZE_ADAPTER.validate_python(dict(size), by_alias=True, by_name=False)
+        except ValidationError as exc:
+            raise _declaration_error(
+                f"{what} is no size expression: {exc.errors(include_url=False)[0]['msg']}",
+                section=section,
+                value=repr(size),
+            ) from None
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
         raise _declaration_error(
-            f"{what} must be an int, a parameter name or a callable", section=section, value=size
+            f"{what} must be an int, a parameter name, a size expression or a callable",
+            section=section,
+            value=size,
         )
     if isinstance(size, int) and size < 0:
         raise _declaration_error(f"{what} must not be negative", section=section, value=size)
+    return size
+
+
+def _is_callable(expr: object) -> bool:
+    return callable(expr) and not isinstance(expr, (str, int, Mapping, ScaledSize, ConditionalSize))
 
 
 @dataclass(frozen=True)
@@ -113,7 +156,7 @@ class FieldSpec:
         if self.kind in _VARIABLE:
             if self.max is None:
                 raise _declaration_error(f"field {self.name!r} ({self.kind}) needs a maximum")
-            _check_size_expr(self.max, f"maximum of field {self.name!r}")
+            object.__setattr__(self, "max", _size_expr(self.max, f"maximum of field {self.name!r}"))
         elif self.max is not None:
             raise _declaration_error(
                 f"field {self.name!r} ({self.kind}) has a fixed size; it takes no maximum"
@@ -150,15 +193,22 @@ class SectionSpec:
             if f.name in seen:
                 raise _declaration_error(f"duplicate field {f.name!r}", section=self.name)
             seen.add(f.name)
-        if self.when is not None and not callable(self.when):
-            if not isinstance(self.when, Mapping) or not all(
-                isinstance(k, str) and is_config_value(v) for k, v in self.when.items()
-            ):
+        if self.when is not None and not _is_callable(self.when):
+            if not isinstance(self.when, Mapping) or not all(isinstance(k, str) for k in self.when):
                 raise _declaration_error(
-                    "when= must map parameter names to bool/int/str values, or be a callable",
+                    "when= must map parameter names to conditions, or be a callable",
                     section=self.name,
                 )
-            object.__setattr__(self, "when", MappingProxyType(dict(self.when)))
+            try:
+                when = _WHEN_ADAPTER.validate_python(dict(self.when), by_alias=True, by_name=False)
+            except ValidationError as exc:
+                raise _declaration_error(
+                    "when= must map parameter names to conditions (a bool/int/str value, "
+                    '{"min": a, "max": b} or {"in": [...]}), or be a callable: '
+                    + str(exc.errors(include_url=False)[0]["msg"]),
+                    section=self.name,
+                ) from None
+            object.__setattr__(self, "when", MappingProxyType(when))
         if not isinstance(self.optional, bool):
             raise _declaration_error("optional must be a bool", section=self.name)
 
@@ -178,7 +228,7 @@ class RegionSpec:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "region")
-        _check_size_expr(self.size, f"size of region {self.name!r}")
+        object.__setattr__(self, "size", _size_expr(self.size, f"size of region {self.name!r}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +306,17 @@ class StateLayout:
                 return s
         return None
 
+    def resolved(self, *, skip: frozenset[str] = frozenset()) -> ResolvedLayout:
+        """Return the layout as a model document's layout resolves (sections named in ``skip`` left out)."""
+        return ResolvedLayout(
+            tuple(
+                ResolvedSection(s.name, s.optional, tuple(ResolvedField(f.name, f.kind, f.max) for f in s.fields))
+                for s in self.sections
+                if s.name not in skip
+            ),
+            tuple((r.name, r.size) for r in self.regions),
+        )
+
     @property
     def max_section_size(self) -> int:
         """The largest SECTION payload any active section may need."""
@@ -328,10 +389,18 @@ class StateDeclaration:
     """
 
     def __init__(
-        self, sections: Iterable[SectionSpec] = (), regions: Iterable[RegionSpec] = ()
+        self,
+        sections: Iterable[SectionSpec] = (),
+        regions: Iterable[RegionSpec] = (),
+        *,
+        off_values: Mapping[str, ConfigValue] | None = None,
     ) -> None:
         self.sections: tuple[SectionSpec, ...] = tuple(sections)
         self.regions: tuple[RegionSpec, ...] = tuple(regions)
+        offs = dict(off_values or {})
+        if not all(isinstance(k, str) and is_config_value(v) for k, v in offs.items()):
+            raise _declaration_error("off_values= must map parameter names to bool/int/str values")
+        self.off_values: Mapping[str, ConfigValue] = MappingProxyType(offs)
         for kind, items, cls in (
             ("section", self.sections, SectionSpec),
             ("region", self.regions, RegionSpec),
@@ -343,6 +412,17 @@ class StateDeclaration:
                 if item.name in names:
                     raise _declaration_error(f"duplicate {kind} {item.name!r}")
                 names.add(item.name)
+
+    @property
+    def callables(self) -> list[str]:
+        """Where the declaration uses a Python callable (which no document can publish), e.g. ``section ecc when``."""
+        out = []
+        for s in self.sections:
+            if s.when is not None and _is_callable(s.when):
+                out.append(f"section {s.name} when")
+            out += [f"section {s.name} field {f.name} max" for f in s.fields if _is_callable(f.max)]
+        out += [f"region {r.name} size" for r in self.regions if _is_callable(r.size)]
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -369,11 +449,12 @@ class StateDeclaration:
                 size is negative.
         """
         frozen = freeze_config(config)
+        view = {**self.off_values, **frozen} if self.off_values else frozen
         problems: list[Problem] = []
         sections: list[SectionLayout] = []
         inactive: set[str] = set()
         for spec in self.sections:
-            active = _condition(spec, frozen, problems)
+            active = _condition(spec, view, problems)
             if not active:
                 inactive.add(spec.name)
                 continue
@@ -383,7 +464,7 @@ class StateDeclaration:
                     f.kind,
                     None
                     if f.max is None
-                    else _size(f.max, frozen, problems, ("section", spec.name, "field", f.name)),
+                    else _size(f.max, view, problems, ("section", spec.name, "field", f.name)),
                 )
                 for f in spec.fields
             )
@@ -394,7 +475,7 @@ class StateDeclaration:
             )
             sections.append(SectionLayout(spec.name, fields, spec.optional, len(sections), bound))
         regions = tuple(
-            RegionLayout(r.name, _size(r.size, frozen, problems, ("region", r.name)), i)
+            RegionLayout(r.name, _size(r.size, view, problems, ("region", r.name)), i)
             for i, r in enumerate(self.regions)
         )
         if problems:
@@ -407,9 +488,9 @@ def _condition(spec: SectionSpec, config: Config, problems: list[Problem]) -> bo
     when = spec.when
     if when is None:
         return True
-    if callable(when):
+    if _is_callable(when):
         try:
-            result = when(config)
+            result = when(config)  # type: ignore[operator]
         except Exception as exc:
             problems.append(Problem("LAYOUT_INVALID", loc, f"condition failed: {exc!r}"))
             return False
@@ -419,15 +500,13 @@ def _condition(spec: SectionSpec, config: Config, problems: list[Problem]) -> bo
             )
             return False
         return bool(result)
-    ok = True
-    for param, value in when.items():
+    for param in when:  # type: ignore[union-attr]
         if param not in config:
             problems.append(
                 Problem("LAYOUT_INVALID", (*loc, param), f"configuration lacks parameter {param!r}")
             )
             return False
-        ok = ok and typed_equal(config[param], value)
-    return ok
+    return when_holds(when, config)  # type: ignore[arg-type]
 
 
 def _size(
@@ -442,9 +521,15 @@ def _size(
             )
             return 0
         value: object = config[expr]
+    elif isinstance(expr, (ScaledSize, ConditionalSize)):
+        try:
+            value = resolve_size(expr, config)
+        except UnresolvableLayout as exc:
+            problems.append(Problem("LAYOUT_INVALID", loc, f"size expression: {exc}"))
+            return 0
     else:
         try:
-            value = expr(config)
+            value = expr(config)  # type: ignore[operator]
         except Exception as exc:
             problems.append(Problem("LAYOUT_INVALID", loc, f"size expression failed: {exc!r}"))
             return 0

@@ -30,7 +30,7 @@ from devmig.devices.accel._commands import (
 )
 from devmig.devices.accel._kernels import _Kernels
 from devmig.devices.accel._schedulers import _Scheduler
-from devmig.devices.accel._state import ACCEL_STATE, COUNTERS, MIB, STATS, _ecc_on, _fp16_on
+from devmig.devices.accel._state import ACCEL_STATE, COUNTERS, MIB, STATS
 
 __all__ = ["ECC_ODDS", "_AccelDevice"]
 
@@ -69,8 +69,8 @@ class _AccelDevice(Device):
         self.blocks = int(p["mem-size-mib"])
         self.engine_count = int(p["engines"])
         self.depth = int(p["queue-depth"])
-        self.ecc = _ecc_on(p)
-        self.fp16 = _fp16_on(p)
+        self.ecc = p.get("ecc", False) is True  # accel-lite has no ``ecc``
+        self.fp16 = p.get("fp16", False) is True  # 1.0.0 and accel-lite have no ``fp16``
         self.hot_bytes = min(self._host_hot_set(), self.memory.size)
         self.next_tag = 1
         self.counters = dict.fromkeys(COUNTERS, 0)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 from devmig.devices.accel._commands import COMMAND_FIELDS
-from devmig.model import Value
 from devmig.state import FieldKind, FieldSpec, RegionSpec, SectionSpec, StateDeclaration
 
 __all__ = [
@@ -16,8 +14,6 @@ __all__ = [
     "COUNTERS",
     "MIB",
     "STATS",
-    "_ecc_on",
-    "_fp16_on",
 ]
 
 ACCEL_MODEL: Final = "example.org/devices/accel"
@@ -26,18 +22,6 @@ ACCEL_LITE_MODEL: Final = "example.org/devices/accel-lite"
 MIB: Final = 1 << 20
 COUNTERS: Final = ("submitted", "completed", "rejected", "bytes_written", "checksums")
 STATS: Final = ("peak_queue", "busy_engine_steps", "idle_engine_steps")
-
-
-def _memory_bytes(config: Mapping[str, Value]) -> int:
-    return int(config["mem-size-mib"]) * MIB
-
-
-def _ecc_on(config: Mapping[str, Value]) -> bool:
-    return config.get("ecc", False) is True  # accel-lite has no ``ecc``
-
-
-def _fp16_on(config: Mapping[str, Value]) -> bool:
-    return config.get("fp16", False) is True  # 1.0.0 and accel-lite have no ``fp16``
 
 
 def _command_fields(depth: str) -> list[FieldSpec]:
@@ -68,12 +52,12 @@ ACCEL_STATE = StateDeclaration(
                 FieldSpec("scrub_cursor", "u32"),
                 FieldSpec("syndromes", "u32[]", max="mem-size-mib"),
             ],
-            when=_ecc_on,
+            when={"ecc": True},
         ),
         SectionSpec(
             "fp16",
             [FieldSpec("acc", "u16[]", max="engines"), FieldSpec("ops", "u64")],
-            when=_fp16_on,
+            when={"fp16": True},
         ),
         SectionSpec(
             "stats",
@@ -85,6 +69,8 @@ ACCEL_STATE = StateDeclaration(
             optional=True,
         ),
     ],
-    regions=[RegionSpec("memory", _memory_bytes)],
+    regions=[RegionSpec("memory", {"param": "mem-size-mib", "times": MIB})],
+    # accel-lite has neither ``ecc`` nor ``fp16``, 1.0.0 no ``fp16``: there they are off
+    off_values={"ecc": False, "fp16": False},
 )
 """The accelerator's state, the same for every release and for both models."""

@@ -50,16 +50,15 @@ def cache_blocks(config: Mapping[str, Value]) -> int:
     return int(config["queue-depth"]) // 8 if config["write-cache"] is True else 0
 
 
-def _inflight_max(config: Mapping[str, Value]) -> int:
-    return int(config["queue-depth"]) * int(config["num-queues"])
-
-
-def _cache_bytes(config: Mapping[str, Value]) -> int:
-    return cache_blocks(config) * int(config["block-size"])
+_INFLIGHT_MAX = {"param": "queue-depth", "times": "num-queues"}
+"""Requests in flight at most: ``queue-depth * num-queues``."""
+CACHE_BLOCKS = {"when": {"write-cache": True}, "then": {"param": "queue-depth", "div": 8}}
+"""The cache's size in blocks, as :func:`cache_blocks` computes it."""
+_CACHE_BYTES = {"when": {"write-cache": True}, "then": {"param": "queue-depth", "div": 8, "times": "block-size"}}
 
 
 def _request_array(kind: FieldKind, name: str) -> FieldSpec:
-    return FieldSpec(name, kind, max=_inflight_max)
+    return FieldSpec(name, kind, max=_INFLIGHT_MAX)
 
 
 BLK_STATE = StateDeclaration(
@@ -80,12 +79,12 @@ BLK_STATE = StateDeclaration(
             ],
         ),
         SectionSpec("counters", [FieldSpec(name, "u64") for name in COUNTERS]),
-        SectionSpec("cache", [FieldSpec("lba", "u64[]", max=cache_blocks)], when={"write-cache": True}),
-        # 1.0.0 knows no ``discard``: for it the parameter is at its off value.
+        SectionSpec("cache", [FieldSpec("lba", "u64[]", max=CACHE_BLOCKS)], when={"write-cache": True}),
+        # 1.0.0 knows no ``discard``: for it the parameter is at its off value (off_values).
         SectionSpec(
             "discard",
             [FieldSpec("discards", "u64"), FieldSpec("blocks_discarded", "u64")],
-            when=lambda c: c.get("discard", False) is True,
+            when={"discard": True},
         ),
         SectionSpec(
             "stats",
@@ -93,6 +92,7 @@ BLK_STATE = StateDeclaration(
             optional=True,
         ),
     ],
-    regions=[RegionSpec("cache", _cache_bytes)],
+    regions=[RegionSpec("cache", _CACHE_BYTES)],
+    off_values={"discard": False},
 )
 """The block device's state, the same in every release."""
