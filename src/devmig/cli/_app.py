@@ -12,7 +12,7 @@ import sys
 import typer
 
 from devmig._errors import DevmigError
-from devmig.cli import _agent, _documents, _fleet, _local, _migrate, _orchestrate, _streams
+from devmig.cli import _agent, _documents, _fleet, _kernel, _local, _migrate, _orchestrate, _streams
 from devmig.cli._output import EXIT_USAGE, Output
 
 __all__ = ["app", "main"]
@@ -45,6 +45,7 @@ _migrate.register(app)
 _orchestrate.register(app)
 _fleet.register(app)
 _local.register(app)
+_kernel.register(app)
 
 
 def main() -> None:

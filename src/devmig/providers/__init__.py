@@ -31,7 +31,13 @@ from devmig.providers._interface import (
     ProvidedDevice,
     Provider,
 )
-from devmig.providers._kernel import KernelDevice, KernelProvider, attribute_value, attribute_writes
+from devmig.providers._kernel import (
+    KernelDevice,
+    KernelProvider,
+    attribute_value,
+    attribute_writes,
+    mdevctl_config,
+)
 from devmig.providers._kernel_tree import KernelSite, KernelTree, is_variant_driver, read_tree
 from devmig.providers._published import (
     load_published,
@@ -92,6 +98,7 @@ __all__ = [
     "is_variant_driver",
     "load_published",
     "materialize",
+    "mdevctl_config",
     "merge_offers",
     "opaque_document",
     "opaque_model_id",

@@ -46,7 +46,14 @@ from devmig.providers._kernel_tree import (
 )
 from devmig.providers._sysfs import DiskSysfs, SysfsError, SysfsFiles
 
-__all__ = ["KernelDevice", "KernelProvider", "attribute_value", "attribute_writes"]
+__all__ = [
+    "KernelDevice",
+    "KernelProvider",
+    "attribute_value",
+    "attribute_writes",
+    "mdevctl_config",
+    "off_writes",
+]
 
 
 def attribute_value(value: Value) -> bytes:
@@ -478,3 +485,26 @@ def _refused(files: SysfsFiles, refused: _Refused, undone: bool, undo: str) -> P
         hint=f"{error.strerror} ({error.name})" + (f": {error.detail}" if error.detail else ""),
         context={"path": where, "errno": error.name, "undone": undone},
     )
+
+
+def mdevctl_config(
+    model: DeviceModel, config: Config, mdev_type: str, *, start: str = "auto"
+) -> dict[str, object]:
+    """Return the JSON ``mdevctl define --jsonfile`` takes for a device of ``model``.
+
+    ``attrs`` holds the writes of :func:`attribute_writes` in their order — the
+    model, every parameter's off value, the canonical values — as an array of
+    one-key objects with string values (mdevctl 1.2 panics on a number), so a
+    device mdevctl starts at boot gets the very configuration devmig would give it.
+
+    Args:
+        model: the type's definition of the model (its document's).
+        config: the canonical configuration, of ``model``.
+        mdev_type: the type's name (``acme-vgpu-2g``).
+        start: ``auto`` (at boot, when the parent appears) or ``manual``.
+    """
+    attrs = [
+        {path: value.decode("utf-8", "surrogateescape")}
+        for path, value in attribute_writes(model, config)
+    ]
+    return {"mdev_type": mdev_type, "start": start, "attrs": attrs}
