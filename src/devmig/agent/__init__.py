@@ -1,6 +1,8 @@
 """The per-host agent: the uniform query mechanism, devices, and migrations over HTTP.
 
-Build the app with :func:`create_app` (``devmig agent`` runs it on uvicorn).
+Build the app with :func:`create_app` (``devmig agent`` runs it on uvicorn);
+talk to an agent with :class:`AgentClient` (over HTTP, or in process with
+``transport=httpx2.ASGITransport(app=...)``).
 
 The names are loaded on first use, so that importing a light part of the
 package (the HTTP client the CLI uses, the settings) does not import the web
@@ -15,13 +17,26 @@ from devmig._lazy import lazy_names
 
 if TYPE_CHECKING:
     from devmig.agent._app import create_app
+    from devmig.agent._client import AgentClient, remote_error
     from devmig.agent._host import Host, HostedDevice
     from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
 
-__all__ = ["AgentSettings", "Host", "HostedDevice", "PrecopyPolicy", "create_app", "parse_releases", "parse_size"]
+__all__ = [
+    "AgentClient",
+    "AgentSettings",
+    "Host",
+    "HostedDevice",
+    "PrecopyPolicy",
+    "create_app",
+    "parse_releases",
+    "parse_size",
+    "remote_error",
+]
 
 _WHERE = {
     "create_app": "devmig.agent._app",
+    "AgentClient": "devmig.agent._client",
+    "remote_error": "devmig.agent._client",
     "Host": "devmig.agent._host",
     "HostedDevice": "devmig.agent._host",
     "AgentSettings": "devmig.agent._settings",

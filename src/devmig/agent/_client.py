@@ -1,4 +1,10 @@
-"""An async client of an agent's HTTP API (over httpx2), used by agents and the CLI.
+"""An async client of an agent's HTTP API (over httpx2), used by agents, the manager and the CLI.
+
+There is one client, :class:`AgentClient`. Like httpx's own clients it takes
+a ``transport=``: by default it opens HTTP connections to ``base_url``; an
+``httpx2.ASGITransport(app=create_app(...))`` talks to an agent application
+in the same process instead (tests, an embedded agent), through the same
+calls and the same error mapping.
 
 Every httpx2 error is mapped here, once: a connection that cannot be made or
 times out is ``AGENT_UNREACHABLE``; 401 is ``AUTH_FAILED`` (or the agent's
@@ -32,17 +38,39 @@ def remote_error(response: httpx2.Response) -> DevmigError:
         for raw in body["errors"]:
             if isinstance(raw, dict) and isinstance(raw.get("code"), str):
                 problems.append(
-                    Problem(raw["code"], tuple(raw.get("loc") or ()), str(raw.get("message", "")),
-                            raw.get("value"), raw.get("allowed"), raw.get("hint"),
-                            {**(raw.get("context") or {}), "status": response.status_code})
+                    Problem(
+                        raw["code"],
+                        tuple(raw.get("loc") or ()),
+                        str(raw.get("message", "")),
+                        raw.get("value"),
+                        raw.get("allowed"),
+                        raw.get("hint"),
+                        {**(raw.get("context") or {}), "status": response.status_code},
+                    )
                 )
     if problems:
         return DevmigError(problems)
     if response.status_code == 401:
-        return DevmigError([Problem("AUTH_FAILED", ("token",), "the agent refused the token",
-                                    hint="pass the agent's token (--token or DEVMIG_TOKEN)")])
-    return DevmigError([Problem("AGENT_ERROR", ("status",), f"the agent answered {response.status_code}",
-                                value=response.status_code)])
+        return DevmigError(
+            [
+                Problem(
+                    "AUTH_FAILED",
+                    ("token",),
+                    "the agent refused the token",
+                    hint="pass the agent's token (--token or DEVMIG_TOKEN)",
+                )
+            ]
+        )
+    return DevmigError(
+        [
+            Problem(
+                "AGENT_ERROR",
+                ("status",),
+                f"the agent answered {response.status_code}",
+                value=response.status_code,
+            )
+        ]
+    )
 
 
 class AgentClient:
@@ -52,48 +80,80 @@ class AgentClient:
         base_url: the agent's URL (``http://127.0.0.1:8470``).
         token: its bearer token (needed for mutating calls).
         timeout: seconds per request.
+        transport: an httpx2 transport to send the requests through (default:
+            HTTP connections to ``base_url``, TLS verified as ``devmig`` is
+            configured); e.g. ``httpx2.ASGITransport(app=app)`` for an agent
+            application in this process.
 
     Use as ``async with AgentClient(url, token) as agent: ...`` (or call
     :meth:`aclose`).
     """
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx2.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, verify=client_tls()
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            verify=client_tls() if transport is None else True,
+            transport=transport,
         )
 
     async def __aenter__(self) -> AgentClient:
         return self
 
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> httpx2.Response:
+    async def _request(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any
+    ) -> httpx2.Response:
         try:
             response = await self._http.request(method, path, **kw)
         except httpx2.HTTPError as exc:
             raise DevmigError(
-                [Problem("AGENT_UNREACHABLE", ("agent", self.base_url), f"cannot reach the agent at {self.base_url}: {exc}",
-                         value=self.base_url, hint="is `devmig agent` running there?")]
+                [
+                    Problem(
+                        "AGENT_UNREACHABLE",
+                        ("agent", self.base_url),
+                        f"cannot reach the agent at {self.base_url}: {exc}",
+                        value=self.base_url,
+                        hint="is `devmig agent` running there?",
+                    )
+                ]
             ) from exc
         if response.status_code not in ok:
             raise remote_error(response)
         return response
 
-    async def _json(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> dict[str, Any]:
+    async def _json(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any
+    ) -> dict[str, Any]:
         response = await self._request(method, path, ok=ok, **kw)
         try:
             data = response.json()
         except ValueError as exc:
-            raise DevmigError([Problem("AGENT_ERROR", ("body",), "the agent answered something that is not JSON")]) from exc
+            raise DevmigError(
+                [Problem("AGENT_ERROR", ("body",), "the agent answered something that is not JSON")]
+            ) from exc
         if not isinstance(data, dict):
-            raise DevmigError([Problem("AGENT_ERROR", ("body",), "the agent answered a non-object")])
+            raise DevmigError(
+                [Problem("AGENT_ERROR", ("body",), "the agent answered a non-object")]
+            )
         return data
 
     # -- query ---------------------------------------------------------------------
@@ -112,8 +172,12 @@ class AgentClient:
 
     # -- devices -------------------------------------------------------------------
 
-    async def create_device(self, model: str, config: str | Mapping[str, Any] | None = None,
-                            host: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def create_device(
+        self,
+        model: str,
+        config: str | Mapping[str, Any] | None = None,
+        host: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """``POST /v1/devices``."""
         body = {"model": model, "config": config, "host": dict(host or {})}
         return await self._json("POST", "/v1/devices", ok=(201,), json=body)
@@ -138,11 +202,20 @@ class AgentClient:
         """``POST /v1/migrations/incoming`` (the destination's side of a migration)."""
         return await self._json("POST", "/v1/migrations/incoming", ok=(200, 201), json=dict(body))
 
-    async def outgoing(self, migration_id: str | None, device_id: str, destination_url: str,
-                       destination_token: str | None, *, lease: str | None = None) -> dict[str, Any]:
+    async def outgoing(
+        self,
+        migration_id: str | None,
+        device_id: str,
+        destination_url: str,
+        destination_token: str | None,
+        *,
+        lease: str | None = None,
+    ) -> dict[str, Any]:
         """``POST /v1/migrations/outgoing``: start a migration (202); ``lease``: a controller's."""
-        body: dict[str, Any] = {"device_id": device_id,
-                                "destination": {"url": destination_url, "token": destination_token}}
+        body: dict[str, Any] = {
+            "device_id": device_id,
+            "destination": {"url": destination_url, "token": destination_token},
+        }
         if migration_id:
             body["migration_id"] = migration_id
         if lease is not None:
@@ -158,9 +231,15 @@ class AgentClient:
         data = await self._json("GET", "/v1/migrations")
         return list(data.get("migrations", []))
 
-    async def cancel(self, migration_id: str, *, lease: str | None = None,
-                     device_id: str | None = None) -> dict[str, Any]:
-        """``POST /v1/migrations/{id}/cancel`` (with a controller's lease; ``device_id`` fences an unknown id)."""
+    async def cancel(
+        self, migration_id: str, *, lease: str | None = None, device_id: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/migrations/{id}/cancel``.
+
+        Args:
+            lease: a controller's lease (must match the migration's).
+            device_id: fences a migration id the agent does not know.
+        """
         if lease is None:
             return await self._json("POST", f"/v1/migrations/{migration_id}/cancel")
         body = {"lease": lease, "device_id": device_id}
@@ -175,5 +254,7 @@ class AgentClient:
         headers = {"Content-Type": "application/octet-stream"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        response = await self._request("POST", f"/v1/migrations/{migration_id}/query", content=frame, headers=headers)
+        response = await self._request(
+            "POST", f"/v1/migrations/{migration_id}/query", content=frame, headers=headers
+        )
         return response.content

@@ -31,7 +31,7 @@ from rich.table import Table
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import ago
 from devmig._tls import client_tls
-from devmig.agent._client import remote_error
+from devmig.agent import remote_error
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
 from devmig.cli._serve import Announcement, bind, serve
 

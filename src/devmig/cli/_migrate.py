@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import size
-from devmig.agent._client import AgentClient
+from devmig.agent import AgentClient
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output
 from devmig.compat import check
 from devmig.model import load_host_report, parse_canonical
