@@ -724,6 +724,37 @@ def test_happy_path_byte_by_byte() -> None:
     assert (src.phase, dst.phase) == (S.DONE, D.RUNNING)
 
 
+def test_bytes_needed_never_reach_past_the_hello() -> None:
+    """Byte by byte, with or without next_event() between: exactly the preamble and HELLO, then no limit."""
+    for poll in (False, True):
+        src, dst = _pair()
+        hello = src.hello()
+        fed = 0
+        event: object = NEED_DATA
+        while fed < len(hello):
+            need = dst.bytes_needed()
+            assert need is not None and 0 < need <= len(hello) - fed, (poll, fed, need)
+            # 8 preamble + 5 header bytes are asked for first; then the announced payload.
+            assert fed >= 13 or need == 13 - fed
+            dst.receive_data(hello[fed : fed + 1])
+            fed += 1
+            if poll:
+                event = dst.next_event()
+        if not poll:
+            assert dst.bytes_needed() == 0
+            event = dst.next_event()
+        assert isinstance(event, StreamStarted)
+        assert dst.bytes_needed() is None
+
+
+def test_bytes_needed_caps_an_oversized_announcement() -> None:
+    _, dst = _pair()
+    dst.receive_data(frames.PREAMBLE + struct.pack(">BI", Message.HELLO, 1 << 20))
+    assert dst.bytes_needed() == 256  # the HELLO's largest payload, not the announced MiB
+    assert isinstance(dst.next_event(), ConnectionRejected)
+    assert dst.bytes_needed() is None
+
+
 def test_stream_bytes_after_hello_are_handed_over() -> None:
     """HELLO and the stream's start arrive together: the stream part goes to the codec."""
     src, dst = _pair()

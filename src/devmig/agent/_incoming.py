@@ -46,7 +46,7 @@ _LOSSES = frozenset({"PEER_LOST", "CONNECTION_LOST"})
 async def accept(engine: Any, channel: Channel) -> None:
     """Serve one accepted connection: read the HELLO under limits, then hand it to its migration."""
     handoff = DestinationHandoff(engine.tickets)
-    channel.limit_to_hello()
+    channel.limit_to(handoff)
     channel.phase = DestinationPhase.WAIT_HELLO.value
     while True:
         event = handoff.next_event()

@@ -164,6 +164,18 @@ class DestinationHandoff(HandoffSide[DestinationPhase, DestinationEvent]):
         else:
             self._eof = True
 
+    def bytes_needed(self) -> int | None:
+        """How many more bytes the connection may give before they are fed, and no more.
+
+        In WAIT_HELLO, what completes the preamble and the HELLO frame (its
+        payload capped at the HELLO's largest): a connection that cannot
+        prove the secret never has a byte of state read. ``None`` in any
+        other phase (no limit).
+        """
+        if self._phase is not _D.WAIT_HELLO:
+            return None
+        return self._reader.bytes_needed(_HELLO_READS, preamble=not self._preamble)
+
     def next_event(self) -> DestinationEvent | Wait:
         """Return the next command for the agent, or why there is none.
 

@@ -486,6 +486,25 @@ class FrameReader:
         del self._buffer[: _PREAMBLE.size]
         return True
 
+    def bytes_needed(self, allowed: frozenset[Message], *, preamble: bool = False) -> int:
+        """Bytes still to receive to complete the next frame, and nothing beyond it.
+
+        Args:
+            allowed: the messages acceptable now; their largest payload caps
+                what a header may announce (a larger one is refused anyway).
+            preamble: the connection preamble comes first (not consumed yet).
+
+        Returns:
+            What completes the preamble and the frame header first, then what
+            completes the announced payload; 0 once a frame is complete.
+        """
+        head = (_PREAMBLE.size if preamble else 0) + _HEADER.size
+        have = len(self._buffer)
+        if have < head:
+            return head - have
+        length = int(_HEADER.unpack_from(self._buffer, head - _HEADER.size)[1])
+        return max(0, head + min(length, max(MAX_PAYLOAD[m] for m in allowed)) - have)
+
     def peek(self) -> Message | None:
         """Return the type of the next frame once its first byte is in (else ``None``)."""
         if not self._buffer or self._buffer[0] not in Message._value2member_map_:
