@@ -12,7 +12,17 @@ import sys
 import typer
 
 from devmig._errors import DevmigError
-from devmig.cli import _agent, _documents, _fleet, _kernel, _local, _migrate, _orchestrate, _streams
+from devmig.cli import (
+    _agent,
+    _documents,
+    _fleet,
+    _kernel,
+    _local,
+    _migrate,
+    _orchestrate,
+    _streams,
+    _vfio_user,
+)
 from devmig.cli._output import EXIT_USAGE, Output
 
 __all__ = ["app", "main"]
@@ -46,6 +56,7 @@ _orchestrate.register(app)
 _fleet.register(app)
 _local.register(app)
 _kernel.register(app)
+_vfio_user.register(app)
 
 
 def main() -> None:

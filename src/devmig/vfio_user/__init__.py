@@ -11,14 +11,24 @@ codec (``VersionRequest`` … ``MigDataWrite``) and every reply shape its own
 the helpers of the features module. Malformed input is refused with the
 errno of the specification's error reply, never a traceback; the client's
 ``strict`` mode enforces libvfio-user's reply rules.
+
+The asyncio edge: :class:`FdSocket` (``SCM_RIGHTS`` over a Unix socket),
+:func:`serve_connection` (a server loop over a :class:`Handler`),
+:class:`VfioUserClient` (what a VMM does) and :func:`migrate` (a migration
+between two backends, the bytes unparsed). :class:`DeviceBackend` is an SDK
+device behind vfio-user — PCI config space, BARs, interrupts, DMA and dirty
+logging, migration — which :func:`run_serve` (``devmig vfio-user serve``)
+runs as a program.
 """
 
+from devmig.vfio_user._backend import PCI_IDS, DeviceBackend, pci_ids
 from devmig.vfio_user._capabilities import (
     DEFAULT_MAX_DATA_XFER_SIZE,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     Capabilities,
 )
+from devmig.vfio_user._client import VfioUserClient
 from devmig.vfio_user._connection import (
     NEED_DATA,
     Closed,
@@ -32,7 +42,9 @@ from devmig.vfio_user._connection import (
     Request,
     Role,
 )
+from devmig.vfio_user._dma import DmaSpace
 from devmig.vfio_user._errors import VfioUserError
+from devmig.vfio_user._fdsocket import FdSocket
 from devmig.vfio_user._features import (
     FEATURE_OPS,
     LoggingRange,
@@ -48,6 +60,8 @@ from devmig.vfio_user._features import (
     parse_logging_report,
     parse_logging_start,
 )
+from devmig.vfio_user._migrate import MigrationRun, migrate
+from devmig.vfio_user._pci import ConfigSpace, PciIds
 from devmig.vfio_user._replies import (
     DeviceFeatureReply,
     DeviceInfo,
@@ -90,6 +104,8 @@ from devmig.vfio_user._requests import (
     SingleWrite,
     VersionRequest,
 )
+from devmig.vfio_user._serve import ServeOptions, run_serve
+from devmig.vfio_user._server import Handler, ServerSession, serve_connection
 from devmig.vfio_user._wire import (
     Command,
     DeviceFlags,
@@ -107,6 +123,7 @@ __all__ = [
     "DEFAULT_MAX_DATA_XFER_SIZE",
     "FEATURE_OPS",
     "NEED_DATA",
+    "PCI_IDS",
     "PROTOCOL_MAJOR",
     "PROTOCOL_MINOR",
     "UNMAP_ALL",
@@ -114,8 +131,10 @@ __all__ = [
     "Capabilities",
     "Closed",
     "Command",
+    "ConfigSpace",
     "Connection",
     "ConnectionState",
+    "DeviceBackend",
     "DeviceFeature",
     "DeviceFeatureReply",
     "DeviceFlags",
@@ -125,6 +144,7 @@ __all__ = [
     "DmaMap",
     "DmaRead",
     "DmaReadReply",
+    "DmaSpace",
     "DmaUnmap",
     "DmaUnmapReply",
     "DmaWrite",
@@ -132,11 +152,13 @@ __all__ = [
     "EmptyReply",
     "ErrorReply",
     "Event",
+    "FdSocket",
     "Feature",
     "FeatureOp",
     "GetIrqInfo",
     "GetRegionInfo",
     "GetRegionIoFds",
+    "Handler",
     "Header",
     "IoFdEntry",
     "IrqIndex",
@@ -149,8 +171,10 @@ __all__ = [
     "MigDataReadReply",
     "MigDataWrite",
     "MigrationFeature",
+    "MigrationRun",
     "NeedData",
     "Outgoing",
+    "PciIds",
     "RegionFlags",
     "RegionInfo",
     "RegionIoFds",
@@ -166,19 +190,26 @@ __all__ = [
     "Request",
     "RequestBody",
     "Role",
+    "ServeOptions",
+    "ServerSession",
     "SetIrqs",
     "SetIrqsFlags",
     "SingleWrite",
     "VersionReply",
     "VersionRequest",
+    "VfioUserClient",
     "VfioUserError",
     "bitmap_bytes",
     "feature_get",
     "feature_probe",
     "feature_set",
+    "migrate",
     "pack_device_state",
     "pack_migration_flags",
     "parse_device_state",
     "parse_logging_report",
     "parse_logging_start",
+    "pci_ids",
+    "run_serve",
+    "serve_connection",
 ]
