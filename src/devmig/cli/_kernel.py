@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -186,6 +187,96 @@ def mdevctl_json(
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+def _spec(out: Output, option: str, value: str) -> tuple[str, str, ModelDocument | None]:
+    """Split ``WHERE=DOC`` (``DOC`` a file, - or example:NAME; none for an opaque type)."""
+    where, _, doc = value.partition("=")
+    if not where or (option != "--opaque-mdev" and not doc):
+        out.fail(
+            DevmigError(f"{option} takes WHERE=DOCUMENT, not {value!r}", code="USAGE"), EXIT_USAGE
+        )
+    if option == "--opaque-mdev":
+        return where, "", None
+    try:
+        return where, doc, load_document(read_source(doc))
+    except DevmigError as exc:
+        out.fail(with_file(exc, doc), EXIT_USAGE, title=f"cannot use {doc}")
+
+
+@kernel_app.command("twin")
+def twin_cmd(
+    mountpoint: Annotated[
+        Path, typer.Argument(help="An empty directory to mount the twin's sysfs tree on.")
+    ],
+    mdev: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mdev", help="PARENT/TYPE=DOC: an mdev type publishing a model document (repeatable)."
+        ),
+    ] = None,
+    opaque_mdev: Annotated[
+        list[str] | None,
+        typer.Option("--opaque-mdev", help="PARENT/TYPE: a type without attributes."),
+    ] = None,
+    vf: Annotated[
+        list[str] | None,
+        typer.Option("--vf", help="ADDRESS=DOC: a VF bound to a variant driver (repeatable)."),
+    ] = None,
+    instances: Annotated[
+        int, typer.Option("--instances", help="available_instances of every type.")
+    ] = 4,
+    driver: Annotated[
+        str, typer.Option("--driver", help="The mdev parents' driver.")
+    ] = "twin_mdev",
+    vf_driver: Annotated[
+        str, typer.Option("--vf-driver", help="The VFs' variant driver.")
+    ] = "twin_vfio_pci",
+    json_mode: Annotated[
+        bool, typer.Option("--json", help="Announce the mount as one JSON line.")
+    ] = False,
+) -> None:
+    """Mount a driver twin with FUSE and serve it until Ctrl-C or SIGTERM.
+
+    The tree is shaped like /sys (class/mdev_bus, bus/mdev, bus/pci, devices,
+    module) and behaves as docs/kernel.md asks a driver to, so that cat, echo,
+    mdevctl and devmig's kernel provider (--sysfs MOUNTPOINT) act on it as on
+    a driver. Exit 0 when stopped, 2 when it cannot mount.
+    """
+    import signal
+    import threading
+
+    from devmig.providers import MdevParentSpec, MdevTypeSpec, VfSpec, driver_twin, fuse_mounted
+
+    out = Output(json_mode)
+    parents: dict[str, list[MdevTypeSpec]] = {}
+    for option, values in (("--mdev", mdev or []), ("--opaque-mdev", opaque_mdev or [])):
+        for value in values:
+            where, _, doc = _spec(out, option, value)
+            parent, _, type_name = where.partition("/")
+            if not type_name:
+                out.fail(
+                    DevmigError(f"{option} names PARENT/TYPE, not {where!r}", code="USAGE"),
+                    EXIT_USAGE,
+                )
+            parents.setdefault(parent, []).append(MdevTypeSpec(type_name, doc, instances))
+    vfs = []
+    for value in vf or []:
+        address, _, doc = _spec(out, "--vf", value)
+        vfs.append(VfSpec(address, vf_driver, doc))
+    twin = driver_twin([MdevParentSpec(p, driver, tuple(t)) for p, t in parents.items()], vfs)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with fuse_mounted(twin.files, str(mountpoint)):
+            if json_mode:
+                typer.echo(json.dumps({"mount": str(mountpoint), "pid": os.getpid()}))
+            else:
+                out.console.print(f"driver twin mounted at {mountpoint} (Ctrl-C to unmount)")
+            stop.wait()
+    except DevmigError as exc:
+        out.fail(exc, EXIT_USAGE, title=f"cannot mount the twin at {mountpoint}")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ only to the very same identity. Published documents may not use the prefix
 (:func:`load_published` refuses them).
 """
 
+from devmig.providers._fuse import fuse_mounted, fuse_unmount, serve_fuse
 from devmig.providers._interface import (
     CARRIERS,
     Carrier,
@@ -95,6 +96,8 @@ __all__ = [
     "attribute_value",
     "attribute_writes",
     "driver_twin",
+    "fuse_mounted",
+    "fuse_unmount",
     "is_variant_driver",
     "load_published",
     "materialize",
@@ -104,4 +107,5 @@ __all__ = [
     "opaque_model_id",
     "read_tree",
     "reserved_problems",
+    "serve_fuse",
 ]

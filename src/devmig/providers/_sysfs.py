@@ -195,6 +195,11 @@ class StoredAttribute:
     writes: list[bytes] = field(default_factory=list)
     """Every write accepted, in order (tests assert on them)."""
 
+    @property
+    def mode(self) -> int:
+        """The file's permission bits, as ``ls -l`` would show them."""
+        return 0o644 if self.writable else 0o444
+
     def read(self) -> bytes:
         return self.data
 

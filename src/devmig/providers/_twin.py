@@ -140,6 +140,11 @@ class _Attr:
     ) -> None:
         self._read, self._write = read, write
 
+    @property
+    def mode(self) -> int:
+        """The file's permission bits: ``create`` and ``remove`` are write-only, as in sysfs."""
+        return (0o444 if self._read else 0) | (0o200 if self._write else 0)
+
     def read(self) -> bytes:
         if self._read is None:
             raise SysfsError(errno.EACCES, "")
