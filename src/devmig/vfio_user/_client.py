@@ -125,9 +125,21 @@ class VfioUserClient:
         except BaseException:
             raw.close()
             raise
+        return await cls.over(raw, strict=strict, capabilities=capabilities, minor=minor)
+
+    @classmethod
+    async def over(
+        cls,
+        sock: socket.socket,
+        *,
+        strict: bool = True,
+        capabilities: Capabilities | None = None,
+        minor: int = 2,
+    ) -> VfioUserClient:
+        """Negotiate VERSION over an already connected socket (e.g. one end of a socketpair)."""
         caps = capabilities or Capabilities(max_msg_fds=8)
         client = cls(
-            FdSocket(raw, max_fds=caps.max_msg_fds), Connection(Role.CLIENT, caps, strict=strict)
+            FdSocket(sock, max_fds=caps.max_msg_fds), Connection(Role.CLIENT, caps, strict=strict)
         )
         client._reader = asyncio.create_task(client._read_loop(), name="vfio-user-client")
         try:
