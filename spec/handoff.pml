@@ -1,7 +1,7 @@
 /*
  * handoff.pml -- the devmig migration hand-off, checked exhaustively by spin.
  *
- * The model of src/devmig/migration/_session.py (docs/handoff.md explains it).
+ * The model of src/devmig/migration/_handoff_tables.py (docs/handoff.md explains it).
  * The phase, message and outcome names are the Python enums' names
  * (tests/spec/test_spin.py checks that, and that every phase change written
  * here is a transition of the Python tables and back).

@@ -1,7 +1,7 @@
 """The hygiene of ``devmig.migration``: its public names, and every module of it sans-IO.
 
 The package holds two parts -- the VFIO state machine (``_states``, ``_machine``) and the hand-off
-protocol (``_session*``) -- and each names what it must export. Every module of the package is held
+protocol (``_handoff_*``) -- and each names what it must export. Every module of the package is held
 to a stricter rule than ``tests/test_sans_io.py`` (which walks the whole core): beside the I/O and
 concurrency modules it imports no ``os``, ``io``, ``pathlib``, ``secrets`` or ``random`` (the
 protocol's secrets and clock come from its caller), and no ``open(`` appears in its text.
@@ -76,7 +76,7 @@ def test_public_api(part: str) -> None:
 
 
 def test_the_modules_are_found() -> None:
-    assert {"__init__.py", "_states.py", "_machine.py", "_session.py", "_session_frames.py"} <= set(
+    assert {"__init__.py", "_states.py", "_machine.py", "_handoff_tables.py", "_handoff_frames.py"} <= set(
         MODULES
     )
 
@@ -87,3 +87,12 @@ def test_sans_io(module: str) -> None:
     imported = {name.split(".")[0] for name in imports_in_file(path)}
     assert not imported & FORBIDDEN, (module, imported & FORBIDDEN)
     assert "open(" not in path.read_text(encoding="utf-8")
+
+
+def test_need_data_is_the_state_codecs_object() -> None:
+    """The hand-off and the codec both mean "feed me more bytes": one sentinel, not two look-alikes."""
+    import devmig.state as state
+
+    assert migration.NEED_DATA is state.NEED_DATA
+    assert migration.PAUSED is not state.NEED_DATA
+    assert repr(migration.NEED_DATA) == "NEED_DATA" and repr(migration.PAUSED) == "PAUSED"

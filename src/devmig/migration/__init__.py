@@ -13,18 +13,16 @@ QUERY/STATUS exchange when in doubt), as pure objects driven by
 ``spec/handoff.pml`` is their model, checked by spin (``docs/handoff.md``).
 """
 
-from devmig.migration._machine import ArcCallback, StateMachine
-from devmig.migration._session import (
-    DESTINATION_ANSWERS,
-    DESTINATION_TRANSITIONS,
+from devmig.migration._handoff_answers import (
+    destination_journal_answer,
+    source_journal_answer,
+)
+from devmig.migration._handoff_destination import DestinationHandoff
+from devmig.migration._handoff_events import (
     NEED_DATA,
     PAUSED,
-    SOURCE_ANSWERS,
-    SOURCE_TRANSITIONS,
-    TERMINAL,
     ConnectionRejected,
     DestinationEvent,
-    DestinationPhase,
     DestroyCopy,
     Failure,
     PersistCommitted,
@@ -34,15 +32,10 @@ from devmig.migration._session import (
     ReleaseCopy,
     ResumeDevice,
     SourceEvent,
-    SourcePhase,
     StreamStarted,
-    Trigger,
     Wait,
-    destination_journal_answer,
-    source_journal_answer,
 )
-from devmig.migration._session_destination import DestinationHandoff
-from devmig.migration._session_frames import (
+from devmig.migration._handoff_frames import (
     HandoffError,
     Message,
     Outcome,
@@ -50,8 +43,19 @@ from devmig.migration._session_frames import (
     Role,
     read_query,
 )
-from devmig.migration._session_source import SourceHandoff
-from devmig.migration._session_tickets import Tickets
+from devmig.migration._handoff_source import SourceHandoff
+from devmig.migration._handoff_tables import (
+    DESTINATION_ANSWERS,
+    DESTINATION_TRANSITIONS,
+    SOURCE_ANSWERS,
+    SOURCE_TRANSITIONS,
+    TERMINAL,
+    DestinationPhase,
+    SourcePhase,
+    Trigger,
+)
+from devmig.migration._handoff_tickets import Tickets
+from devmig.migration._machine import ArcCallback, StateMachine
 from devmig.migration._states import (
     ARCS,
     NEXT_HOP,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from devmig._sentinels import NEED_DATA, NeedData  # one object with devmig.migration's
 from devmig.state._problems import ConfigValue
 
 __all__ = [
@@ -28,19 +29,6 @@ __all__ = [
     "Trailer",
     "Zero",
 ]
-
-
-class NeedData(enum.Enum):
-    """Type of the :data:`NEED_DATA` sentinel."""
-
-    NEED_DATA = "NEED_DATA"
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
-"""Returned by ``next_event()`` when no full record is buffered."""
 
 
 class RoundEndSignal(enum.Enum):

@@ -62,7 +62,7 @@ from devmig.migration import (
     read_query,
     source_journal_answer,
 )
-from devmig.migration import _session_frames as frames
+from devmig.migration import _handoff_frames as frames
 
 S = SourcePhase
 D = DestinationPhase
@@ -1145,7 +1145,7 @@ def test_tickets() -> None:
 def test_secrets_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     import hmac
 
-    from devmig.migration import _session_tickets
+    from devmig.migration import _handoff_tickets
 
     seen: list[tuple[bytes, bytes]] = []
     original = hmac.compare_digest
@@ -1154,7 +1154,7 @@ def test_secrets_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) 
         seen.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr(_session_tickets.hmac, "compare_digest", compare)
+    monkeypatch.setattr(_handoff_tickets.hmac, "compare_digest", compare)
     tickets = Tickets(lambda: 0.0)
     tickets.issue(MID, SECRET, expires_at=1)
     with pytest.raises(HandoffError):

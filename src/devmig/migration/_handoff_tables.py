@@ -1,4 +1,4 @@
-"""The migration session protocol: one migration's hand-off, sans-IO.
+"""The migration hand-off protocol (sans-IO): its theory, and its phases, triggers and tables.
 
 Theory of operation
 -------------------
@@ -78,56 +78,38 @@ HELLO payload before deciding, and nothing of the stream before the secret is
 proved; every frame type has a maximum size checked from its header. Time
 limits are the transport's: it calls ``timeout()``.
 
+Where it lives: the phases, triggers and tables here; the commands and the
+``NEED_DATA``/``PAUSED`` sentinels in ``_handoff_events``; the wire format in
+``_handoff_frames``; the secrets in ``_handoff_tickets``; the two sides in
+``_handoff_source`` and ``_handoff_destination`` over ``_handoff_side``; the
+answers from a journal alone in ``_handoff_answers``.
+
 Pure objects and data only: no sockets, clocks, threads or files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import TypeAlias, TypeVar
+from typing import TypeVar
 
-from devmig.migration._session_frames import (
-    HandoffError,
-    Outcome,
-    Query,
-    Role,
-    Status,
-    encode,
-)
+from devmig.migration._handoff_frames import HandoffError, Outcome
 
 __all__ = [
     "DESTINATION_ANSWERS",
     "DESTINATION_TRANSITIONS",
-    "NEED_DATA",
-    "PAUSED",
     "SOURCE_ANSWERS",
     "SOURCE_TRANSITIONS",
     "TERMINAL",
-    "ConnectionRejected",
-    "DestinationEvent",
     "DestinationPhase",
-    "DestroyCopy",
-    "Failure",
-    "PersistCommitted",
-    "PersistStarted",
-    "QueryDestination",
-    "QuerySource",
-    "ReleaseCopy",
-    "ResumeDevice",
-    "SourceEvent",
     "SourcePhase",
-    "StreamStarted",
     "Trigger",
-    "Wait",
-    "destination_journal_answer",
-    "source_journal_answer",
+    "step",
 ]
 
 # Failure codes raised or reported by the protocol objects (HELLO's are in
-# _session_tickets and _session_frames).
+# _handoff_tickets and _handoff_frames).
 CANCELLED = "CANCELLED"
 CONNECTION_LOST = "CONNECTION_LOST"
 DESTINATION_LOST = "DESTINATION_LOST"
@@ -302,141 +284,6 @@ TERMINAL: frozenset[SourcePhase | DestinationPhase] = frozenset(
 )
 
 
-# -- commands (events) --------------------------------------------------------
-
-
-class Wait(Enum):
-    """What ``next_event()`` returns when there is no command to carry out."""
-
-    NEED_DATA = "NEED_DATA"  #: feed more received bytes with ``receive_data``
-    PAUSED = "PAUSED"  #: the protocol waits for a call (a journal write, an answer, ...)
-
-
-NEED_DATA = Wait.NEED_DATA
-PAUSED = Wait.PAUSED
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a hand-off left its happy path.
-
-    Attributes:
-        code: a stable upper-case code (``CONNECTION_LOST``, ``AUTH_FAILED``, ...).
-        message: one sentence for a person.
-        side: the side where it happened.
-        phase: that side's phase when it happened, or ``None`` when the side
-            answered from its journal after a restart.
-    """
-
-    code: str
-    message: str
-    side: Role
-    phase: str | None
-
-    def render(self) -> str:
-        """Return ``[CODE] side in PHASE: message``."""
-        where = f"{self.side.value} in {self.phase}" if self.phase else self.side.value
-        return f"[{self.code}] {where}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class PersistCommitted:
-    """READY came: append COMMITTED to the source journal, then call ``committed()``."""
-
-    migration_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseCopy:
-    """The device runs on the destination: release (destroy) the source's copy."""
-
-    migration_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeDevice:
-    """The migration is rolled back: resume the device on the source."""
-
-    migration_id: str
-    failure: Failure
-
-
-@dataclass(frozen=True, slots=True)
-class QueryDestination:
-    """In doubt: keep the device stopped; send ``query()`` to the destination agent.
-
-    Emitted on entering IN_DOUBT and again after each ``PENDING`` answer. When
-    a query gets no answer (unreachable, timed out), send ``query()`` again
-    after a delay; the source stays in doubt until an answer is final.
-    """
-
-    migration_id: str
-    failure: Failure
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStarted:
-    """The HELLO is proved: route the connection's bytes to the state codec.
-
-    Attributes:
-        migration_id: the migration the connection carries.
-        data: bytes already received after the HELLO -- the stream's start;
-            feed them to the codec first.
-    """
-
-    migration_id: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class PersistStarted:
-    """GO (or its equivalent) came: append STARTED to the destination journal,
-    set the device RUNNING, then call ``started()``."""
-
-    migration_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class DestroyCopy:
-    """This copy will never run: destroy the destination's device."""
-
-    migration_id: str
-    failure: Failure
-
-
-@dataclass(frozen=True, slots=True)
-class QuerySource:
-    """No decision: keep the loaded copy stopped; send ``query()`` to the source agent.
-
-    Emitted on entering WAIT_DECISION and again after each ``PENDING`` answer;
-    retry unanswered queries after a delay.
-    """
-
-    migration_id: str
-    failure: Failure
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionRejected:
-    """The connection was refused before it carried any state.
-
-    Nothing is destroyed: the connection was never bound to a migration (a
-    stranger, or a reused secret, cannot disturb one). Send ``reply`` (a
-    REFUSED frame, empty when the peer is gone) and close.
-    """
-
-    failure: Failure
-    reply: bytes
-
-
-SourceEvent: TypeAlias = PersistCommitted | ReleaseCopy | ResumeDevice | QueryDestination
-DestinationEvent: TypeAlias = (
-    StreamStarted | PersistStarted | DestroyCopy | QuerySource | ConnectionRejected
-)
-
-
-# -- shared machinery ---------------------------------------------------------
-
 P = TypeVar("P", SourcePhase, DestinationPhase)
 
 
@@ -458,93 +305,3 @@ def step(table: Mapping[tuple[P, Trigger], P], phase: P, trigger: Trigger) -> P:
             value=trigger.name,
             allowed=accepted,
         ) from None
-
-
-def status_bytes(
-    migration_id: str, outcome: Outcome, failure: Failure | None, phase: str | None
-) -> bytes:
-    """Encode the STATUS answering a query (the failure only for ``ABORTED``)."""
-    if outcome is Outcome.ABORTED and failure is not None:
-        return encode(Status(migration_id, outcome, failure.code, failure.message, phase))
-    return encode(Status(migration_id, outcome, None, "", phase))
-
-
-def _check_asker(query: Query, asker: Role, migration_id: str | None, phase: str | None) -> None:
-    if query.asker is not asker:
-        raise HandoffError(
-            QUERY_INVALID,
-            f"a {query.asker.value} cannot ask this side",
-            phase=phase,
-            value=query.asker.value,
-            allowed=asker.value,
-        )
-    if migration_id is not None and query.migration != migration_id:
-        raise HandoffError(
-            QUERY_INVALID,
-            "the query is about another migration",
-            phase=phase,
-            value=query.migration,
-            allowed=migration_id,
-        )
-
-
-def source_journal_answer(query: Query, *, committed: bool) -> bytes:
-    """Answer a destination's QUERY from the source agent's journal alone.
-
-    For a source agent that holds no live
-    :class:`~devmig.migration.SourceHandoff` for the migration: it restarted
-    after a crash, so the copy it held died with it.
-
-    Args:
-        query: the destination's query (see :func:`~devmig.migration.read_query`).
-        committed: whether the journal holds COMMITTED for the migration.
-
-    Returns:
-        The STATUS frame: ``PROCEED`` when committed (the destination holds
-        the device now), else ``ABORTED`` with code ``SOURCE_LOST``.
-
-    Raises:
-        HandoffError: ``QUERY_INVALID`` when the query is not a destination's.
-    """
-    _check_asker(query, Role.DESTINATION, None, None)
-    if committed:
-        return status_bytes(query.migration, Outcome.PROCEED, None, None)
-    lost = Failure(
-        SOURCE_LOST,
-        "the source agent restarted before it committed; the device died with its copy",
-        Role.SOURCE,
-        None,
-    )
-    return status_bytes(query.migration, Outcome.ABORTED, lost, None)
-
-
-def destination_journal_answer(query: Query, *, started: bool) -> bytes:
-    """Answer a source's QUERY from the destination agent's journal alone.
-
-    For a destination agent that holds no live
-    :class:`~devmig.migration.DestinationHandoff` for the migration (it
-    restarted after a crash, or never got a valid HELLO for it): it holds no
-    copy, so it can never start the device later.
-
-    Args:
-        query: the source's query.
-        started: whether the journal holds STARTED for the migration.
-
-    Returns:
-        The STATUS frame: ``STARTED`` when the journal says so (the device
-        was started here, even if it died in the crash: the source must not
-        resume it), else ``ABORTED`` with code ``DESTINATION_LOST``.
-
-    Raises:
-        HandoffError: ``QUERY_INVALID`` when the query is not a source's.
-    """
-    _check_asker(query, Role.SOURCE, None, None)
-    if started:
-        return status_bytes(query.migration, Outcome.STARTED, None, None)
-    lost = Failure(
-        DESTINATION_LOST,
-        "the destination agent holds no copy of this migration and never started it",
-        Role.DESTINATION,
-        None,
-    )
-    return status_bytes(query.migration, Outcome.ABORTED, lost, None)

@@ -1,4 +1,4 @@
-"""What the two sides of a hand-off share (see ``_session`` for the theory).
+"""What the two sides of a hand-off share (see ``_handoff_tables`` for the theory).
 
 :class:`~devmig.migration.SourceHandoff` and
 :class:`~devmig.migration.DestinationHandoff` mirror each other: each holds a
@@ -18,22 +18,16 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from devmig.migration._session import (
-    PHASE_INVALID,
-    STATUS_CONTRADICTS,
-    STATUS_INVALID,
-    TOO_LATE,
-    DestinationEvent,
-    DestinationPhase,
-    Failure,
-    SourceEvent,
-    SourcePhase,
-    Trigger,
+from devmig.migration._handoff_answers import (
     _check_asker,
     status_bytes,
-    step,
 )
-from devmig.migration._session_frames import (
+from devmig.migration._handoff_events import (
+    DestinationEvent,
+    Failure,
+    SourceEvent,
+)
+from devmig.migration._handoff_frames import (
     FrameReader,
     HandoffError,
     Message,
@@ -43,6 +37,16 @@ from devmig.migration._session_frames import (
     Status,
     encode,
     read_single,
+)
+from devmig.migration._handoff_tables import (
+    PHASE_INVALID,
+    STATUS_CONTRADICTS,
+    STATUS_INVALID,
+    TOO_LATE,
+    DestinationPhase,
+    SourcePhase,
+    Trigger,
+    step,
 )
 
 __all__ = ["HandoffSide"]

@@ -1,4 +1,4 @@
-"""The destination side of a migration hand-off (see ``_session`` for the theory).
+"""The destination side of a migration hand-off (see ``_handoff_tables`` for the theory).
 
 The destination agent drives a :class:`DestinationHandoff` per accepted
 connection::
@@ -24,30 +24,19 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from devmig.migration._session import (
-    CANCELLED,
-    CONNECTION_LOST,
-    DESTINATION_ANSWERS,
-    DESTINATION_TRANSITIONS,
-    JOURNAL_FAILED,
-    LOAD_FAILED,
+from devmig.migration._handoff_events import (
     NEED_DATA,
     PAUSED,
-    PHASE_INVALID,
-    TIMEOUT,
-    UNEXPECTED_QUERY,
     ConnectionRejected,
     DestinationEvent,
-    DestinationPhase,
     DestroyCopy,
     Failure,
     PersistStarted,
     QuerySource,
     StreamStarted,
-    Trigger,
     Wait,
 )
-from devmig.migration._session_frames import (
+from devmig.migration._handoff_frames import (
     _CODE,
     Abort,
     Ack,
@@ -62,8 +51,21 @@ from devmig.migration._session_frames import (
     Role,
     encode,
 )
-from devmig.migration._session_side import HandoffSide
-from devmig.migration._session_tickets import Tickets
+from devmig.migration._handoff_side import HandoffSide
+from devmig.migration._handoff_tables import (
+    CANCELLED,
+    CONNECTION_LOST,
+    DESTINATION_ANSWERS,
+    DESTINATION_TRANSITIONS,
+    JOURNAL_FAILED,
+    LOAD_FAILED,
+    PHASE_INVALID,
+    TIMEOUT,
+    UNEXPECTED_QUERY,
+    DestinationPhase,
+    Trigger,
+)
+from devmig.migration._handoff_tickets import Tickets
 
 __all__ = ["DestinationHandoff"]
 

@@ -1,4 +1,4 @@
-"""The source side of a migration hand-off (see ``_session`` for the theory).
+"""The source side of a migration hand-off (see ``_handoff_tables`` for the theory).
 
 The source agent drives a :class:`SourceHandoff` like this::
 
@@ -22,27 +22,18 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from devmig.migration._session import (
-    CANCELLED,
-    CONNECTION_LOST,
-    JOURNAL_FAILED,
+from devmig.migration._handoff_events import (
     NEED_DATA,
     PAUSED,
-    PEER_IN_DOUBT,
-    SOURCE_ANSWERS,
-    SOURCE_TRANSITIONS,
-    TIMEOUT,
     Failure,
     PersistCommitted,
     QueryDestination,
     ReleaseCopy,
     ResumeDevice,
     SourceEvent,
-    SourcePhase,
-    Trigger,
     Wait,
 )
-from devmig.migration._session_frames import (
+from devmig.migration._handoff_frames import (
     PREAMBLE,
     Abort,
     Ack,
@@ -57,7 +48,18 @@ from devmig.migration._session_frames import (
     Role,
     encode,
 )
-from devmig.migration._session_side import HandoffSide
+from devmig.migration._handoff_side import HandoffSide
+from devmig.migration._handoff_tables import (
+    CANCELLED,
+    CONNECTION_LOST,
+    JOURNAL_FAILED,
+    PEER_IN_DOUBT,
+    SOURCE_ANSWERS,
+    SOURCE_TRANSITIONS,
+    TIMEOUT,
+    SourcePhase,
+    Trigger,
+)
 
 __all__ = ["SourceHandoff"]
 

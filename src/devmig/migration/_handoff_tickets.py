@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devmig.migration._session_frames import (
+from devmig.migration._handoff_frames import (
     _ID,
     MAX_MIGRATION_ID,
     MAX_SECRET,
