@@ -2,7 +2,8 @@
 
 A configuration value is ``bool``, ``int`` or ``str`` and is compared *typed*:
 ``True`` and ``1`` are different values (``True == 1`` in Python, so plain
-``==`` is never used on configuration values).
+``==`` is never used on configuration values: :func:`devmig.model.same_value`
+is).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from devmig._errors import DevmigError, Problem, StreamError
+from devmig.model import same_value
 
 ConfigValue = bool | int | str
 """The type of one configuration parameter value."""
@@ -25,18 +27,12 @@ __all__ = [
     "error_from_problems",
     "freeze_config",
     "is_config_value",
-    "typed_equal",
 ]
 
 
 def is_config_value(value: object) -> bool:
     """Return whether ``value`` is exactly a ``bool``, ``int`` or ``str``."""
     return type(value) in (bool, int, str)
-
-
-def typed_equal(a: object, b: object) -> bool:
-    """Return whether two configuration values are equal *and* of the same type."""
-    return type(a) is type(b) and a == b
 
 
 def freeze_config(
@@ -96,7 +92,7 @@ def config_differences(
     for name in sorted(set(got) | set(expected), key=str):
         a = got.get(name)
         b = expected.get(name)
-        if name not in got or name not in expected or not typed_equal(a, b):
+        if name not in got or name not in expected or not same_value(a, b):
             out.append((str(name), a, b))
     return out
 
