@@ -119,6 +119,125 @@ def version_params(draw: st.DrawFn, ps: dict[str, Raw]) -> Raw:
     return {n: draw(st.sampled_from(allowed_values(ps[n]))) for n in names}
 
 
+# -- state layouts ---------------------------------------------------------------
+
+FIXED_KINDS = ["u8", "u16", "u32", "u64"]
+VARIABLE_KINDS = ["u8[]", "u16[]", "u32[]", "bytes"]
+
+
+@st.composite
+def size_expr(draw: st.DrawFn, ps: dict[str, Raw], depth: int = 0) -> Any:
+    """A §7 size: a constant, an int parameter, ``{"param", ...}`` or ``{"when", "then"}``."""
+    ints = sorted(n for n, p in ps.items() if p["type"] == "int")
+    shapes = ["const", "const"] + (["param", "scaled"] if ints else []) + (["when"] if ps and depth == 0 else [])
+    shape = draw(st.sampled_from(shapes))
+    if shape == "const":
+        return draw(st.integers(0, 8))
+    if shape == "param":
+        return draw(st.sampled_from(ints))
+    if shape == "scaled":
+        out: Raw = {"param": draw(st.sampled_from(ints))}
+        if draw(st.booleans()):
+            out["div"] = draw(st.integers(1, 3))
+        if draw(st.booleans()):
+            out["times"] = draw(st.one_of(st.integers(0, 3), st.sampled_from(ints)))
+        if draw(st.booleans()):
+            out["plus"] = draw(st.integers(0, 40))
+        return out
+    name = draw(st.sampled_from(sorted(ps)))
+    return {"when": {name: draw(condition(ps[name]))}, "then": draw(size_expr(ps, depth + 1))}
+
+
+@st.composite
+def state_layouts(draw: st.DrawFn, ps: dict[str, Raw]) -> Raw:
+    """A random published layout over a model's parameters."""
+    sections = []
+    for i in range(draw(st.integers(1, 3))):
+        fields = []
+        for j in range(draw(st.integers(1, 3))):
+            if draw(st.booleans()):
+                fields.append({"name": f"f{j}", "type": draw(st.sampled_from(FIXED_KINDS))})
+            else:
+                fields.append({"name": f"f{j}", "type": draw(st.sampled_from(VARIABLE_KINDS)), "max": draw(size_expr(ps))})
+        section: Raw = {"name": f"s{i}", "fields": fields}
+        if ps and draw(st.integers(0, 2)) == 0:
+            name = draw(st.sampled_from(sorted(ps)))
+            section["when"] = {name: draw(condition(ps[name]))}
+        if draw(st.integers(0, 3)) == 0:
+            section["optional"] = True
+        sections.append(section)
+    regions = [{"name": "r0", "size": draw(size_expr(ps))}] if draw(st.booleans()) else []
+    return {"sections": sections, "regions": regions}
+
+
+@st.composite
+def mutated_layout(draw: st.DrawFn, state: Raw, ps: dict[str, Raw]) -> Raw:
+    """A NEW release's layout: unchanged, or one of the mistakes rule 6 and the STATE_* rules exist for."""
+    new = copy.deepcopy(state)
+    op = draw(
+        st.sampled_from(["keep", "rename", "type", "max", "drop", "add", "when", "optional", "region"])
+    )
+    sections = new["sections"]
+    section = draw(st.sampled_from(sections))
+    field = draw(st.sampled_from(section["fields"]))
+    if op == "rename":
+        field["name"] = field["name"] + "x"
+    elif op == "type":
+        kinds = VARIABLE_KINDS if "max" in field else FIXED_KINDS
+        field["type"] = draw(st.sampled_from(kinds))
+    elif op == "max" and "max" in field:
+        field["max"] = draw(size_expr(ps))
+    elif op == "drop" and len(sections) > 1:
+        sections.remove(section)
+    elif op == "add":
+        section["fields"].append({"name": "added", "type": "u32"})
+    elif op == "when":
+        if "when" in section:
+            del section["when"]
+        elif ps:
+            name = draw(st.sampled_from(sorted(ps)))
+            section["when"] = {name: draw(condition(ps[name]))}
+    elif op == "optional":
+        section["optional"] = not section.get("optional", False)
+    elif op == "region":
+        new["regions"] = [{"name": "r0", "size": draw(size_expr(ps))}]
+    return new
+
+
+def _repair_size(expr: Any, ps: dict[str, Raw]) -> Any:
+    def is_int(name: Any) -> bool:
+        return isinstance(name, str) and name in ps and ps[name]["type"] == "int"
+
+    if isinstance(expr, str):
+        return expr if is_int(expr) else 1
+    if isinstance(expr, dict) and "param" in expr:
+        if not is_int(expr["param"]):
+            return 1
+        if isinstance(expr.get("times"), str) and not is_int(expr["times"]):
+            expr["times"] = 2
+        return expr
+    if isinstance(expr, dict) and "when" in expr:
+        expr["when"] = {n: c for n, c in expr["when"].items() if n in ps and _cond_fits(ps[n], c)}
+        then = _repair_size(expr["then"], ps)
+        return {"when": expr["when"], "then": then} if expr["when"] else then
+    return expr
+
+
+def _repair_state(state: Raw, ps: dict[str, Raw]) -> Raw:
+    """Keep a layout consistent with its model: only its parameters, of the right types."""
+    for section in state["sections"]:
+        if "when" in section:
+            section["when"] = {n: c for n, c in section["when"].items() if n in ps and _cond_fits(ps[n], c)}
+            if not section["when"]:
+                del section["when"]
+        for field in section["fields"]:
+            if "max" in field:
+                field["max"] = _repair_size(field["max"], ps)
+    for region in state["regions"]:
+        region["size"] = _repair_size(region["size"], ps)
+    return state
+
+
 # -- repair and load -----------------------------------------------------------
 
 
@@ -161,6 +280,8 @@ def repair(model: Raw) -> Raw:
         seen.add(v["name"])
         kept.append(v)
     model["versions"] = kept
+    if "state" in model:
+        model["state"] = _repair_state(model["state"], ps)
     return model
 
 
@@ -190,12 +311,15 @@ def load(model: Raw, release: str) -> ModelDocument:
 
 
 @st.composite
-def raw_models(draw: st.DrawFn, small: bool = False) -> Raw:
+def raw_models(draw: st.DrawFn, small: bool = False, state: bool = False) -> Raw:
     n = draw(st.integers(1, 4 if small else 6))
     ps = {f"p{i}": draw(params(small)) for i in range(n)}
     cons = draw(st.lists(constraint(ps), max_size=3))
     versions = [{"name": str(i + 1), "params": draw(version_params(ps))} for i in range(draw(st.integers(0, 3)))]
-    return {"model": MODEL_ID, "params": ps, "constraints": cons, "versions": versions}
+    out = {"model": MODEL_ID, "params": ps, "constraints": cons, "versions": versions}
+    if state and draw(st.integers(0, 4)) > 0:
+        out["state"] = draw(state_layouts(ps))
+    return out
 
 
 @st.composite
@@ -285,6 +409,11 @@ def mutated(draw: st.DrawFn, model: Raw, small: bool = False) -> Raw:
     start = len(versions) + 10
     versions += [{"name": str(start + i), "params": draw(version_params(ps))} for i in range(draw(st.integers(0, 2)))]
     new["versions"] = versions
+    if "state" in new:
+        if draw(st.integers(0, 7)) == 0:
+            del new["state"]
+        else:
+            new["state"] = draw(mutated_layout(new["state"], ps))
     return new
 
 

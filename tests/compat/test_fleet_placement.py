@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from compat_fixtures import NIC_ID, canonical, example_documents, model_of, nic, report, variant
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_fleet_strategies import fleets, vms
 
@@ -24,7 +24,7 @@ from devmig.compat import (
     place,
     profile_fingerprint,
 )
-from devmig.compat._index import fleet_index, published_configs
+from devmig.compat._index import fleet_index, model_key, published_configs
 from devmig.compat._placement import resolve
 from devmig.model import ModelDocument, expand
 
@@ -219,8 +219,12 @@ def pairwise(snapshot: FleetSnapshot, placement: Placement, host: str) -> tuple[
 def spare_naive(snapshot: FleetSnapshot, fingerprint: str) -> int:
     profile = snapshot.profiles[fingerprint]
     models = [m for fp in sorted(snapshot.profiles) for d in snapshot.profiles[fp].implementations for m in d.models]
+    # distinct definitions in content-key order: a configuration's first publisher is its
+    # source, and with state layouts (rule 6) which definition that is matters
+    distinct = {model_key(m): m for m in reversed(models)}
     by_model: dict[str, list[Any]] = {}
-    for m in models:
+    for key in sorted(distinct):
+        m = distinct[key]
         by_model.setdefault(m.model, []).append(m)
     count = 0
     for defs in by_model.values():
@@ -232,7 +236,17 @@ def spare_naive(snapshot: FleetSnapshot, fingerprint: str) -> int:
 @PROPS
 @given(st.data())
 def test_indexed_placement_equals_the_pairwise_check(data: st.DataObject) -> None:
-    snapshot = data.draw(fleets())
+    _placement_equals_the_pairwise_check(data, data.draw(fleets()))
+
+
+@PROPS
+@given(st.data())
+def test_indexed_placement_equals_the_pairwise_check_across_state_changes(data: st.DataObject) -> None:
+    """At least two releases, each a profile: their layouts differ often (rule 6 is exercised)."""
+    _placement_equals_the_pairwise_check(data, data.draw(fleets(least_releases=2)))
+
+
+def _placement_equals_the_pairwise_check(data: st.DataObject, snapshot: FleetSnapshot) -> None:
     vm = data.draw(vms(snapshot))
     placement = place(snapshot, vm)
     accepted = set(placement.accepted)
@@ -242,6 +256,8 @@ def test_indexed_placement_equals_the_pairwise_check(data: st.DataObject) -> Non
         assert (host in placement.rejected) == (not ok)
         if not ok:
             assert [p.code for p in placement.rejected[host]] == codes, host
+        if "STATE_LAYOUT_MISMATCH" in codes:
+            event("a host refused by rule 6 alone")
     for fp in snapshot.profiles:
         verdicts = placement.by_profile[fp]
         assert placement.profile_accepts(fp) == all(v.compatible for v in verdicts)

@@ -20,24 +20,27 @@ from devmig.model import ModelDocument
 
 
 @st.composite
-def releases(draw: st.DrawFn, count: int = 3) -> list[ModelDocument]:
+def releases(draw: st.DrawFn, count: int = 3, least: int = 1) -> list[ModelDocument]:
     """A few releases of one random model: each a random mutation of the first (small domains)."""
-    base = draw(raw_models(small=True))
+    base = draw(raw_models(small=True, state=True))
     docs = [load(copy.deepcopy(base), "1.0.0")]
-    for i in range(1, draw(st.integers(1, count))):
+    for i in range(1, draw(st.integers(least, count))):
         raw = docs[0].models[0].model_dump(mode="json", by_alias=True, exclude_none=True)
         docs.append(load(draw(mutated(raw, small=True)), f"{i + 1}.0.0"))
     return docs
 
 
 @st.composite
-def fleets(draw: st.DrawFn, max_hosts: int = 8) -> FleetSnapshot:
+def fleets(draw: st.DrawFn, max_hosts: int = 8, least_releases: int = 1) -> FleetSnapshot:
     """A random fleet: 1-4 profiles over 1-``max_hosts`` hosts, some cordoned or unreachable."""
-    docs = draw(releases())
+    docs = draw(releases(least=least_releases))
     nic_doc = nic()
     profiles = []
-    for _ in range(draw(st.integers(1, 4))):
-        chosen = draw(st.lists(st.sampled_from(docs), max_size=2, unique_by=lambda d: d.implementation.release))
+    least = 1 if least_releases > 1 else 0  # several releases: every profile runs one
+    for _ in range(draw(st.integers(max(1, least_releases), 4))):
+        chosen = draw(
+            st.lists(st.sampled_from(docs), min_size=least, max_size=2, unique_by=lambda d: d.implementation.release)
+        )
         if draw(st.booleans()):
             chosen.append(nic_doc)
         profiles.append(Profile.of(chosen))

@@ -8,7 +8,11 @@ that implementation's definition of ``M``:
 3. every parameter ``C`` omits is allowed at its off value;
 4. the full configuration (its off values, then ``C``) satisfies its constraints;
 5. every parameter both the source's and its definition of ``M`` define has
-   the same off value in both.
+   the same off value in both;
+6. where both publish a state layout, the two resolve to the same layout for
+   the full configuration (:mod:`devmig.compat._layouts`); reported only when
+   rules 2-5 hold, since a refused parameter already explains a layout that
+   follows it.
 
 Theory of operation: the happy path runs on compiled models
 (:mod:`devmig.compat._compiled`) and builds nothing; only a refused candidate
@@ -25,6 +29,7 @@ from dataclasses import replace
 from devmig._errors import Problem
 from devmig.compat._compiled import CompiledModel, IdentityCache, accepts, compiled, off_mismatches
 from devmig.compat._history import ReleaseHistory
+from devmig.compat._layouts import LayoutRule, layout_rule, state_problem
 from devmig.compat._opaque import is_opaque, no_migration_info
 from devmig.compat._verdict import Verdict
 from devmig.model import (
@@ -45,8 +50,9 @@ Destination = ModelDocument | HostReport | DeviceModel
 History = ReleaseHistory | Iterable[ModelDocument] | None
 
 # (source model, destination) -> per candidate (its verdict when it accepts, compiled
-# model, rule 5 holds); verdicts are immutable, so the happy path returns a shared one.
-_PLANS: IdentityCache[tuple[tuple[Verdict, CompiledModel, bool], ...]] = IdentityCache()
+# model, rule 5 holds, rule 6 or None when it always holds); verdicts are immutable,
+# so the happy path returns a shared one.
+_PLANS: IdentityCache[tuple[tuple[Verdict, CompiledModel, bool, LayoutRule | None], ...]] = IdentityCache()
 # per model document: model id -> its candidates, each with the verdict when it accepts
 _DOCS: IdentityCache[dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]] = IdentityCache()
 # (source model, candidate model) -> rule 5 holds: shared by every destination offering that model
@@ -96,9 +102,11 @@ def _same_off(source: DeviceModel, model: DeviceModel) -> bool:
     return not off_mismatches(source, model)
 
 
-def _plan(source: DeviceModel, destination: Destination) -> tuple[tuple[Verdict, CompiledModel, bool], ...]:
+def _plan(
+    source: DeviceModel, destination: Destination
+) -> tuple[tuple[Verdict, CompiledModel, bool, LayoutRule | None], ...]:
     return tuple(
-        (accepted, compiled(model), _SAME_OFF.get(source, model, _same_off))
+        (accepted, compiled(model), _SAME_OFF.get(source, model, _same_off), layout_rule(source, model))
         for _, model, accepted in _offered(destination, source.model)
     )
 
@@ -110,7 +118,7 @@ def check(
     *,
     history: History = None,
 ) -> Verdict:
-    """Check whether a device can move to a destination (DESIGN §3, rules 1-5).
+    """Check whether a device can move to a destination (DESIGN §3, rules 1-6).
 
     Args:
         source_model: the source implementation's definition of the device's
@@ -135,8 +143,8 @@ def check(
     if config.model != model_id:
         raise ValueError(f"configuration is of model {config.model!r}, not {model_id!r}")
     items = config.items
-    for accepted, cm, same_off in _PLANS.get(source_model, destination, _plan):
-        if same_off and accepts(cm, items):
+    for accepted, cm, same_off, rule6 in _PLANS.get(source_model, destination, _plan):
+        if same_off and accepts(cm, items) and (rule6 is None or rule6.agrees(items)):
             return accepted
     found = candidates(destination, model_id)
     if not found:
@@ -167,7 +175,7 @@ def reasons_for(
     *,
     history: ReleaseHistory | None = None,
 ) -> tuple[Problem, ...]:
-    """Return every reason why one candidate refuses a device (rules 2-5), slowly.
+    """Return every reason why one candidate refuses a device (rules 2-6), slowly.
 
     Args:
         source_model: the source's definition of the model.
@@ -227,6 +235,11 @@ def reasons_for(
                 context={"rule": 5},
             )
         )
+    if not problems:
+        rule6 = layout_rule(source_model, model)
+        found = None if rule6 is None else rule6.difference(config.items)
+        if found is not None:
+            problems.append(state_problem(found, where))
     return tuple(problems)
 
 

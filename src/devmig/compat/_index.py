@@ -2,7 +2,7 @@
 
 Theory of operation: a device's verdict on a profile depends only on the
 profile's definitions of the device's model (DESIGN §3: some candidate that
-accepts, rules 2-5). Profiles built from the same releases share definitions,
+accepts, rules 2-6). Profiles built from the same releases share definitions,
 so the index interns every distinct :class:`~devmig.model.DeviceModel` by
 content and records, per definition, the profiles that offer it as a
 candidate. A question about a device is then answered by checking each
@@ -22,8 +22,11 @@ testing each distinct specification once (and remembered per value); the
 definitions refusing an omitted parameter's off value; per distinct constraint
 (with the off values it reads) the definitions that have it, so rule 4 is
 evaluated once per distinct constraint; the off-value groups (rule 5, once per group
-and source definition). The accepting definitions then map to a bitset over
-the profiles, and a VM's devices intersect those.
+and source definition); the layout groups — definitions publishing the same
+state layout with the same off values for the parameters it reads — for rule
+6, decided once per group through the check's own evaluator
+(:func:`~devmig.compat._layouts.layout_rule`). The accepting definitions then
+map to a bitset over the profiles, and a VM's devices intersect those.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ from devmig.compat._compiled import (
     compiled,
     off_mismatches,
 )
+from devmig.compat._layouts import layout_rule
 from devmig.compat._profile import FleetSnapshot
 from devmig.model import Config, DeviceModel, Value
+from devmig.model._layout import layout_params
 
 __all__ = ["Definition", "FleetIndex", "ModelIndex", "bits_to_mask", "fleet_index"]
 
@@ -69,10 +74,11 @@ class Definition:
 
 def model_key(model: DeviceModel) -> str:
     """Return a content key of a model definition (equal definitions, equal keys)."""
-    data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return xxhash.xxh3_128_hexdigest(
-        json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    )
+    return _json_key(model.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def _json_key(data: Any) -> str:
+    return xxhash.xxh3_128_hexdigest(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 Rule = tuple[tuple[CondSpec, ...], tuple[CondSpec, ...]]
@@ -98,6 +104,7 @@ class ModelIndex:
         refusals: dict[frozenset[str], int] = {}
         rules: dict[tuple[Rule, tuple[tuple[str, type, Value], ...]], int] = {}
         groups: dict[int, tuple[DeviceModel, int]] = {}
+        layouts: dict[tuple[str, tuple[tuple[str, str, Value], ...]], tuple[DeviceModel, int]] = {}
         for i, d in enumerate(self.definitions):
             bit = 1 << i
             self.profile_bits.append(sum(1 << int(p) for p in d.profiles))
@@ -114,6 +121,15 @@ class ModelIndex:
                 rules[ckey] = rules.get(ckey, 0) | bit
             rep, bits = groups.get(d.off_group, (d.model, 0))
             groups[d.off_group] = (rep, bits | bit)
+            state = d.model.state
+            if state is not None:
+                offs = d.model.off_values
+                lkey = (
+                    _json_key(state.to_json()),
+                    tuple((n, type(offs[n]).__name__, offs[n]) for n in sorted(layout_params(state))),
+                )
+                rep, bits = layouts.get(lkey, (d.model, 0))
+                layouts[lkey] = (rep, bits | bit)
         self.specs: dict[str, tuple[tuple[ParamSpec, int], ...]] = {
             name: tuple(specs.items()) for name, specs in by_name.items()
         }
@@ -122,6 +138,7 @@ class ModelIndex:
             (k, {n: v for n, _, v in offs}, bits) for (k, offs), bits in rules.items()
         )
         self.groups = tuple(groups.values())
+        self.layouts = tuple(layouts.values())
         self._values: dict[tuple[str, type, Value], int] = {}
         self._sources: dict[int, tuple[DeviceModel, int]] = {}
         self._tables: list[dict[int, int]] = [{} for _ in range((len(self.definitions) + 7) // 8)]
@@ -164,7 +181,7 @@ class ModelIndex:
         return bits
 
     def accepting(self, source: DeviceModel, items: Sequence[tuple[str, Value]]) -> int:
-        """Return the definitions accepting a device (rules 2-5), as a bitset."""
+        """Return the definitions accepting a device (rules 2-6), as a bitset."""
         m = self.same_off(source)
         allowing = self.allowing
         for name, value in items:
@@ -209,6 +226,12 @@ class ModelIndex:
                         ):
                             m &= ~bits
                             break
+        if m and source.state is not None:
+            for rep, bits in self.layouts:
+                if m & bits:
+                    rule = layout_rule(source, rep)
+                    if rule is not None and not rule.agrees(items):
+                        m &= ~bits
         return m
 
     def profiles_of(self, definitions: int) -> int:
@@ -276,7 +299,7 @@ class FleetIndex:
         return (1 << len(self.fingerprints)) - 1
 
     def accepting_bits(self, source: DeviceModel, items: Sequence[tuple[str, Value]]) -> int:
-        """Return the profiles accepting a device (DESIGN §3 rules 1-5), as a bitset.
+        """Return the profiles accepting a device (DESIGN §3 rules 1-6), as a bitset.
 
         Args:
             source: the source's definition of the model (rule 5).
@@ -374,7 +397,7 @@ def published_configs(definitions: Sequence[DeviceModel]) -> list[tuple[DeviceMo
 def _spare(
     definitions: dict[str, tuple[Definition, ...]], models: dict[str, ModelIndex], count: int
 ) -> IntArray:
-    """Count, per profile, the published configurations it accepts (rules 1-5)."""
+    """Count, per profile, the published configurations it accepts (rules 1-6)."""
     spare = np.zeros(count, dtype=np.intp)
     for model_id, defs in definitions.items():
         mi = models[model_id]

@@ -17,15 +17,16 @@ class Verdict:
 
     Attributes:
         compatible: ``True`` when some implementation at the destination accepts
-            the device (DESIGN §3 rules 1-5 all hold for it).
+            the device (DESIGN §3 rules 1-6 all hold for it).
         implementation: the implementation that accepts; when none does, the
             candidate supporting the model with the fewest reasons; ``None``
             when no candidate supports the model, or when the destination was a
             bare :class:`~devmig.model.DeviceModel` (it names no implementation).
         reasons: every reason of that candidate (empty when compatible), each a
             :class:`~devmig.Problem` with a compatibility code: ``MODEL_UNKNOWN``,
-            ``PARAM_UNKNOWN``, ``VALUE_NOT_ALLOWED``, ``CONSTRAINT_VIOLATED`` or
-            ``OFF_VALUE_MISMATCH``; ``context["rule"]`` is the DESIGN §3 rule.
+            ``PARAM_UNKNOWN``, ``VALUE_NOT_ALLOWED``, ``CONSTRAINT_VIOLATED``,
+            ``OFF_VALUE_MISMATCH`` or ``STATE_LAYOUT_MISMATCH``;
+            ``context["rule"]`` is the DESIGN §3 rule.
     """
 
     compatible: bool
