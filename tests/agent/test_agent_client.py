@@ -18,6 +18,8 @@ import pytest
 
 from devmig import DevmigError
 from devmig.agent import AgentClient, AgentSettings, create_app
+from devmig.compat import profile_fingerprint
+from devmig.model import load_host_report
 
 TOKEN = "in-process-token"
 NIC = "example.org/devices/nic"
@@ -51,7 +53,7 @@ def test_devices_through_an_asgi_transport() -> None:
         shown = await agent.get_device(created["id"], digest=True)
         assert shown["id"] == created["id"] and shown["digest"]
         report, etag = await agent.report()
-        assert report is not None and etag
+        assert report is not None and etag == f'"{profile_fingerprint(load_host_report(report))}"'
         assert await agent.report(etag) == (None, etag)  # 304: not modified
         await agent.delete_device(created["id"])
         assert await agent.devices() == []

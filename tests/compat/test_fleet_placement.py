@@ -20,9 +20,12 @@ from devmig.compat import (
     ProfileRegistry,
     RunningDevice,
     check,
+    document_json,
+    fingerprint_of,
     newest_definition,
     place,
     profile_fingerprint,
+    profile_json,
 )
 from devmig.compat._index import fleet_index, model_key, published_configs
 from devmig.compat._placement import resolve
@@ -69,6 +72,8 @@ def test_fingerprint_is_the_canonical_json_of_sorted_documents() -> None:
     d1, d2 = EX["acme-nic/3.0.0"], EX["acme-blk/2.0.0"]
     text = json.dumps([d2.to_json(), d1.to_json()], sort_keys=True, separators=(",", ":"))
     assert profile_fingerprint([d1, d2]) == xxhash.xxh3_128_hexdigest(text.encode())
+    assert profile_json([d1, d2]) == text and fingerprint_of(text) == profile_fingerprint([d1, d2])
+    assert profile_json([d1, d2], render=document_json) == text
 
 
 def test_any_content_change_changes_the_fingerprint() -> None:

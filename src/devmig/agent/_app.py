@@ -167,8 +167,9 @@ def create_app(settings: AgentSettings) -> FastAPI:
     ) -> Response:
         """The host report (DESIGN §7): every model document of every implementation on this host.
 
-        The ETag is a digest of the canonical report; send it back in
-        If-None-Match to get 304 while nothing changed.
+        The ETag is the report's profile fingerprint (the digest of its
+        canonical documents); send it back in If-None-Match to get 304 while
+        nothing changed.
         """
         etag = f'"{host.report_etag}"'
         if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ import xxhash
 
 from devmig._errors import DevmigError, Problem
 from devmig.agent._settings import AgentSettings
+from devmig.compat import profile_fingerprint
 from devmig.device import Device
 from devmig.devices import CATALOG, device_class, model_classes
 from devmig.model import Config, HostReport, version_of
@@ -110,8 +110,9 @@ class Host:
             host=settings.host_name,
             implementations=tuple(cls.document() for cls in self.classes.values()),
         )
-        canonical = json.dumps(self._report.to_json(), sort_keys=True, separators=(",", ":"))
-        self.report_etag = xxhash.xxh3_128_hexdigest(canonical.encode())
+        # The host name and format never change in one process: the profile fingerprint changes
+        # exactly when the report does, and a manager can compare it with the profile it stored.
+        self.report_etag = profile_fingerprint(self._report)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if settings.state_dir is not None:
             self.state_dir = Path(settings.state_dir)

@@ -35,8 +35,11 @@ from devmig.compat._profile import (
     HostState,
     Profile,
     ProfileRegistry,
+    document_json,
+    fingerprint_of,
     newest_definition,
     profile_fingerprint,
+    profile_json,
 )
 from devmig.compat._requests import DeviceRequest, NewDevice, RunningDevice
 from devmig.compat._rollback import RollbackSet, return_targets, rollback_set
@@ -68,12 +71,15 @@ __all__ = [
     "baseline",
     "check",
     "diff",
+    "document_json",
+    "fingerprint_of",
     "is_opaque",
     "newest_definition",
     "place",
     "plan_upgrade",
     "planned_profile",
     "profile_fingerprint",
+    "profile_json",
     "return_targets",
     "rollback_set",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -43,8 +43,11 @@ __all__ = [
     "HostState",
     "Profile",
     "ProfileRegistry",
+    "document_json",
+    "fingerprint_of",
     "newest_definition",
     "profile_fingerprint",
+    "profile_json",
     "release_key",
 ]
 
@@ -57,21 +60,53 @@ def _sorted_docs(docs: Iterable[ModelDocument]) -> tuple[ModelDocument, ...]:
     return tuple(sorted(docs, key=lambda d: (d.implementation.name, d.implementation.release)))
 
 
+def document_json(doc: ModelDocument) -> str:
+    """Return the canonical JSON of one model document: its published form, keys sorted, compact."""
+    return json.dumps(doc.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def profile_json(
+    report_or_docs: HostReport | Iterable[ModelDocument],
+    *,
+    render: Callable[[ModelDocument], str] = document_json,
+) -> str:
+    """Return the canonical JSON of a profile: what its fingerprint is the digest of.
+
+    Args:
+        report_or_docs: a host report (its host name is ignored) or its model
+            documents, in any order.
+        render: :func:`document_json`, or a cache of it (the same text, faster
+            for documents seen before).
+
+    Returns:
+        The JSON list of the documents' canonical JSON, sorted by
+        ``(implementation name, release)`` -- the same text as ``json.dumps``
+        of the list with sorted keys and compact separators.
+    """
+    docs = report_or_docs.implementations if isinstance(report_or_docs, HostReport) else report_or_docs
+    return "[" + ",".join(map(render, _sorted_docs(docs))) + "]"
+
+
+def fingerprint_of(canonical: str) -> str:
+    """Return the fingerprint of a profile's canonical JSON: its xxh3-128 hex digest (32 characters)."""
+    return xxhash.xxh3_128_hexdigest(canonical.encode("utf-8"))
+
+
 def profile_fingerprint(report_or_docs: HostReport | Iterable[ModelDocument]) -> str:
     """Return the fingerprint of a host's software: the same for every host running it.
+
+    This is the one definition: ``fingerprint_of(profile_json(report_or_docs))``.
+    The inventory stores a profile by it (with its :func:`profile_json`), and an
+    agent's report ETag is it.
 
     Args:
         report_or_docs: a host report (its host name is ignored) or its model
             documents, in any order.
 
     Returns:
-        The xxh3-128 hex digest (32 characters) of the canonical JSON
-        (``sort_keys``, compact separators) of the list of the documents'
-        published form, sorted by ``(implementation name, release)``.
+        The xxh3-128 hex digest (32 characters) of :func:`profile_json`.
     """
-    docs = report_or_docs.implementations if isinstance(report_or_docs, HostReport) else report_or_docs
-    payload = [doc.to_json() for doc in _sorted_docs(docs)]
-    return xxhash.xxh3_128_hexdigest(_canonical_json(payload))
+    return fingerprint_of(profile_json(report_or_docs))
 
 
 def release_key(release: str) -> tuple[tuple[int, str], ...]:
