@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -18,29 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fuse_needs import require
 from kernel_trees import PARENT, TYPE, VGPU, host_twin, vgpu
 
 from devmig.model import expand
 from devmig.providers import CreateRequest, DriverTwin, KernelProvider, fuse_mounted
 
 BIN = Path(sys.executable).parent
-
-
-def _require(*tools: str, root: bool = False) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if not os.path.exists("/dev/fuse"):
-        missing.append("/dev/fuse")
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError, AttributeError):
-        missing.append("libfuse 3 (fuse3)")
-    if root and os.geteuid() != 0:
-        missing.append("root")
-    if missing:
-        message = f"needs {', '.join(missing)}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI needs FUSE and mdevctl: {message}")
-        pytest.skip(message)
 
 
 @pytest.fixture
@@ -50,7 +33,7 @@ def twin() -> DriverTwin:
 
 @pytest.fixture
 def mount(twin: DriverTwin, tmp_path: Path) -> Iterator[Path]:
-    _require("fusermount3")
+    require("fusermount3")
     point = tmp_path / "sys"
     point.mkdir()
     with fuse_mounted(twin.files, str(point)):
@@ -149,7 +132,7 @@ for f in /sys/bus/mdev/devices/{name}/migration/*; do echo "$(basename $f)=$(cat
 def test_mdevctl_defines_and_starts_a_device_with_the_canonical_configuration(
     twin: DriverTwin, mount: Path, tmp_path: Path
 ) -> None:
-    _require("mdevctl", "unshare", root=True)
+    require("mdevctl", "unshare", root=True)
     name = str(uuid.UUID(int=42))
     config = {"framebuffer": 512, "display": True, "encoder": "h264"}
     done = _mdevctl(mount, tmp_path, {"model": VGPU, "config": config}, name)
@@ -185,7 +168,7 @@ def test_mdevctl_defines_and_starts_a_device_with_the_canonical_configuration(
 
 def test_a_refused_attribute_makes_mdevctl_start_fail_and_leaves_no_device(tmp_path: Path) -> None:
     twin = host_twin(vgpu_accepts=vgpu(framebuffer_max=1024))  # publishes 2048, refuses it
-    _require("fusermount3", "mdevctl", "unshare", root=True)
+    require("fusermount3", "mdevctl", "unshare", root=True)
     point = tmp_path / "sys"
     point.mkdir()
     name = str(uuid.UUID(int=43))
@@ -200,7 +183,7 @@ def test_a_refused_attribute_makes_mdevctl_start_fail_and_leaves_no_device(tmp_p
 
 
 def test_devmig_kernel_twin_serves_a_mount_until_sigterm(tmp_path: Path) -> None:
-    _require("fusermount3")
+    require("fusermount3")
     import signal
 
     from kernel_trees import nicvf

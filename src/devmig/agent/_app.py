@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +28,7 @@ from devmig.agent._problems import (
     validation_error_handler,
 )
 from devmig.agent._settings import AgentSettings
-from devmig.model import expand, version_of
+from devmig.model import Config, expand, parse_canonical, version_of
 
 __all__ = ["create_app"]
 
@@ -45,6 +45,11 @@ class DeviceCreate(BaseModel):
         None, description="An option string (version=2,rx-table-size=48) or an object; null: init values."
     )
     host: dict[str, Scalar] = Field(default_factory=dict, description="Host-only settings, e.g. an image path.")
+    canonical: bool = Field(
+        False,
+        description="config is a source's canonical configuration (omitted parameters at their off values): "
+        "how a migration destination is created.",
+    )
 
 
 class Implementation(BaseModel):
@@ -71,6 +76,8 @@ class DeviceView(BaseModel):
     counters: dict[str, int]
     host: dict[str, Scalar]
     digest: str | None = None
+    provider: str = Field("sdk", description="The provider hosting it: sdk or kernel (DESIGN §9).")
+    carrier: str = Field("agent", description="Who carries its migration data: agent or vmm.")
 
 
 class DeviceList(BaseModel):
@@ -95,6 +102,23 @@ class ModelView(BaseModel):
     versions: list[VersionView]
     latest: str | None
     init: VersionView
+
+
+class ProvidedView(BaseModel):
+    """One implementation release of the host report, and its provider."""
+
+    implementation: Implementation
+    provider: str
+    carrier: str = Field(description="Who carries its devices' migration data: agent or vmm.")
+    source: str
+    capacity: int | None = Field(None, description="How many more devices could be created now, where known.")
+
+
+class ProvidersView(BaseModel):
+    """Who publishes each release of the host report, and what could not be published."""
+
+    implementations: list[ProvidedView]
+    problems: list[dict[str, Any]]
 
 
 class Health(BaseModel):
@@ -155,7 +179,8 @@ def create_app(settings: AgentSettings) -> FastAPI:
     @app.get("/v1/health", response_model=Health, tags=["query"])
     async def health(host: HostDep) -> Health:
         """Liveness: the host name, devmig's version and the device count."""
-        return Health(status="ok", host=settings.host_name, version=__version__, devices=len(host.devices))
+        kernel = len(host.kernel.devices) if host.kernel is not None else 0
+        return Health(status="ok", host=settings.host_name, version=__version__, devices=len(host.devices) + kernel)
 
     @app.get(
         "/v1/report",
@@ -180,9 +205,7 @@ def create_app(settings: AgentSettings) -> FastAPI:
     @app.get("/v1/models/{model_id:path}", response_model=ModelView, tags=["query"], responses={404: _PROBLEM})
     async def model(model_id: str, host: HostDep) -> ModelView:
         """Every version of a model with its expanded configuration, the latest, and the init configuration."""
-        cls = host.implementation_for(model_id)
-        definition = cls.model()
-        impl = cls.implementation()
+        impl, definition = host.definition_of(model_id)
         versions = []
         for v in definition.versions:
             config = expand(definition, f"version={v.name}")
@@ -206,13 +229,22 @@ def create_app(settings: AgentSettings) -> FastAPI:
     )
     async def create_device(body: DeviceCreate, host: HostDep) -> DeviceView:
         """Create a device from a configuration; 422 with every problem, and nothing created."""
-        hosted = host.create_device(body.model, body.config, body.host)
+        if host.kernel is not None and body.model not in host.models:
+            made = await host.kernel.create(body.model, body.config, body.host, canonical=body.canonical)
+            return DeviceView.model_validate(made.to_dict())
+        config: str | dict[str, Scalar] | Config | None = body.config
+        if body.canonical and isinstance(config, str):
+            config = parse_canonical(host.definition_of(body.model)[1], config)
+        hosted = host.create_device(body.model, config, body.host, canonical=body.canonical)
         return DeviceView.model_validate(hosted.to_dict())
 
     @app.get("/v1/devices", response_model=DeviceList, tags=["devices"])
     async def list_devices(host: HostDep) -> DeviceList:
         """Every device on this host."""
-        return DeviceList(devices=[DeviceView.model_validate(h.to_dict()) for h in host.devices.values()])
+        views = [DeviceView.model_validate(h.to_dict()) for h in host.devices.values()]
+        if host.kernel is not None:
+            views += [DeviceView.model_validate(k.to_dict()) for k in host.kernel.devices.values()]
+        return DeviceList(devices=views)
 
     @app.get("/v1/devices/{device_id}", response_model=DeviceView, tags=["devices"], responses={404: _PROBLEM})
     async def get_device(
@@ -221,6 +253,8 @@ def create_app(settings: AgentSettings) -> FastAPI:
         digest: Annotated[bool, Query(description="Include the state digest (costs a pass over memory).")] = False,
     ) -> DeviceView:
         """One device: state, configuration, workload counters, and optionally its state digest."""
+        if host.kernel is not None and device_id in host.kernel.devices:
+            return DeviceView.model_validate(host.kernel.devices[device_id].to_dict())
         return DeviceView.model_validate(host.get(device_id).to_dict(digest=digest))
 
     @app.delete(
@@ -232,8 +266,31 @@ def create_app(settings: AgentSettings) -> FastAPI:
     )
     async def delete_device(device_id: str, host: HostDep) -> Response:
         """Delete a device; 409 while a migration holds it."""
-        host.delete_device(device_id)
+        if host.kernel is not None and device_id in host.kernel.devices:
+            await host.kernel.delete(device_id)
+        else:
+            host.delete_device(device_id)
         return Response(status_code=204)
+
+    @app.get("/v1/providers", response_model=ProvidersView, tags=["query"])
+    async def providers(host: HostDep) -> ProvidersView:
+        """Which provider publishes each release of the report (DESIGN §9), who carries its devices' data
+        (the VMM for kernel devices), and what could not be published (a driver's malformed document)."""
+        offers = [host.kernel.offer()] if host.kernel is not None else []
+        capacity = {k: v for o in offers for k, v in o.capacity.items()}
+        return ProvidersView(
+            implementations=[
+                ProvidedView(
+                    implementation=Implementation(name=impl.name, release=impl.release),
+                    provider=host.catalog.owners[impl],
+                    carrier=p.carrier,
+                    source=p.source,
+                    capacity=capacity.get(impl.render()),
+                )
+                for impl, p in host.catalog.provided.items()
+            ],
+            problems=[p.to_dict() for o in offers for p in o.problems] + [p.to_dict() for p in host.catalog.conflicts],
+        )
 
     app.include_router(migrations_router)
     return app

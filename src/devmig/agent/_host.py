@@ -23,11 +23,13 @@ import numpy as np
 import xxhash
 
 from devmig._errors import DevmigError, Problem
+from devmig.agent._kernel_host import KernelHost, kernel_root
 from devmig.agent._settings import AgentSettings
 from devmig.compat import profile_fingerprint
 from devmig.device import Device
 from devmig.devices import CATALOG, device_class, model_classes
-from devmig.model import Config, HostReport, version_of
+from devmig.model import Config, DeviceModel, HostReport, Implementation, version_of
+from devmig.providers import HostCatalog, Offer, Provided, merge_offers
 
 __all__ = ["Host", "HostedDevice"]
 
@@ -105,11 +107,13 @@ class Host:
                          value=name, allowed=sorted(CATALOG)) for name in sorted(unknown)]
             )
         self.devices: dict[str, HostedDevice] = {}
-        self._report = HostReport(
-            format="devmig/host-report/1",
-            host=settings.host_name,
-            implementations=tuple(cls.document() for cls in self.classes.values()),
-        )
+        self.kernel: KernelHost | None = None
+        """The kernel devices (``--provider kernel[:SYSFS_ROOT]``), if any."""
+        for spec in settings.providers:
+            self.kernel = KernelHost(kernel_root(spec))
+        self.catalog = catalog_of(settings, self.classes.values(), self.kernel)
+        self.catalog.raise_for_conflicts()
+        self._report = self.catalog.report
         # The host name and format never change in one process: the profile fingerprint changes
         # exactly when the report does, and a manager can compare it with the profile it stored.
         self.report_etag = profile_fingerprint(self._report)
@@ -142,6 +146,21 @@ class Host:
             [Problem("MODEL_UNKNOWN", ("model",), f"this host has no model {model_id!r}", value=model_id,
                      allowed=known)]
         )
+
+    def definition_of(self, model_id: str) -> tuple[Implementation, DeviceModel]:
+        """Return the implementation serving ``model_id`` here and its definition (any provider).
+
+        Raises:
+            DevmigError: ``MODEL_UNKNOWN`` (HTTP 404) naming the models there are.
+        """
+        cls = self.models.get(model_id)
+        if cls is not None:
+            return cls.implementation(), cls.model()
+        found = self.kernel.definition(model_id) if self.kernel is not None else None
+        if found is not None:
+            return found
+        self.implementation_for(model_id)  # raises MODEL_UNKNOWN
+        raise AssertionError("unreachable")
 
     def get(self, device_id: str) -> HostedDevice:
         """Return a hosted device.
@@ -356,3 +375,14 @@ def _prefill(device: Device, seed: int) -> None:
             piece[:] = np.frombuffer(rng.bytes(piece.size), dtype=np.uint8)
 
 
+
+
+def catalog_of(settings: AgentSettings, classes: Any, kernel: KernelHost | None) -> HostCatalog:
+    """The host report as the union of the agent's providers (DESIGN §9): sdk, then kernel.
+
+    A release offered by both is a ``PROVIDER_CONFLICT`` (see :meth:`HostCatalog.raise_for_conflicts`).
+    """
+    offers = [Offer("sdk", tuple(Provided(cls.document(), "agent", "sdk") for cls in classes))]
+    if kernel is not None:
+        offers.append(kernel.offer())
+    return merge_offers(settings.host_name, offers)

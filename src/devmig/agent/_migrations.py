@@ -523,6 +523,8 @@ class MigrationEngine:
                 return m
             raise problem("MIGRATION_CONFLICT", f"migration {migration_id} exists here for another device or role",
                           loc=("migration_id",), value=migration_id)
+        if self.host.kernel is not None:
+            self.host.kernel.refuse_migration(device_id)  # KERNEL_DEVICE_DATA_BY_VMM: the VMM moves it
         hosted = self.host.get(device_id)
         if hosted.busy:
             raise busy_error(hosted)

@@ -63,6 +63,8 @@ class AgentSettings(BaseModel):
     mem_prealloc: bool = False
     """Touch every page of a new device's memory at creation (like QEMU's ``-mem-prealloc``),
     so an incoming migration does not fault pages in while it streams."""
+    providers: tuple[str, ...] = ()
+    """Providers beside the sdk devices (DESIGN §9): ``kernel[:SYSFS_ROOT]``."""
     prefill_seed: int | None = None
     """Benchmarks: devices created through the API (not migration destinations) start
     with seeded pseudo-random memory instead of zeros (so none of it is a ZERO record)."""

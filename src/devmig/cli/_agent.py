@@ -53,6 +53,10 @@ def agent_cmd(
     print_migration_info_json: Annotated[
         bool, typer.Option("--print-migration-info-json", help="Print the host report and exit (vfio-user convention).")
     ] = False,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option("--provider", help="Also host kernel VFIO/mdev devices: kernel[:SYSFS_ROOT] (default root /sys)."),
+    ] = None,
     json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening addresses as one JSON line.")] = False,
 ) -> None:
     """Run this host's agent: the query mechanism, its devices, and migrations.
@@ -76,12 +80,17 @@ def agent_cmd(
             secret_ttl_s=secret_ttl,
             max_stream_rate=parse_size(max_stream_rate) if max_stream_rate else None,
             advertise_stream=advertise_stream,
+            providers=tuple(provider or ()),
             **({"token": token} if token else {}),
         )
         from devmig.devices import device_class
 
         for implementation, wanted in settings.releases.items():
             device_class(implementation, wanted)  # refuse an unknown release before serving
+        if settings.providers:
+            from devmig.agent._host import Host
+
+            Host(settings)  # refuse an unknown provider or a PROVIDER_CONFLICT before serving
         if print_migration_info_json:
             from devmig.agent._host import Host
 
