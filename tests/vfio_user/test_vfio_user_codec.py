@@ -236,7 +236,7 @@ def test_mig_data_read_reply_is_padded_to_the_requested_size():
     client, server = pair()
     [request] = deliver(client.send_command(MigDataRead(1000)), server)
     out = server.send_reply(request, MigDataReadReply(b"x" * 10))
-    assert len(out.data) == 16 + 8 + 1000
+    assert len(out.data) + sum(len(t) for t in out.tail) == 16 + 8 + 1000
     assert out.data[16:24] == (18).to_bytes(4, "little") + (10).to_bytes(4, "little")
     [reply] = deliver(out, client)
     assert reply.body.data == b"x" * 10

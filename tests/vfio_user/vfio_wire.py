@@ -31,7 +31,7 @@ def events(conn: Connection) -> list[Event]:
 
 def deliver(out: Outgoing | None, to: Connection) -> list[Event]:
     assert out is not None
-    to.receive_data(out.data, out.fds)
+    to.receive_data(out.data + b"".join(bytes(t) for t in out.tail), out.fds)
     return events(to)
 
 

@@ -41,6 +41,7 @@ import hashlib
 import mmap
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -225,7 +226,7 @@ class DeviceBackend:
         self._memories = [
             m for m in (back_with_memfd(r) for r in self.device.regions) if m is not None
         ]
-        self._pending = bytearray()
+        self._pending: deque[memoryview] = deque()
 
     def close(self) -> None:
         """Release the device, the DMA mappings and the eventfds."""
@@ -272,7 +273,7 @@ class DeviceBackend:
                 self._write(w.region, w.offset, w.data)
             return RegionWriteMultiReply(len(body.writes))
         if isinstance(body, MigDataRead):
-            return MigDataReadReply(self._mig_read(body.size))
+            return MigDataReadReply(parts=tuple(self._mig_read(body.size)))
         if isinstance(body, MigDataWrite):
             self._mig_write(body.data)
             return EmptyReply()
@@ -496,21 +497,29 @@ class DeviceBackend:
             self.log({"event": "load_refused", "problems": exc.to_dicts()})
             raise VfioUserError(f"the stream did not load: {exc}", value=raw) from exc
         if target not in (State.PRE_COPY, State.STOP_COPY):
-            self._pending = bytearray()
+            self._pending.clear()
 
-    def _mig_read(self, size: int) -> bytes:
+    def _mig_read(self, size: int) -> list[memoryview]:
+        """Up to ``size`` stream bytes, as views (device memory in STOP_COPY: no copy)."""
         state = self.device.state_name
         if state not in (State.PRE_COPY, State.STOP_COPY):
             raise VfioUserError(f"no migration data in {state.name}", value=state.name)
-        out = self._pending
-        while len(out) < size:
-            chunk = self.device.read_data(max(size - len(out), 4096))
-            if isinstance(chunk, RoundEndSignal) or chunk == []:
-                break
-            for buf in chunk:
-                out += buf
-        data, self._pending = bytes(out[:size]), bytearray(out[size:])
-        return data
+        out: list[memoryview] = []
+        have = 0
+        while have < size:
+            if not self._pending:
+                chunk = self.device.read_data(max(size - have, 4096))
+                if isinstance(chunk, RoundEndSignal) or chunk == []:
+                    break
+                self._pending.extend(memoryview(b).cast("B") for b in chunk)
+                continue
+            view = self._pending.popleft()
+            take = min(len(view), size - have)
+            out.append(view[:take])
+            if take < len(view):
+                self._pending.appendleft(view[take:])
+            have += take
+        return out
 
     def _mig_write(self, data: bytes) -> None:
         if self.device.state_name != State.RESUMING:

@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import errno
 import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from devmig.migration import State
@@ -101,6 +103,7 @@ class VfioUserClient:
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._failure: VfioUserError | None = None
+        self._inflight: deque[tuple[int, asyncio.Future[Reply]]] = deque()
 
     @classmethod
     async def connect(
@@ -228,6 +231,32 @@ class VfioUserClient:
                 return memoryview(memory)[addr - base : addr - base + count]
         raise VfioUserError(f"IOVA {addr:#x}+{count} is not mapped", errno=errno.EFAULT, value=addr)
 
+    async def _submit(
+        self, body: RequestBody, *, no_reply: bool = False
+    ) -> asyncio.Future[Reply] | None:
+        """Send a command; return the future of its reply (``None`` for NO_REPLY)."""
+        if self._failure is not None:
+            raise self._failure
+        async with self._lock:
+            out = self.conn.send_command(body, no_reply=no_reply)
+            future: asyncio.Future[Reply] | None = None
+            if not no_reply:
+                future = asyncio.get_running_loop().create_future()
+                self._waiting[out.msg_id] = future
+            await self.sock.send(out.data, out.fds)
+        return future
+
+    @staticmethod
+    def _body(reply: Reply) -> ReplyBody:
+        if isinstance(reply.body, ErrorReply):
+            raise VfioUserError(
+                f"{reply.cmd.name} failed with errno {reply.body.errno}",
+                errno=reply.body.errno,
+                code="VFIO_USER_ERROR_REPLY",
+                value=reply.cmd.name,
+            )
+        return reply.body
+
     async def request(
         self, body: RequestBody, expect: type[R] | None = None, *, no_reply: bool = False
     ) -> R:
@@ -237,33 +266,15 @@ class VfioUserClient:
             VfioUserError: ``VFIO_USER_ERROR_REPLY`` with the server's errno,
                 ``VFIO_USER_STRICT``/``VFIO_USER_CLOSED`` when the connection broke.
         """
-        if self._failure is not None:
-            raise self._failure
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            out = self.conn.send_command(body, no_reply=no_reply)
-            future: asyncio.Future[Reply] | None = None
-            if not no_reply:
-                future = loop.create_future()
-                self._waiting[out.msg_id] = future
-            await self.sock.send(out.data, out.fds)
+        future = await self._submit(body, no_reply=no_reply)
         if future is None:
             return None  # type: ignore[return-value]
-        reply = await future
-        if isinstance(reply.body, ErrorReply):
-            raise VfioUserError(
-                f"{reply.cmd.name} failed with errno {reply.body.errno}",
-                errno=reply.body.errno,
-                code="VFIO_USER_ERROR_REPLY",
-                value=reply.cmd.name,
-            )
+        reply = self._body(await future)
         if expect is not None and not isinstance(
-            reply.body, expect
+            reply, expect
         ):  # pragma: no cover - codec guarantees
-            raise VfioUserError(
-                f"unexpected reply {type(reply.body).__name__}", code="VFIO_USER_STRICT"
-            )
-        return reply.body  # type: ignore[return-value]
+            raise VfioUserError(f"unexpected reply {type(reply).__name__}", code="VFIO_USER_STRICT")
+        return reply  # type: ignore[return-value]
 
     async def close(self) -> None:
         """Close the connection (the backend then exits)."""
@@ -401,6 +412,43 @@ class VfioUserClient:
         """One MIG_DATA_READ of up to ``size`` bytes (default: ``max_data_xfer_size``)."""
         reply = await self.request(MigDataRead(size or self.max_data), MigDataReadReply)
         return reply.data
+
+    async def mig_read_round(
+        self, sink: Callable[[bytes], Awaitable[None]], *, chunk: int | None = None, depth: int = 2
+    ) -> int:
+        """MIG_DATA_READ until a short read, ``depth`` reads in flight (pipelined); return the bytes.
+
+        Each piece goes to ``sink`` in stream order. Reads still in flight after
+        the short read stay queued: the next call (or :meth:`mig_read_inflight`)
+        takes their data first, so no byte is lost or reordered.
+        """
+        chunk = chunk or self.max_data
+        moved = 0
+        while True:
+            while len(self._inflight) < depth:
+                future = await self._submit(MigDataRead(chunk))
+                assert future is not None
+                self._inflight.append((chunk, future))
+            size, head = self._inflight.popleft()
+            body = self._body(await head)
+            assert isinstance(body, MigDataReadReply)
+            if body.data:
+                await sink(body.data)
+                moved += len(body.data)
+            if len(body.data) < size:
+                return moved
+
+    async def mig_read_inflight(self, sink: Callable[[bytes], Awaitable[None]]) -> int:
+        """Take the data of every pipelined read still in flight (before changing state)."""
+        moved = 0
+        while self._inflight:
+            _, head = self._inflight.popleft()
+            body = self._body(await head)
+            assert isinstance(body, MigDataReadReply)
+            if body.data:
+                await sink(body.data)
+                moved += len(body.data)
+        return moved
 
     async def mig_write(self, data: bytes) -> None:
         """MIG_DATA_WRITE (split by ``max_data_xfer_size``)."""

@@ -46,10 +46,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from devmig.state import Buffer
 from devmig.vfio_user._capabilities import MAX_VERSION_JSON, PROTOCOL_MINOR, Capabilities
 from devmig.vfio_user._errors import VfioUserError
 from devmig.vfio_user._features import MAX_LOGGING_RANGES
-from devmig.vfio_user._replies import REPLY_TYPES, ErrorReply, ReplyBody, VersionReply
+from devmig.vfio_user._replies import (
+    REPLY_TYPES,
+    ErrorReply,
+    MigDataReadReply,
+    ReplyBody,
+    VersionReply,
+)
 from devmig.vfio_user._requests import (
     REQUEST_TYPES,
     DecodeLimits,
@@ -175,11 +182,12 @@ Event = Request | Reply | Rejected | Closed
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to send: ``data`` and ``fds`` in one ``sendmsg``."""
+    """One message to send: ``data``, then the ``tail`` buffers (zero-copy bulk), ``fds`` with the first byte."""
 
     data: bytes
     fds: tuple[int, ...] = ()
     msg_id: int = 0
+    tail: tuple[Buffer, ...] = ()
 
 
 @dataclass(slots=True)
@@ -308,7 +316,8 @@ class Connection:
             return self._skip_message()
         if len(self._buf) < header.size:
             return self._at_end() if self._eof else NEED_DATA
-        payload = bytes(self._buf[HEADER_SIZE : header.size])
+        with memoryview(self._buf) as view:
+            payload = bytes(view[HEADER_SIZE : header.size])
         del self._buf[: header.size]
         self._consumed += header.size
         fds = self._take_fds(self._consumed)
@@ -520,13 +529,19 @@ class Connection:
         self._require(self.state is not ConnectionState.CLOSED, "the connection is closed")
         if isinstance(body, ErrorReply):
             return self._error(request.msg_id, request.cmd, body.errno)
-        payload, fds = body.encode(request.body)
+        tail: tuple[Buffer, ...] = ()
+        if isinstance(body, MigDataReadReply) and isinstance(request.body, MigDataRead):
+            payload, tail = body.encode_parts(request.body)
+            fds: tuple[int, ...] = ()
+        else:
+            payload, fds = body.encode(request.body)
         if isinstance(body, VersionReply) and self.role is Role.SERVER:
             self.minor = body.minor
             self.write_multiple = body.capabilities.write_multiple
             self.state = ConnectionState.READY
-        header = Header(request.msg_id, request.cmd, HEADER_SIZE + len(payload), TYPE_REPLY)
-        return Outgoing(header.pack() + payload, fds, request.msg_id)
+        size = HEADER_SIZE + len(payload) + sum(len(memoryview(t)) for t in tail)
+        header = Header(request.msg_id, request.cmd, size, TYPE_REPLY)
+        return Outgoing(header.pack() + payload, fds, request.msg_id, tail)
 
     def send_error(self, event: Request | Rejected, error_no: int | None = None) -> Outgoing | None:
         """Frame an error reply to a request or a rejected message (``None`` where none is due)."""

@@ -20,12 +20,16 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from devmig.state import Buffer
 from devmig.vfio_user._errors import VfioUserError
 
 __all__ = ["FdSocket", "close_fds"]
 
-RECV_CHUNK: Final = 1 << 18
-"""Bytes read per ``recvmsg``."""
+RECV_CHUNK: Final = (1 << 20) + 4096
+"""Bytes read per ``recvmsg`` (a whole 1 MiB message and its header)."""
+SOCKET_BUFFER: Final = 4 << 20
+"""Requested kernel buffer per direction: a 1 MiB message goes in one ``sendmsg`` (capped by wmem_max)."""
+IOV_MAX: Final = 1024
 
 
 def close_fds(fds: Iterable[int]) -> None:
@@ -45,9 +49,34 @@ class FdSocket:
 
     def __init__(self, sock: socket.socket, *, max_fds: int = 8) -> None:
         sock.setblocking(False)
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
         self.sock = sock
         self.max_fds = max_fds
         self._cmsg_space = socket.CMSG_SPACE(max(1, max_fds) * array.array("i").itemsize)
+        self._reading: asyncio.Future[None] | None = None
+        self._reader_on = False
+
+    def _on_readable(self) -> None:
+        waiter = self._reading
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        elif self._reader_on:  # nobody waits: stop watching (level-triggered) until the next recv
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self._reader_on = False
+
+    async def _wait_readable(self) -> None:
+        """Wait until readable; the registration stays while reads keep waiting (no epoll_ctl per read)."""
+        loop = asyncio.get_running_loop()
+        if not self._reader_on:
+            loop.add_reader(self.sock.fileno(), self._on_readable)
+            self._reader_on = True
+        self._reading = loop.create_future()
+        try:
+            await self._reading
+        finally:
+            self._reading = None
 
     async def _wait(self, add: Callable[..., None], remove: Callable[[int], object]) -> None:
         loop = asyncio.get_running_loop()
@@ -70,7 +99,6 @@ class FdSocket:
         Raises:
             VfioUserError: ``EFAULT`` when descriptors were truncated (MSG_CTRUNC).
         """
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 data, ancdata, flags, _ = self.sock.recvmsg(
@@ -78,7 +106,7 @@ class FdSocket:
                 )
                 break
             except (BlockingIOError, InterruptedError):
-                await self._wait(loop.add_reader, loop.remove_reader)
+                await self._wait_readable()
             except ConnectionResetError:
                 return b"", ()
         fds: list[int] = []
@@ -91,27 +119,32 @@ class FdSocket:
             raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
         return data, tuple(fds)
 
-    async def send(self, data: bytes, fds: tuple[int, ...] = ()) -> None:
-        """Send ``data`` whole, ``fds`` with its first bytes."""
+    async def send(
+        self, data: bytes, fds: tuple[int, ...] = (), tail: tuple[Buffer, ...] = ()
+    ) -> None:
+        """Send ``data`` then the ``tail`` buffers whole (one gathering ``sendmsg`` when they fit), ``fds`` first."""
         loop = asyncio.get_running_loop()
-        view = memoryview(data)
-        if fds:
-            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
-            while True:
-                try:
-                    sent = self.sock.sendmsg([view], ancillary)
-                    break
-                except (BlockingIOError, InterruptedError):
-                    await self._wait(loop.add_writer, loop.remove_writer)
-            view = view[sent:]
-        while view:
+        views = [memoryview(data).cast("B")] + [memoryview(t).cast("B") for t in tail]
+        ancillary = (
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+        )
+        while views:
             try:
-                sent = self.sock.send(view)
+                sent = self.sock.sendmsg(views[:IOV_MAX], ancillary)
             except (BlockingIOError, InterruptedError):
                 await self._wait(loop.add_writer, loop.remove_writer)
                 continue
-            view = view[sent:]
+            ancillary = []
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
 
     def close(self) -> None:
         """Close the socket (idempotent)."""
+        if self._reader_on and self.sock.fileno() >= 0:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self._reader_on = False
         self.sock.close()

@@ -5,7 +5,9 @@ MIG_DATA_READ until a short read (the end of a round) and repeats while the
 last round carried more than ``threshold`` bytes and fewer than
 ``max_rounds`` rounds ran (vfio-user has no pre-copy sizing: the client
 leaves PRE_COPY by its own rule); then ``STOP_COPY`` until the short read
-that ends the stream, then ``STOP``. Every byte read goes unparsed to the
+that ends the stream, then ``STOP``. Reads are pipelined (``depth`` in
+flight, as the specification allows); the data of reads issued beyond a
+short read is forwarded before the next state change, in order. Every byte read goes unparsed to the
 destination's MIG_DATA_WRITE (the destination was put in RESUMING first),
 which ends with ``RESUMING → STOP`` — the moment the destination validates
 the whole stream. A source without PRE_COPY goes straight to STOP_COPY.
@@ -35,7 +37,6 @@ class MigrationRun:
     rounds: list[int] = field(default_factory=list)
     """Bytes of each pre-copy round."""
     stop_copy_bytes: int = 0
-    reads: int = 0
     seconds: float = 0.0
     stop_copy_seconds: float = 0.0
 
@@ -43,20 +44,6 @@ class MigrationRun:
     def total_bytes(self) -> int:
         """Every byte moved."""
         return sum(self.rounds) + self.stop_copy_bytes
-
-
-async def _drain(
-    source: VfioUserClient, sink: Callable[[bytes], Awaitable[None]], chunk: int, run: MigrationRun
-) -> int:
-    moved = 0
-    while True:
-        data = await source.mig_read(chunk)
-        run.reads += 1
-        if data:
-            await sink(data)
-            moved += len(data)
-        if len(data) < chunk:
-            return moved
 
 
 async def migrate(
@@ -68,6 +55,7 @@ async def migrate(
     max_rounds: int = 8,
     chunk: int | None = None,
     precopy: bool = True,
+    depth: int = 2,
 ) -> MigrationRun:
     """Move the source's state to ``destination`` (or into ``sink``); both end in STOP.
 
@@ -86,12 +74,14 @@ async def migrate(
     if precopy and await source.migration_flags() & MigrationFeature.PRE_COPY:
         await source.set_state(State.PRE_COPY)
         while True:
-            run.rounds.append(await _drain(source, sink, chunk, run))
+            run.rounds.append(await source.mig_read_round(sink, chunk=chunk, depth=depth))
             if run.rounds[-1] <= threshold or len(run.rounds) >= max_rounds:
                 break
+        run.rounds[-1] += await source.mig_read_inflight(sink)
     stop_started = time.perf_counter()
     await source.set_state(State.STOP_COPY)
-    run.stop_copy_bytes = await _drain(source, sink, chunk, run)
+    run.stop_copy_bytes = await source.mig_read_round(sink, chunk=chunk, depth=depth)
+    run.stop_copy_bytes += await source.mig_read_inflight(sink)
     await source.set_state(State.STOP)
     if destination is not None and sink == destination.mig_write:
         await destination.set_state(State.STOP)

@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from devmig.state import Buffer
 from devmig.vfio_user._capabilities import Capabilities
 from devmig.vfio_user._errors import VfioUserError
 from devmig.vfio_user._requests import (
@@ -483,14 +484,24 @@ class MigDataReadReply:
     """MIG_DATA_READ's reply: ``data`` (shorter than asked: the end of this phase's data).
 
     On the wire the payload is always 8 + the *requested* size, zero-padded;
-    ``argsz`` = 8 + ``len(data)`` and ``size`` = ``len(data)``.
+    ``argsz`` = 8 + ``len(data)`` and ``size`` = ``len(data)``. A server may
+    give ``parts`` (buffers, e.g. views of device memory) instead of ``data``:
+    they are sent as they are, without a copy.
     """
 
-    data: bytes
+    data: bytes = b""
+    parts: tuple[Buffer, ...] = ()
+
+    def encode_parts(self, request: MigDataRead) -> tuple[bytes, tuple[Buffer, ...]]:
+        """The 8-byte head, then the data buffers and the zero padding (nothing joined)."""
+        parts = self.parts or ((self.data,) if self.data else ())
+        n = sum(len(memoryview(p)) for p in parts)
+        pad = (bytes(request.size - n),) if request.size > n else ()
+        return _MIG_DATA.pack(_MIG_DATA.size + n, n), (*parts, *pad)
 
     def encode(self, request: MigDataRead) -> tuple[bytes, Fds]:
-        n = len(self.data)
-        return _MIG_DATA.pack(_MIG_DATA.size + n, n) + self.data + bytes(request.size - n), ()
+        head, parts = self.encode_parts(request)
+        return head + b"".join(parts), ()
 
     @classmethod
     def decode(

@@ -74,7 +74,7 @@ class ServerSession:
         if out is None or self.closed:
             return
         async with self._lock:
-            await self.sock.send(out.data, out.fds)
+            await self.sock.send(out.data, out.fds, out.tail)
 
     async def command(self, body: RequestBody) -> None:
         """Send a command of the server's own (its reply reaches ``Handler.on_reply``)."""
