@@ -144,3 +144,37 @@ def test_an_unknown_provider_is_a_usage_error(tmp_path: Path) -> None:
         assert process.returncode == 2 and "unknown provider" in out + err
     finally:
         reap(process)
+
+
+def test_the_hosts_report_is_the_union_without_fuse(tmp_path: Path) -> None:
+    """The agent's Host on a static tree shaped like sysfs: the report, a kernel model's definition, a conflict."""
+    from devmig import DevmigError
+    from devmig.agent._host import Host
+    from devmig.agent._settings import AgentSettings
+
+    root = tmp_path / "sys"
+    materialize(host_twin().files, str(root))
+    host = Host(
+        AgentSettings(host_name="h", providers=(f"kernel:{root}",), state_dir=tmp_path / "state")
+    )
+    names = [d.implementation.name for d in host.report().implementations]
+    assert names == [*CATALOG, "acme-vgpu", "kernel:acme_mdev/acme-vgpu-legacy", "acme-nicvf"]
+    impl, model = host.definition_of(VGPU)
+    assert impl.render() == "acme-vgpu 5.1.0" and model == vgpu().find(VGPU)
+    assert host.catalog.carrier(impl) == "vmm"
+    with pytest.raises(DevmigError) as e:
+        host.definition_of("example.org/devices/none")
+    assert e.value.codes == ["MODEL_UNKNOWN"]
+    clash = tmp_path / "clash"
+    nic = CATALOG["acme-nic"][-1].document()
+    materialize(
+        driver_twin([MdevParentSpec("0000:00:02.0", "m", (MdevTypeSpec("nic", nic),))]).files,
+        str(clash),
+    )
+    with pytest.raises(DevmigError) as e:
+        Host(
+            AgentSettings(
+                host_name="h", providers=(f"kernel:{clash}",), state_dir=tmp_path / "state"
+            )
+        )
+    assert e.value.codes == ["PROVIDER_CONFLICT"]
