@@ -39,6 +39,7 @@ from state_helpers import (
     decode_zero_copy,
     decoder_for,
     encode_stream,
+    framing_digest,
     make_regions,
     sections_for,
 )
@@ -75,7 +76,7 @@ def reframe(data: bytes) -> bytes:
             return bytes(out)
         payload = data[pos + 6 : end - 8]
         if rtype == RecordType.TRAILER and length == 16:
-            payload = xxhash.xxh3_128_digest(bytes(out))
+            payload = framing_digest(bytes(out))
         out += data[pos : pos + 6] + payload + DIGEST.pack(xxhash.xxh3_64_intdigest(payload))
         pos = end
     out += data[pos:]

@@ -25,8 +25,10 @@ from devmig.state import (
 )
 from devmig.state._records import (
     BULK_HEAD,
+    DIGEST,
     MAGIC,
     PREAMBLE,
+    RECORD_HEAD,
     VERSION_MAJOR,
     VERSION_MINOR,
     RecordType,
@@ -255,10 +257,16 @@ def header_record(model: str = MODEL, config: Mapping[str, Any] = CANON, **extra
 
 
 def bulk_record(
-    region: int, offset: int, data: bytes, *, codec: int = 0, raw: int | None = None
+    region: int,
+    offset: int,
+    data: bytes,
+    *,
+    codec: int = 0,
+    raw: int | None = None,
+    flags: int = 0,
 ) -> bytes:
     head = BULK_HEAD.pack(region, offset, len(data) if raw is None else raw, codec)
-    return encode_record(RecordType.BULK, head + data)
+    return encode_record(RecordType.BULK, head + data, flags=flags)
 
 
 def section_record(name: str, fields: Mapping[str, Any], *, optional: bool = False) -> bytes:
@@ -268,8 +276,26 @@ def section_record(name: str, fields: Mapping[str, Any], *, optional: bool = Fal
     )
 
 
+def framing_digest(stream: bytes) -> bytes:
+    """The TRAILER's digest of ``stream`` (DESIGN §4), computed here independently of the codec.
+
+    xxh3-128 over the 8 bytes of magic and version, then per record its 6-byte head, a BULK's
+    17 bytes of BULK fields, and its 8-byte digest.
+    """
+    hasher = xxhash.xxh3_128(stream[: PREAMBLE.size])
+    pos = PREAMBLE.size
+    while pos < len(stream):
+        rtype, _, length = RECORD_HEAD.unpack_from(stream, pos)
+        fields = BULK_HEAD.size if rtype == RecordType.BULK else 0
+        end = pos + RECORD_HEAD.size + length + DIGEST.size
+        hasher.update(stream[pos : pos + RECORD_HEAD.size + fields])
+        hasher.update(stream[end - DIGEST.size : end])
+        pos = end
+    return hasher.digest()
+
+
 def trailer_record(stream_so_far: bytes) -> bytes:
-    return encode_record(RecordType.TRAILER, xxhash.xxh3_128_digest(stream_so_far))
+    return encode_record(RecordType.TRAILER, framing_digest(stream_so_far))
 
 
 def craft(*records: bytes, trailer: bool = True, start: bytes | None = None) -> bytes:

@@ -9,6 +9,7 @@ same code as before, through both input paths.
 from __future__ import annotations
 
 import pytest
+import zstandard
 from state_helpers import (
     blank_regions,
     bulk_record,
@@ -33,6 +34,9 @@ def _head(rtype: int, flags: int, payload: bytes) -> bytes:
     """A record whose head says ``rtype``/``flags``, with a correct payload digest."""
     record = encode_record(rtype, payload)
     return RECORD_HEAD.pack(rtype, flags, len(payload)) + record[RECORD_HEAD.size :]
+
+
+_ZSTD_ABC = zstandard.ZstdCompressor(write_content_size=True).compress(b"abc")
 
 
 def _flipped(record: bytes, index: int) -> bytes:
@@ -96,7 +100,17 @@ REFUSED = {
         {},
     ),
     "reserved-flag": (
-        craft(H, _head(RecordType.BULK, 0x01, BULK_HEAD.pack(0, 0, 3, 0) + b"abc")),
+        craft(H, _head(RecordType.BULK, 0x02, BULK_HEAD.pack(0, 0, 3, 0) + b"abc")),
+        "RECORD_CORRUPT",
+        {},
+    ),
+    "live-and-skippable-flags": (
+        craft(H, _head(RecordType.BULK, 0x81, BULK_HEAD.pack(0, 0, 3, 0) + b"abc")),
+        "RECORD_CORRUPT",
+        {},
+    ),
+    "live-flag-on-zstd": (
+        craft(H, _head(RecordType.BULK, 0x01, BULK_HEAD.pack(0, 0, 3, 1) + _ZSTD_ABC)),
         "RECORD_CORRUPT",
         {},
     ),
@@ -131,6 +145,7 @@ ACCEPTED = {
         {},
     ),
     "empty-raw-chunk-at-region-end": ([bulk_record(1, RING, b""), *B], {}),
+    "live-flag": ([_head(RecordType.BULK, 0x01, BULK_HEAD.pack(0, 0, 3, 0) + b"abc"), *B], {}),
 }
 
 

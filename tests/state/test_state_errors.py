@@ -92,7 +92,8 @@ CASES: dict[str, Case] = {
     # framing
     "bad-magic": (craft(H, *B, *S, start=preamble(magic=b"QEVM")), "BAD_MAGIC", {"offset": 0}, {}),
     "bad-magic-early": (b"DVX", "BAD_MAGIC", {"offset": 0}, {}),
-    "major-2": (craft(H, *B, *S, start=preamble(major=2)), "VERSION_UNSUPPORTED", {}, {}),
+    "major-1": (craft(H, *B, *S, start=preamble(major=1)), "VERSION_UNSUPPORTED", {}, {}),
+    "major-3": (craft(H, *B, *S, start=preamble(major=3)), "VERSION_UNSUPPORTED", {}, {}),
     "major-0": (craft(H, *B, *S, start=preamble(major=0)), "VERSION_UNSUPPORTED", {}, {}),
     "unknown-type": (
         craft(H, encode_record(99, b"x"), *B, *S),
@@ -113,9 +114,21 @@ CASES: dict[str, Case] = {
         {},
     ),
     "reserved-flags": (
+        craft(H, encode_record(RecordType.ZERO, ZERO_PAYLOAD.pack(0, 0, 1), flags=2)),
+        "RECORD_CORRUPT",
+        {"record": 1},
+        {},
+    ),
+    "live-flag-on-zero": (
         craft(H, encode_record(RecordType.ZERO, ZERO_PAYLOAD.pack(0, 0, 1), flags=1)),
         "RECORD_CORRUPT",
         {"record": 1},
+        {},
+    ),
+    "live-flag-on-section": (
+        craft(H, *B, encode_record(RecordType.SECTION, REGS[6:-8], flags=1)),
+        "RECORD_CORRUPT",
+        {"record": 3},
         {},
     ),
     # order

@@ -1,4 +1,4 @@
-"""PrecopySource: rounds, sizes, copy-before-send, and a running device dirtying memory."""
+"""PrecopySource: rounds, sizes, zero-copy LIVE records, and a running device dirtying memory."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from devmig.state import (
     StreamEncoder,
     state_digest,
 )
-from devmig.state._records import RECORD_HEAD, RecordType
+from devmig.state._records import FLAG_LIVE, RECORD_HEAD, Codec, RecordType
 
 LAYOUT = DECL.layout(FULL)
 SECTIONS = sections_for(LAYOUT)
@@ -101,18 +101,45 @@ def test_max_bytes_is_respected_after_the_first_record():
         assert size <= max(budget, 4096 + 31)
 
 
-def test_precopy_sends_copies_stopcopy_sends_region_memory():
+def test_every_phase_sends_region_memory_live_only_while_running():
     regions = make_regions(LAYOUT, seed=4, zero_pages=False)
     _, src = _source(regions, chunk=4096)
     pre = src.next_records(4096 + 31)
-    assert isinstance(pre[1].obj, bytes)  # a view of a private copy, not region memory
-    assert src.copied_bytes == 4096
+    assert isinstance(pre[1], memoryview) and pre[1].obj is regions[0].data  # no copy
+    assert pre[0][1] == FLAG_LIVE  # read while the device runs
+    assert src.copied_bytes == 0 and src.encoder.live_records == 1
     stop = src.next_records(4096 + 31, stopped=True)
     assert isinstance(stop[1], memoryview) and stop[1].obj is regions[0].data
+    assert stop[0][1] == 0  # the device is stopped: nothing can tear it
     assert src.stopped
     with pytest.raises(StreamError) as info:
         src.next_records(100, stopped=False)
     assert info.value.code == "STREAM_ORDER"
+
+
+def test_untracked_region_is_copied_and_never_live():
+    """A region something writes without marking pages (a client's mapping) is never LIVE."""
+    regions = make_regions(LAYOUT, seed=4, zero_pages=False)
+    untracked = Region.for_layout(LAYOUT.regions[0], tracked=False)
+    untracked.data[:] = regions[0].data
+    _, src = _source([untracked, regions[1]], chunk=4096)
+    pre = src.next_records(4096 + 31)
+    assert isinstance(pre[1].obj, bytes) and pre[0][1] == 0  # a private copy
+    assert src.copied_bytes == 4096 and src.encoder.live_records == 0
+
+
+def test_compressed_precopy_records_are_not_live():
+    """zstd output is a private buffer, consistent with its digest: only raw records are LIVE."""
+    regions = make_regions(LAYOUT, seed=4, zero_pages=False)
+    regions[0].data[:4096] = 7  # compresses
+    encoder = StreamEncoder(MODEL, CANON, LAYOUT, {}, chunk_size=4096, compress=True)
+    encoder.header()
+    src = PrecopySource(regions, encoder)
+    first = src.next_records(4096 + 31)
+    assert first[0][1] == 0 and first[0][6 + 16] == Codec.ZSTD
+    second = src.next_records(4096 + 31)  # random bytes: kept raw, so LIVE
+    assert second[0][1] == FLAG_LIVE and second[0][6 + 16] == Codec.RAW
+    assert second[1].obj is regions[0].data
 
 
 def test_finish_needs_every_byte_sent():
@@ -122,8 +149,12 @@ def test_finish_needs_every_byte_sent():
     assert info.value.code == "STREAM_ORDER"
 
 
-def test_writes_after_precopy_records_returned_do_not_corrupt_them():
-    """Copy-before-send: the device keeps writing while the records wait to be sent."""
+def test_writes_tearing_live_records_are_discarded_and_resent():
+    """Zero-copy pre-copy: the device keeps writing while the records wait to be sent.
+
+    The writes land in memory the LIVE records point at, after their digests were
+    taken: the torn records are discarded and their pages come again.
+    """
     rng = random.Random(7)
     regions = make_regions(LAYOUT, seed=7)
     header, src = _source(regions, chunk=4096)
@@ -137,7 +168,8 @@ def test_writes_after_precopy_records_returned_do_not_corrupt_them():
     wire.append(src.finish(SECTIONS))
     dst = blank_regions(LAYOUT)
     decoder = decoder_for(LAYOUT, dst)
-    decode_all(decoder, b"".join(wire))  # every record digest checks
+    decode_all(decoder, b"".join(wire))
+    assert decoder.discarded_records > 0
     assert state_digest(LAYOUT, decoder.staged_sections(), dst) == state_digest(
         LAYOUT, SECTIONS, regions
     )

@@ -260,8 +260,9 @@ INSPECT_ERRORS = [
     (b"", "TRUNCATED"),
     (b"DVM", "TRUNCATED"),
     (b"QEVM\x00\x01\x00\x00", "BAD_MAGIC"),
-    (b"DVMG\x00\x02\x00\x00", "VERSION_UNSUPPORTED"),
-    (b"DVMG\x00\x01\x00\x00", "TRUNCATED"),
+    (b"DVMG\x00\x01\x00\x00", "VERSION_UNSUPPORTED"),
+    (b"DVMG\x00\x03\x00\x00", "VERSION_UNSUPPORTED"),
+    (b"DVMG\x00\x02\x00\x00", "TRUNCATED"),
 ]
 
 

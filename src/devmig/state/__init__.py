@@ -8,8 +8,8 @@ Sans-IO: nothing here opens files or sockets, reads clocks or starts threads.
 - Device memory is a :class:`Region` (numpy buffer + dirty page bitmap).
 - Produce a stream with :class:`StreamEncoder`, driven round by round by a
   :class:`PrecopySource`; load one with :class:`StreamDecoder` (events:
-  :class:`Header`, :class:`Bulk`, :class:`Zero`, :class:`RoundEnd`,
-  :class:`Section`, :class:`Trailer`, or :data:`NEED_DATA`).
+  :class:`Header`, :class:`Bulk`, :class:`Discarded`, :class:`Zero`,
+  :class:`RoundEnd`, :class:`Section`, :class:`Trailer`, or :data:`NEED_DATA`).
 - Compare states with :func:`state_digest`; look into a saved stream with
   :func:`inspect_stream`.
 
@@ -36,6 +36,7 @@ from devmig.state._events import (
     NEED_DATA,
     ROUND_END,
     Bulk,
+    Discarded,
     Event,
     Header,
     NeedData,
@@ -61,6 +62,7 @@ __all__ = [
     "Buffer",
     "Bulk",
     "Codec",
+    "Discarded",
     "Condition",
     "Config",
     "ConfigValue",

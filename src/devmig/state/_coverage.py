@@ -3,6 +3,8 @@
 :class:`PageCoverage` keeps one ``bool`` per 4 KiB page for whole pages and a
 short sorted interval list only for pages covered partially, so a record costs
 O(1) numpy slice work plus at most two small list merges, whatever its size.
+Coverage can also shrink: a LIVE record discarded by the destination removes
+its range, even where earlier records had covered it (DESIGN §4).
 :class:`IntervalSet` merges arbitrary intervals (used where region sizes are not
 known, e.g. when inspecting a saved stream).
 """
@@ -37,6 +39,25 @@ class IntervalSet:
             end = max(end, self._ends[j - 1])
         self._starts[i:j] = [start]
         self._ends[i:j] = [end]
+
+    def remove(self, start: int, end: int) -> None:
+        """Remove ``[start, end)``, cutting the intervals that overlap it."""
+        if end <= start:
+            return
+        i = bisect.bisect_right(self._ends, start)  # first interval that ends after start
+        j = bisect.bisect_left(self._starts, end)  # first interval that starts at/after end
+        if i >= j:
+            return
+        starts: list[int] = []
+        ends: list[int] = []
+        if self._starts[i] < start:
+            starts.append(self._starts[i])
+            ends.append(start)
+        if self._ends[j - 1] > end:
+            starts.append(end)
+            ends.append(self._ends[j - 1])
+        self._starts[i:j] = starts
+        self._ends[i:j] = ends
 
     def intervals(self) -> list[tuple[int, int]]:
         """Return the intervals, sorted."""
@@ -97,6 +118,34 @@ class PageCoverage:
                 part.add(pos, stop)
                 if part.first_gap(start, self._page_end(page)) is None:
                     self._full[page] = True
+                    del self._partial[page]
+            pos = stop
+
+    def remove(self, offset: int, length: int) -> None:
+        """Forget that ``[offset, offset + length)`` (inside the region) was covered."""
+        end = offset + length
+        pos = offset
+        while pos < end:
+            page = pos // PAGE_SIZE
+            start = page * PAGE_SIZE
+            page_end = self._page_end(page)
+            if pos == start and end >= page_end:
+                last = self.page_count if end >= self.size else end // PAGE_SIZE
+                self._full[page:last] = False
+                if self._partial:
+                    for gone in [p for p in self._partial if page <= p < last]:
+                        del self._partial[gone]
+                pos = min(last * PAGE_SIZE, self.size)
+                continue
+            stop = min(end, page_end)
+            part = self._partial.get(page)
+            if self._full[page]:
+                self._full[page] = False
+                part = self._partial[page] = IntervalSet()
+                part.add(start, page_end)
+            if part is not None:
+                part.remove(pos, stop)
+                if not len(part):
                     del self._partial[page]
             pos = stop
 

@@ -17,12 +17,17 @@ into one bounded buffer, their xxh3-64 checked, then decoded (CBOR only inside
 that buffer). A raw BULK is never gathered: its data goes straight to the
 destination region — from the input queue with one copy, or, through
 ``get_buffer``, by handing the transport the region's own memory slice so
-the bytes land in place. Its xxh3-64 and the running xxh3-128 of the stream
-are fed piece by piece as the data lands (cache-hot), and the digest is
-checked when the record's last 8 bytes arrive. This module does the framing
-and the byte movement; what a verified record *means* for the destination is
-:class:`Load`'s job (configuration check, ZERO in place, per-page coverage,
-section order and staging, trailer checks).
+the bytes land in place. Its xxh3-64 is fed piece by piece as the data lands
+(cache-hot), and the digest is checked when the record's last 8 bytes
+arrive. The running xxh3-128 the TRAILER carries takes only the framing
+(record heads, BULK fields, record digests as received), so each payload
+byte is hashed once. A raw BULK flagged ``LIVE`` (read while the source ran)
+whose digest is wrong is *discarded*, not refused: its range leaves the
+coverage and the load goes on (DESIGN §4); any other wrong digest refuses
+the stream. This module does the framing and the byte movement; what a
+verified record *means* for the destination is :class:`Load`'s job
+(configuration check, ZERO in place, per-page coverage, discards, section
+order and staging, trailer checks).
 
 HEADER's model and canonical configuration are compared as typed values
 before any other record is accepted. Sections are validated and *staged*;
@@ -54,6 +59,7 @@ from devmig.state._problems import freeze_config
 from devmig.state._records import (
     BULK_HEAD,
     DIGEST,
+    FLAG_LIVE,
     FLAG_SKIPPABLE,
     KNOWN_FLAGS,
     MAGIC,
@@ -63,6 +69,7 @@ from devmig.state._records import (
     RECORD_HEAD,
     VERSION_MAJOR,
     Codec,
+    FramingHash,
     Phase,
     RecordType,
     decompress_chunk,
@@ -98,6 +105,7 @@ class _Want:
 
 
 _BULK: Final = int(RecordType.BULK)
+_LIVE: Final = FLAG_LIVE
 _BULK_TYPE: Final = RecordType.BULK
 _TRAILER_TYPE: Final = RecordType.TRAILER
 _RAW: Final = int(Codec.RAW)
@@ -169,13 +177,14 @@ class StreamDecoder:
         self._handed: tuple[bool, memoryview] | None = None
         self._landed = 0  # bytes received straight into region memory
         self._record_start = 0
-        self._trailer = xxhash.xxh3_128()
+        self._trailer = FramingHash()
         self._expected_trailer = b""
         self._rtype: RecordType | None = None
         self._need = 0
         self._length = 0
         self._last_length = 1 << 62  # the payload length of the latest record (none yet: large)
         self._rec_hash = xxhash.xxh3_64()
+        self._live = False  # the current BULK is flagged LIVE
         self._bulk = (0, 0, 0)
         self._dest = memoryview(b"")
         self._dest_pos = 0
@@ -224,6 +233,16 @@ class StreamDecoder:
     def zero_bytes(self) -> int:
         """Bytes cleared by ZERO records."""
         return self._load.zero_bytes
+
+    @property
+    def discarded_records(self) -> int:
+        """``LIVE`` BULK records discarded for a wrong digest (torn by a write at the source)."""
+        return self._load.discarded_records
+
+    @property
+    def discarded_bytes(self) -> int:
+        """The raw bytes of the discarded records (re-sent by a later record)."""
+        return self._load.discarded_bytes
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Queue stream bytes (any segmentation). Immutable ``bytes`` are kept, not copied.
@@ -290,7 +309,7 @@ class StreamDecoder:
         """Account ``nbytes`` received into the buffer from the last :meth:`get_buffer`.
 
         Inside a raw BULK payload the bytes are already in the region: they
-        are fed to the record's xxh3-64 and the stream's xxh3-128 right away.
+        are fed to the record's xxh3-64 right away.
 
         Raises:
             StreamError: the decoder's error; ``API_MISUSE`` without a
@@ -309,9 +328,7 @@ class StreamDecoder:
         if not nbytes:
             return
         if in_region:
-            piece = view[:nbytes]
-            self._rec_hash.update(piece)
-            self._trailer.update(piece)
+            self._rec_hash.update(view[:nbytes])
             self._dest_pos += nbytes
             self._landed += nbytes
             if self._dest_pos == len(self._dest):
@@ -453,7 +470,7 @@ class StreamDecoder:
         if major != VERSION_MAJOR:
             self._fail(
                 "VERSION_UNSUPPORTED",
-                f"stream format {major}.{minor}; this reader reads major {VERSION_MAJOR}",
+                f"stream format {major}.{minor}; this reader reads major {VERSION_MAJOR} only",
                 offset=4,
                 value=major,
                 allowed=VERSION_MAJOR,
@@ -473,7 +490,7 @@ class StreamDecoder:
         known: RecordType | None
         if (
             rtype == _BULK
-            and not flags
+            and (not flags or flags == _LIVE)
             and _BULK_HEAD_SIZE <= length <= self._largest_bulk
             and _BULK in self._allowed
         ):  # the hot path: what _judge_record_head concludes for a sound BULK head
@@ -488,6 +505,7 @@ class StreamDecoder:
         else:
             self._trailer.update(raw)
         if known is _BULK_TYPE:
+            self._live = flags == _LIVE
             self._want = _Want.BULK_HEAD
         else:
             self._need = length + DIGEST.size
@@ -495,7 +513,9 @@ class StreamDecoder:
             self._want = _Want.PAYLOAD
         return True
 
-    def _judge_record_head(self, rtype: int, flags: int, length: int, start: int) -> RecordType | None:
+    def _judge_record_head(
+        self, rtype: int, flags: int, length: int, start: int
+    ) -> RecordType | None:
         """Check a record head in general; set the phase it leads to; return its known type.
 
         ``None`` is a skippable record of a type this reader does not know.
@@ -519,6 +539,10 @@ class StreamDecoder:
             if flags & FLAG_SKIPPABLE:
                 self._fail(
                     "RECORD_CORRUPT", f"{known.name} cannot be skippable", offset=start, value=flags
+                )
+            if flags & FLAG_LIVE and known is not _BULK_TYPE:
+                self._fail(
+                    "RECORD_CORRUPT", f"{known.name} cannot be LIVE", offset=start, value=flags
                 )
             nxt = self._allowed.get(rtype)
             if nxt is None:
@@ -545,6 +569,15 @@ class StreamDecoder:
             and region < len(regions)
             and offset + raw_length <= regions[region].size
         ):  # off the hot path (sound raw fields): the general checks
+            if self._live and codec != _RAW:
+                self._fail(
+                    "RECORD_CORRUPT",
+                    "a LIVE BULK must be raw",
+                    region=region,
+                    offset=offset,
+                    value=codec,
+                    allowed=_RAW,
+                )
             data_length = self.limits.check_bulk(
                 raw_length,
                 self._length - BULK_HEAD.size,
@@ -572,7 +605,7 @@ class StreamDecoder:
         if not self._input.size:
             return False
         dest = self._dest[self._dest_pos :]
-        moved = self._input.move_into(dest, (self._rec_hash, self._trailer))
+        moved = self._input.move_into(dest, (self._rec_hash,))
         self._dest_pos += moved
         if self._dest_pos == len(self._dest):
             self._want = _Want.BULK_DIGEST
@@ -584,10 +617,15 @@ class StreamDecoder:
         if raw is None:
             return False
         region, offset, raw_length = self._bulk
-        if DIGEST.unpack(raw)[0] != self._rec_hash.intdigest():
-            self._fail("RECORD_CORRUPT", "BULK digest mismatch", region=region, offset=offset)
         self._trailer.update(raw)
-        self._end_record(self._load.bulk(region, offset, raw_length, compressed=False))
+        event: Event
+        if DIGEST.unpack(raw)[0] == self._rec_hash.intdigest():
+            event = self._load.bulk(region, offset, raw_length, compressed=False, live=self._live)
+        elif self._live:  # torn by a write at the source: the page comes again
+            event = self._load.discard(region, offset, raw_length)
+        else:
+            self._fail("RECORD_CORRUPT", "BULK digest mismatch", region=region, offset=offset)
+        self._end_record(event)
         return True
 
     def _step_payload(self) -> bool:
@@ -601,7 +639,7 @@ class StreamDecoder:
             what = rtype.name if rtype is not None else "record"
             self._fail("RECORD_CORRUPT", f"{what} digest mismatch", offset=self._record_start)
         if rtype is not RecordType.TRAILER:
-            self._trailer.update(raw)
+            self._trailer.update(raw[-DIGEST.size :])
         load = self._load
         event: Event | None = None
         if rtype is RecordType.BULK:

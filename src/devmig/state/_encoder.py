@@ -3,13 +3,17 @@
 The encoder enforces the record order of :data:`~devmig.state._records.ORDER`
 (encoding out of order is a programming error: ``STREAM_ORDER``), validates
 sections against the layout, tracks which region bytes were sent, and keeps
-the running xxh3-128 that the TRAILER carries. A refused call emits nothing
-and changes nothing.
+the running xxh3-128 of the stream's framing that the TRAILER carries (record
+heads, BULK fields and record digests: each payload byte is hashed once, by
+its record's digest). A refused call emits nothing and changes nothing.
 
 BULK records are returned as a list of buffers ``[record head, data, digest]``
 where ``data`` is the very buffer the caller passed (or its compressed form),
-so a transport can ``writelines``/``sendmsg`` them without a copy. The caller
-must not change that memory until it has been sent.
+so a transport can ``writelines``/``sendmsg`` them without a copy. A record
+encoded raw with ``live=True`` (read while the device runs) is flagged
+``LIVE``: its memory may change before it is sent, and a destination discards
+it then (DESIGN §4). Otherwise the caller must not change that
+memory until it has been sent.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from devmig.state._problems import freeze_config
 from devmig.state._records import (
     BULK_HEAD,
     DIGEST,
+    FLAG_LIVE,
     MAGIC,
     ORDER,
     PREAMBLE,
@@ -36,6 +41,7 @@ from devmig.state._records import (
     VERSION_MINOR,
     ZERO_PAYLOAD,
     Codec,
+    FramingHash,
     Phase,
     RecordType,
     encode_cbor,
@@ -108,7 +114,7 @@ class StreamEncoder:
             zstandard.ZstdCompressor(level=level, write_content_size=True) if compress else None
         )
         self._phase = Phase.HEADER
-        self._trailer = xxhash.xxh3_128()
+        self._trailer = FramingHash()
         self._coverage = [PageCoverage(r.size) for r in layout.regions]
         self._next_section = 0
         self._sent_sections: set[str] = set()
@@ -116,6 +122,8 @@ class StreamEncoder:
         """Pre-copy rounds ended so far."""
         self.records = 0
         """Records encoded so far."""
+        self.live_records = 0
+        """BULK records flagged ``LIVE`` so far."""
         self.bytes_out = 0
         """Stream bytes produced so far (magic included)."""
 
@@ -139,8 +147,10 @@ class StreamEncoder:
 
     def _record(self, rtype: RecordType, payload: bytes) -> bytes:
         head = RECORD_HEAD.pack(rtype, 0, len(payload))
-        out = head + payload + DIGEST.pack(xxhash.xxh3_64_intdigest(payload))
-        self._trailer.update(out)
+        digest = DIGEST.pack(xxhash.xxh3_64_intdigest(payload))
+        out = head + payload + digest
+        self._trailer.update(head)
+        self._trailer.update(digest)
         self.records += 1
         self.bytes_out += len(out)
         return out
@@ -185,8 +195,15 @@ class StreamEncoder:
                 allowed={"min": 0, "max": size},
             )
 
-    def bulk(self, region: int, offset: int, data: Buffer) -> list[Buffer]:
+    def bulk(self, region: int, offset: int, data: Buffer, *, live: bool = False) -> list[Buffer]:
         """Encode ``data`` for ``region`` at ``offset`` as BULK records of at most ``chunk_size``.
+
+        Args:
+            region, offset: where the data goes.
+            data: the bytes; referenced, not copied.
+            live: ``data`` is region memory read while the device runs: each
+                record sent raw from it is flagged ``LIVE`` (a compressed one
+                is a private buffer, consistent with its digest, and is not).
 
         Returns:
             Three buffers per record: head (record head and BULK fields), data
@@ -202,23 +219,26 @@ class StreamEncoder:
         self._check_range(region, offset, len(view))
         out: list[Buffer] = []
         chunk = self.chunk_size
+        cctx = self._cctx
+        trailer = self._trailer
         for start in range(0, len(view), chunk):
             piece = view[start : start + chunk]
             raw = len(piece)
             codec = Codec.RAW
             body: Buffer = piece
-            if self._cctx is not None:
-                packed = self._cctx.compress(piece)
-                if len(packed) < raw:
-                    body, codec = packed, Codec.ZSTD
+            flags = FLAG_LIVE if live else 0
+            if cctx is not None:
+                packed = cctx.compress(piece)
+                if len(packed) < raw:  # a private buffer: consistent with its digest
+                    body, codec, flags = packed, Codec.ZSTD, 0
+            if flags:
+                self.live_records += 1
             sub = BULK_HEAD.pack(region, offset + start, raw, codec)
-            head = RECORD_HEAD.pack(RecordType.BULK, 0, len(sub) + len(body)) + sub
+            head = RECORD_HEAD.pack(RecordType.BULK, flags, len(sub) + len(body)) + sub
             hasher = xxhash.xxh3_64(sub)
             hasher.update(body)
             digest = DIGEST.pack(hasher.intdigest())
-            trailer = self._trailer
-            trailer.update(head)
-            trailer.update(body)
+            trailer.update(head)  # the record head and the BULK fields
             trailer.update(digest)
             out += (head, body, digest)
             self.records += 1

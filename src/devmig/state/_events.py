@@ -18,6 +18,7 @@ from devmig.state._problems import ConfigValue
 
 __all__ = [
     "Bulk",
+    "Discarded",
     "Event",
     "Header",
     "NEED_DATA",
@@ -69,6 +70,7 @@ class Bulk:
     Attributes:
         round: pre-copy rounds completed before this record.
         compressed: whether its data was zstd-compressed on the wire.
+        live: whether it was flagged ``LIVE`` (read while the source ran).
     """
 
     region: int
@@ -76,6 +78,22 @@ class Bulk:
     length: int
     round: int
     compressed: bool = False
+    live: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Discarded:
+    """A ``LIVE`` BULK record arrived with a wrong digest and was discarded (DESIGN §4).
+
+    Its bytes ``[offset, offset + length)`` of region ``region`` are no longer
+    covered, even where earlier records had covered them: a later record must
+    cover them again before the TRAILER.
+    """
+
+    region: int
+    offset: int
+    length: int
+    round: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +137,13 @@ class Trailer:
     """The TRAILER record verified: the stream is complete and intact.
 
     Attributes:
-        digest: the xxh3-128 of the stream before the trailer (16 bytes).
+        digest: the xxh3-128 of the stream's framing before the trailer (16 bytes).
     """
 
     digest: bytes
 
 
-Event = Header | Bulk | Zero | RoundEnd | Section | Trailer
+Event = Header | Bulk | Discarded | Zero | RoundEnd | Section | Trailer
 """Any decoder event."""
 
 NextEvent = Event | Literal[NeedData.NEED_DATA]

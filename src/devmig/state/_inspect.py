@@ -3,8 +3,11 @@
 :func:`inspect_stream` walks a whole stream held in memory: it checks the
 framing, the record order and every record digest, decodes HEADER and the
 SECTIONs (field names, not their meaning), merges the bulk ranges written per
-region, and gives the TRAILER digest's verdict. Region sizes are unknown here,
-so coverage is reported as merged intervals, not as complete or not.
+region, and gives the TRAILER digest's verdict. A ``LIVE`` BULK with a wrong
+digest is discarded as a destination discards it — counted, and its range
+removed from the coverage — every other wrong digest is refused. Region sizes
+are unknown here, so coverage is reported as merged intervals, not as
+complete or not, and the discard limit (twice a region's size) is not judged.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from devmig.state._problems import ConfigValue
 from devmig.state._records import (
     BULK_HEAD,
     DIGEST,
+    FLAG_LIVE,
     FLAG_SKIPPABLE,
     KNOWN_FLAGS,
     MAGIC,
@@ -34,6 +38,7 @@ from devmig.state._records import (
     VERSION_MAJOR,
     ZERO_PAYLOAD,
     Codec,
+    FramingHash,
     Phase,
     RecordType,
     decompress_chunk,
@@ -54,7 +59,10 @@ class RegionSummary:
         bulk_records, zero_records: record counts.
         bulk_bytes, zero_bytes: raw bytes carried (overlaps counted each time).
         compressed_records: BULK records with zstd data.
-        covered: merged ``(start, end)`` byte ranges written.
+        covered: merged ``(start, end)`` byte ranges written (discarded ranges removed).
+        live_records: BULK records flagged ``LIVE``, discarded ones included.
+        discarded_records, discarded_bytes: ``LIVE`` records with a wrong
+            digest, and their raw lengths.
     """
 
     region: int
@@ -64,6 +72,9 @@ class RegionSummary:
     zero_bytes: int
     compressed_records: int
     covered: tuple[tuple[int, int], ...]
+    live_records: int = 0
+    discarded_records: int = 0
+    discarded_bytes: int = 0
 
     @property
     def covered_bytes(self) -> int:
@@ -101,7 +112,7 @@ class StreamSummary:
         sections: every SECTION in stream order.
         trailer_present: whether a TRAILER ends the stream.
         digest_ok: the TRAILER's verdict (``None`` without a trailer).
-        digest: the stream digest computed here (hex).
+        digest: the digest of the stream's framing computed here (hex).
         skipped_records: skippable records of unknown type.
     """
 
@@ -141,6 +152,9 @@ class StreamSummary:
                     "bulk_bytes": r.bulk_bytes,
                     "zero_bytes": r.zero_bytes,
                     "compressed_records": r.compressed_records,
+                    "live_records": r.live_records,
+                    "discarded_records": r.discarded_records,
+                    "discarded_bytes": r.discarded_bytes,
                     "covered_bytes": r.covered_bytes,
                     "extent": r.extent,
                     "covered": [list(c) for c in r.covered],
@@ -175,6 +189,9 @@ class _RegionStats:
         self.bulk_bytes = 0
         self.zero_bytes = 0
         self.compressed = 0
+        self.live = 0
+        self.discarded = 0
+        self.discarded_bytes = 0
         self.covered = IntervalSet()
 
 
@@ -205,12 +222,13 @@ def inspect_stream(
     if major != VERSION_MAJOR:
         raise StreamError(
             "VERSION_UNSUPPORTED",
-            f"stream format {major}.{minor}",
+            f"stream format {major}.{minor}; this reader reads major {VERSION_MAJOR} only",
             offset=4,
             value=major,
             allowed=VERSION_MAJOR,
         )
-    trailer_hash = xxhash.xxh3_128(view[:PREAMBLE_SIZE])
+    trailer_hash = FramingHash()
+    trailer_hash.update(view[:PREAMBLE_SIZE])
     pos = PREAMBLE_SIZE
     phase = Phase.HEADER
     index = -1
@@ -219,7 +237,7 @@ def inspect_stream(
     regions: dict[int, _RegionStats] = {}
     sections: list[SectionSummary] = []
     header: tuple[str, dict[str, ConfigValue], dict[str, Any]] | None = None
-    digest_ok: bool | None = None
+    trailer_ok: bool | None = None
     skipped = 0
     while pos < len(view):
         index += 1
@@ -241,9 +259,16 @@ def inspect_stream(
                 "TRUNCATED", "stream ends inside a record", record=index, offset=start, value=length
             )
         body = view[pos + RECORD_HEAD.size : end - DIGEST.size]
-        if xxhash.xxh3_64_intdigest(body) != DIGEST.unpack(view[end - DIGEST.size : end])[0]:
+        digest = view[end - DIGEST.size : end]
+        intact = xxhash.xxh3_64_intdigest(body) == DIGEST.unpack(digest)[0]
+        live = rtype == RecordType.BULK and flags == FLAG_LIVE
+        if not intact and not live:
             raise StreamError(
                 "RECORD_CORRUPT", "record digest mismatch", record=index, offset=start
+            )
+        if flags & FLAG_LIVE and not live:
+            raise StreamError(
+                "RECORD_CORRUPT", "only a BULK can be LIVE", record=index, offset=start
             )
         try:
             known: RecordType | None = RecordType(rtype)
@@ -255,7 +280,8 @@ def inspect_stream(
                     "RECORD_UNKNOWN", f"unknown record type {rtype}", record=index, offset=start
                 )
             skipped += 1
-            trailer_hash.update(view[start:end])
+            trailer_hash.update(view[start : start + RECORD_HEAD.size])
+            trailer_hash.update(digest)
             pos = end
             continue
         if flags & FLAG_SKIPPABLE:
@@ -277,9 +303,11 @@ def inspect_stream(
                 raise StreamError(
                     "RECORD_CORRUPT", "TRAILER length must be 16", record=index, offset=start
                 )
-            digest_ok = bytes(body) == trailer_hash.digest()
+            trailer_ok = bytes(body) == trailer_hash.digest()
         else:
-            trailer_hash.update(view[start:end])
+            bulk_fields = BULK_HEAD.size if known is RecordType.BULK else 0
+            trailer_hash.update(view[start : start + RECORD_HEAD.size + min(bulk_fields, length)])
+            trailer_hash.update(digest)
         if known is RecordType.HEADER:
             header = parse_header(body, record=index)
         elif known is RecordType.SECTION:
@@ -302,7 +330,7 @@ def inspect_stream(
             stats.zero_bytes += size
             stats.covered.add(offset, offset + size)
         elif known is RecordType.BULK:
-            _inspect_bulk(body, index, start, max_chunk, regions)
+            _inspect_bulk(body, index, start, max_chunk, regions, live=live, intact=intact)
         phase = nxt
         pos = end
     if header is None:
@@ -327,19 +355,29 @@ def inspect_stream(
                 s.zero_bytes,
                 s.compressed,
                 tuple(s.covered.intervals()),
+                s.live,
+                s.discarded,
+                s.discarded_bytes,
             )
             for i, s in sorted(regions.items())
         ),
         sections=tuple(sections),
-        trailer_present=digest_ok is not None,
-        digest_ok=digest_ok,
+        trailer_present=trailer_ok is not None,
+        digest_ok=trailer_ok,
         digest=trailer_hash.hexdigest(),
         skipped_records=skipped,
     )
 
 
 def _inspect_bulk(
-    body: memoryview, index: int, start: int, max_chunk: int, regions: dict[int, _RegionStats]
+    body: memoryview,
+    index: int,
+    start: int,
+    max_chunk: int,
+    regions: dict[int, _RegionStats],
+    *,
+    live: bool,
+    intact: bool,
 ) -> None:
     if len(body) < BULK_HEAD.size:
         raise StreamError(
@@ -347,17 +385,22 @@ def _inspect_bulk(
         )
     region, offset, raw, codec = BULK_HEAD.unpack(body[: BULK_HEAD.size])
     payload = body[BULK_HEAD.size :]
+    if live and codec != Codec.RAW:
+        raise StreamError(
+            "RECORD_CORRUPT", "a LIVE BULK must be raw", record=index, region=region, offset=offset
+        )
     stats = regions.setdefault(region, _RegionStats())
-    if codec == Codec.RAW:
-        if len(payload) != raw:
-            raise StreamError(
-                "RECORD_CORRUPT",
-                "raw BULK length mismatch",
-                record=index,
-                region=region,
-                offset=offset,
-            )
-    elif codec == Codec.ZSTD:
+    if codec == Codec.RAW and len(payload) != raw:
+        raise StreamError(
+            "RECORD_CORRUPT", "raw BULK length mismatch", record=index, region=region, offset=offset
+        )
+    stats.live += live
+    if not intact:  # a LIVE record torn at the source: discarded, its range uncovered
+        stats.discarded += 1
+        stats.discarded_bytes += raw
+        stats.covered.remove(offset, offset + raw)
+        return
+    if codec == Codec.ZSTD:
         if raw > max_chunk:
             raise StreamError(
                 "TOO_LARGE",
@@ -369,7 +412,7 @@ def _inspect_bulk(
             )
         decompress_chunk(payload, raw, record=index, region=region, offset=offset)
         stats.compressed += 1
-    else:
+    elif codec != Codec.RAW:
         raise StreamError(
             "RECORD_UNKNOWN", f"unknown BULK codec {codec}", record=index, region=region
         )

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from devmig._errors import StreamError
 from devmig.state._coverage import PageCoverage
 from devmig.state._declaration import StateLayout
-from devmig.state._events import Bulk, Header, RoundEnd, Section, Trailer, Zero
+from devmig.state._events import Bulk, Discarded, Header, RoundEnd, Section, Trailer, Zero
 from devmig.state._payloads import parse_header, parse_section
 from devmig.state._problems import ConfigValue, config_differences, error_from_problems
 from devmig.state._records import ROUND_END_PAYLOAD, VERSION_MAJOR, ZERO_PAYLOAD
@@ -33,6 +33,10 @@ class Load:
         record: index of the record being handled (set by the decoder).
         round: pre-copy rounds ended so far.
         bulk_bytes, zero_bytes: bytes written by BULK and ZERO records.
+        discarded_records, discarded_bytes: ``LIVE`` BULK records discarded
+            for a wrong digest, and their raw lengths (DESIGN §4); kept when
+            the load fails, as statistics of the attempt.
+        discarded_by_region: discarded bytes per region.
     """
 
     def __init__(
@@ -52,6 +56,9 @@ class Load:
         self.round = 0
         self.bulk_bytes = 0
         self.zero_bytes = 0
+        self.discarded_records = 0
+        self.discarded_bytes = 0
+        self.discarded_by_region = [0] * len(self.regions)
         self._next_section = 0
 
     def fail(self, code: str, message: str, **where: Any) -> NoReturn:
@@ -128,11 +135,37 @@ class Load:
             )
         return target
 
-    def bulk(self, index: int, offset: int, length: int, *, compressed: bool) -> Bulk:
+    def bulk(
+        self, index: int, offset: int, length: int, *, compressed: bool, live: bool = False
+    ) -> Bulk:
         """Record that a BULK landed (its bytes are already in the region)."""
         self.coverage[index].add(offset, length)
         self.bulk_bytes += length
-        return Bulk(index, offset, length, self.round, compressed)
+        return Bulk(index, offset, length, self.round, compressed, live)
+
+    def discard(self, index: int, offset: int, length: int) -> Discarded:
+        """Discard a ``LIVE`` BULK whose digest was wrong: its range is no longer covered.
+
+        The range is removed from the coverage even where earlier records had
+        covered it; only a later record covers it again. More than twice the
+        region's size discarded refuses the stream (``DISCARD_LIMIT``).
+        """
+        self.coverage[index].remove(offset, length)
+        self.discarded_records += 1
+        self.discarded_bytes += length
+        self.discarded_by_region[index] += length
+        size = self.regions[index].size
+        if self.discarded_by_region[index] > 2 * size:
+            self.fail(
+                "DISCARD_LIMIT",
+                f"{self.discarded_by_region[index]} bytes of region "
+                f"{self.layout.regions[index].name!r} discarded, more than twice its {size}",
+                region=index,
+                offset=offset,
+                value=self.discarded_by_region[index],
+                allowed=2 * size,
+            )
+        return Discarded(index, offset, length, self.round)
 
     def zero(self, body: memoryview) -> Zero:
         """Apply a ZERO record in place."""

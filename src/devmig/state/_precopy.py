@@ -9,15 +9,19 @@ returns the records that fit in ``max_bytes``; when a round's data runs out it
 appends a ROUND_END record, and the *next* call returns the :data:`ROUND_END`
 sentinel (the kernel's ``ENOMSG``: no data for now).
 
-While the device runs (PRE_COPY) every chunk is sent from a private copy: the
-chunk's dirty bits are cleared first, then its bytes are copied, then the copy
-is checked for zeros, digested and sent. A write racing with the copy leaves
-its page dirty (writers mark dirty *after* storing), so it is sent again; a
-record never carries memory that changed under its digest. Once the device is
-stopped (STOP_COPY) nothing changes any more and chunks are sent straight
-from region memory, without a copy: the rest of the first pass, then every
-dirty page. After that, :meth:`PrecopySource.finish` adds the sections and the
-trailer.
+Every chunk goes straight from region memory, in every phase (DESIGN §4).
+While the device runs (PRE_COPY) the chunk's dirty bits are cleared first,
+then its memory is checked for zeros, digested and handed out as a ``LIVE``
+BULK record whose data *is* the region's memory. A write racing with the
+digest or the send leaves its page dirty (writers mark dirty *after*
+storing), so the page is sent again; a record the write tore arrives with a
+wrong digest and the destination discards it, removing its range from the
+coverage until the re-send covers it again. Once the device is stopped
+(STOP_COPY) nothing changes any more and chunks go out unflagged: the rest of
+the first pass, then every dirty page. After that,
+:meth:`PrecopySource.finish` adds the sections and the trailer. A region
+created with ``tracked=False`` (writable without marking pages dirty) is
+never sent ``LIVE``: in PRE_COPY its chunks are copied first.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ class PrecopySource:
     Attributes:
         rounds: ROUND_END records emitted.
         chunks: BULK records emitted; zero_chunks: ZERO records emitted.
-        copied_bytes: bytes copied into send buffers (PRE_COPY only).
+        copied_bytes: bytes copied into send buffers (PRE_COPY, untracked regions only).
 
     Raises:
         StreamError: ``LAYOUT_INVALID`` when the regions do not match the
@@ -258,20 +262,19 @@ class PrecopySource:
         region = self.regions[index]
         first_page = offset // PAGE_SIZE
         region.clear_dirty(first_page, -(-(offset + length) // PAGE_SIZE) - first_page)  # 1. clear
-        live = region.view[offset : offset + length]
-        data: Buffer
-        if stopped:
-            data = live  # device stopped: zero-copy from region memory
-        else:
-            data = bytes(live)  # 2. copy; the copy is what is checked, digested and sent
+        data: Buffer = region.view[offset : offset + length]  # 2. read: zero-copy
+        live = not stopped
+        if live and not region.tracked:
+            data = bytes(data)  # writes we cannot see: send a private copy, unflagged
             self.copied_bytes += length
+            live = False
         self._round_records += 1
         if self.detect_zero and _all_zero(data):
             self.zero_chunks += 1
             record = self.encoder.zero(index, offset, length)
             return [record], len(record)
         self.chunks += 1
-        records = self.encoder.bulk(index, offset, data)
+        records = self.encoder.bulk(index, offset, data, live=live)
         return records, sum(map(len, records))
 
 

@@ -13,14 +13,19 @@ BULK       ``u32 region | u64 offset | u32 raw length | u8 codec | data``;
 ZERO       ``u32 region | u64 offset | u64 length``
 ROUND_END  ``u32 round`` (the 0-based number of the pre-copy round it ends)
 SECTION    CBOR map ``{"name": str, "optional": bool, "fields": {str: value}}``
-TRAILER    16 bytes: xxh3-128 of every byte from the magic to the end of the
-           record before the trailer, as sent
+TRAILER    16 bytes: xxh3-128 of the stream's *framing* — the 8 bytes of magic
+           and version, then for every record before the trailer, in order,
+           its 6-byte head, for a BULK its 17 bytes of BULK fields, and its
+           8-byte digest, as received (:class:`FramingHash`). Payload bytes
+           are hashed once on each side, by their record's digest.
 ========== ==============================================================
 
-Flags: bit 7 (``FLAG_SKIPPABLE``) marks a record that a reader which does not
-know its type may skip (how a later minor version adds a record type); the six
-record types above never carry it, and every other bit is reserved and must be
-zero.
+Flags: bit 0 (``FLAG_LIVE``) marks a BULK record read from region memory while
+the device ran (pre-copy), and only with codec RAW: a destination that finds
+its digest wrong discards it instead of refusing the stream (DESIGN §4). Bit 7
+(``FLAG_SKIPPABLE``) marks a record that a reader which does not know its type
+may skip (how a later minor version adds a record type); the six record types
+above never carry it. Every other bit is reserved and must be zero.
 
 The record order is the table :data:`ORDER`, read by both the encoder and the
 decoder.
@@ -43,7 +48,9 @@ from devmig._errors import StreamError
 __all__ = [
     "BULK_HEAD",
     "Codec",
+    "FLAG_LIVE",
     "FLAG_SKIPPABLE",
+    "FramingHash",
     "MAGIC",
     "ORDER",
     "PREAMBLE",
@@ -66,7 +73,7 @@ __all__ = [
 ]
 
 MAGIC: Final = b"DVMG"
-VERSION_MAJOR: Final = 1
+VERSION_MAJOR: Final = 2
 VERSION_MINOR: Final = 0
 PREAMBLE: Final = struct.Struct(">4sHH")
 PREAMBLE_SIZE: Final = PREAMBLE.size  # 8
@@ -80,8 +87,9 @@ ZERO_PAYLOAD: Final = struct.Struct(">IQQ")  # region, offset, length: 20 bytes
 ROUND_END_PAYLOAD: Final = struct.Struct(">I")  # round: 4 bytes
 TRAILER_PAYLOAD_SIZE: Final = 16
 
+FLAG_LIVE: Final = 0x01
 FLAG_SKIPPABLE: Final = 0x80
-KNOWN_FLAGS: Final = FLAG_SKIPPABLE
+KNOWN_FLAGS: Final = FLAG_LIVE | FLAG_SKIPPABLE
 
 
 class RecordType(enum.IntEnum):
@@ -136,6 +144,29 @@ ORDER: Final[Mapping[Phase, Mapping[RecordType, Phase]]] = {
 def expected_types(phase: Phase) -> list[str]:
     """Return the names of the record types allowed in ``phase``."""
     return [t.name for t in ORDER[phase]]
+
+
+class FramingHash:
+    """The running xxh3-128 a TRAILER carries: the stream's framing, never its payloads.
+
+    Feed it the preamble, then per record its head, its BULK fields (BULK
+    only) and its digest, as sent or received; pieces may be fed in any
+    segmentation (the hash is of their concatenation).
+    """
+
+    __slots__ = ("_hash", "update")
+
+    def __init__(self) -> None:
+        self._hash = xxhash.xxh3_128()
+        self.update = self._hash.update
+
+    def digest(self) -> bytes:
+        """Return the 16-byte digest of what was fed so far."""
+        return self._hash.digest()
+
+    def hexdigest(self) -> str:
+        """Return :meth:`digest` as hex."""
+        return self._hash.hexdigest()
 
 
 def encode_record(rtype: int, payload: bytes, *, flags: int = 0) -> bytes:

@@ -5,10 +5,22 @@ untouched pages cost no memory; several GiB are fine) and a numpy ``bool``
 dirty bitmap with one entry per :data:`PAGE_SIZE` page. Nothing here ever
 copies the whole buffer.
 
-Ordering rule for concurrent writers (what makes pre-copy safe): a writer
-stores the data *first* and marks the pages dirty *after*; the sender clears
-the dirty bits *first* and copies *after*. Then any write that the copy may
-have missed leaves its page dirty, and the page is sent again.
+Ordering rule for concurrent writers (what makes pre-copy safe, DESIGN §4): a
+writer stores the data *first* and marks the pages dirty *after*
+(:meth:`Region.write` does both in that order); the sender clears the dirty
+bits *first* and reads the memory *after* — for the record digest and for the
+send, which in pre-copy goes straight from region memory (a ``LIVE`` record).
+Then any write that the read may have missed, or torn, leaves its page dirty,
+and the page is sent again; the destination discards the torn record.
+
+The clear must be ordered before the read as an atomic exchange or a full
+fence would order it. Here the clear is a store made while holding the
+interpreter lock, and every way a write can come between it and the read
+passes through a full barrier: another Python thread only runs after the lock
+changed hands (a lock release and acquire), and the transport reads the memory
+only after the sender released the lock for the system call. A memory that a
+client can write without the interpreter — a BAR the vfio-user client maps —
+is created with ``tracked=False`` and is never sent ``LIVE``.
 """
 
 from __future__ import annotations
@@ -39,6 +51,9 @@ class Region:
         size: bytes.
         fill: writes the creation contents into the zeroed buffer; ``None``
             leaves it zero. Called at creation and by :meth:`reset`.
+        tracked: ``False`` when something can write the memory without
+            marking its pages dirty (a client's mapping): the pre-copy source
+            then copies its pages before sending them, never ``LIVE``.
 
     Attributes:
         data: the contents (``numpy.ndarray`` of ``uint8``).
@@ -49,7 +64,9 @@ class Region:
         resets: how many :meth:`reset` calls.
     """
 
-    def __init__(self, name: str, size: int, *, fill: RegionFill | None = None) -> None:
+    def __init__(
+        self, name: str, size: int, *, fill: RegionFill | None = None, tracked: bool = True
+    ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise StreamError(
                 "LAYOUT_INVALID", f"region {name!r}: size must be a non-negative int", value=size
@@ -61,6 +78,7 @@ class Region:
         self.dirty: npt.NDArray[np.bool_] = np.zeros(self.page_count, dtype=np.bool_)
         self._view = self.data.data.cast("B")
         self._fill = fill
+        self.tracked = tracked
         self.writes = 0
         self.bytes_written = 0
         self.marks = 0
@@ -69,9 +87,11 @@ class Region:
             fill(self.data)
 
     @classmethod
-    def for_layout(cls, layout: RegionLayout, *, fill: RegionFill | None = None) -> Region:
+    def for_layout(
+        cls, layout: RegionLayout, *, fill: RegionFill | None = None, tracked: bool = True
+    ) -> Region:
         """Create the region a :class:`RegionLayout` describes."""
-        return cls(layout.name, layout.size, fill=fill)
+        return cls(layout.name, layout.size, fill=fill, tracked=tracked)
 
     def __repr__(self) -> str:
         return f"Region({self.name!r}, size={self.size}, dirty_pages={self.dirty_pages})"
@@ -129,7 +149,11 @@ class Region:
             self.dirty[offset // PAGE_SIZE : (offset + length - 1) // PAGE_SIZE + 1] = True
 
     def clear_dirty(self, first_page: int, count: int) -> None:
-        """Clear the dirty bits of ``count`` pages from ``first_page``."""
+        """Clear the dirty bits of ``count`` pages from ``first_page``.
+
+        Call it *before* reading the pages for a send (see the module's
+        ordering rule: the clear is ordered before that read).
+        """
         self.dirty[first_page : first_page + count] = False
 
     def reset(self) -> None:
