@@ -5,7 +5,9 @@
 that the devices still produce exactly these digests (release-, round- and
 format-independent). It was first written from the code *before* the state
 declarations moved from Python callables to §7 expressions, so an unchanged
-digest proves the rewrite kept every device's state byte for byte.
+digest proves the rewrite kept every device's state byte for byte. The stream
+hashes were written again for stream format 2 (framing trailer, issue 17) with
+every digest unchanged.
 """
 
 from __future__ import annotations
