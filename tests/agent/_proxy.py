@@ -8,7 +8,12 @@ payload``); from the destination, control frames only. It forwards whole
 units (a frame, a record), so a fault lands exactly where it is aimed:
 
 * ``flip-hello``: one bit of the HELLO payload;
-* ``flip-bulk``: one bit in the data of the second BULK record;
+* ``flip-bulk``: one bit in the data of the second BULK record not flagged
+  ``LIVE`` (one of stop-copy's, which the destination must refuse);
+* ``flip-live-bulk``: one bit in the digest of the second BULK record (a
+  pre-copy one, flagged ``LIVE``: the destination discards it, and the
+  trailer's framing digest, which holds the record digest as received, no
+  longer matches);
 * ``flip-section``: one bit in the payload of the first SECTION record;
 * ``truncate``: half of the second BULK record, then a clean close (FIN) both ways;
 * ``reset``: half of the second BULK record, then a reset (RST) both ways;
@@ -29,7 +34,7 @@ import threading
 
 __all__ = ["FAULTS", "StreamProxy"]
 
-FAULTS = frozenset({"flip-hello", "flip-bulk", "flip-section", "truncate", "reset",
+FAULTS = frozenset({"flip-hello", "flip-bulk", "flip-live-bulk", "flip-section", "truncate", "reset",
                     "hold-round-end", "hold-go", "hold-ready", "hold-ack"})
 
 _BULK, _ROUND_END, _SECTION, _TRAILER = 2, 4, 5, 6
@@ -174,6 +179,7 @@ class StreamProxy:
               ended: threading.Event) -> None:
         units = _Units(from_source)
         bulk = 0
+        unflagged = 0
         sections = 0
         try:
             while True:
@@ -189,8 +195,13 @@ class StreamProxy:
                             self.fired.set()
                         elif kind == "record" and utype == _BULK:
                             bulk += 1
-                            if bulk == 2 and fault == "flip-bulk":
+                            live = unit[1] & 0x01
+                            unflagged += not live
+                            if unflagged == 2 and not live and fault == "flip-bulk":
                                 unit[len(unit) // 2] ^= 0x01
+                                self.fired.set()
+                            elif bulk == 2 and live and fault == "flip-live-bulk":
+                                unit[-1] ^= 0x01
                                 self.fired.set()
                             elif bulk == 2 and fault in ("truncate", "reset"):
                                 dst.sendall(unit[: len(unit) // 2])

@@ -402,8 +402,13 @@ ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
     "source-SIGSTOP-precopy": (_stopped("src"),
                                E("source", "ROLLED_BACK", "", "", "DESTROYED", "PEER_STALLED", "RESUMING")),
     # the destination refuses; the source's error is the destination's (side ``destination``)
-    "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED",
-                                                 "RECORD_CORRUPT", "RESUMING")),
+    # a stop-copy BULK: the destination refuses it while the source still streams; the source may
+    # learn the reason, or only that the connection was closed on it (the refusal lost to the reset)
+    "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT PEER_LOST CONNECTION_LOST",
+                                                 "RESUMING STREAMING", "DESTROYED", "RECORD_CORRUPT", "RESUMING")),
+    # a LIVE (pre-copy) record is discarded, not refused; its digest is in the framing: refused at the trailer
+    "proxy-flip-live-bulk": (_proxied("flip-live-bulk"), E("source", "ROLLED_BACK", "DIGEST_MISMATCH", "RESUMING",
+                                                           "DESTROYED", "DIGEST_MISMATCH", "RESUMING")),
     # a refused HELLO: the source drops the destination's waiting copy at once (not at the secret's expiry)
     "proxy-flip-hello": (_proxied("flip-hello"), E("source", "ROLLED_BACK", "AUTH_FAILED HELLO_INVALID", "WAIT_HELLO",
                                                    "DESTROYED", "CANCELLED", "WAIT_HELLO")),
