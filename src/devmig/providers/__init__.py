@@ -15,6 +15,11 @@ documents, a tree whose attributes behave like a driver's (refusals with
 ``EINVAL``, attributes frozen once opened, ``available_instances``,
 ``create``/``remove``), for testing devmig and drivers against each other.
 
+The ``vfio-user`` provider (:class:`VfioUserProvider`) hosts backend
+programs (:class:`BackendSpec`): probed with ``--print-migration-info-json``,
+launched with every parameter as ``--m-<p>=<v>`` (:func:`backend_arguments`),
+held by the agent's strict client or left to a VMM.
+
 Devices without migration information are *opaque*: published under
 ``opaque:`` + a sha256 of their identity (:func:`opaque_model_id`); they move
 only to the very same identity. Published documents may not use the prefix
@@ -65,10 +70,17 @@ from devmig.providers._twin import (
     materialize,
 )
 from devmig.providers._union import HostCatalog, merge_offers
+from devmig.providers._vfio_user import (
+    BackendSpec,
+    VfioUserDevice,
+    VfioUserProvider,
+    backend_arguments,
+)
 
 __all__ = [
     "CARRIERS",
     "Attribute",
+    "BackendSpec",
     "Carrier",
     "CreateRequest",
     "DeviceStatus",
@@ -93,8 +105,11 @@ __all__ = [
     "SysfsFiles",
     "TwinDevice",
     "VfSpec",
+    "VfioUserDevice",
+    "VfioUserProvider",
     "attribute_value",
     "attribute_writes",
+    "backend_arguments",
     "driver_twin",
     "fuse_mounted",
     "fuse_unmount",
