@@ -5,13 +5,17 @@ The JSON figures are wall-clock medians; the process CPU time is printed too,
 because on a shared machine other processes inflate wall-clock time.
 
 - check: a 20-parameter configuration (mixed types, ranges with steps,
-  constraints) checked against a newer release's document that accepts it;
+  constraints, a published state layout) checked against a newer release's
+  document that accepts it and whose layout adds an optional section (so rule
+  6 resolves and compares both layouts; each distinct configuration once);
   median over many calls, after the first (cold, compiling) call. Baseline, in
   the same run: the naive check that re-validates the configuration on the
   destination model with ``parse_canonical()`` and compares off values.
 - diff: two seeded 100-model x 50-parameter documents (NEW with widenings,
   narrowings, added parameters and constraints, removed constraints, new
-  versions); every run diffs *fresh copies* of the documents (loaded from
+  versions; every model publishes a state layout, and NEW narrows a field
+  in a tenth of them, renames one in another tenth and adds an optional section
+  in a third, so the ``STATE_*`` rules search); every run diffs *fresh copies* of the documents (loaded from
   JSON outside the timing), so no cache carries over between runs. Baseline: plain JSON comparison of the two
   documents (``to_json() == to_json()``), which answers only "changed or not".
 
@@ -127,6 +131,24 @@ def _random_full(rng: random.Random, model: Raw, fraction: float) -> Raw:
     return {n: rng.choice(_values(model["params"][n])) for n in names}
 
 
+def _state(rng: random.Random, params: dict[str, Raw]) -> Raw:
+    """A published state layout over the model's parameters: sized by int parameters, one section conditional."""
+    ints = sorted(n for n, p in params.items() if p["type"] == "int")
+    bools = sorted(n for n, p in params.items() if p["type"] == "bool")
+    sections: list[Raw] = []
+    for i in range(4):
+        fields: list[Raw] = [{"name": f"count-{j}", "type": "u64"} for j in range(2)]
+        if ints:
+            fields.append({"name": "ring", "type": "u32[]", "max": rng.choice(ints)})
+            fields.append({"name": "table", "type": "u8[]", "max": {"param": rng.choice(ints), "div": 2, "plus": 1}})
+        section: Raw = {"name": f"section-{i}", "fields": fields}
+        if bools and i == 3:
+            section["when"] = {rng.choice(bools): True}
+        sections.append(section)
+    regions = [{"name": "memory", "size": {"param": rng.choice(ints), "times": 4096}}] if ints else []
+    return {"sections": sections, "regions": regions}
+
+
 def make_model(rng: random.Random, index: int, n_params: int, n_constraints: int) -> Raw:
     params = {f"param-{i:02d}": _param(rng) for i in range(n_params)}
     model: Raw = {
@@ -135,6 +157,7 @@ def make_model(rng: random.Random, index: int, n_params: int, n_constraints: int
         "params": params,
         "constraints": [_constraint(rng, params) for _ in range(n_constraints)],
         "versions": [],
+        "state": _state(rng, params),
     }
     probe = _repair(copy.deepcopy(model), rng)
     model["constraints"] = probe["constraints"]
@@ -171,6 +194,14 @@ def make_new(rng: random.Random, old: Raw) -> Raw:
     name = rng.choice(names)
     params[name]["init"] = rng.choice(_values(params[name]))
     new["versions"].append({"name": "7", "params": _random_full(rng, new, 0.5)})
+    state = new["state"]
+    luck = rng.random()
+    if luck < 0.1:  # a field narrowed: breaks both ways
+        state["sections"][1]["fields"][0]["type"] = "u32"
+    elif luck < 0.2:  # a field renamed: removed and added
+        state["sections"][2]["fields"][1]["name"] = "renamed"
+    elif luck < 0.55:  # an optional section: the old reader skips it
+        state["sections"].append({"name": "stats", "optional": True, "fields": [{"name": "hits", "type": "u64"}]})
     return _repair(new, rng)
 
 
@@ -217,6 +248,8 @@ def main() -> None:
     for p in new_raw["params"].values():  # a newer release that only widens
         if p["type"] == "int":
             p["allowed"] = [*p["allowed"], {"min": 10_000, "max": 20_000, "step": 4}]
+    # ... and adds an optional section to its state layout: rule 6 compares the two
+    new_raw["state"]["sections"].append({"name": "stats", "optional": True, "fields": [{"name": "n", "type": "u64"}]})
     src_doc, dst_doc = document("1.0.0", [old_raw]), document("2.0.0", [new_raw])
     src, dst = src_doc.models[0], dst_doc.models[0]
     config = accepted_config(rng, src, 20)

@@ -419,8 +419,8 @@ def mutated(draw: st.DrawFn, model: Raw, small: bool = False) -> Raw:
 
 @st.composite
 def release_pairs(draw: st.DrawFn, small: bool = False) -> tuple[ModelDocument, ModelDocument]:
-    """A random OLD document and a random NEW release of it."""
-    old_raw = draw(raw_models(small))
+    """A random OLD document and a random NEW release of it (both usually with a state layout)."""
+    old_raw = draw(raw_models(small, state=True))
     old = load(copy.deepcopy(old_raw), "1.0.0")
     new = load(draw(mutated(old.models[0].model_dump(mode="json", by_alias=True, exclude_none=True), small)), "2.0.0")
     return old, new

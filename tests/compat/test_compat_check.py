@@ -304,4 +304,4 @@ def test_fast_path_agrees_with_the_reasons(data: st.DataObject) -> None:
     assert verdict.compatible is (not slow)
     assert verdict.reasons == slow
     codes = {p.code for p in slow}
-    assert codes <= {"PARAM_UNKNOWN", "VALUE_NOT_ALLOWED", "CONSTRAINT_VIOLATED", "OFF_VALUE_MISMATCH"}
+    assert codes <= {"PARAM_UNKNOWN", "VALUE_NOT_ALLOWED", "CONSTRAINT_VIOLATED", "OFF_VALUE_MISMATCH", "STATE_LAYOUT_MISMATCH"}

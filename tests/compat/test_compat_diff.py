@@ -54,6 +54,40 @@ def _add_param(m: dict[str, Any]) -> None:
     m["params"]["tso"] = {"type": "bool", "off": False, "init": True}
 
 
+STATE: dict[str, Any] = {
+    "sections": [
+        {"name": "queues", "fields": [{"name": "rx_index", "type": "u32[]", "max": "rx-queues"}]},
+        {"name": "rss", "when": {"rss": True}, "fields": [
+            {"name": "key", "type": "bytes", "max": 40},
+            {"name": "table", "type": "u8[]", "max": "rx-table-size"},
+        ]},
+        {"name": "stats", "optional": True, "fields": [{"name": "hits", "type": "u64"}]},
+    ],
+    "regions": [{"name": "ring", "size": {"param": "rx-queues", "times": 4096}}],
+}  # fmt: skip
+
+
+def _state(m: dict[str, Any]) -> None:
+    m["state"] = copy.deepcopy(STATE)
+
+
+def _in_state(edit: Any) -> Any:
+    def apply(m: dict[str, Any]) -> None:
+        edit({s["name"]: s for s in m["state"]["sections"]}, m["state"])
+
+    return apply
+
+
+_drop_rss = _in_state(lambda s, st: st["sections"].remove(s["rss"]))
+_extra_section = _in_state(lambda s, st: st["sections"].append({"name": "extra", "fields": [{"name": "n", "type": "u8"}]}))
+_rename_rx = _in_state(lambda s, st: s["queues"]["fields"][0].update(name="rx_head"))
+_narrow_rx = _in_state(lambda s, st: s["queues"]["fields"][0].update(type="u16[]"))
+_table_plus_one = _in_state(lambda s, st: s["rss"]["fields"][1].update(max={"param": "rx-table-size", "plus": 1}))
+_bigger_ring = _in_state(lambda s, st: st["regions"][0].update(size={"param": "rx-queues", "times": 8192}))
+_rss_always = _in_state(lambda s, st: s["rss"].pop("when"))
+_tso_section = _in_state(lambda s, st: st["sections"].append({"name": "tso", "when": {"tso": True}, "fields": [{"name": "n", "type": "u64"}]}))
+
+
 def _constraint(when: dict[str, Any], require: dict[str, Any]) -> Any:
     def edit(m: dict[str, Any]) -> None:
         m["constraints"].append({"when": when, "require": require})
@@ -139,6 +173,24 @@ CASES: list[tuple[str, list[Any], list[Any], str, tuple[Any, ...], tuple[str, ..
     ("off-value-changed", [], [_set("rx-table-size.off", 16)], "OFF_VALUE_CHANGED",
      ("params", "rx-table-size", "off"), ("upgrade", "rollback")),
     ("type-changes-off-too", [], [_speed_as_int], "OFF_VALUE_CHANGED", ("params", "link-speed", "off"),
+     ("upgrade", "rollback")),
+    ("state-section-removed", [_state], [_drop_rss], "STATE_SECTION_REMOVED", ("state", "sections", "rss"),
+     ("upgrade", "rollback")),
+    ("state-section-added", [_state], [_extra_section], "STATE_SECTION_ADDED", ("state", "sections", "extra"),
+     ("upgrade", "rollback")),
+    ("state-section-added-behind-new-param", [_state], [_add_param, _tso_section], "STATE_SECTION_ADDED",
+     ("state", "sections", "tso"), ()),
+    ("state-field-removed", [_state], [_rename_rx], "STATE_FIELD_REMOVED",
+     ("state", "sections", "queues", "fields", "rx_index"), ("upgrade", "rollback")),
+    ("state-field-added", [_state], [_rename_rx], "STATE_FIELD_ADDED",
+     ("state", "sections", "queues", "fields", "rx_head"), ("upgrade", "rollback")),
+    ("state-field-type-changed", [_state], [_narrow_rx], "STATE_FIELD_TYPE_CHANGED",
+     ("state", "sections", "queues", "fields", "rx_index"), ("upgrade", "rollback")),
+    ("state-field-max-changed", [_state], [_table_plus_one], "STATE_FIELD_MAX_CHANGED",
+     ("state", "sections", "rss", "fields", "table"), ("upgrade", "rollback")),
+    ("state-region-changed", [_state], [_bigger_ring], "STATE_REGION_CHANGED", ("state", "regions", "ring"),
+     ("upgrade", "rollback")),
+    ("state-condition-changed", [_state], [_rss_always], "STATE_CONDITION_CHANGED", ("state", "sections", "rss"),
      ("upgrade", "rollback")),
     ("version-redefined", [], [_redefine_2], "VERSION_REDEFINED", ("versions", "2"), ("upgrade", "rollback")),
     ("version-removed", [], [_drop_version_1], "VERSION_REMOVED", ("versions", "1"), ("instantiate",)),

@@ -30,7 +30,7 @@ from compat_strategies import (
     raw_models,
     release_pairs,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from devmig.compat import ReleaseDiff, check, diff
@@ -107,6 +107,11 @@ def test_diff_is_exact_on_small_documents(pair: tuple[ModelDocument, ModelDocume
     failing = [c for c in every if not check(om, c, new).compatible]
     assert all(c.exact for c in d.changes), d.render()
     assert bool(failing) == _check_based_break(d, om.model), (failing[:3], d.render())
+    for change in d.changes:
+        if change.rule.startswith("STATE_"):
+            event(f"{change.rule} {'breaking' if change.breaks else 'listed'}")
+    if any(r.code == "STATE_LAYOUT_MISMATCH" for c in failing for r in check(om, c, new).reasons):
+        event("a configuration fails rule 6 alone")
     _assert_examples(old, new, d)
 
 

@@ -24,6 +24,14 @@ RULES: Final[dict[str, str]] = {
     "OFF_VALUE_CHANGED": "a parameter's off value changed (it changes the model itself)",
     "VERSION_REDEFINED": "a version both publish expands to different canonical configurations",
     "VERSION_REMOVED": "NEW no longer publishes a version OLD publishes",
+    "STATE_SECTION_REMOVED": "a state section OLD publishes is not in NEW's layout (not an optional one)",
+    "STATE_SECTION_ADDED": "NEW's layout has a state section OLD's does not (not an optional one), or another order",
+    "STATE_FIELD_REMOVED": "a field of a state section is not in NEW's (a rename is removed and added)",
+    "STATE_FIELD_ADDED": "a field of a state section is new in NEW's, or moved",
+    "STATE_FIELD_TYPE_CHANGED": "a state field's type changed",
+    "STATE_FIELD_MAX_CHANGED": "a state field's maximum changed",
+    "STATE_REGION_CHANGED": "a bulk region was removed, added, reordered or resized",
+    "STATE_CONDITION_CHANGED": "a state section's condition (when) or optional flag changed",
     # additive or cosmetic: nothing broken
     "MODEL_ADDED": "NEW supports a model OLD does not",
     "PARAM_ADDED": "NEW has a parameter OLD does not",
@@ -45,10 +53,20 @@ BREAKS: Final[dict[str, tuple[Direction, ...]]] = {
     "OFF_VALUE_CHANGED": ("upgrade", "rollback"),
     "VERSION_REDEFINED": ("upgrade", "rollback"),
     "VERSION_REMOVED": ("instantiate",),
+    "STATE_SECTION_REMOVED": ("upgrade", "rollback"),
+    "STATE_SECTION_ADDED": ("upgrade", "rollback"),
+    "STATE_FIELD_REMOVED": ("upgrade", "rollback"),
+    "STATE_FIELD_ADDED": ("upgrade", "rollback"),
+    "STATE_FIELD_TYPE_CHANGED": ("upgrade", "rollback"),
+    "STATE_FIELD_MAX_CHANGED": ("upgrade", "rollback"),
+    "STATE_REGION_CHANGED": ("upgrade", "rollback"),
+    "STATE_CONDITION_CHANGED": ("upgrade", "rollback"),
 }
 """What each breaking rule breaks when it applies. ``PARAM_REMOVED``,
 ``ALLOWED_NARROWED`` and ``CONSTRAINT_ADDED`` are also listed with nothing
-broken when no configuration OLD accepts is affected. ``MODEL_REMOVED`` breaks
+broken when no configuration OLD accepts is affected, and so are the
+``STATE_*`` rules (a change of the published state layout that no
+configuration OLD accepts shows). ``MODEL_REMOVED`` breaks
 ``upgrade`` too (DESIGN §3 names it under ``instantiate``): every device of
 that model would fail the pairwise check against NEW, and the diff never
 disagrees with the check."""

@@ -38,6 +38,7 @@ from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
 from devmig.compat._compiled import compile_condition, cond_holds
 from devmig.compat._domain import int_difference, int_progressions
 from devmig.compat._solver import NO_SOLUTION, Restriction, Solution, Space
+from devmig.compat._state_diff import state_candidates, state_search
 from devmig.model import (
     Condition,
     Constraint,
@@ -356,6 +357,43 @@ class _ModelDiff:
                 out += self.param_added(name, new_params[name])
         out += self.constraints()
         out += self.versions()
+        if o.state is not None and n.state is not None and o.state != n.state:
+            out += self.state()
+        return out
+
+    # -- the state layout (rule 6) -------------------------------------------
+
+    def state(self) -> list[Change]:
+        """The ``STATE_*`` changes (:mod:`devmig.compat._state_diff`), each judged over OLD's configurations."""
+        out: list[Change] = []
+        o, n = self.old, self.new
+        assert o.state is not None and n.state is not None
+        unjudged = sorted(
+            name for name, p in self.old_params.items()
+            if name in self.new_params and not same_value(p.off, self.new_params[name].off)
+        )
+        for candidate in state_candidates(o.state, n.state):
+            if unjudged:  # rule 5 refuses every configuration already: OFF_VALUE_CHANGED breaks both ways
+                out.append(self.change(candidate.rule, candidate.loc,
+                                       f"{candidate.message} (not judged: {', '.join(unjudged)} changed off value)",
+                                       breaks=(), old=candidate.old, new=candidate.new))
+                continue
+            sol, exact = state_search(o, n, self.space, candidate)
+            if sol is not None:
+                out.append(self.change(candidate.rule, candidate.loc,
+                                       f"{candidate.message}; configurations OLD accepts have it, so their state "
+                                       "differs between the releases",
+                                       breaks=BREAKS[candidate.rule], solution=sol,
+                                       old=candidate.old, new=candidate.new))
+            elif not exact:
+                out.append(self.change(candidate.rule, candidate.loc,
+                                       f"{candidate.message}; too many configurations to try them all: "
+                                       "reported as breaking", breaks=BREAKS[candidate.rule],
+                                       solution=Solution("maybe"), old=candidate.old, new=candidate.new))
+            else:
+                out.append(self.change(candidate.rule, candidate.loc,
+                                       f"{candidate.message}; no configuration OLD accepts has it",
+                                       breaks=(), old=candidate.old, new=candidate.new))
         return out
 
     # -- parameters ---------------------------------------------------------

@@ -76,7 +76,22 @@ VARIABLE_TYPES: Final = frozenset(
 Name = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 
 
-class ScaledSize(_Frozen):
+class _FastEqual(_Frozen):
+    """Equality by field dicts: the fields are strict scalars, tuples and models of this kind.
+
+    Skips ``BaseModel.__eq__``'s generic checks, which dominate comparing two
+    layouts of fresh documents (the release diff compares every model's).
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self.__dict__ == other.__dict__
+        return super().__eq__(other)
+
+    __hash__ = _Frozen.__hash__
+
+
+class ScaledSize(_FastEqual):
     """``(param // div) * times + plus``; ``times`` an integer or an ``int`` parameter."""
 
     param: ParamName
@@ -85,7 +100,7 @@ class ScaledSize(_Frozen):
     plus: StrictInt | None = None
 
 
-class ConditionalSize(_Frozen):
+class ConditionalSize(_FastEqual):
     """``then`` when every condition of ``when`` holds, else 0."""
 
     when: Annotated[dict[ParamName, Condition], Field(min_length=1)]
@@ -121,7 +136,7 @@ Size = Annotated[
 ConditionalSize.model_rebuild()
 
 
-class LayoutField(_Frozen):
+class LayoutField(_FastEqual):
     """A field: its name, its type, and for variable-length types its maximum."""
 
     name: Name
@@ -129,7 +144,7 @@ class LayoutField(_Frozen):
     max: Size | None = None
 
 
-class LayoutSection(_Frozen):
+class LayoutSection(_FastEqual):
     """A section: fields in order, present when ``when`` holds (always without it)."""
 
     name: Name
@@ -138,14 +153,14 @@ class LayoutSection(_Frozen):
     optional: StrictBool = False
 
 
-class LayoutRegion(_Frozen):
+class LayoutRegion(_FastEqual):
     """A bulk region and its size in bytes."""
 
     name: Name
     size: Size
 
 
-class PublishedLayout(_Frozen):
+class PublishedLayout(_FastEqual):
     """A model's published state layout: sections in record order, then regions."""
 
     sections: tuple[LayoutSection, ...] = ()
