@@ -249,6 +249,7 @@ class Device:
         self._decoder: StreamDecoder | None = None
         self._restore: dict[str, dict[str, Any]] | None = None
         self._loaded = False
+        self._discards = (0, 0)
         self.setup()
 
     def _check_published(self, model: DeviceModel) -> None:
@@ -477,14 +478,35 @@ class Device:
         self._restore = self.all_sections()
         self._decoder = self._new_decoder()
         self._loaded = False
+        self._discards = (0, 0)
 
     def _abort_load(self) -> None:
         for region in self.regions:
             region.reset()
         if self._restore is not None:
             self._apply(self._restore)
+        self._keep_discards()
         self._decoder = self._new_decoder()
         self._loaded = False
+
+    def _keep_discards(self) -> None:
+        self._discards = self.load_discards
+        self._decoder = None
+
+    @property
+    def load_discards(self) -> tuple[int, int]:
+        """``LIVE`` records discarded since ``→ RESUMING``, and their bytes (DESIGN §4).
+
+        A pre-copy record that a write at the source tore arrives with a wrong
+        digest; the load discards it and the page comes again. Counted over
+        every attempt (a refused stream's too) until the next ``→ RESUMING``.
+        """
+        records, nbytes = self._discards
+        decoder = self._decoder
+        if decoder is not None:
+            records += decoder.discarded_records
+            nbytes += decoder.discarded_bytes
+        return records, nbytes
 
     def _apply(self, sections: Mapping[str, Mapping[str, Any]]) -> None:
         sdk = sections.get("devmig", {})
@@ -554,7 +576,7 @@ class Device:
         except DevmigError:
             self._abort_load()
             raise
-        self._decoder = None
+        self._keep_discards()
         self._restore = None
 
     def load_stream(self, data: bytes | Sequence[Buffer]) -> None:

@@ -55,6 +55,9 @@ def check_switch_over(source: AgentProcess, destination: AgentProcess, src_id: s
     assert dest_st["role"] == "destination" and dest_st["phase"] == "RUNNING"
     assert dest_st["digest"] == st["digest"] and st["digest"], (dest_st["digest"], st["digest"])
     assert dest_st["bytes_received"] == st["bytes_sent"]
+    # torn pre-copy records the destination discarded (DESIGN §4): counted there, with their bytes
+    assert dest_st["discarded_records"] >= 0 and dest_st["discarded_bytes"] >= 4096 * dest_st["discarded_records"]
+    assert (dest_st["discarded_records"] == 0) == (dest_st["discarded_bytes"] == 0)
     with source.client() as c:
         assert c.get(f"/v1/devices/{src_id}").status_code == 404
     first = steps(destination, new_id)

@@ -161,8 +161,9 @@ def test_records_hide_private_keys_and_phases_fill_history_and_outcome() -> None
     assert payload["_last_forward"] == "streaming" and not payload["finished"]
     copy_progress(payload, {"phase": "ROLLED_BACK", "stage": "ended", "round": 2, "bytes_sent": 10, "rate": 5.0,
                             "expected_downtime_ms": 1.0, "error": None, "destination_device_id": "dd"},
-                  {"phase": "DESTROYED", "device_id": "dd"})
+                  {"phase": "DESTROYED", "device_id": "dd", "discarded_records": 2, "discarded_bytes": 8192})
     assert payload["progress"]["bytes_sent"] == 10 and payload["destination_device_id"] == "dd"
+    assert (payload["discarded_records"], payload["discarded_bytes"]) == (2, 8192)  # the destination counts them
     for phase in ("rolling_back", "rolled_back"):
         enter_phase(payload, phase, t0)
     record = record_of(JournalEntry("x", "rolled_back", payload, t0))

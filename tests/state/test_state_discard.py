@@ -378,3 +378,39 @@ def test_trailer_hashes_the_framing_once_not_the_payloads():
     assert framing_digest(PREAMBLE.pack(b"DVMG", 2, 0) + torn) != framing_digest(
         PREAMBLE.pack(b"DVMG", 2, 0) + _flip(torn, RECORD_HEAD.size + 5)  # its offset field
     )
+
+
+# -- through an SDK device: what the agent shows as the migration's statistics -------------
+
+
+def test_device_counts_the_discarded_records_of_its_load():
+    """A reference device's pre-copy record torn at the source: the destination device counts it."""
+    from devmig.devices.accel import AccelV1, AccelV3
+    from devmig.migration import State
+
+    source = AccelV1.create("version=1,mem-size-mib=64")
+    source.step(20)
+    source.set_state(State.PRE_COPY)
+    wire = bytearray()
+    torn = False
+    while not isinstance(buffers := source.read_data(1 << 20), type(ROUND_END)):
+        for buffer in buffers:
+            if not torn and isinstance(buffer, memoryview) and len(buffer) >= PAGE_SIZE:
+                np.frombuffer(buffer, np.uint8)[:8] ^= 0xFF  # a racing store, before the send...
+                source.regions[0].mark_dirty(0, source.regions[0].size)  # ...then its mark
+                torn = True
+            wire += buffer
+    assert torn
+    source.set_state(State.STOP_COPY)
+    while buffers := source.read_data(1 << 20):
+        assert isinstance(buffers, list)
+        for buffer in buffers:
+            wire += buffer
+    destination = AccelV3.create_canonical(source.config)
+    destination.set_state(State.RESUMING)
+    destination.write_data(bytes(wire))
+    records, nbytes = destination.load_discards
+    assert records == 1 and nbytes > 0
+    destination.set_state(State.STOP)
+    assert destination.load_discards == (records, nbytes)  # kept after the commit
+    assert destination.digest() == source.digest()

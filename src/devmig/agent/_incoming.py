@@ -106,6 +106,9 @@ class DestinationRun:
             self.channel.phase = m.phase
             m.bytes_received = self.channel.bytes_received
             m.bytes_sent = self.channel.bytes_sent
+        discards = getattr(getattr(self.hosted, "device", None), "load_discards", None)
+        if isinstance(discards, tuple):  # an SDK device (a kernel device's data is the VMM's)
+            m.discarded_records, m.discarded_bytes = discards
             elapsed = time.monotonic() - m.extra.get("t0", time.monotonic())
             if elapsed > 0 and m.stage == "receiving":
                 m.rate = m.bytes_received / elapsed

@@ -133,6 +133,11 @@ class MigrationView(BaseModel):
     round: int
     bytes_sent: int
     bytes_received: int
+    discarded_records: int = Field(
+        0, description="Destination: pre-copy (LIVE) records discarded for a wrong digest (torn by a write at "
+                       "the source; their pages came again)."
+    )
+    discarded_bytes: int = Field(0, description="Destination: the bytes of the discarded records.")
     rate: float = Field(description="bytes/s")
     expected_downtime_ms: float | None
     downtime_ms: float | None

@@ -152,6 +152,11 @@ class Migration:
     round: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
+    discarded_records: int = 0
+    """Destination: pre-copy (``LIVE``) records discarded for a wrong digest -- torn by a write at
+    the source, whose pages came again (DESIGN §4)."""
+    discarded_bytes: int = 0
+    """Destination: the bytes of those records."""
     rate: float = 0.0
     expected_downtime_ms: float | None = None
     downtime_ms: float | None = None
@@ -200,6 +205,8 @@ class Migration:
             "round": self.round,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "discarded_records": self.discarded_records,
+            "discarded_bytes": self.discarded_bytes,
             "rate": round(self.rate, 1),
             "expected_downtime_ms": self.expected_downtime_ms,
             "downtime_ms": self.downtime_ms,

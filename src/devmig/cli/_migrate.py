@@ -231,6 +231,9 @@ def show_cmd(
             f"rate {size(st['rate'])}/s")
     if st.get("downtime_ms") is not None:
         c.print(f"  downtime {st['downtime_ms']} ms (expected {st.get('expected_downtime_ms')} ms)")
+    if st.get("role") == "destination":
+        c.print(f"  discarded {st.get('discarded_records', 0)} torn pre-copy record(s), "
+                f"{size(st.get('discarded_bytes', 0))}")
     if st.get("destination_device_id"):
         c.print(f"  destination device {st['destination_device_id']}")
     if st.get("error"):

@@ -37,6 +37,7 @@ def new_payload(*, device: str, device_id: str, model: str, source: str, destina
         "finished": False, "outcome": None,
         "progress": {"stage": None, "round": 0, "bytes_sent": 0, "rate": 0.0, "expected_downtime_ms": None},
         "downtime_ms": None, "digest": None, "error": None, "resolving": None,
+        "discarded_records": 0, "discarded_bytes": 0,
         "history": [{"phase": "planned", "at": iso(now)}],
         "drain": drain, "created_at": iso(now),
         "_lease": lease, "_last_forward": "planned", "_source_url": source_url, "_destination_url": destination_url,
@@ -98,6 +99,9 @@ def copy_progress(payload: dict[str, Any], source: Mapping[str, Any] | None,
             payload["destination_device_id"] = d["device_id"]
         if d.get("digest") and payload.get("digest") is None:
             payload["digest"] = d["digest"]
+        # counted by the destination: pre-copy records torn at the source, discarded, sent again
+        payload["discarded_records"] = d.get("discarded_records", 0)
+        payload["discarded_bytes"] = d.get("discarded_bytes", 0)
 
 
 @dataclass(frozen=True, slots=True)
