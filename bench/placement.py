@@ -61,7 +61,7 @@ from devmig.compat import (
 )
 from devmig.compat._index import bits_to_mask, fleet_index
 from devmig.compat._placement import resolve
-from devmig.fleet import SqlInventory, sqlite_url
+from devmig.inventory import SqlInventory, sqlite_url
 from devmig.model import (
     HOST_REPORT_FORMAT,
     Config,

@@ -31,7 +31,14 @@ FORBIDDEN_MODULES = {
     "httpx2",
     "uvicorn",
 }
-FORBIDDEN_DEVMIG = ("devmig.agent", "devmig.fleet", "devmig.cli")
+FORBIDDEN_DEVMIG = (
+    "devmig.agent",
+    "devmig.inventory",
+    "devmig.orchestration",
+    "devmig.manager",
+    "devmig.local",
+    "devmig.cli",
+)
 FORBIDDEN_CALLS = {"open"}
 CORE = [
     "devmig.model",
@@ -147,7 +154,7 @@ def fake(files: dict[str, str]) -> Callable[[list[str]], list[str]]:
         ),
         ({"devmig.core": "__import__('selectors')"}, ["imports selectors"]),
         ({"devmig.core": "import devmig.cli"}, ["imports devmig.cli"]),
-        ({"devmig.core": "from devmig import fleet"}, ["imports devmig.fleet"]),
+        ({"devmig.core": "from devmig import orchestration"}, ["imports devmig.orchestration"]),
         ({"devmig.core": "with open('x') as f: pass"}, ["calls open()"]),
         ({"devmig.core": "import builtins\nbuiltins.open('x')"}, ["calls open()"]),
         # transitively, through devmig's own modules (absolute and relative)

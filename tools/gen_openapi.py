@@ -27,7 +27,7 @@ def agent_openapi() -> dict[str, Any]:
 
 def manager_openapi() -> dict[str, Any]:
     """The manager's OpenAPI document (the app is built, never started)."""
-    from devmig.fleet import ManagerSettings, create_manager_app
+    from devmig.manager import ManagerSettings, create_manager_app
 
     return create_manager_app(ManagerSettings(db_url="sqlite://", token="openapi"), poll=False).openapi()
 

@@ -12,12 +12,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fleet"))  # the fleet's process helpers
-
 from drain_env import NIC, Fleet, database, wait_drain
 
 

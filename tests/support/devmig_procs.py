@@ -1,6 +1,6 @@
 """Real ``python -m devmig ...`` processes for the tests of every folder (agents and managers).
 
-The one copy of what the process helpers of ``tests/agent``, ``tests/fleet`` and ``tests/dashboard``
+The one copy of what the process helpers of ``tests/agent``, ``tests/inventory``, ``tests/orchestration`` and ``tests/manager``
 share: the command lines of an agent and a manager, starting an agent with piped output, reading a process's one-line JSON announcement,
 SIGKILLing a process and closing its pipes, :class:`Proc` (a process and its announced URL),
 :class:`DevmigFleet` (agents and one manager whose stderr goes to files, all killed by

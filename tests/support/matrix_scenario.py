@@ -13,8 +13,8 @@ from typing import Any
 from example_docs import host_report, nic_with_wol
 
 from devmig._examples import load_example
-from devmig.fleet import Inventory
-from devmig.fleet._inventory import DeviceRecord
+from devmig.inventory import Inventory
+from devmig.inventory._interface import DeviceRecord
 from devmig.model import expand
 
 __all__ = ["NIC", "T0", "at", "migration", "nic", "wol_fleet"]

@@ -2,7 +2,9 @@
 
 Build the app with :func:`create_app` (``devmig agent`` runs it on uvicorn);
 talk to an agent with :class:`AgentClient` (over HTTP, or in process with
-``transport=httpx2.ASGITransport(app=...)``).
+``transport=httpx2.ASGITransport(app=...)``). The manager's service reuses the agent's HTTP edges: :func:`require_token`
+and the problem-details handlers (:func:`problem_response`, :func:`status_for`,
+:func:`http_error_handler`, :func:`validation_error_handler`).
 
 The names are loaded on first use, so that importing a light part of the
 package (the HTTP client the CLI uses, the settings) does not import the web
@@ -17,8 +19,15 @@ from devmig._lazy import lazy_names
 
 if TYPE_CHECKING:
     from devmig.agent._app import create_app
+    from devmig.agent._auth import require_token
     from devmig.agent._client import AgentClient, remote_error
     from devmig.agent._host import Host, HostedDevice
+    from devmig.agent._problems import (
+        http_error_handler,
+        problem_response,
+        status_for,
+        validation_error_handler,
+    )
     from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
 
 __all__ = [
@@ -28,15 +37,25 @@ __all__ = [
     "HostedDevice",
     "PrecopyPolicy",
     "create_app",
+    "http_error_handler",
     "parse_releases",
     "parse_size",
+    "problem_response",
     "remote_error",
+    "require_token",
+    "status_for",
+    "validation_error_handler",
 ]
 
 _WHERE = {
     "create_app": "devmig.agent._app",
+    "require_token": "devmig.agent._auth",
     "AgentClient": "devmig.agent._client",
     "remote_error": "devmig.agent._client",
+    "http_error_handler": "devmig.agent._problems",
+    "problem_response": "devmig.agent._problems",
+    "status_for": "devmig.agent._problems",
+    "validation_error_handler": "devmig.agent._problems",
     "Host": "devmig.agent._host",
     "HostedDevice": "devmig.agent._host",
     "AgentSettings": "devmig.agent._settings",

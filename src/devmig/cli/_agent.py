@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from devmig._errors import DevmigError
-from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
+from devmig.agent import AgentSettings, PrecopyPolicy, parse_releases, parse_size
 from devmig.cli._output import EXIT_USAGE, Output
 from devmig.cli._serve import Announcement, bind, serve
 
@@ -92,7 +92,7 @@ def agent_cmd(
 
             Host(settings)  # refuse an unknown provider or a PROVIDER_CONFLICT before serving
         if print_migration_info_json:
-            from devmig.agent._host import Host
+            from devmig.agent import Host
 
             report = Host(settings).report().to_json()
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -100,7 +100,7 @@ def agent_cmd(
         sock, url = bind(listen)
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)
-    from devmig.agent._app import create_app  # the web framework only when serving
+    from devmig.agent import create_app  # the web framework only when serving
 
     app = create_app(settings)
     asyncio.run(serve(app, sock, out, lambda: _announce(app, settings, url, token is None)))

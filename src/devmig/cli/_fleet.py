@@ -36,7 +36,7 @@ from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
 from devmig.cli._serve import Announcement, bind, serve
 
 if TYPE_CHECKING:
-    from devmig.fleet._manager import ManagerSettings
+    from devmig.manager import ManagerSettings
 
 __all__ = ["ManagerClient", "register"]
 
@@ -135,8 +135,8 @@ def manager_cmd(
 
     Exit 0 on a clean stop (SIGINT/SIGTERM), 2 for bad options or an address in use.
     """
-    from devmig.fleet._manager import ManagerSettings  # the service's imports only when it runs
-    from devmig.fleet._sql import sqlite_url
+    from devmig.inventory import sqlite_url
+    from devmig.manager import ManagerSettings  # the service's imports only when it runs
 
     out = Output(json_mode)
     url = db if "://" in db else sqlite_url(Path(db))
@@ -148,7 +148,7 @@ def manager_cmd(
         out.fail(exc, EXIT_USAGE)
     except ValueError as exc:
         _usage(out, "options", str(exc))
-    from devmig.fleet._manager import create_manager_app
+    from devmig.manager import create_manager_app
 
     asyncio.run(serve(create_manager_app(settings), sock, out, lambda: _announce(settings, address, token is None)))
 

@@ -38,7 +38,7 @@ from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from devmig.fleet._tour import Check, StepResult
+    from devmig.local import Check, StepResult
 
 __all__ = ["register"]
 
@@ -52,7 +52,7 @@ FINAL_PHASES = frozenset({"done", "rolled_back", "source_released", "released", 
 
 
 def _state_dir(given: Path | None) -> Path:
-    from devmig.fleet._local import default_state_dir
+    from devmig.local import default_state_dir
 
     return (given or default_state_dir()).resolve()
 
@@ -84,7 +84,7 @@ def _announce(out: Output, state: dict[str, Any], *, detached: bool) -> None:
 
 
 def _dir_flag(state: dict[str, Any]) -> str:
-    from devmig.fleet._local import default_state_dir
+    from devmig.local import default_state_dir
 
     return "" if Path(state["state_dir"]) == default_state_dir().resolve() else f" --state-dir {state['state_dir']}"
 
@@ -110,7 +110,7 @@ def up_cmd(state_dir: StateDirOpt = None,
     Exit 0 when stopped (or detached and up), 1 when one already runs there or
     a process died, 2 when it could not start.
     """
-    from devmig.fleet._local import LocalFleet, signals_raise
+    from devmig.local import LocalFleet, signals_raise
 
     out = Output(json_mode)
     directory = _state_dir(state_dir)
@@ -150,7 +150,7 @@ def up_cmd(state_dir: StateDirOpt = None,
 
 def _detach(out: Output, directory: Path) -> None:
     """Start a leader in its own session (``devmig up --json`` logging to ``DIR/leader.log``); wait until it is up."""
-    from devmig.fleet._local import fleet_error, leader_alive, read_state
+    from devmig.local import fleet_error, leader_alive, read_state
 
     if leader_alive(directory):
         state = None
@@ -197,7 +197,7 @@ def down_cmd(state_dir: StateDirOpt = None, json_mode: JsonOpt = False) -> None:
 
     Exit 0 when stopped, 1 when nothing runs there (a stale state.json is removed).
     """
-    from devmig.fleet._local import stop_running
+    from devmig.local import stop_running
 
     out = Output(json_mode)
     try:
@@ -353,8 +353,7 @@ def tour_cmd(
 
     Exit 0 only if every step is ✓; otherwise 1.
     """
-    from devmig.fleet._local import LocalFleet, pid_alive, signals_raise
-    from devmig.fleet._tour import SilentNarrator, run_tour
+    from devmig.local import LocalFleet, SilentNarrator, pid_alive, run_tour, signals_raise
 
     out = Output(json_mode)
     narrator = ConsoleNarrator()

@@ -40,6 +40,7 @@ from devmig.compat._profile import (
     newest_definition,
     profile_fingerprint,
     profile_json,
+    release_key,
 )
 from devmig.compat._requests import DeviceRequest, NewDevice, RunningDevice
 from devmig.compat._rollback import RollbackSet, return_targets, rollback_set
@@ -80,6 +81,7 @@ __all__ = [
     "planned_profile",
     "profile_fingerprint",
     "profile_json",
+    "release_key",
     "return_targets",
     "rollback_set",
 ]

@@ -9,7 +9,7 @@ it. Every algorithm of this package (placement, baseline, rollback sets,
 upgrade plans) evaluates profiles, not hosts, and only then spreads the answer
 over the hosts that run each profile.
 
-A :class:`FleetSnapshot` is what the inventory (``devmig.fleet``) loads: the
+A :class:`FleetSnapshot` is what the inventory (``devmig.inventory``) loads: the
 profiles by fingerprint and the hosts (:class:`HostState`). It is immutable;
 indexes the algorithms need are built on first use and kept with it.
 :class:`ProfileRegistry` turns raw host reports (as received) into hosts and
@@ -250,7 +250,7 @@ class FleetSnapshot:
     ) -> FleetSnapshot:
         """Return a snapshot of stored profiles (fingerprint → documents) and hosts.
 
-        This is how an inventory's snapshot (``devmig.fleet``) becomes a
+        This is how an inventory's snapshot (``devmig.inventory``) becomes a
         :class:`FleetSnapshot`: the stored fingerprints are trusted (they were
         computed by :func:`profile_fingerprint`'s rule when recorded).
 

@@ -1,0 +1,583 @@
+"""Drains: empty a host by migrating every device it runs elsewhere, journalled and resumable.
+
+Theory of operation
+-------------------
+:func:`plan_drain` is pure: given the host's running devices, a fleet
+snapshot and a ``place`` function (a device and a snapshot in, a destination
+out, or a :class:`~devmig.DevmigError` with the reasons), it places every
+device in turn and raises the chosen host's load in the snapshot before the
+next one, so a drain spreads its devices instead of piling them on the host
+that was least loaded at the start. A device no host accepts is *stranded*,
+with every rejected host's reasons.
+
+:class:`Drainer` does the I/O around it. :meth:`Drainer.start` cordons the
+host (not for a dry run), plans, and then:
+
+- a dry run is recorded (phase ``planned``, nothing moved, the host not cordoned);
+- a stranded device without ``partial`` refuses the drain: nothing moves, the
+  host stays cordoned, ``STRANDED`` names each device and its reasons;
+- otherwise the drain is journalled (``running``) and a background task
+  migrates the planned devices through the
+  :class:`~devmig.orchestration._orchestrator.Orchestrator`, at most ``parallel`` at
+  a time. Each migration's id is derived from the drain's (``DRAIN-N``) and
+  is written into the drain's journal row *before* the orchestrator is asked,
+  so that after a manager restart :meth:`Drainer.resume` finds every migration
+  again (the orchestrator is idempotent by id) and starts only the ones that
+  never began. A destination that no longer accepts when its turn comes is
+  replaced by the best host placement finds then.
+
+A drain ends ``done`` (every device moved), ``partial`` (``partial`` was
+asked and some device stayed: stranded or rolled back) or ``failed``.
+
+The drains live in the ``drain_journal`` table of the inventory's database
+(:class:`SqlDrainStore`), or in memory for the in-memory inventory
+(:class:`MemoryDrainStore`, the twin). The dashboard polls the newest few every
+second: :meth:`DrainStore.newest` reads only those rows and the two counts
+(``ORDER BY ... LIMIT`` and one ``COUNT``), however long the journal grows.
+
+HTTP (``POST /v1/drains``, ``GET /v1/drains``, ``GET /v1/drains/{id}``) is the manager's
+(:mod:`devmig.manager`), whose lifespan opens the drainer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import heapq
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from devmig._errors import DevmigError, Problem
+from devmig._tasks import stop_tasks
+from devmig.inventory import (
+    Clock,
+    DeviceRecord,
+    Inventory,
+    InventorySnapshot,
+    Poller,
+    SystemClock,
+    check_limit,
+    drain_journal,
+    newest_first,
+    newest_page,
+    utc,
+)
+from devmig.orchestration._orchestrator import Orchestrator
+from devmig.orchestration._sweep import sweep_forever
+
+__all__ = [
+    "DRAIN_STATUS",
+    "DrainPlan",
+    "DrainStore",
+    "DrainTally",
+    "Drainer",
+    "MemoryDrainStore",
+    "PlannedMove",
+    "SqlDrainStore",
+    "Stranded",
+    "plan_drain",
+    "store_for",
+]
+
+log = logging.getLogger("devmig.manager.drain")
+
+DRAIN_STATUS: dict[str, int] = {"STRANDED": 409, "DRAIN_UNKNOWN": 404, "DRAIN_BUSY": 409, "REQUEST_INVALID": 422}
+"""HTTP status of the drains' own problem codes."""
+
+PHASES = ("planned", "running", "done", "failed", "partial")
+"""A drain's phases; the last three are final."""
+
+_FINAL = frozenset({"done", "failed", "partial"})
+# refusals of a planned destination that a new placement may get around
+_REPLACE = frozenset({"HOST_CORDONED", "HOST_UNREACHABLE", "HOST_NOT_REPORTED", "INCOMPATIBLE", "NO_HOST"})
+
+
+# -- the plan (pure) ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMove:
+    """A device of the drained host and where it goes."""
+
+    device: str
+    model: str
+    destination: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the drain record's ``plan`` items."""
+        return {"device": self.device, "model": self.model, "destination": self.destination}
+
+
+@dataclass(frozen=True, slots=True)
+class Stranded:
+    """A device no host accepts, and why (every rejected host's reasons)."""
+
+    device: str
+    model: str
+    errors: tuple[Problem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the drain record's ``stranded`` items."""
+        return {"device": self.device, "model": self.model, "errors": [p.to_dict() for p in self.errors]}
+
+
+@dataclass(frozen=True, slots=True)
+class DrainPlan:
+    """Where every running device of a host goes; ``snapshot`` has the loads after the moves."""
+
+    host: str
+    moves: tuple[PlannedMove, ...]
+    stranded: tuple[Stranded, ...]
+    snapshot: InventorySnapshot = field(repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every device has a destination."""
+        return not self.stranded
+
+
+def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySnapshot,
+               place: Callable[[str, InventorySnapshot], str]) -> DrainPlan:
+    """Place every running device of ``host`` (pure: no I/O but what ``place`` does).
+
+    Args:
+        host: the host to drain (treated as cordoned in the snapshot).
+        devices: its devices (those not running are left out).
+        snapshot: the fleet; each assignment raises the destination's load by one
+            before the next device is placed.
+        place: ``(HOST/ID, snapshot) -> destination``, raising
+            :class:`~devmig.DevmigError` with the reasons when no host accepts.
+
+    Returns:
+        The plan: moves in device id order, and the stranded devices with their reasons.
+    """
+    snap = InventorySnapshot(tuple(replace(h, cordoned=True) if h.name == host else h for h in snapshot.hosts),
+                             snapshot.profiles)
+    moves: list[PlannedMove] = []
+    stranded: list[Stranded] = []
+    for device in sorted((d for d in devices if d.running), key=lambda d: d.id):
+        ref = f"{host}/{device.id}"
+        try:
+            destination = place(ref, snap)
+        except DevmigError as exc:
+            stranded.append(Stranded(ref, device.model, tuple(exc.problems)))
+            continue
+        snap = InventorySnapshot(
+            tuple(replace(h, load=h.load + 1) if h.name == destination else h for h in snap.hosts), snap.profiles)
+        moves.append(PlannedMove(ref, device.model, destination))
+    return DrainPlan(host, tuple(moves), tuple(stranded), snap)
+
+
+def drain_error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
+                hint: str | None = None, context: Mapping[str, Any] | None = None) -> DevmigError:
+    """One-problem error of the drains (``DRAIN_UNKNOWN``, ``DRAIN_BUSY``, ``REQUEST_INVALID``)."""
+    return DevmigError([Problem(code, loc, message, value=value, hint=hint, context=dict(context or {}))])
+
+
+def stranded_error(drain_id: str, host: str, stranded: Sequence[Stranded]) -> DevmigError:
+    """``STRANDED``, then each stranded device's reasons (located under ``devices.HOST/ID``)."""
+    names = ", ".join(s.device for s in stranded)
+    problems = [Problem("STRANDED", ("host",), f"draining {host} would strand {len(stranded)} device(s): {names}",
+                        value=[s.device for s in stranded],
+                        hint="nothing moved and the host stays cordoned; make room or upgrade a host, "
+                             "or drain with partial to move the others",
+                        context={"drain": drain_id})]
+    for s in stranded:
+        problems += [Problem(p.code, ("devices", s.device, *p.loc), p.message, p.value, p.allowed, p.hint,
+                             dict(p.context)) for p in s.errors]
+    return DevmigError(problems)
+
+
+# -- the store (I/O, with a twin) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DrainRow:
+    """A drain as stored: its phase, its payload (the record without id/phase/updated_at)."""
+
+    id: str
+    phase: str
+    payload: dict[str, Any]
+    updated_at: datetime
+
+
+def is_finished(phase: str, payload: Mapping[str, Any]) -> bool:
+    """Whether a drain is over: a final phase (``done``, ``failed``, ``partial``), or a dry run."""
+    return phase in _FINAL or bool(payload.get("dry_run"))
+
+
+@dataclass(frozen=True, slots=True)
+class DrainTally:
+    """The newest drains and the journal's counts, read without loading every drain.
+
+    Attributes:
+        rows: the newest drains, newest first (:func:`newest_first`, descending: the order of
+            :meth:`Drainer.list`).
+        total: how many drains the journal holds.
+        running: how many of them are not finished (:func:`is_finished`).
+    """
+
+    rows: tuple[DrainRow, ...]
+    total: int
+    running: int
+
+
+class DrainStore(Protocol):
+    """Where the drains are journalled."""
+
+    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+        """Insert or replace a drain's row."""
+
+    def get(self, id: str) -> DrainRow:
+        """A drain's row (``DRAIN_UNKNOWN`` when absent)."""
+
+    def list(self, phase: str | None = None) -> list[DrainRow]:
+        """Every drain's row (in ``phase``, when given), by id."""
+
+    def newest(self, limit: int) -> DrainTally:
+        """The ``limit`` newest drains and the journal's counts; no other row is read.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+
+
+class MemoryDrainStore:
+    """The in-memory twin of :class:`SqlDrainStore`."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, DrainRow] = {}
+
+    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+        """See :meth:`DrainStore.put`."""
+        self._rows[id] = DrainRow(id, phase, copy.deepcopy(dict(payload)), utc(now))
+
+    def get(self, id: str) -> DrainRow:
+        """See :meth:`DrainStore.get`."""
+        try:
+            row = self._rows[id]
+        except KeyError:
+            raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id) from None
+        return DrainRow(row.id, row.phase, copy.deepcopy(row.payload), row.updated_at)
+
+    def list(self, phase: str | None = None) -> list[DrainRow]:
+        """See :meth:`DrainStore.list`."""
+        return [self.get(k) for k in sorted(self._rows) if phase is None or self._rows[k].phase == phase]
+
+    def newest(self, limit: int) -> DrainTally:
+        """See :meth:`DrainStore.newest`: only the ``limit`` newest payloads are copied."""
+        check_limit(limit)
+        rows = self._rows.values()
+        top = heapq.nlargest(limit, rows, key=newest_first)
+        running = sum(1 for r in rows if not is_finished(r.phase, r.payload))
+        return DrainTally(tuple(self.get(r.id) for r in top), len(self._rows), running)
+
+
+class SqlDrainStore:
+    """The drains in the inventory's database (table ``drain_journal``)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @contextlib.contextmanager
+    def _tx(self) -> Any:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa_exc.OperationalError as exc:
+            raise DevmigError([Problem("DB_UNAVAILABLE", ("database",), f"the database failed: {exc.orig}")]) from exc
+        except sa_exc.SQLAlchemyError as exc:
+            raise DevmigError([Problem("DB_ERROR", ("database",), f"the database failed: {exc}")]) from exc
+
+    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+        """See :meth:`DrainStore.put`."""
+        row = {"phase": phase, "payload": dict(payload), "updated_at": utc(now)}
+        with self._tx() as conn:
+            done = conn.execute(drain_journal.update().where(drain_journal.c.id == id).values(**row))
+            if done.rowcount == 0:
+                conn.execute(drain_journal.insert().values(id=id, **row))
+
+    def get(self, id: str) -> DrainRow:
+        """See :meth:`DrainStore.get`."""
+        with self._tx() as conn:
+            found = conn.execute(sa.select(drain_journal).where(drain_journal.c.id == id)).first()
+        if found is None:
+            raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id)
+        return DrainRow(found.id, found.phase, dict(found.payload), utc(found.updated_at))
+
+    def list(self, phase: str | None = None) -> list[DrainRow]:
+        """See :meth:`DrainStore.list`."""
+        query = sa.select(drain_journal).order_by(drain_journal.c.id)
+        if phase is not None:
+            query = query.where(drain_journal.c.phase == phase)
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return [DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows]
+
+    def newest(self, limit: int) -> DrainTally:
+        """See :meth:`DrainStore.newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query, in one
+        transaction.
+
+        The order is :func:`newest_first`'s (see :func:`~devmig.inventory._schema.newest_page`).
+        """
+        check_limit(limit)
+        dry_run = sa.func.coalesce(drain_journal.c.payload["dry_run"].as_boolean(), sa.false())
+        running = sa.and_(drain_journal.c.phase.not_in(sorted(_FINAL)), sa.not_(dry_run))
+        with self._tx() as conn:
+            rows, total, unfinished = newest_page(conn, drain_journal, running, limit)
+        return DrainTally(tuple(DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows),
+                          total, unfinished)
+
+
+def store_for(inventory: Inventory) -> DrainStore:
+    """The drain store beside an inventory: its database's table, or memory for the twin."""
+    engine = getattr(inventory, "engine", None)
+    if isinstance(engine, sa.Engine):
+        return SqlDrainStore(engine)
+    return MemoryDrainStore()
+
+
+# -- the drainer (I/O) -------------------------------------------------------------------------------
+
+
+Records = list[dict[str, Any]]
+"""Drain records (:func:`record_of`)."""
+
+
+def record_of(row: DrainRow) -> dict[str, Any]:
+    """The public drain record of a row."""
+    record = {k: v for k, v in row.payload.items() if not k.startswith("_")}
+    record.update(id=row.id, phase=row.phase, finished=is_finished(row.phase, row.payload),
+                  updated_at=row.updated_at.isoformat())
+    return record
+
+
+class Drainer:
+    """Plan, start, run, observe and resume drains.
+
+    Args:
+        inventory: the open inventory.
+        orchestrator: migrates the devices (journalled, idempotent by id).
+        store: where drains are journalled (default: :func:`store_for` the inventory).
+        poller: refreshes the drained host's devices before planning (``None``: the inventory's view).
+        clock: wall time of the journal.
+        migration_timeout: seconds one migration may take before the drain stops waiting for it.
+        sweep_interval: seconds between two :meth:`resume` sweeps once :meth:`open` (``None``: none),
+            so a drain whose task died (the database failed under it) goes on without a restart.
+
+    Run-state: created → :meth:`open` (resumes, then sweeps) → :meth:`aclose`.
+    """
+
+    def __init__(self, inventory: Inventory, orchestrator: Orchestrator, store: DrainStore | None = None, *,
+                 poller: Poller | None = None, clock: Clock | None = None,
+                 migration_timeout: float = 600.0, sweep_interval: float | None = 5.0) -> None:
+        self.inventory = inventory
+        self.orchestrator = orchestrator
+        self.store = store if store is not None else store_for(inventory)
+        self.poller = poller
+        self.clock: Clock = clock or SystemClock()
+        self.migration_timeout = migration_timeout
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, drain_id: str) -> dict[str, Any]:
+        """A drain's record (``DRAIN_UNKNOWN``)."""
+        return record_of(self.store.get(drain_id))
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every drain's record, newest first (:func:`newest_first`)."""
+        return [record_of(r) for r in sorted(self.store.list(), key=newest_first, reverse=True)]
+
+    def newest(self, limit: int) -> tuple[Records, int, int]:
+        """The ``limit`` newest drains' records (``list()[:limit]``), how many drains there are, and how
+        many run (are not ``finished``) — without reading the other drains (:meth:`DrainStore.newest`).
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+        tally = self.store.newest(limit)
+        return [record_of(r) for r in tally.rows], tally.total, tally.running
+
+    async def wait(self, drain_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The record once the drain finished (``TIMEOUT`` when ``timeout`` passed first)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            record = self.get(drain_id)
+            if record["finished"]:
+                return record
+            if deadline is not None and loop.time() > deadline:
+                raise drain_error("TIMEOUT", ("drains", drain_id), f"drain {drain_id} did not finish in {timeout} s",
+                                  value=record["phase"])
+            task = self._tasks.get(drain_id)
+            if task is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), 0.2)
+            else:
+                await asyncio.sleep(0.2)
+
+    # -- start -----------------------------------------------------------------------
+
+    async def start(self, host: str, *, partial: bool = False, dry_run: bool = False,
+                    parallel: int = 1) -> dict[str, Any]:
+        """Cordon ``host``, plan its drain and start it in the background.
+
+        Returns:
+            The drain record: ``planned`` (dry run: nothing moved, not cordoned), or
+            ``running`` (``done`` at once when the host runs nothing).
+
+        Raises:
+            DevmigError: ``HOST_UNKNOWN`` (404); ``DRAIN_BUSY`` (409, a drain of the host
+                runs); ``STRANDED`` (409) then each stranded device's reasons, when
+                some device has no destination and not ``partial`` — nothing moved,
+                the host stays cordoned; ``REQUEST_INVALID`` (422).
+        """
+        if parallel < 1:
+            raise drain_error("REQUEST_INVALID", ("parallel",), "parallel is at least 1", value=parallel)
+        async with self._lock:
+            self.inventory.get_host(host)  # HOST_UNKNOWN
+            if not dry_run:
+                for row in self.store.list("running"):
+                    if row.payload.get("host") == host:
+                        raise drain_error("DRAIN_BUSY", ("host",), f"{host} is being drained ({row.id})",
+                                          value=row.id, hint="see GET /v1/drains/" + row.id)
+            if self.poller is not None:
+                await self.poller.poll_host(self.inventory.get_host(host))
+            if not dry_run:
+                self.inventory.cordon(host)
+            plan = plan_drain(host, self.inventory.list_devices(host), self.orchestrator.snapshot(),
+                              lambda device, snap: self.orchestrator.place_device(device, snapshot=snap))
+            drain_id = "drain-" + uuid.uuid4().hex[:12]
+            now = self.clock.now()
+            payload: dict[str, Any] = {
+                "host": host, "partial": partial, "parallel": parallel, "dry_run": dry_run,
+                "plan": [m.to_dict() for m in plan.moves], "stranded": [s.to_dict() for s in plan.stranded],
+                "migrations": [], "results": {}, "error": None, "created_at": now.isoformat(),
+                "history": [{"phase": "planned", "at": now.isoformat()}],
+            }
+            if dry_run:
+                self.store.put(drain_id, "planned", payload, now)
+                return self.get(drain_id)
+            if plan.stranded and not partial:
+                error = stranded_error(drain_id, host, plan.stranded)
+                payload["error"] = {"code": "STRANDED", "message": str(error.problems[0].message)}
+                self._enter(payload, "failed")
+                self.store.put(drain_id, "failed", payload, now)
+                raise error
+            self._enter(payload, "running")
+            self.store.put(drain_id, "running", payload, now)
+            self._spawn(drain_id)
+            return self.get(drain_id)
+
+    def _enter(self, payload: dict[str, Any], phase: str) -> None:
+        payload["history"] = [*payload.get("history", []), {"phase": phase, "at": self.clock.now().isoformat()}]
+
+    # -- running ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Resume the journal's running drains and start the periodic sweep."""
+        await self.resume()
+        if self.sweep_interval is not None and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                sweep_forever(self.sweep_interval, self.resume, log, "drain resume sweep"), name="devmig-drain-sweep")
+
+    async def resume(self) -> None:
+        """Run again every drain the journal has as ``running`` and no task runs (after a restart, or a
+        task that died)."""
+        for row in self.store.list("running"):
+            if row.id not in self._tasks:
+                log.info("resuming drain %s of %s", row.id, row.payload.get("host"))
+                self._spawn(row.id)
+
+    def _spawn(self, drain_id: str) -> None:
+        if self.closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(drain_id), name=f"devmig-drain-{drain_id}")
+        self._tasks[drain_id] = task
+        task.add_done_callback(lambda t: self._tasks.pop(drain_id) if self._tasks.get(drain_id) is t else None)
+
+    async def aclose(self) -> None:
+        """Stop the drains' tasks (the journal keeps them; the next start resumes them)."""
+        self.closed = True
+        sweeper = [self._sweeper] if self._sweeper is not None else []
+        await stop_tasks([*self._tasks.values(), *sweeper])
+
+    def _save(self, drain_id: str, phase: str, payload: Mapping[str, Any]) -> None:
+        self.store.put(drain_id, phase, payload, self.clock.now())
+
+    async def _run(self, drain_id: str) -> None:
+        try:
+            row = self.store.get(drain_id)
+            payload = row.payload
+            slots = asyncio.Semaphore(max(1, int(payload.get("parallel", 1))))
+
+            async def one(index: int, move: Mapping[str, Any]) -> None:
+                async with slots:
+                    result = await self._move(drain_id, payload, index, move)
+                payload["results"][move["device"]] = result
+                self._save(drain_id, "running", payload)
+
+            await asyncio.gather(*(one(i, m) for i, m in enumerate(payload["plan"])))
+            moved = [r for r in payload["results"].values() if r.get("outcome") == "migrated"]
+            if len(moved) == len(payload["plan"]):
+                phase = "partial" if payload["stranded"] else "done"
+            else:
+                phase = "partial" if payload.get("partial") and moved else "failed"
+                if payload.get("error") is None:
+                    payload["error"] = {"code": "DRAIN_FAILED",
+                                        "message": f"{len(payload['plan']) - len(moved)} of "
+                                                   f"{len(payload['plan'])} migrations did not move their device"}
+            self._enter(payload, phase)
+            self._save(drain_id, phase, payload)
+            log.info("drain %s ended %s", drain_id, phase)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database or a bug: a later start resumes it
+            log.exception("drain %s failed; it will be resumed at the next start", drain_id)
+
+    async def _move(self, drain_id: str, payload: dict[str, Any], index: int,
+                    move: Mapping[str, Any]) -> dict[str, Any]:
+        """Migrate one planned device (or find its migration again); return its result."""
+        mid = f"{drain_id}-{index}"
+        done = payload["results"].get(move["device"])
+        if done is not None:
+            return dict(done)
+        if mid not in payload["migrations"]:
+            payload["migrations"] = [*payload["migrations"], mid]
+            self._save(drain_id, "running", payload)  # write-ahead: the id is known before it is asked
+        try:
+            self.orchestrator.get(mid)
+        except DevmigError as exc:
+            if exc.code != "MIGRATION_UNKNOWN":
+                raise
+            try:
+                await self.orchestrator.start(move["device"], move["destination"], migration_id=mid, drain=drain_id)
+            except DevmigError as refused:
+                if refused.code not in _REPLACE:
+                    return {"migration": mid, "outcome": "refused", "destination": move["destination"],
+                            "error": refused.to_dicts()[0]}
+                try:  # the planned destination no longer accepts: the best host now
+                    await self.orchestrator.start(move["device"], None, migration_id=mid, drain=drain_id)
+                except DevmigError as again:
+                    return {"migration": mid, "outcome": "refused", "destination": None,
+                            "error": again.to_dicts()[0]}
+        try:
+            record = await self.orchestrator.wait(mid, self.migration_timeout)
+        except DevmigError as exc:
+            return {"migration": mid, "outcome": None, "destination": move["destination"],
+                    "error": exc.to_dicts()[0]}
+        return {"migration": mid, "outcome": record.get("outcome"), "destination": record.get("destination"),
+                "error": record.get("error")}

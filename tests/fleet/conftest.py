@@ -1,5 +1,0 @@
-"""Fixtures of the fleet tests; the helpers live in ``fleet_env`` (a unique module name)."""
-
-from fleet_env import agents, db_url, inventory, make_inventory, pg_url, shared_agent
-
-__all__ = ["agents", "db_url", "inventory", "make_inventory", "pg_url", "shared_agent"]
