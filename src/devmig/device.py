@@ -606,7 +606,7 @@ def with_published_layouts(text: str, classes: Sequence[type[Device]]) -> str:
         DocumentError: the text is not a model document naming those models.
         StreamError: ``DECLARATION_INVALID`` (see :meth:`Device.published_layout`).
     """
-    from devmig.model._layout_text import with_layouts
+    from devmig.model import with_layouts
 
     layouts: dict[str, Any] = {}
     for cls in classes:

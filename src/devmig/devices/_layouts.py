@@ -13,8 +13,7 @@ from typing import Any
 
 from devmig._examples import example_text, list_examples
 from devmig.device import Device
-from devmig.model import load_document
-from devmig.model._layout_text import with_layouts
+from devmig.model import load_document, with_layouts
 from devmig.state import published_layout
 
 __all__ = ["example_with_layouts", "serving_classes"]

@@ -39,12 +39,24 @@ from devmig.model._document import (
 )
 from devmig.model._json import parse_json
 from devmig.model._layout import (
+    ConditionalSize,
     LayoutDifference,
+    LayoutField,
+    LayoutRegion,
+    LayoutSection,
     PublishedLayout,
+    ResolvedField,
     ResolvedLayout,
+    ResolvedSection,
+    ScaledSize,
+    Size,
+    UnresolvableLayout,
     layout_difference,
     resolve_layout,
+    resolve_size,
+    when_holds,
 )
+from devmig.model._layout_text import with_layouts
 from devmig.model._options import OptionItem, convert_value, format_options, split_options
 from devmig.model._schema import host_report_schema, model_document_schema
 from devmig.model._validate import load_any, load_document, load_host_report
@@ -55,6 +67,7 @@ __all__ = [
     "MODEL_DOCUMENT_FORMAT",
     "BoolParam",
     "Condition",
+    "ConditionalSize",
     "Config",
     "Constraint",
     "DeviceModel",
@@ -64,14 +77,22 @@ __all__ = [
     "IntParam",
     "IntRange",
     "LayoutDifference",
+    "LayoutField",
+    "LayoutRegion",
+    "LayoutSection",
     "ModelDocument",
     "OptionItem",
     "Param",
     "PublishedLayout",
     "Range",
+    "ResolvedField",
     "ResolvedLayout",
+    "ResolvedSection",
+    "ScaledSize",
+    "Size",
     "StrParam",
     "TypeName",
+    "UnresolvableLayout",
     "Value",
     "VersionSpec",
     "check_full",
@@ -90,8 +111,11 @@ __all__ = [
     "parse_canonical",
     "parse_json",
     "resolve_layout",
+    "resolve_size",
     "same_value",
     "split_options",
     "type_of",
     "version_of",
+    "when_holds",
+    "with_layouts",
 ]

@@ -31,7 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from devmig._errors import Problem, StreamError
 from devmig.model import Condition as ConditionValue
-from devmig.model._layout import (
+from devmig.model import (
     ConditionalSize,
     ResolvedField,
     ResolvedLayout,

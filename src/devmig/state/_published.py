@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from devmig._errors import StreamError
-from devmig.model import DeviceModel, Value
-from devmig.model._layout import (
+from devmig.model import (
     ConditionalSize,
+    DeviceModel,
     LayoutDifference,
     LayoutField,
     LayoutRegion,
@@ -31,6 +31,7 @@ from devmig.model._layout import (
     PublishedLayout,
     ScaledSize,
     Size,
+    Value,
     layout_difference,
     resolve_layout,
     when_holds,
