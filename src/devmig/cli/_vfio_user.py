@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from devmig.vfio_user._serve import ServeOptions, parse_extra_args, run_serve
+from devmig.vfio_user import ServeOptions, parse_extra_args, run_serve
 
 __all__ = ["register"]
 

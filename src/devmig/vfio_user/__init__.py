@@ -104,7 +104,7 @@ from devmig.vfio_user._requests import (
     SingleWrite,
     VersionRequest,
 )
-from devmig.vfio_user._serve import ServeOptions, run_serve
+from devmig.vfio_user._serve import ServeOptions, parse_extra_args, run_serve
 from devmig.vfio_user._server import Handler, ServerSession, serve_connection
 from devmig.vfio_user._wire import (
     Command,
@@ -207,6 +207,7 @@ __all__ = [
     "pack_device_state",
     "pack_migration_flags",
     "parse_device_state",
+    "parse_extra_args",
     "parse_logging_report",
     "parse_logging_start",
     "pci_ids",
