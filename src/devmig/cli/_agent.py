@@ -88,7 +88,7 @@ def agent_cmd(
         for implementation, wanted in settings.releases.items():
             device_class(implementation, wanted)  # refuse an unknown release before serving
         if settings.providers:
-            from devmig.agent._host import Host
+            from devmig.agent import Host
 
             Host(settings)  # refuse an unknown provider or a PROVIDER_CONFLICT before serving
         if print_migration_info_json:

@@ -49,8 +49,7 @@ from devmig.compat._compiled import (
 )
 from devmig.compat._layouts import layout_rule
 from devmig.compat._profile import FleetSnapshot
-from devmig.model import Config, DeviceModel, Value
-from devmig.model._layout import layout_params
+from devmig.model import Config, DeviceModel, Value, layout_params
 
 __all__ = ["Definition", "FleetIndex", "ModelIndex", "bits_to_mask", "fleet_index"]
 

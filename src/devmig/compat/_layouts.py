@@ -22,8 +22,15 @@ from typing import Any
 
 from devmig._errors import Problem
 from devmig.compat._compiled import IdentityCache
-from devmig.model import DeviceModel, LayoutDifference, Value, layout_difference, resolve_layout
-from devmig.model._layout import UnresolvableLayout, layout_params
+from devmig.model import (
+    DeviceModel,
+    LayoutDifference,
+    UnresolvableLayout,
+    Value,
+    layout_difference,
+    layout_params,
+    resolve_layout,
+)
 
 __all__ = ["LayoutRule", "layout_rule", "state_problem"]
 
