@@ -1,7 +1,8 @@
 """``devmig vfio-user``: devmig devices as vfio-user backend programs.
 
 ``serve IMPL/RELEASE`` runs one SDK device behind a vfio-user socket
-(DESIGN §9; the program's logic is :mod:`devmig.vfio_user`'s serve module).
+(DESIGN §9; the program's logic is :mod:`devmig.vfio_user`'s serve module);
+``check PROGRAM`` is the conformance run for any backend program.
 Exit status: 0 when the connection was served (or the model document
 printed), 1 when the device refused its configuration (one JSON line on
 stderr, no socket), 2 for usage errors.
@@ -93,6 +94,44 @@ def serve_cmd(
         max_data_xfer_size=max_data_xfer_size,
     )
     raise typer.Exit(run_serve(options))
+
+
+@vfio_user_app.command(
+    "check",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def check_cmd(
+    ctx: typer.Context,
+    program: Annotated[
+        str,
+        typer.Argument(help="The backend's command, e.g. 'devmig vfio-user serve acme-nic/3.0.0'."),
+    ],
+    json_mode: Annotated[
+        bool, typer.Option("--json", help="Print the steps as one JSON document.")
+    ] = False,
+) -> None:
+    """Check a backend program: two instances, negotiation, regions, interrupts, DMA, migration.
+
+    ``--m-<param>=<value>`` arguments go to both instances. Each step is ✓,
+    ✗, or - (the backend showed nothing to judge). Exit 0 when no step
+    failed, 1 otherwise, 2 for usage errors.
+    """
+    import asyncio
+    import shlex
+
+    from devmig.vfio_user._conformance import check_backend, steps_json
+
+    command = shlex.split(program)
+    if not command:
+        raise typer.BadParameter("name the backend's command")
+    steps = asyncio.run(check_backend(command, list(ctx.args)))
+    if json_mode:
+        typer.echo(steps_json(steps))
+    else:
+        for step in steps:
+            mark = {True: "✓", False: "✗", None: "-"}[step.ok]
+            typer.echo(f"{mark} {step.name:<11} {step.detail}")
+    raise typer.Exit(0 if all(s.ok is not False for s in steps) else 1)
 
 
 def register(app: typer.Typer) -> None:
