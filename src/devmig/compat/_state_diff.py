@@ -29,15 +29,18 @@ from typing import Any
 
 from devmig.compat._compiled import compile_condition
 from devmig.compat._solver import Restriction, Solution, Space
-from devmig.model import DeviceModel, IntParam, Value, format_value
-from devmig.model._layout import (
+from devmig.model import (
     ConditionalSize,
+    DeviceModel,
+    IntParam,
     LayoutSection,
     PublishedLayout,
     ResolvedLayout,
     ScaledSize,
     Size,
     UnresolvableLayout,
+    Value,
+    format_value,
     render_size,
     resolve_layout,
 )
@@ -214,7 +217,7 @@ def _size_changed(name: str) -> Shows:
 
 
 def _render_condition(s: LayoutSection) -> str:
-    from devmig.model._conditions import render_condition
+    from devmig.model import render_condition
 
     when = " and ".join(render_condition(k, c) for k, c in (s.when or {}).items()) or "always"
     return when + (" (optional)" if s.optional else "")

@@ -10,7 +10,7 @@ Load a document with :func:`load_document` (or a host report with
     version_of(nic, config)  # None: no published version equals it
 """
 
-from devmig.model._conditions import condition_holds
+from devmig.model._conditions import condition_holds, render_condition
 from devmig.model._config import (
     Config,
     check_full,
@@ -53,6 +53,7 @@ from devmig.model._layout import (
     UnresolvableLayout,
     layout_difference,
     layout_params,
+    render_size,
     resolve_layout,
     resolve_size,
     when_holds,
@@ -112,6 +113,8 @@ __all__ = [
     "model_document_schema",
     "parse_canonical",
     "parse_json",
+    "render_condition",
+    "render_size",
     "resolve_layout",
     "resolve_size",
     "same_value",
