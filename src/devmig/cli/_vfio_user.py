@@ -119,7 +119,7 @@ def check_cmd(
     import asyncio
     import shlex
 
-    from devmig.vfio_user._conformance import check_backend, steps_json
+    from devmig.vfio_user import check_backend, steps_json
 
     command = shlex.split(program)
     if not command:

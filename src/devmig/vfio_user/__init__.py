@@ -29,6 +29,7 @@ from devmig.vfio_user._capabilities import (
     Capabilities,
 )
 from devmig.vfio_user._client import VfioUserClient
+from devmig.vfio_user._conformance import check_backend, steps_json
 from devmig.vfio_user._connection import (
     NEED_DATA,
     Closed,
@@ -200,6 +201,7 @@ __all__ = [
     "VfioUserClient",
     "VfioUserError",
     "bitmap_bytes",
+    "check_backend",
     "feature_get",
     "feature_probe",
     "feature_set",
@@ -213,4 +215,5 @@ __all__ = [
     "pci_ids",
     "run_serve",
     "serve_connection",
+    "steps_json",
 ]
