@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from uart import UartV1, UartV2
 
-from devmig.testing import cross_release_matrix, migrate_round_trip, run_unmigrated
+from devmig.testing import (
+    assert_layout_published,
+    cross_release_matrix,
+    migrate_round_trip,
+    run_unmigrated,
+)
 
 
 def test_upgrade_and_rollback_continue_the_same_run() -> None:
@@ -22,8 +27,14 @@ def test_every_pair_of_releases_in_both_directions() -> None:
     migrated = {(c.source, c.destination) for c in report.cells if c.outcome == "migrated"}
     assert migrated == {("1.0.0", "1.0.0"), ("1.0.0", "2.0.0"), ("2.0.0", "1.0.0"), ("2.0.0", "2.0.0")}
     refused = [c for c in report.cells if c.outcome == "refused"]
-    assert {(c.source, c.destination) for c in refused} == {("2.0.0", "1.0.0")}
-    assert all("PARAM_UNKNOWN" in {p.code for p in c.reasons} for c in refused)
+    assert {(c.source, c.destination) for c in refused} == {("2.0.0", "1.0.0")}  # rollbacks only
+    assert any(c.label.startswith("boundary:") for c in refused)
+    assert all(c.reasons for c in refused)
+
+
+def test_documents_publish_the_declared_state() -> None:
+    assert_layout_published(UartV1)
+    assert_layout_published(UartV2)
 
 
 def test_flow_control_pauses_instead_of_overrunning() -> None:

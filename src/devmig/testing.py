@@ -13,10 +13,16 @@ against *unmigrated* runs:
   output log and the final digest equal those of unmigrated runs on *both*
   releases.
 * :func:`cross_release_matrix` does that for every ordered pair of releases
-  and every configuration worth trying (every published version both accept,
-  the init configuration, and one configuration that is no version). A pair
-  the compatibility check refuses must fail before any BULK record, with the
-  check's reasons, and the destination must refuse the configuration too.
+  and every configuration worth trying (every published version, the init
+  configuration, one configuration that is no version, the *boundary
+  configurations* the document implies — see :func:`boundary_configs` — and
+  any the caller adds). A pair the compatibility check refuses must fail
+  before any BULK record, with the check's reasons, and the destination must
+  refuse the configuration too. In strict mode (the default) a configuration
+  an older release accepts that a newer one refuses is a failure: a release
+  that strands old devices is red.
+* :func:`assert_layout_published` checks that a release's declaration and the
+  state layout its document publishes are the same.
 
 Example::
 
@@ -35,13 +41,15 @@ from devmig._errors import ConfigError, Problem
 from devmig.compat import check
 from devmig.device import Device
 from devmig.migration import State
-from devmig.model import Config, DeviceModel, expand, version_of
+from devmig.model import Config, DeviceModel, IntParam, expand, version_of
 from devmig.state import RoundEndSignal
 
 __all__ = [
     "MatrixCell",
     "MatrixReport",
     "RoundTrip",
+    "assert_layout_published",
+    "boundary_configs",
     "configs_to_try",
     "cross_release_matrix",
     "migrate_round_trip",
@@ -218,6 +226,88 @@ def configs_to_try(source: DeviceModel, destination: DeviceModel) -> list[tuple[
     return out
 
 
+def boundary_configs(model: DeviceModel) -> list[tuple[str, str]]:
+    """Return ``(label, option string)`` for the boundary configurations a document implies.
+
+    One parameter at a time from the init configuration: both ends and the
+    step neighbours of every allowed range, every allowed string, both
+    booleans, and each constraint's edges (a ``min`` or ``max`` and the value
+    beside it, each literal and ``in`` value). Only configurations the model
+    accepts are kept, each once (labels ``boundary:name=value``).
+    """
+    init = expand(model, "")
+    full = init.full(model)
+    seen = {init.string}
+    out: list[tuple[str, str]] = []
+    edges: dict[str, list[Any]] = {}
+    for constraint in model.constraints:
+        for part in (constraint.when, constraint.require):
+            for name, cond in part.items():
+                edges.setdefault(name, []).extend(_edge_values(cond))
+    for name, param in sorted(model.params.items()):
+        values: list[Any] = []
+        if isinstance(param, IntParam):
+            for r in param.allowed:
+                step = r.step or 1
+                values += [r.min, r.min + step, r.last - step, r.last]
+        else:
+            values += list(param.allowed)
+        values += [v for v in edges.get(name, ()) if param.allows(v)]
+        for value in dict.fromkeys(values):
+            if not param.allows(value) or (type(value) is type(full[name]) and value == full[name]):
+                continue
+            text = ",".join(_replace(init, name, value))
+            try:
+                config = expand(model, text)
+            except ConfigError:
+                continue
+            if config.string not in seen:
+                seen.add(config.string)
+                out.append((f"boundary:{name}={_fmt(value)}", text))
+    return out
+
+
+def _edge_values(cond: Any) -> list[Any]:
+    if isinstance(cond, (bool, int, str)):
+        return [cond]
+    if hasattr(cond, "in_"):
+        return list(cond.in_)
+    out = []
+    for bound, beside in ((getattr(cond, "min", None), -1), (getattr(cond, "max", None), 1)):
+        if bound is not None:
+            out += [bound, bound + beside]
+    return out
+
+
+def assert_layout_published(cls: type[Device], configs: Sequence[str] = ()) -> None:
+    """Check that a release's declaration equals the state layout its document publishes.
+
+    Compares the layout generated from ``cls.state`` with the document's
+    ``"state"`` as written, then resolves both for the init configuration,
+    every version, every boundary configuration and ``configs``.
+
+    Raises:
+        AssertionError: naming the first difference (regenerate the document
+            with ``devmig state-layout``), or the document publishes no layout.
+    """
+    from devmig.state import declaration_difference
+
+    model = cls.model()
+    generated = cls.published_layout()
+    if generated is None:
+        raise AssertionError(f"{cls.__name__}: the declaration uses a Python callable: {cls.state.callables}")
+    if model.state is None:
+        raise AssertionError(f"{cls.__name__}: the document publishes no state layout (devmig state-layout)")
+    if generated != model.state:
+        raise AssertionError(f"{cls.__name__}: the document's state layout is not the generated one")
+    texts = ["", *(f"version={v.name}" for v in model.versions), *(t for _, t in boundary_configs(model)), *configs]
+    for text in texts:
+        full = expand(model, text).full(model)
+        found = declaration_difference(cls.state, model.state, full)
+        if found is not None:
+            raise AssertionError(f"{cls.__name__} [{text!r}]: " + found.describe("the declaration", "the document"))
+
+
 def _replace(config: Config, name: str, value: Any) -> list[str]:
     items = dict(config.items)
     items[name] = value
@@ -252,7 +342,8 @@ class MatrixCell:
     label: str
     config: str
     outcome: str
-    """``migrated``, ``refused`` (by the check, before any BULK record) or ``FAILED``."""
+    """``migrated``, ``refused`` (by the check, before any BULK record), ``skipped``
+    (its regions exceed ``max_region_bytes``) or ``FAILED``."""
     reasons: tuple[Problem, ...] = ()
     failure: str = ""
 
@@ -272,6 +363,23 @@ class MatrixReport:
         """How many cells ended with ``outcome``."""
         return sum(1 for c in self.cells if c.outcome == outcome)
 
+    @property
+    def configs(self) -> list[str]:
+        """Every configuration label tried, in order (``boundary:...`` for the generated ones)."""
+        return list(dict.fromkeys(c.label for c in self.cells))
+
+    def render(self) -> str:
+        """Return one line per cell: ``source -> destination [label] outcome``."""
+        lines = []
+        for c in self.cells:
+            line = f"{c.source} -> {c.destination} [{c.label}] {c.outcome}"
+            if c.outcome == "refused":
+                line += " " + ",".join(p.code for p in c.reasons)
+            elif c.failure:
+                line += f": {c.failure}"
+            lines.append(line)
+        return "\n".join(lines)
+
     def raise_for_failures(self) -> None:
         """Raise ``AssertionError`` listing every failed cell."""
         if self.failures:
@@ -289,10 +397,16 @@ def cross_release_matrix(
     steps_per_round: int = 5,
     chunk_bytes: int = 1 << 20,
     host: Callable[[type[Device], str], Mapping[str, Any]] | None = None,
+    configs: Sequence[str] = (),
+    boundaries: bool = True,
+    max_region_bytes: int = 256 << 20,
+    strict: bool = True,
 ) -> MatrixReport:
     """Migrate between every ordered pair of releases (older→newer and newer→older).
 
-    For each pair and each configuration of :func:`configs_to_try`: when the
+    For each pair and each configuration of :func:`configs_to_try` (with
+    ``boundaries``, also :func:`boundary_configs` of the source's document),
+    and each of ``configs``: when the
     compatibility check accepts, migrate and require the output log and the
     final digest to equal unmigrated runs on *both* releases, and the
     digests to agree at switch-over; when it refuses, require the destination
@@ -301,8 +415,18 @@ def cross_release_matrix(
     the check's reasons.
 
     Args:
-        releases: the release classes of one device model.
+        releases: the release classes of one device model, oldest first.
         chunk_bytes: how much to read from a source at a time.
+        configs: extra option strings to try (on each source; those a source
+            refuses are skipped there).
+        boundaries: add the boundary configurations each document implies.
+        max_region_bytes: a configuration whose regions together exceed this
+            on the source is skipped (a cell ``skipped``): a 4 GiB region
+            would take minutes and gigabytes.
+        strict: a configuration an older release accepts that a newer one
+            refuses fails its cell (``stranded``), even though the check
+            predicted it; a refusal the check does not predict exactly (its
+            codes and parameters) fails in either mode.
         host: host-only settings per ``(release class, role)``; the roles are
             ``"probe"`` (a destination created only to see whether it accepts
             the configuration), ``"baseline"`` (an unmigrated run),
@@ -322,18 +446,37 @@ def cross_release_matrix(
             baselines[key] = run_unmigrated(cls, config, seed=seed, steps=steps, host=host_for(cls, "baseline"))
         return baselines[key]
 
-    for src in releases:
-        for dst in releases:
-            src_model = src.model()
-            for label, text in configs_to_try(src_model, dst.model()):
+    for i, src in enumerate(releases):
+        src_model = src.model()
+        for j, dst in enumerate(releases):
+            tries = configs_to_try(src_model, dst.model())
+            if boundaries:
+                known = {t for _, t in tries}
+                tries += [(label, t) for label, t in boundary_configs(src_model) if t not in known]
+            tries += [(f"extra:{t}", t) for t in configs]
+            for label, text in tries:
                 cell = MatrixCell(src.implementation().release, dst.implementation().release, label, text, "")
+                try:
+                    config = expand(src_model, text)
+                except ConfigError:
+                    continue  # an extra configuration this source refuses
                 report.cells.append(cell)
+                if src.declaration().layout(config.full(src_model)).region_bytes > max_region_bytes:
+                    cell.outcome = "skipped"
+                    cell.failure = f"regions above max_region_bytes={max_region_bytes}"
+                    continue
                 try:
                     _run_cell(cell, src, dst, text, baseline, seed, steps, migrate_at, precopy_rounds,
                               steps_per_round, chunk_bytes, host_for)
                 except Exception as exc:  # a failing cell is data for the report
                     cell.outcome = "FAILED"
                     cell.failure = f"{type(exc).__name__}: {exc}"
+                if strict and cell.outcome == "refused" and i < j:
+                    cell.outcome = "FAILED"
+                    cell.failure = (
+                        "stranded: the newer release refuses a configuration the older one accepts ("
+                        + "; ".join(f"{p.code} {'.'.join(map(str, p.loc))}" for p in cell.reasons) + ")"
+                    )
     return report
 
 
@@ -353,16 +496,30 @@ def _run_cell(
 ) -> None:
     config = expand(src.model(), text)
     verdict = check(src.model(), config, dst.document())
+    refusal: tuple[Problem, ...] = ()
     try:
         dst.create_canonical(config, host=host_for(dst, "probe")).close()
         accepted = True
-    except ConfigError:
+    except ConfigError as exc:
         accepted = False
+        refusal = tuple(exc.problems)
+    # rules 5 and 6 compare the two releases' models: a destination alone cannot refuse by them
+    creation_rules = [p for p in verdict.reasons if p.context.get("rule") not in (5, 6)]
+    if not verdict.compatible and not creation_rules and accepted:
+        cell.outcome = "refused"
+        cell.reasons = verdict.reasons
+        return
     if verdict.compatible != accepted:
         cell.outcome = "FAILED"
         cell.failure = f"check says compatible={verdict.compatible} but the destination accepted={accepted}"
         return
     if not verdict.compatible:
+        predicted = sorted({(p.code, p.loc) for p in creation_rules})
+        actual = sorted({(p.code, p.loc) for p in refusal})
+        if predicted != actual:
+            cell.outcome = "FAILED"
+            cell.failure = f"the destination refused with {actual}, the check predicted {predicted}"
+            return
         cell.outcome = "refused"
         cell.reasons = verdict.reasons
         return
