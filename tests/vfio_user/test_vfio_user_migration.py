@@ -57,7 +57,14 @@ async def _migrate_between(impl: str, src_release: str, dst_release: str, tmp: P
         destination = await VfioUserClient.connect(str(dst_sock), strict=True)
         await asyncio.sleep(0.1)  # the source's workload runs
         before = await steps(source)
-        run = await migrate(source, destination, threshold=4096, max_rounds=4)
+
+        async def slow_link(data: bytes) -> None:  # a slow network: the workload runs meanwhile
+            await asyncio.sleep(0.1)
+            await destination.mig_write(data)
+
+        await destination.set_state(State.RESUMING)
+        run = await migrate(source, sink=slow_link, threshold=4096, max_rounds=4)
+        await destination.set_state(State.STOP)
         assert run.rounds and run.stop_copy_bytes > 0
         assert await steps(source) > before  # work went on during pre-copy
         assert (

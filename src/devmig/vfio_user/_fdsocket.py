@@ -93,6 +93,49 @@ class FdSocket:
         finally:
             remove(fileno)
 
+    def recv_nowait(self, size: int = RECV_CHUNK) -> tuple[bytes, tuple[int, ...]]:
+        """One ``recvmsg`` that does not wait (``b""`` at end of file).
+
+        Raises:
+            BlockingIOError: nothing to read now.
+            VfioUserError: ``EFAULT`` when descriptors were truncated (MSG_CTRUNC).
+        """
+        try:
+            data, ancdata, flags, _ = self.sock.recvmsg(
+                size, self._cmsg_space, socket.MSG_CMSG_CLOEXEC
+            )
+        except ConnectionResetError:
+            return b"", ()
+        fds: list[int] = []
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(cdata) - len(cdata) % array.array("i").itemsize
+                fds.extend(array.array("i", cdata[:usable]))
+        if flags & socket.MSG_CTRUNC:
+            close_fds(fds)
+            raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
+        return data, tuple(fds)
+
+    def send_nowait(self, views: list[memoryview], fds: tuple[int, ...] = ()) -> list[memoryview]:
+        """Send what the socket takes now; return the views left to send (``fds`` go with the first byte)."""
+        ancillary = (
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+        )
+        while views:
+            try:
+                sent = self.sock.sendmsg(views[:IOV_MAX], ancillary)
+            except (BlockingIOError, InterruptedError):
+                if ancillary:
+                    raise
+                return views
+            ancillary = []
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
+        return views
+
     async def recv(self, size: int = RECV_CHUNK) -> tuple[bytes, tuple[int, ...]]:
         """Read what is there (``b""`` at end of file) and the descriptors that came with it.
 
