@@ -11,7 +11,9 @@ implementations (sorted by name and release, each document's published JSON,
 keys sorted, no spaces) — the host name left out — and the xxh3-128 hex digest
 of that JSON, the *fingerprint*. Hosts running the same software share one
 profile row, so a fleet of thousands of hosts with a handful of software mixes
-stores a handful of reports. :func:`report_profile` is the one definition.
+stores a handful of reports. Both are :mod:`devmig.compat`'s
+(:func:`~devmig.compat.profile_fingerprint`, the one definition; an agent's
+report ETag is the same digest); :func:`report_profile` returns the pair.
 
 Each host points at its current profile and keeps a *history*: one row per
 stretch of time it ran a profile (first and last seen). A report with the
@@ -44,9 +46,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-import xxhash
-
 from devmig._errors import DevmigError, Problem
+from devmig.compat import fingerprint_of, profile_json
 from devmig.model import HostReport, ModelDocument
 
 __all__ = [
@@ -72,17 +73,14 @@ DEFAULT_MAX_MISSED = 3
 def report_profile(report: HostReport) -> tuple[str, str]:
     """Return ``(fingerprint, canonical_json)`` of a report's implementations.
 
-    The canonical JSON is ``json.dumps`` of the implementations' published JSON,
-    sorted by ``(name, release)``, with sorted keys and no spaces; the host name
-    is not part of it. The fingerprint is its xxh3-128 digest in hex (32 chars).
+    Both are :mod:`devmig.compat`'s, the one definition: the canonical JSON is
+    :func:`~devmig.compat.profile_json` (the documents' published JSON sorted by
+    ``(name, release)``, keys sorted, no spaces; the host name is not part of
+    it) and the fingerprint :func:`~devmig.compat.fingerprint_of` it (xxh3-128,
+    32 hex characters) -- :func:`~devmig.compat.profile_fingerprint` of the report.
     """
-    docs = sorted(
-        report.implementations, key=lambda d: (d.implementation.name, d.implementation.release)
-    )
-    canonical = json.dumps(
-        [doc.to_json() for doc in docs], sort_keys=True, separators=(",", ":")
-    )
-    return xxhash.xxh3_128_hexdigest(canonical.encode("utf-8")), canonical
+    canonical = profile_json(report)
+    return fingerprint_of(canonical), canonical
 
 
 def profile_documents(canonical: str) -> tuple[ModelDocument, ...]:

@@ -1,10 +1,12 @@
 """Profile fingerprints computed fast, and what an inventory process knows about profiles.
 
 :meth:`ProfileCache.fingerprints` gives exactly :func:`~devmig.inventory.report_profile`
-for each report, but renders each distinct document object once per call:
-the canonical JSON of a list is ``[`` + the canonical JSON of its items joined
-by ``,`` + ``]``, so a report's profile is assembled from its documents'
-canonical strings. Bulk registration of many hosts running the same software
+for each report -- :func:`~devmig.compat.profile_json` and
+:func:`~devmig.compat.fingerprint_of`, the one definition -- but renders each
+distinct document object once: the canonical JSON of a list is ``[`` + the
+canonical JSON of its items joined by ``,`` + ``]``, so a report's profile is
+assembled from its documents' canonical strings (``profile_json``'s
+``render``). Bulk registration of many hosts running the same software
 shares document objects, and this is what makes it fast. Documents parsed
 separately (every report from its own JSON) are equal but distinct objects:
 those are recognised by pydantic's own JSON rendering of the document (cheaper
@@ -20,8 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-import xxhash
-
+from devmig.compat import document_json, fingerprint_of, profile_json
 from devmig.inventory._interface import profile_documents
 from devmig.model import HostReport, ModelDocument
 
@@ -40,23 +41,32 @@ class ProfileCache:
         self._stored: set[str] = set()
         self._documents: dict[str, tuple[ModelDocument, ...]] = {}
         self._canonical: dict[bytes, str] = {}
-        self._rendered: dict[int, tuple[ModelDocument, tuple[str, str], str]] = {}
+        self._rendered_by_id: dict[int, tuple[ModelDocument, str]] = {}
         self._by_docs: dict[tuple[int, ...], tuple[tuple[ModelDocument, ...], tuple[str, str]]] = {}
         self._parsed: dict[str, ModelDocument] = {}
 
     def _render(self, doc: ModelDocument) -> str:
+        """:func:`~devmig.compat.document_json`, recognised by pydantic's (cheaper) rendering."""
         raw = doc.__pydantic_serializer__.to_json(doc, by_alias=True, exclude_none=True)
         text = self._canonical.get(raw)
         if text is None:
             if len(self._canonical) >= self.MAX_RENDERED:
                 self._canonical.clear()
-            text = self._canonical[raw] = json.dumps(
-                doc.to_json(), sort_keys=True, separators=(",", ":"))
+            text = self._canonical[raw] = document_json(doc)
         return text
+
+    def _rendered(self, doc: ModelDocument) -> str:
+        """:func:`~devmig.compat.document_json`, remembered by the document's identity."""
+        entry = self._rendered_by_id.get(id(doc))
+        if entry is None:
+            if len(self._rendered_by_id) >= self.MAX_IDENTITIES:
+                self._rendered_by_id.clear()
+            # Holds the document: its id stays its own while the entry lives.
+            entry = self._rendered_by_id[id(doc)] = (doc, self._render(doc))
+        return entry[1]
 
     def fingerprints(self, reports: Sequence[HostReport]) -> list[tuple[str, str]]:
         """Return ``(fingerprint, canonical_json)`` of each report, in order."""
-        rendered = self._rendered
         by_docs = self._by_docs
         out = []
         for report in reports:
@@ -66,18 +76,8 @@ class ProfileCache:
             if known is not None:
                 out.append(known[1])
                 continue
-            parts = []
-            for doc in docs:
-                entry = rendered.get(id(doc))
-                if entry is None:
-                    if len(rendered) >= self.MAX_IDENTITIES:
-                        rendered.clear()
-                    key = (doc.implementation.name, doc.implementation.release)
-                    entry = rendered[id(doc)] = (doc, key, self._render(doc))
-                parts.append(entry)
-            parts.sort(key=lambda e: e[1])
-            canonical = "[" + ",".join(e[2] for e in parts) + "]"
-            answer = (xxhash.xxh3_128_hexdigest(canonical.encode("utf-8")), canonical)
+            canonical = profile_json(docs, render=self._rendered)
+            answer = (fingerprint_of(canonical), canonical)
             if len(by_docs) >= self.MAX_IDENTITIES:
                 by_docs.clear()
             by_docs[ident] = (docs, answer)  # holds the documents: their ids stay theirs
