@@ -75,7 +75,7 @@ def test_upgrade_then_rollback(pair: tuple[AgentProcess, AgentProcess], kind: st
     model, config = DEVICES[kind]
     host: dict[str, Any] = {}
     if kind == "blk":  # shared storage: the image path travels with the migration
-        image = tmp_path / "shared.img"
+        image = old.state_dir.parent / "images" / f"shared-{tmp_path.name}.img"  # the agents' shared directory
         image.write_bytes(b"\0" * (4 << 20))
         host = {"image": str(image)}
     with old.client() as c:

@@ -364,7 +364,8 @@ def _dest_commit_refused(b: Bench, mid: str) -> Run:
     ``disk`` section's capacity), so the destination refuses at ``RESUMING``,
     destroys its copy, and the source resumes.
     """
-    image = b.root / f"{mid}.img"
+    image = b.root / "images" / f"{mid}.img"  # the agents' shared image directory
+    image.parent.mkdir(exist_ok=True)
     image.write_bytes(b"\0" * (4 << 20))
     src = b.src
     b.proxy.arm(b.dst.stream, None)

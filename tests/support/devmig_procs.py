@@ -31,10 +31,15 @@ def devmig_command(*args: str) -> list[str]:
 
 
 def agent_args(name: str, state_dir: Path, *extra: str, releases: str | None = None, port: int = 0) -> list[str]:
-    """The arguments of ``devmig agent`` listening on 127.0.0.1 (``port`` 0: any) and announcing itself in JSON."""
+    """The arguments of ``devmig agent`` listening on 127.0.0.1 (``port`` 0: any) and announcing itself in JSON.
+
+    Unless ``extra`` names one, the image directory is ``STATE_DIR/../images``: the agents a test
+    starts side by side share it, as agents migrating block devices share storage.
+    """
     release = ["--release", releases] if releases is not None else []
+    images = [] if "--image-dir" in extra else ["--image-dir", str(state_dir.parent / "images")]
     return ["agent", "--listen", f"127.0.0.1:{port}", "--json", "--host-name", name, *release,
-            "--state-dir", str(state_dir), *extra]
+            "--state-dir", str(state_dir), *images, *extra]
 
 
 def manager_args(db_url: str, token: str, agent_token: str) -> list[str]:

@@ -44,7 +44,12 @@ class DeviceCreate(BaseModel):
     config: str | dict[str, Scalar] | None = Field(
         None, description="An option string (version=2,rx-table-size=48) or an object; null: init values."
     )
-    host: dict[str, Scalar] = Field(default_factory=dict, description="Host-only settings, e.g. an image path.")
+    host: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Host-only settings: a block device's `image`, an existing file inside the agent's image "
+                    "directory (relative to it, or an absolute path under it; never through a symbolic link; "
+                    "one device per image). Without one the agent makes an image and removes it with the device.",
+    )
     canonical: bool = Field(
         False,
         description="config is a source's canonical configuration (omitted parameters at their off values): "
@@ -265,11 +270,12 @@ def create_app(settings: AgentSettings) -> FastAPI:
         responses={401: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM},
     )
     async def delete_device(device_id: str, host: HostDep) -> Response:
-        """Delete a device; 409 while a migration holds it."""
+        """Delete a device; 409 while a migration holds it. A block device's image goes with it when the
+        agent made it (no ``image`` given at creation); an image the client named stays."""
         if host.kernel is not None and device_id in host.kernel.devices:
             await host.kernel.delete(device_id)
         else:
-            host.delete_device(device_id)
+            host.delete_device(device_id, remove_image=True)
         return Response(status_code=204)
 
     @app.get("/v1/providers", response_model=ProvidersView, tags=["query"])

@@ -23,6 +23,7 @@ import numpy as np
 import xxhash
 
 from devmig._errors import DevmigError, Problem
+from devmig.agent._images import ImageDirectory, OpenedImage
 from devmig.agent._kernel_host import KernelHost, kernel_root
 from devmig.agent._settings import AgentSettings
 from devmig.compat import profile_fingerprint
@@ -124,6 +125,10 @@ class Host:
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="devmig-agent-")
             self.state_dir = Path(self._tmp.name)
+        self.images = ImageDirectory(Path(settings.image_dir) if settings.image_dir else self.state_dir / "images")
+        """Where block-device images may live (``--image-dir``)."""
+        self._image_users: dict[tuple[int, int], str] = {}
+        """An open image's identity (device, inode) → the device using it: one device per image."""
         self._ticker: asyncio.Task[None] | None = None
 
     # -- queries -----------------------------------------------------------------
@@ -191,6 +196,7 @@ class Host:
         canonical: bool = False,
         seed: int | None = None,
         origin: str | None = None,
+        owns_image: bool = False,
     ) -> HostedDevice:
         """Create a device; nothing exists afterwards if it fails.
 
@@ -198,27 +204,49 @@ class Host:
             model_id: the model.
             config: an option string or mapping (expanded), or with
                 ``canonical=True`` the canonical configuration a source sent.
-            host_settings: host-only settings (the block device's ``image``).
+            host_settings: host-only settings (the block device's ``image``: a
+                path inside the image directory, relative or absolute; without
+                one the agent makes a new image, removed with the device).
             seed: the workload seed (default: derived from the device id).
             origin: the migration creating the device, if any.
+            owns_image: the supplied image becomes this agent's, removed with the
+                device (a migration whose source had made the image).
 
         Raises:
             ConfigError: every problem with the configuration (HTTP 422).
-            DevmigError: ``MODEL_UNKNOWN`` (404), ``INSUFFICIENT_RESOURCES`` (507).
+            DevmigError: ``MODEL_UNKNOWN`` (404), ``INSUFFICIENT_RESOURCES`` (507),
+                ``IMAGE_IN_USE`` (another device here has that image).
+            ImageError: ``IMAGE_OUTSIDE``, ``IMAGE_SYMLINK``, ``IMAGE_UNREADABLE``,
+                ``IMAGE_INVALID``, ``IMAGE_SIZE`` (see :mod:`devmig.agent._images`).
         """
         cls = self.implementation_for(model_id)
         device_id = "dev-" + uuid.uuid4().hex[:12]
         settings = dict(host_settings or {})
-        made_image: Path | None = None
-        if cls.model_id == BLK_MODEL and "image" not in settings:
-            made_image = self._new_image(device_id)
-            settings["image"] = str(made_image)
+        image: OpenedImage | None = None
+        made = False
+        if cls.model_id == BLK_MODEL:
+            if "image" in settings:
+                image = self.images.open(settings["image"])
+            else:
+                image, made = self.images.create(f"{device_id}.img", DEFAULT_IMAGE_BYTES), True
+            settings["image"] = str(image.path)
+        claimed = False
         try:
-            device = self._make(cls, device_id, config, settings, canonical=canonical, seed=seed)
+            if image is not None:
+                self._claim(image, device_id)
+                claimed = True
+            device_settings = settings if image is None else {**settings, "image_fd": image.fd}
+            device = self._make(cls, device_id, config, device_settings, canonical=canonical, seed=seed)
         except BaseException:
-            if made_image is not None:
-                made_image.unlink(missing_ok=True)
+            if image is not None:
+                if claimed:
+                    del self._image_users[image.identity]
+                image.close()
+                if made:
+                    self.images.remove(image.name)
             raise
+        if image is not None:
+            image.close()  # the device holds its own duplicate
         if self.settings.prefill_seed is not None and not canonical:
             _advise_huge_pages(device)
             _prefill(device, self.settings.prefill_seed)
@@ -227,8 +255,29 @@ class Host:
             for region in device.regions:
                 region.data.fill(0)  # a store to every page makes it resident
         hosted = HostedDevice(device_id, device, cls, settings, origin=origin)
+        if image is not None:
+            hosted.extra["image"] = (image.identity, image.name, made or owns_image)
         self.devices[device_id] = hosted
         return hosted
+
+    def _claim(self, image: OpenedImage, device_id: str) -> None:
+        user = self._image_users.get(image.identity)
+        if user is not None:
+            raise DevmigError(
+                [Problem("IMAGE_IN_USE", ("host", "image"), f"the image {image.name} is in use by device {user}",
+                         value=image.name, hint="an image backs one device at a time on a host; delete that one first")]
+            )
+        self._image_users[image.identity] = device_id
+
+    def image_name(self, hosted: HostedDevice) -> str | None:
+        """The device's image relative to the image directory (what travels to a destination), if it has one."""
+        held = hosted.extra.get("image")
+        return held[1] if held else None
+
+    def image_owned(self, hosted: HostedDevice) -> bool:
+        """Whether this agent made the device's image (or got it with a device whose source had made it)."""
+        held = hosted.extra.get("image")
+        return bool(held and held[2])
 
     def _make(
         self,
@@ -274,14 +323,13 @@ class Host:
                 )
         return device
 
-    def _new_image(self, device_id: str) -> Path:
-        path = self.state_dir / f"{device_id}.img"
-        with path.open("wb") as f:
-            f.truncate(DEFAULT_IMAGE_BYTES)
-        return path
-
-    def delete_device(self, device_id: str, *, force: bool = False) -> HostedDevice:
+    def delete_device(self, device_id: str, *, force: bool = False, remove_image: bool = False) -> HostedDevice:
         """Remove a device.
+
+        Args:
+            force: also while a migration holds it (the migration engine releasing or destroying a copy).
+            remove_image: also remove its image if this agent owns it (a client's delete;
+                never a migration's: a migrated device's image lives on at the destination).
 
         Raises:
             DevmigError: ``DEVICE_NOT_FOUND`` (404), ``DEVICE_BUSY`` (409) while a
@@ -292,6 +340,11 @@ class Host:
             raise busy_error(hosted)
         del self.devices[device_id]
         hosted.device.close()
+        held = hosted.extra.get("image")
+        if held is not None:
+            self._image_users.pop(held[0], None)
+            if remove_image and held[2]:
+                self.images.remove(held[1])
         return hosted
 
     # -- the workload ------------------------------------------------------------------

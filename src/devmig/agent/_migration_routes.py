@@ -55,8 +55,12 @@ class IncomingRequest(BaseModel):
     source: PeerSource
     host: dict[str, Scalar] = Field(
         default_factory=dict,
-        description="The source device's host settings (e.g. a block device's shared `image` path), used as is.",
+        description="The source device's host settings: a block device's `image` is relative to the image "
+                    "directory, which both agents share; it is opened inside this agent's image directory, "
+                    "like in POST /v1/devices.",
     )
+    owns_image: bool = Field(False, description="The source agent made the image: deleting the device here "
+                                                "removes it (it moves with the device).")
     lease: str | None = Field(None, max_length=256,
                               description="The controller's lease, as the source got it (see OutgoingRequest.lease).")
 
@@ -201,7 +205,7 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     the old one (which is revoked); afterwards 409 ``MIGRATION_CONFLICT``.
     """
     m, secret = engine.incoming(body.migration_id, body.model, body.config, body.source.model_dump(),
-                                body.host, body.source.callback_token, body.lease)
+                                body.host, body.source.callback_token, body.lease, owns_image=body.owns_image)
     stream = engine.settings.advertise_stream or engine.stream_address
     assert m.device_id is not None and stream is not None
     return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=stream,

@@ -437,7 +437,7 @@ class MigrationEngine:
 
     def incoming(self, migration_id: str, model: str, config: Mapping[str, Any], source: Mapping[str, Any],
                  host_settings: Mapping[str, Any], callback_token: str | None,
-                 lease: str | None = None) -> tuple[Migration, bytes]:
+                 lease: str | None = None, *, owns_image: bool = False) -> tuple[Migration, bytes]:
         """Prepare the destination's copy and issue a single-use secret (and a query token).
 
         The migration's *query token* (``m.extra["query_token"]``, journaled,
@@ -449,6 +449,8 @@ class MigrationEngine:
         a fresh secret, as long as no connection has used the old one (the
         old secret is revoked); once one did, it is refused with
         ``MIGRATION_CONFLICT`` (409). ``lease``: see the module docstring.
+        ``owns_image``: the source made the block device's image; once the
+        device lives here, deleting it here removes the image.
 
         Raises:
             ConfigError: this release refuses the configuration (422, every problem).
@@ -471,7 +473,8 @@ class MigrationEngine:
             self.tickets.revoke(migration_id)
         else:
             created = time.monotonic()
-            hosted = self.host.create_device(model, dict(config), host_settings, canonical=True, origin=migration_id)
+            hosted = self.host.create_device(model, dict(config), host_settings, canonical=True, origin=migration_id,
+                                           owns_image=owns_image)
             created = time.monotonic() - created
             hosted.busy = migration_id
             try:

@@ -150,11 +150,16 @@ class SourceRun:
     async def _prepare(self) -> None:
         m = self.m
         m.stage = "preparing"
+        host = {k: v for k, v in self.hosted.host_settings.items() if isinstance(v, (str, int, bool))}
+        image = self.engine.host.image_name(self.hosted)
+        if image is not None:  # relative to the image directory: the destination's is the same shared store
+            host["image"] = image
         body = {
             "migration_id": m.id,
             "model": m.model,
             "config": m.config,
-            "host": {k: v for k, v in self.hosted.host_settings.items() if isinstance(v, (str, int, bool))},
+            "host": host,
+            "owns_image": self.engine.host.image_owned(self.hosted),
             "source": {"url": m.source.get("url", ""), "host": self.settings.host_name,
                        "callback_token": self.callback_token},
             "lease": m.extra.get("lease"),

@@ -50,6 +50,9 @@ class AgentSettings(BaseModel):
     reach this agent through NAT or a proxy."""
     state_dir: Path | None = None
     """Where the migration journal and block images live (a temporary directory if unset)."""
+    image_dir: Path | None = None
+    """The only directory block-device images may be in (default ``STATE_DIR/images``); give agents that
+    migrate block devices between them one shared directory (their shared storage)."""
     work_interval_s: float = Field(0.01, gt=0)
     """Seconds between workload ticks of running devices."""
     steps_per_tick: int = Field(1, ge=0)

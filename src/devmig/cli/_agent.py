@@ -30,6 +30,11 @@ def agent_cmd(
     token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="Bearer token for mutating calls (generated if unset).")] = None,
     max_device_memory: Annotated[str | None, typer.Option(help="Device memory all devices may use, e.g. 8G.")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="Journal and block images (default: a temporary directory).")] = None,
+    image_dir: Annotated[
+        Path | None,
+        typer.Option(help="The only directory block-device images may be in (default: STATE_DIR/images); "
+                          "agents migrating block devices share one."),
+    ] = None,
     steps_per_tick: Annotated[int, typer.Option(help="Work steps per running device per tick.")] = 1,
     work_interval: Annotated[float, typer.Option(help="Seconds between workload ticks.")] = 0.01,
     downtime_target_ms: Annotated[float, typer.Option(help="Leave pre-copy when the rest fits in this downtime.")] = 100.0,
@@ -71,6 +76,7 @@ def agent_cmd(
             max_device_memory=parse_size(max_device_memory) if max_device_memory else None,
             stream_listen=stream_listen,
             state_dir=state_dir,
+            image_dir=image_dir,
             steps_per_tick=steps_per_tick,
             work_interval_s=work_interval,
             precopy=PrecopyPolicy(downtime_target_ms=downtime_target_ms, max_rounds=max_rounds),

@@ -261,7 +261,8 @@ class LocalFleet:
         self.children.append(spawn("manager", "manager", manager, env, logs))
         for host in self.hosts:
             args = [*python, "agent", "--host-name", host.name, "--release", host.release_option,
-                    "--listen", "127.0.0.1:0", "--state-dir", str(self.state_dir / "agents" / host.name), "--json"]
+                    "--listen", "127.0.0.1:0", "--state-dir", str(self.state_dir / "agents" / host.name),
+                    "--image-dir", str(self.state_dir / "images"), "--json"]  # one shared store
             self.children.append(spawn(host.name, "agent", args, env, logs))
 
     def _configure(self) -> list[dict[str, Any]]:

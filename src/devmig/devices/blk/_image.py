@@ -29,8 +29,17 @@ def _image_problem(code: str, message: str, **kw: Any) -> ImageError:
 
 
 def _open_image(host: Mapping[str, Any], block_size: int) -> tuple[int, int]:
-    """Open the image named by the host settings; return ``(fd, capacity in blocks)``."""
+    """Open the image named by the host settings; return ``(fd, capacity in blocks)``.
+
+    With ``image_fd`` (an open descriptor: how the agent hands over an image it
+    opened inside its image directory) the device uses a duplicate of it and
+    never opens ``image`` by name.
+    """
     raw = host.get("image")
+    given = host.get("image_fd")
+    if isinstance(given, int) and not isinstance(given, bool):
+        return _sized(os.dup(given), os.fsdecode(os.fspath(raw)) if isinstance(raw, (str, os.PathLike)) else "the image",
+                      block_size)
     if raw is None:
         raise _image_problem(
             "IMAGE_MISSING",
@@ -44,6 +53,10 @@ def _open_image(host: Mapping[str, Any], block_size: int) -> tuple[int, int]:
         fd = os.open(path, os.O_RDWR)
     except OSError as exc:
         raise _image_problem("IMAGE_UNREADABLE", f"cannot open {path}: {exc.strerror}", value=path) from exc
+    return _sized(fd, path, block_size)
+
+
+def _sized(fd: int, path: str, block_size: int) -> tuple[int, int]:
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
     except OSError as exc:
