@@ -77,6 +77,7 @@ class Source:
 
     seed: int
     compress: bool = False
+    chunk: int = PAGE_SIZE
     regions: list[Region] = field(init=False)
     records: list[bytes] = field(init=False)
     source: PrecopySource = field(init=False)
@@ -84,7 +85,7 @@ class Source:
     def __post_init__(self) -> None:
         self.regions = make_regions(LAYOUT, seed=self.seed, zero_pages=False)
         encoder = StreamEncoder(
-            MODEL, CANON, LAYOUT, {}, chunk_size=PAGE_SIZE, compress=self.compress
+            MODEL, CANON, LAYOUT, {}, chunk_size=self.chunk, compress=self.compress
         )
         self.preamble_and_header = encoder.header()
         self.source = PrecopySource(self.regions, encoder)
@@ -155,7 +156,6 @@ def _tear(source: Source, region: int, page: int) -> Callable[[list[Buffer]], No
             if (
                 isinstance(buffer, memoryview)
                 and buffer.obj is source.regions[region].data
-                and len(buffer) == PAGE_SIZE
                 and np.shares_memory(
                     np.frombuffer(buffer, np.uint8),
                     source.regions[region].data[page * PAGE_SIZE : (page + 1) * PAGE_SIZE],
@@ -214,6 +214,22 @@ def test_live_record_torn_by_a_concurrent_writer_is_discarded_and_resent(zero_co
     assert summary.digest_ok is True
     assert (summary.regions[0].discarded_records, summary.regions[0].discarded_bytes) == (1, 4096)
     assert summary.regions[0].covered == ((0, MEM),)
+
+
+@ZERO_COPY
+@pytest.mark.parametrize("then", ["another-round", "stop-copy"])
+def test_a_torn_multi_page_record_is_resent_whole(then, zero_copy):
+    """One page of a 5-page LIVE record torn: the destination uncovers all 5, the source re-sends all 5."""
+    source = Source(seed=11, chunk=5 * PAGE_SIZE)
+    source.round(racing=_tear(source, 0, 3))  # pages 0..4 of region 0 go as one record
+    if then == "another-round":
+        source.round()
+    source.stop()
+    events, dst, decoder = _load(source.stream(), zero_copy=zero_copy)
+    assert [e for e in events if isinstance(e, Discarded)] == [Discarded(0, 0, 5 * PAGE_SIZE, 0)]
+    assert source.source.expanded_pages == 4  # the record's other pages, not dirty themselves
+    assert decoder.done
+    assert state_digest(LAYOUT, decoder.staged_sections(), dst) == source.digest()
 
 
 @ZERO_COPY

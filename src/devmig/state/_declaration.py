@@ -102,7 +102,9 @@ def _check_name(name: object, what: str, *, section: str | None = None) -> None:
 
 def _size_expr(size: object, what: str, *, section: str | None = None) -> SizeExpr:
     """Check a declared size and return it frozen (§7 mappings become typed expressions)."""
-    if isinstance(size, (ScaledSize, ConditionalSize)) or (callable(size) and not isinstance(size, type)):
+    if isinstance(size, (ScaledSize, ConditionalSize)) or (
+        callable(size) and not isinstance(size, type)
+    ):
         return size
     if isinstance(size, Mapping):
         try:
@@ -310,7 +312,11 @@ class StateLayout:
         """Return the layout as a model document's layout resolves (sections named in ``skip`` left out)."""
         return ResolvedLayout(
             tuple(
-                ResolvedSection(s.name, s.optional, tuple(ResolvedField(f.name, f.kind, f.max) for f in s.fields))
+                ResolvedSection(
+                    s.name,
+                    s.optional,
+                    tuple(ResolvedField(f.name, f.kind, f.max) for f in s.fields),
+                )
                 for s in self.sections
                 if s.name not in skip
             ),

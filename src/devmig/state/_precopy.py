@@ -18,7 +18,15 @@ storing), so the page is sent again; a record the write tore arrives with a
 wrong digest and the destination discards it, removing its range from the
 coverage until the re-send covers it again. Once the device is stopped
 (STOP_COPY) nothing changes any more and chunks go out unflagged: the rest of
-the first pass, then every dirty page. After that,
+the first pass, then every dirty page.
+
+A LIVE record spans many pages, and the destination discards its *whole*
+range when a write tore it, while only the written pages are dirty. So the
+source remembers, per page, the LIVE record that last carried it; before a
+dirty page is sent again, every page of that record is marked dirty too (the
+record may have been torn, and all of its range must come again). At the
+switch to STOP_COPY this is done for every dirty page at once, before the
+one complete scan. After that,
 :meth:`PrecopySource.finish` adds the sections and the trailer. A region
 created with ``tracked=False`` (writable without marking pages dirty) is
 never sent ``LIVE``: in PRE_COPY its chunks are copied first.
@@ -109,6 +117,12 @@ class PrecopySource:
         self.chunks = 0
         self.zero_chunks = 0
         self.copied_bytes = 0
+        self.expanded_pages = 0
+        """Pages marked dirty because a LIVE record that carried them may have been torn."""
+        # per page: the first page of the LIVE record that last carried it (-1: none); per
+        # record's first page: one past its last page
+        self._live_first = [np.full(r.page_count, -1, dtype=np.int64) for r in self.regions]
+        self._live_end = [np.zeros(r.page_count, dtype=np.int64) for r in self.regions]
 
     # -- sizes --------------------------------------------------------------
 
@@ -165,6 +179,8 @@ class PrecopySource:
             raise StreamError("STREAM_ORDER", "cannot return to PRE_COPY after STOP_COPY")
         if stopped and not self._stopped:
             self._stopped = True
+            for index in range(len(self.regions)):  # before the one complete scan
+                self._expand(index, 0, self.regions[index].page_count)
             self._scan_region = self._scan_page = 0  # one complete scan of every dirty page
             self._round_end_due = self._signal_due = False
         if not stopped:
@@ -261,7 +277,10 @@ class PrecopySource:
     ) -> tuple[list[Buffer], int]:
         region = self.regions[index]
         first_page = offset // PAGE_SIZE
-        region.clear_dirty(first_page, -(-(offset + length) // PAGE_SIZE) - first_page)  # 1. clear
+        last_page = -(-(offset + length) // PAGE_SIZE)
+        if not stopped:  # (STOP_COPY expanded every dirty page before its scan)
+            self._expand(index, first_page, last_page)
+        region.clear_dirty(first_page, last_page - first_page)  # 1. clear
         data: Buffer = region.view[offset : offset + length]  # 2. read: zero-copy
         live = not stopped
         if live and not region.tracked:
@@ -269,13 +288,37 @@ class PrecopySource:
             self.copied_bytes += length
             live = False
         self._round_records += 1
+        firsts = self._live_first[index]
         if self.detect_zero and _all_zero(data):
             self.zero_chunks += 1
+            firsts[first_page:last_page] = -1
             record = self.encoder.zero(index, offset, length)
             return [record], len(record)
         self.chunks += 1
+        live_before = self.encoder.live_records
         records = self.encoder.bulk(index, offset, data, live=live)
+        if self.encoder.live_records != live_before:  # sent raw from live memory: tearable
+            firsts[first_page:last_page] = first_page
+            self._live_end[index][first_page] = last_page
+        else:
+            firsts[first_page:last_page] = -1
         return records, sum(map(len, records))
+
+    def _expand(self, index: int, first_page: int, last_page: int) -> None:
+        """Mark dirty every page of the LIVE records that carried a dirty page of the span."""
+        region = self.regions[index]
+        dirty = region.dirty[first_page:last_page]
+        if not dirty.any():
+            return
+        live_first = self._live_first[index]
+        firsts = live_first[first_page:last_page][dirty]
+        for start in np.unique(firsts[firsts >= 0]).tolist():
+            end = int(self._live_end[index][start])
+            span = region.dirty[start:end]
+            self.expanded_pages += int(span.size - np.count_nonzero(span))
+            span[:] = True
+            carried = live_first[start:end]
+            carried[carried == start] = -1  # every page of it comes again: no longer at risk
 
 
 def _all_zero(data: Buffer) -> bool:
