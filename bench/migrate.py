@@ -30,6 +30,10 @@ Figures (per run; the median of the runs is the headline)
   ``time.time()`` of two processes on this one host.
 * **resent**: stream bytes the source sent beyond 1 GiB (re-sent dirty
   pages, plus record framing, sections and trailer: an upper bound).
+* **discarded**: pre-copy (``LIVE``) records the destination discarded because
+  a write at the source tore them after their digest (DESIGN §4), from the
+  destination's migration status; their pages were dirty, so they are re-sent
+  (inside **resent**).
 * **dest extra RSS**: the destination agent's peak RSS (``VmHWM``, reset via
   ``/proc/PID/clear_refs`` ``5`` just before the migration when permitted)
   minus its RSS right after it created the device (reported by the agent in
@@ -43,7 +47,7 @@ byte received → last byte received).
 Usage: ``uv run python bench/migrate.py [--runs 3] [--dirty-mb-s 100]``.
 MB = 10^6 bytes, MiB = 2^20. The last line printed is exactly one JSON object:
 ``{"bench": "migrate", "gib": 1, "throughput_ratio_vs_raw": ..., "downtime_ms": ...,
-"resent_mb": ..., "dest_extra_rss_mb": ...}`` (``dest_extra_rss_mb`` in MiB).
+"discarded_records": ..., "resent_mb": ..., "dest_extra_rss_mb": ...}`` (``dest_extra_rss_mb`` in MiB).
 """
 
 from __future__ import annotations
@@ -261,6 +265,8 @@ def devmig_run(workdir: Path, agent_args: list[str], warmup_s: float) -> dict[st
             "stream_s": stream,
             "downtime_ms": (td["running"] - ts["stopped"]) * 1000,
             "resent_mb": (st["bytes_sent"] - GIB) / 1e6,
+            "discarded_records": dt.get("discarded_records", 0),
+            "discarded_mb": dt.get("discarded_bytes", 0) / 1e6,
             "dest_extra_rss_mib": (hwm - td["rss_after_create_kib"]) / 1024,
             "hwm_reset": hwm_reset,
             "rounds": st["round"],
@@ -332,7 +338,9 @@ def main() -> None:
             achieved = run["steps_per_s"] * step["dirtied_per_step"] / 1e6
             print(f"run {i + 1}: devmig {run['throughput'] / 1e9:.2f} GB/s ({run['stream_s']:.3f} s stream, "
                   f"{run['rounds']} pre-copy rounds), downtime {run['downtime_ms']:.1f} ms "
-                  f"(agent's own {run['agent_downtime_ms']} ms), resent {run['resent_mb']:.1f} MB, "
+                  f"(agent's own {run['agent_downtime_ms']} ms), resent {run['resent_mb']:.1f} MB "
+                  f"({run['discarded_records']} torn pre-copy records discarded, "
+                  f"{run['discarded_mb']:.1f} MB), "
                   f"dest extra RSS {run['dest_extra_rss_mib']:.1f} MiB (VmHWM reset: {run['hwm_reset']}), "
                   f"dest set-up {run['setup_s']:.3f} s; workload {run['steps_per_s']:.0f} steps/s "
                   f"≈ {achieved:.0f} MB/s dirtied")
@@ -350,14 +358,17 @@ def main() -> None:
     thr_med = statistics.median(r["throughput"] for r in runs)
     down = statistics.median(r["downtime_ms"] for r in runs)
     resent = statistics.median(r["resent_mb"] for r in runs)
+    discarded = statistics.median(r["discarded_records"] for r in runs)
     extra = statistics.median(r["dest_extra_rss_mib"] for r in runs)
     ratio = thr_med / raw_med
     print(f"median: raw {raw_med / 1e9:.2f} GB/s, devmig {thr_med / 1e9:.2f} GB/s → {ratio:.2f} of raw; "
-          f"downtime {down:.1f} ms; resent {resent:.1f} MB; dest extra RSS {extra:.1f} MiB")
+          f"downtime {down:.1f} ms; resent {resent:.1f} MB ({discarded:g} records discarded); "
+          f"dest extra RSS {extra:.1f} MiB")
     print("targets: >= 0.7 of raw, <= 100 ms downtime, <= 64 MB extra")
     print(f"load average at the end (other work on this host skews wall times): {os.getloadavg()}")
     print(json.dumps({"bench": "migrate", "gib": 1, "throughput_ratio_vs_raw": round(ratio, 3),
-                      "downtime_ms": round(down, 1), "resent_mb": round(resent, 1),
+                      "downtime_ms": round(down, 1), "discarded_records": discarded,
+                      "resent_mb": round(resent, 1),
                       "dest_extra_rss_mb": round(extra, 1)}))
 
 
