@@ -23,6 +23,8 @@ from devmig.vfio_user import (
     PCI_IDS,
     IrqIndex,
     RegionFlags,
+    SetIrqs,
+    SetIrqsFlags,
     VfioUserClient,
     VfioUserError,
     migrate,
@@ -87,6 +89,10 @@ async def _interrupts_and_dma(tmp: Path) -> None:
         client = await VfioUserClient.connect(str(sock))
         efd = os.eventfd(0, os.EFD_NONBLOCK)
         await client.set_irq_eventfd(IrqIndex.INTX, efd)
+        resample = os.eventfd(0)  # a VMM's INTx unmask eventfd (QEMU with KVM) is accepted and held
+        flags = SetIrqsFlags.DATA_EVENTFD | SetIrqsFlags.ACTION_UNMASK
+        await client.request(SetIrqs(flags, IrqIndex.INTX, 0, 1, fds=(resample,)))
+        os.close(resample)
         memfd = os.memfd_create("dma")
         os.ftruncate(memfd, 1 << 20)
         await client.dma_map(0x100000, 1 << 20, fd=memfd)

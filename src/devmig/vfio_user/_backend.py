@@ -205,6 +205,7 @@ class DeviceBackend:
         self.log = log
         self.dma = DmaSpace()
         self.irq_fds: dict[tuple[int, int], int] = {}
+        self.irq_control_fds: dict[tuple[int, int], int] = {}
         self.intx_masked = False
         self.interrupts = 0
         self.outbox: list[DmaWrite] = []
@@ -232,9 +233,10 @@ class DeviceBackend:
         """Release the device, the DMA mappings and the eventfds."""
         self.device.close()
         self.dma.unmap_all()
-        for fd in self.irq_fds.values():
-            os.close(fd)
-        self.irq_fds.clear()
+        for table in (self.irq_fds, self.irq_control_fds):
+            for fd in table.values():
+                os.close(fd)
+            table.clear()
 
     # -- the workload ----------------------------------------------------------------
 
@@ -386,16 +388,20 @@ class DeviceBackend:
             )
         flags = SetIrqsFlags(body.flags)
         if flags & SetIrqsFlags.DATA_EVENTFD:
+            # TRIGGER eventfds are where interrupts go; MASK/UNMASK eventfds (a VMM's INTx
+            # resampling) are held and closed with the index, the device never needs to read them.
+            table = self.irq_fds if flags & SetIrqsFlags.ACTION_TRIGGER else self.irq_control_fds
             for i in range(body.count):
-                old = self.irq_fds.pop((index, body.start + i), None)
+                old = table.pop((index, body.start + i), None)
                 if old is not None:
                     os.close(old)
                 if body.fds:
-                    self.irq_fds[(index, body.start + i)] = body.fds[i]
+                    table[(index, body.start + i)] = body.fds[i]
             return
         if flags & SetIrqsFlags.DATA_NONE and body.count == 0:
-            for key in [k for k in self.irq_fds if k[0] == index]:
-                os.close(self.irq_fds.pop(key))
+            for table in (self.irq_fds, self.irq_control_fds):
+                for key in [k for k in table if k[0] == index]:
+                    os.close(table.pop(key))
             return
         fire = (
             [True] * body.count if flags & SetIrqsFlags.DATA_NONE else [bool(b) for b in body.data]

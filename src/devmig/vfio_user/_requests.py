@@ -366,8 +366,6 @@ class SetIrqs:
                 raise _bad(
                     "DEVICE_SET_IRQS with DATA_EVENTFD needs exactly count descriptors", len(fds)
                 )
-            if action != SetIrqsFlags.ACTION_TRIGGER:
-                raise _bad("DATA_EVENTFD goes with ACTION_TRIGGER", flags)
         else:
             _no_fds(fds, "DEVICE_SET_IRQS without DATA_EVENTFD")
         if (
