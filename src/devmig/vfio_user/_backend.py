@@ -134,6 +134,8 @@ CONTROL: Final = {
 }
 """BAR0 register offsets."""
 _MAGIC: Final = int.from_bytes(b"DVMG", "little")
+_CONTROL_USED: Final = 0x40
+"""BAR0 bytes that hold registers; the rest of the 4 KiB reads as zeros."""
 _IRQ_COUNTS: Final = {
     IrqIndex.INTX: 1,
     IrqIndex.MSI: 0,
@@ -221,6 +223,7 @@ class DeviceBackend:
             )
         self.config = ConfigSpace(pci_ids(self.device.config.model), bars)
         self.bar_sizes = bars
+        self._sizes = tuple(self._region_info(i).size for i in range(NUM_REGIONS))
 
     def _start_device(self) -> None:
         self.device = self._make()
@@ -321,7 +324,7 @@ class DeviceBackend:
         raise VfioUserError("no such region", value=index)
 
     def _span(self, region: int, offset: int, count: int) -> int:
-        size = self._region_info(region).size
+        size = self._sizes[region] if 0 <= region < NUM_REGIONS else self._region_info(region).size
         if offset + count > size or count == 0:
             raise VfioUserError(
                 f"region {region}: [{offset}, {offset + count}) is outside its {size} bytes",
@@ -357,14 +360,16 @@ class DeviceBackend:
                 state.write(offset, data[: end - offset])
 
     def _control_read(self, offset: int, count: int) -> bytes:
-        block = bytearray(BAR0_SIZE)
+        if offset >= _CONTROL_USED:
+            return bytes(count)
+        block = bytearray(_CONTROL_USED)
         struct.pack_into("<II", block, 0, _MAGIC, int(self.device.state_name))
         struct.pack_into("<QQ", block, CONTROL["steps"], self.device.steps, self.interrupts)
         if offset < CONTROL["digest"] + 16 and offset + count > CONTROL["digest"]:
             block[CONTROL["digest"] : CONTROL["digest"] + 16] = self.device.digest()
         ring = self.dma.first()
         struct.pack_into("<Q", block, CONTROL["ring"], ring.addr if ring else 0)
-        return bytes(block[offset : offset + count])
+        return bytes(block[offset : offset + count]).ljust(count, b"\0")
 
     def _control_write(self, offset: int, data: bytes) -> None:
         if offset == CONTROL["doorbell"] and len(data) == 4:
