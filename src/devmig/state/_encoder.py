@@ -18,6 +18,7 @@ memory until it has been sent.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -54,6 +55,12 @@ Buffer = bytes | bytearray | memoryview
 """Anything the encoder returns or accepts as data."""
 
 DEFAULT_CHUNK: Final = 1 << 20
+_BULK_RECORD_HEAD: Final = struct.Struct(">BBIIQIB")  # RECORD_HEAD then BULK_HEAD: 23 bytes
+_FIELDS_AT: Final = RECORD_HEAD.size
+_BULK_FIELDS: Final = BULK_HEAD.size
+_BULK: Final = int(RecordType.BULK)
+_RAW: Final = int(Codec.RAW)
+_ZSTD: Final = int(Codec.ZSTD)
 MAX_CHUNK: Final = 1 << 30
 
 
@@ -116,6 +123,7 @@ class StreamEncoder:
         self._phase = Phase.HEADER
         self._trailer = FramingHash()
         self._coverage = [PageCoverage(r.size) for r in layout.regions]
+        self._region_sizes = [r.size for r in layout.regions]
         self._next_section = 0
         self._sent_sections: set[str] = set()
         self.round = 0
@@ -215,8 +223,18 @@ class StreamEncoder:
         """
         # BULK keeps the bulk phase (ORDER): skip the table for the hot case
         nxt = Phase.BULK if self._phase is Phase.BULK else self._advance(RecordType.BULK)
-        view = memoryview(data).cast("B")
-        self._check_range(region, offset, len(view))
+        view = (
+            data if type(data) is memoryview and data.format == "B" else memoryview(data).cast("B")
+        )
+        sizes = self._region_sizes
+        if not (
+            type(region) is int
+            and 0 <= region < len(sizes)
+            and type(offset) is int
+            and offset >= 0
+            and offset + len(view) <= sizes[region]
+        ):  # off the hot path: the general checks and their errors
+            self._check_range(region, offset, len(view))
         out: list[Buffer] = []
         chunk = self.chunk_size
         cctx = self._cctx
@@ -224,18 +242,19 @@ class StreamEncoder:
         for start in range(0, len(view), chunk):
             piece = view[start : start + chunk]
             raw = len(piece)
-            codec = Codec.RAW
+            codec = _RAW
             body: Buffer = piece
             flags = FLAG_LIVE if live else 0
             if cctx is not None:
                 packed = cctx.compress(piece)
                 if len(packed) < raw:  # a private buffer: consistent with its digest
-                    body, codec, flags = packed, Codec.ZSTD, 0
+                    body, codec, flags = packed, _ZSTD, 0
             if flags:
                 self.live_records += 1
-            sub = BULK_HEAD.pack(region, offset + start, raw, codec)
-            head = RECORD_HEAD.pack(RecordType.BULK, flags, len(sub) + len(body)) + sub
-            hasher = xxhash.xxh3_64(sub)
+            head = _BULK_RECORD_HEAD.pack(
+                _BULK, flags, _BULK_FIELDS + len(body), region, offset + start, raw, codec
+            )
+            hasher = xxhash.xxh3_64(head[_FIELDS_AT:])
             hasher.update(body)
             digest = DIGEST.pack(hasher.intdigest())
             trailer.update(head)  # the record head and the BULK fields

@@ -288,20 +288,22 @@ class PrecopySource:
             self.copied_bytes += length
             live = False
         self._round_records += 1
-        firsts = self._live_first[index]
         if self.detect_zero and _all_zero(data):
             self.zero_chunks += 1
-            firsts[first_page:last_page] = -1
+            if not stopped:
+                self._live_first[index][first_page:last_page] = -1
             record = self.encoder.zero(index, offset, length)
             return [record], len(record)
         self.chunks += 1
         live_before = self.encoder.live_records
         records = self.encoder.bulk(index, offset, data, live=live)
-        if self.encoder.live_records != live_before:  # sent raw from live memory: tearable
-            firsts[first_page:last_page] = first_page
+        if stopped:
+            pass  # nothing is torn any more (and nothing expanded during the one complete scan)
+        elif self.encoder.live_records != live_before:  # sent raw from live memory: tearable
+            self._live_first[index][first_page:last_page] = first_page
             self._live_end[index][first_page] = last_page
         else:
-            firsts[first_page:last_page] = -1
+            self._live_first[index][first_page:last_page] = -1
         return records, sum(map(len, records))
 
     def _expand(self, index: int, first_page: int, last_page: int) -> None:
