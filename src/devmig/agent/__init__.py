@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from devmig.agent._auth import require_token
     from devmig.agent._client import AgentClient, remote_error
     from devmig.agent._host import Host, HostedDevice
+    from devmig.agent._limits import BoundedRequests
     from devmig.agent._problems import (
         http_error_handler,
         problem_response,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentClient",
     "AgentSettings",
+    "BoundedRequests",
     "Host",
     "HostedDevice",
     "PrecopyPolicy",
@@ -58,6 +60,7 @@ _WHERE = {
     "validation_error_handler": "devmig.agent._problems",
     "Host": "devmig.agent._host",
     "HostedDevice": "devmig.agent._host",
+    "BoundedRequests": "devmig.agent._limits",
     "AgentSettings": "devmig.agent._settings",
     "PrecopyPolicy": "devmig.agent._settings",
     "parse_releases": "devmig.agent._settings",

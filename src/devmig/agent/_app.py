@@ -21,6 +21,7 @@ from devmig import __version__
 from devmig._errors import DevmigError
 from devmig.agent._auth import require_token
 from devmig.agent._host import Host
+from devmig.agent._limits import BoundedRequests
 from devmig.agent._migration_routes import attach_migrations, migrations_router
 from devmig.agent._problems import (
     devmig_error_handler,
@@ -41,8 +42,9 @@ class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=256, description="The model id.")
-    config: str | dict[str, Scalar] | None = Field(
-        None, description="An option string (version=2,rx-table-size=48) or an object; null: init values."
+    config: Annotated[str, Field(max_length=65536)] | dict[str, Scalar] | None = Field(
+        None, description="An option string (version=2,rx-table-size=48; at most 64 KiB) or an object; "
+                          "null: init values."
     )
     host: dict[str, Scalar] = Field(
         default_factory=dict,
@@ -177,6 +179,8 @@ def create_app(settings: AgentSettings) -> FastAPI:
         ),
     )
     app.state.settings = settings
+    app.add_middleware(BoundedRequests, max_body=settings.max_body_bytes,
+                       open_routes=[("POST", r"/v1/migrations/[^/]+/query")])  # per-migration tokens: its own check
     app.add_exception_handler(DevmigError, devmig_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)

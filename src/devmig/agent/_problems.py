@@ -24,7 +24,7 @@ from devmig._errors import (
     StreamError,
 )
 
-__all__ = ["STATUS_BY_CODE", "ProblemDetail", "problem_response", "status_for"]
+__all__ = ["STATUS_BY_CODE", "ProblemDetail", "excerpt", "problem_response", "status_for"]
 
 STATUS_BY_CODE: dict[str, int] = {
     "AUTH_REQUIRED": 401,
@@ -33,6 +33,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "MIGRATION_NOT_FOUND": 404,
     "MODEL_UNKNOWN": 404,
     "DEVICE_BUSY": 409,
+    "BODY_TOO_LARGE": 413,
+    "BODY_TIMEOUT": 408,
     "IMAGE_IN_USE": 409,
     "IMAGE_OUTSIDE": 422,
     "IMAGE_SYMLINK": 422,
@@ -65,6 +67,8 @@ _TITLES = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
     409: "Conflict",
     422: "Unprocessable Content",
     500: "Internal Server Error",
@@ -95,10 +99,12 @@ def problem_response(error: DevmigError, status: int | None = None) -> JSONRespo
         "type": "about:blank",
         "title": _TITLES.get(status, "Bad Request"),
         "status": status,
-        "detail": str(error),
+        "detail": excerpt(str(error), MAX_DETAIL),
         "code": error.code,
-        "errors": error.to_dicts(),
+        "errors": [excerpt(p.to_dict()) for p in error.problems[:MAX_PROBLEMS]],
     }
+    if len(error.problems) > MAX_PROBLEMS:
+        body["errors_omitted"] = len(error.problems) - MAX_PROBLEMS
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
@@ -118,6 +124,37 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
         for err in exc.errors()
     ]
     return problem_response(DevmigError(problems), 422)
+
+
+MAX_EXCERPT = 200
+"""Characters of a string a problem answer quotes (a value, a message, a hint): the input is not echoed whole."""
+MAX_DETAIL = 1000
+"""Characters of the ``detail`` line."""
+MAX_PROBLEMS = 100
+"""Problems an answer lists (``errors_omitted`` counts the rest)."""
+_MAX_ITEMS = 50
+
+
+def excerpt(value: Any, limit: int = MAX_EXCERPT) -> Any:
+    """Return ``value`` with every string cut to ``limit`` characters and every list or mapping to 50 items.
+
+    A cut string ends with ``…(+N characters)``, a cut list with ``"…(+N items)"``; an integer past
+    64 bits becomes its (cut) hex string: a problem answer quotes a bounded excerpt of its input,
+    whatever the input's size.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return excerpt(hex(value), limit)  # JSON would need its decimal digits (Python refuses past 4300)
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}…(+{len(value) - limit} characters)"
+    if isinstance(value, (list, tuple)):
+        items = [excerpt(v, limit) for v in value[:_MAX_ITEMS]]
+        return items + ([f"…(+{len(value) - _MAX_ITEMS} items)"] if len(value) > _MAX_ITEMS else [])
+    if isinstance(value, dict):
+        out = {excerpt(str(k), limit): excerpt(v, limit) for k, v in list(value.items())[:_MAX_ITEMS]}
+        if len(value) > _MAX_ITEMS:
+            out["…"] = f"+{len(value) - _MAX_ITEMS} items"
+        return out
+    return value
 
 
 def _scalar(value: Any) -> Any:

@@ -68,6 +68,8 @@ class AgentSettings(BaseModel):
     so an incoming migration does not fault pages in while it streams."""
     providers: tuple[str, ...] = ()
     """Providers beside the sdk devices (DESIGN §9): ``kernel[:SYSFS_ROOT]``."""
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    """Bytes a request body may have (413 ``BODY_TOO_LARGE`` past it, before parsing or authentication work)."""
     prefill_seed: int | None = None
     """Benchmarks: devices created through the API (not migration destinations) start
     with seeded pseudo-random memory instead of zeros (so none of it is a ZERO record)."""

@@ -55,6 +55,7 @@ def agent_cmd(
         typer.Option(help="Stream address handed to sources, when they reach this agent through NAT or a proxy "
                           "(default: the bound --stream-listen)."),
     ] = None,
+    max_body: Annotated[str, typer.Option(help="Largest request body, e.g. 1M (413 past it).")] = "1M",
     print_migration_info_json: Annotated[
         bool, typer.Option("--print-migration-info-json", help="Print the host report and exit (vfio-user convention).")
     ] = False,
@@ -87,6 +88,7 @@ def agent_cmd(
             max_stream_rate=parse_size(max_stream_rate) if max_stream_rate else None,
             advertise_stream=advertise_stream,
             providers=tuple(provider or ()),
+            max_body_bytes=parse_size(max_body),
             **({"token": token} if token else {}),
         )
         from devmig.devices import device_class

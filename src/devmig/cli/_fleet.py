@@ -129,6 +129,7 @@ def manager_cmd(
     agent_token: Annotated[
         str | None, typer.Option(envvar="DEVMIG_AGENT_TOKEN", help="Bearer token sent to agents.")
     ] = None,
+    max_body: Annotated[str, typer.Option(help="Largest request body, e.g. 1M (413 past it).")] = "1M",
     json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening address as one JSON line.")] = False,
 ) -> None:
     """Run the fleet manager: inventory, poller, and the fleet API.
@@ -141,8 +142,10 @@ def manager_cmd(
     out = Output(json_mode)
     url = db if "://" in db else sqlite_url(Path(db))
     try:
+        from devmig.agent import parse_size
+
         settings = ManagerSettings(db_url=url, poll_interval=poll_interval, agent_token=agent_token,
-                                   **({"token": token} if token else {}))
+                                   max_body_bytes=parse_size(max_body), **({"token": token} if token else {}))
         sock, address = bind(listen)
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)

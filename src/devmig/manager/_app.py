@@ -43,6 +43,7 @@ from devmig import __version__
 from devmig._errors import DevmigError
 from devmig.agent import (
     AgentClient,
+    BoundedRequests,
     http_error_handler,
     problem_response,
     require_token,
@@ -131,6 +132,8 @@ class ManagerSettings(BaseModel):
     poll_timeout: float = Field(5.0, gt=0)
     migration_interval: float = Field(0.2, gt=0, description="Seconds between two looks at a running migration.")
     migration_concurrency: int = Field(8, ge=1, description="Migrations driven at once.")
+    max_body_bytes: int = Field(1 << 20, ge=1024,
+                                description="Bytes a request body may have (413 BODY_TOO_LARGE past it).")
     crash_at: str | None = Field(
         default_factory=lambda: os.environ.get("DEVMIG_TEST_CRASH_AT") or None,
         description="TEST HOOK (env DEVMIG_TEST_CRASH_AT): exit at once right after committing this journal phase.",
@@ -280,6 +283,8 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
         ),
     )
     app.state.settings = settings
+    app.add_middleware(BoundedRequests, max_body=settings.max_body_bytes,
+                       open_routes=[("POST", r"/v1/place"), ("POST", r"/v1/pools/[^/]+/plan-upgrade")])  # questions
     app.state.agent_tokens = {}
     app.add_exception_handler(DevmigError, _manager_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

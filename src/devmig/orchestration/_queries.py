@@ -92,8 +92,8 @@ class NewRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1)
-    config: str = Field("", description="An option string (version=3,rss=on); empty: init values.")
+    model: str = Field(min_length=1, max_length=256)
+    config: str = Field("", max_length=65536, description="An option string (version=3,rss=on); empty: init values.")
 
 
 class PlaceRequest(BaseModel):
