@@ -309,3 +309,33 @@ def test_end_of_file_is_closed_and_returns_unclaimed_fds():
     server.receive_data(b"")
     [closed] = events(server)
     assert isinstance(closed, Closed) and closed.fds == (5, 6) and closed.truncated
+
+
+def test_a_large_message_is_read_straight_into_its_own_buffer():
+    client, server = pair()
+    data = bytes(range(256)) * 1024  # 256 KiB: above LARGE_MESSAGE
+    out = client.send_command(MigDataWrite(data))
+    wire = out.data
+    server.receive_data(wire[:100])
+    assert events(server) == []
+    view = server.get_buffer()
+    assert view is not None and len(view) == len(wire) - 100  # exactly the rest of this message
+    view[:1000] = wire[100:1100]
+    server.buffer_updated(1000)
+    rest = server.get_buffer()
+    rest[:] = wire[1100:]
+    server.buffer_updated(len(rest))
+    assert server.get_buffer() is None
+    [request] = events(server)
+    assert request.body == MigDataWrite(data)
+    deliver(server.send_reply(request, EmptyReply()), client)
+    # a large reply arriving by receive_data also works, with the next message behind it
+    [request2] = deliver(client.send_command(MigDataRead(300_000)), server)
+    reply = server.send_reply(request2, MigDataReadReply(data))
+    tail = b"".join(bytes(t) for t in reply.tail)
+    follow = server.send_reply(
+        *deliver(client.send_command(DeviceGetInfo()), server), DeviceInfo(3, 9, 5)
+    )
+    client.receive_data(reply.data + tail + follow.data)
+    got = events(client)
+    assert got[0].body.data == data and got[1].body == DeviceInfo(3, 9, 5)

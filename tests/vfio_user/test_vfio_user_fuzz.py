@@ -75,9 +75,10 @@ def _drive(server: Connection, parts) -> tuple[list, list[int], bool]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(parts=chunks, version_first=st.booleans())
-def test_any_bytes_and_fds(parts, version_first):
-    server = Connection(Role.SERVER, Capabilities(max_msg_fds=4, max_data_xfer_size=256))
+@given(parts=chunks, version_first=st.booleans(), xfer=st.sampled_from([256, 1 << 20]))
+def test_any_bytes_and_fds(parts, version_first, xfer):
+    # with 1 MiB transfers a declared size from 64 KiB up is gathered in a buffer of its own
+    server = Connection(Role.SERVER, Capabilities(max_msg_fds=4, max_data_xfer_size=xfer))
     if version_first:
         parts = [(raw(0, 1, b"\0\0\2\0"), 0), *parts]
     seen, sent, fatal = _drive(server, [*parts, (b"", 0)] if parts else [(b"", 0)])

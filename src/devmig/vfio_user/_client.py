@@ -166,8 +166,13 @@ class VfioUserClient:
     async def _read_loop(self) -> None:
         try:
             while True:
-                data, fds = await self.sock.recv()
-                self.conn.receive_data(data, fds)
+                view = self.conn.get_buffer()
+                if view is not None:  # the rest of a large reply, read straight into its buffer
+                    n, fds = await self.sock.recv_into(view)
+                    self.conn.buffer_updated(n, fds)
+                else:
+                    data, fds = await self.sock.recv()
+                    self.conn.receive_data(data, fds)
                 while (event := self.conn.next_event()) is not NEED_DATA:
                     if isinstance(event, Reply):
                         future = self._waiting.pop(event.msg_id, None)

@@ -84,6 +84,7 @@ from devmig.vfio_user._wire import (
 )
 
 __all__ = [
+    "LARGE_MESSAGE",
     "NEED_DATA",
     "Closed",
     "Connection",
@@ -123,6 +124,9 @@ class NeedData:
 
 NEED_DATA: Final = NeedData()
 """Returned by :meth:`Connection.next_event` when it needs more bytes."""
+
+LARGE_MESSAGE: Final = 64 << 10
+"""A message this large is gathered in its own buffer, which the edge may read straight into."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,9 @@ class Connection:
         self._skip_left = 0
         self._fd_groups: deque[_FdGroup] = deque()
         self._eof = False
+        self._big: bytearray | None = None
+        self._big_filled = 0
+        self._big_header = Header(0, 0, 0)
         self._pending: deque[_Pending] = deque()
         self._next_id = 0
         own = self.capabilities.max_data_xfer_size
@@ -267,8 +274,38 @@ class Connection:
         if not data and not fds:
             self._eof = True
             return
-        self._buf += data
+        if self._big is not None:
+            room = len(self._big) - self._big_filled
+            view = memoryview(data).cast("B")
+            self._big[self._big_filled : self._big_filled + min(room, len(view))] = view[:room]
+            self._big_filled += min(room, len(view))
+            if len(view) > room:
+                self._buf += view[room:]
+        else:
+            self._buf += data
         self._received += len(data)
+        if fds:
+            self._fd_groups.append(_FdGroup(self._received, tuple(fds)))
+
+    def get_buffer(self) -> memoryview | None:
+        """Zero-copy receive: where the rest of a large message goes (``recvmsg_into``), or ``None``.
+
+        Once a message of at least :data:`LARGE_MESSAGE` bytes has begun, its
+        bytes are gathered in a buffer of exactly its size (never more than
+        :attr:`max_message_size`); the edge may read straight into it and call
+        :meth:`buffer_updated`. Otherwise use :meth:`receive_data`.
+        """
+        if self._big is None or self._big_filled >= len(self._big):
+            return None
+        return memoryview(self._big)[self._big_filled :]
+
+    def buffer_updated(self, nbytes: int, fds: tuple[int, ...] = ()) -> None:
+        """``nbytes`` (0: end of file) and ``fds`` arrived in the last :meth:`get_buffer`."""
+        if nbytes == 0 and not fds:
+            self._eof = True
+            return
+        self._big_filled += nbytes
+        self._received += nbytes
         if fds:
             self._fd_groups.append(_FdGroup(self._received, tuple(fds)))
 
@@ -295,6 +332,15 @@ class Connection:
             return Closed(self._drain_fds()) if self.state is ConnectionState.CLOSED else NEED_DATA
         if self._skip is not None:
             return self._skip_message()
+        if self._big is not None:
+            if self._big_filled < len(self._big):
+                return self._at_end() if self._eof else NEED_DATA
+            message, big_header = self._big, self._big_header
+            self._big = None
+            self._consumed += big_header.size
+            return self._dispatch(
+                big_header, memoryview(message)[HEADER_SIZE:], self._take_fds(self._consumed)
+            )
         if len(self._buf) < HEADER_SIZE:
             return self._at_end() if self._eof else NEED_DATA
         header = Header.unpack(self._buf)
@@ -315,19 +361,28 @@ class Connection:
             self._skip, self._skip_left = header, header.size
             return self._skip_message()
         if len(self._buf) < header.size:
+            if header.size >= LARGE_MESSAGE and not self._eof:
+                self._big = bytearray(header.size)  # within max_message_size: checked above
+                self._big[: len(self._buf)] = self._buf
+                self._big_filled, self._big_header = len(self._buf), header
+                self._buf.clear()
+                return NEED_DATA
             return self._at_end() if self._eof else NEED_DATA
         with memoryview(self._buf) as view:
             payload = bytes(view[HEADER_SIZE : header.size])
         del self._buf[: header.size]
         self._consumed += header.size
-        fds = self._take_fds(self._consumed)
+        return self._dispatch(header, payload, self._take_fds(self._consumed))
+
+    def _dispatch(self, header: Header, payload: bytes | memoryview, fds: tuple[int, ...]) -> Event:
         if header.flags & TYPE_MASK == TYPE_REPLY:
             return self._on_reply(header, payload, fds)
         return self._on_command(header, payload, fds)
 
     def _at_end(self) -> Closed:
-        truncated = bool(self._buf)
+        truncated = bool(self._buf) or self._big is not None
         self._buf.clear()
+        self._big = None
         self.state = ConnectionState.CLOSED
         return Closed(self._drain_fds(), truncated)
 
@@ -359,7 +414,9 @@ class Connection:
             self.capabilities.max_data_xfer_size, self.capabilities.max_msg_fds, self.write_multiple
         )
 
-    def _on_command(self, header: Header, payload: bytes, fds: tuple[int, ...]) -> Event:
+    def _on_command(
+        self, header: Header, payload: bytes | memoryview, fds: tuple[int, ...]
+    ) -> Event:
         def reject(message: str) -> Rejected:
             return Rejected(
                 header.msg_id,
@@ -398,7 +455,7 @@ class Connection:
             self.peer = body.capabilities
         return Request(header.msg_id, body, header.no_reply)
 
-    def _on_reply(self, header: Header, payload: bytes, fds: tuple[int, ...]) -> Event:
+    def _on_reply(self, header: Header, payload: bytes | memoryview, fds: tuple[int, ...]) -> Event:
         pending = self._match(header)
         if pending is None:
             if self.role is Role.SERVER:

@@ -25,8 +25,9 @@ from devmig.vfio_user._errors import VfioUserError
 
 __all__ = ["FdSocket", "close_fds"]
 
-RECV_CHUNK: Final = (1 << 20) + 4096
-"""Bytes read per ``recvmsg`` (a whole 1 MiB message and its header)."""
+RECV_CHUNK: Final = 64 << 10
+"""Bytes read per ``recvmsg``: small messages come many at a time; the rest of a large one is read
+straight into its own buffer (``Connection.get_buffer``), so this need not hold one."""
 SOCKET_BUFFER: Final = 4 << 20
 """Requested kernel buffer per direction: a 1 MiB message goes in one ``sendmsg`` (capped by wmem_max)."""
 IOV_MAX: Final = 1024
@@ -115,6 +116,37 @@ class FdSocket:
             close_fds(fds)
             raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
         return data, tuple(fds)
+
+    def recv_into_nowait(self, view: memoryview) -> tuple[int, tuple[int, ...]]:
+        """One ``recvmsg_into`` that does not wait: bytes read into ``view`` (0 at end of file), descriptors.
+
+        Raises:
+            BlockingIOError: nothing to read now.
+            VfioUserError: ``EFAULT`` when descriptors were truncated (MSG_CTRUNC).
+        """
+        try:
+            n, ancdata, flags, _ = self.sock.recvmsg_into(
+                [view], self._cmsg_space, socket.MSG_CMSG_CLOEXEC
+            )
+        except ConnectionResetError:
+            return 0, ()
+        fds: list[int] = []
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(cdata) - len(cdata) % array.array("i").itemsize
+                fds.extend(array.array("i", cdata[:usable]))
+        if flags & socket.MSG_CTRUNC:
+            close_fds(fds)
+            raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
+        return n, tuple(fds)
+
+    async def recv_into(self, view: memoryview) -> tuple[int, tuple[int, ...]]:
+        """Read into ``view`` (0 at end of file), waiting until something is there."""
+        while True:
+            try:
+                return self.recv_into_nowait(view)
+            except (BlockingIOError, InterruptedError):
+                await self._wait_readable()
 
     def send_nowait(self, views: list[memoryview], fds: tuple[int, ...] = ()) -> list[memoryview]:
         """Send what the socket takes now; return the views left to send (``fds`` go with the first byte)."""

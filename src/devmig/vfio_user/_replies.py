@@ -32,6 +32,7 @@ from devmig.vfio_user._requests import (
     GetRegionInfo,
     GetRegionIoFds,
     MigDataRead,
+    Payload,
     RegionRead,
     RegionWrite,
     RegionWriteMulti,
@@ -91,7 +92,7 @@ def _strict(message: str, value: object = None) -> VfioUserError:
     return VfioUserError(message, errno=errno.EPROTO, code="VFIO_USER_STRICT", value=value)
 
 
-def _need(payload: bytes, size: int, what: str, strict: bool) -> None:
+def _need(payload: Payload, size: int, what: str, strict: bool) -> None:
     if len(payload) < size or (strict and len(payload) != size):
         raise _strict(f"{what} reply must be {size} bytes", len(payload))
 
@@ -119,7 +120,7 @@ class EmptyReply:
         return b"", ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: Any, strict: bool) -> EmptyReply:
+    def decode(cls, payload: Payload, fds: Fds, request: Any, strict: bool) -> EmptyReply:
         _no_fds(fds, "empty", strict)
         _need(payload, 0, "this", strict)
         return cls()
@@ -137,7 +138,7 @@ class VersionReply:
         return _VERSION.pack(self.major, self.minor) + self.capabilities.encode(), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: Any, strict: bool) -> VersionReply:
+    def decode(cls, payload: Payload, fds: Fds, request: Any, strict: bool) -> VersionReply:
         _no_fds(fds, "VERSION", strict)
         if len(payload) < 4:
             raise _strict("VERSION reply is short", len(payload))
@@ -146,7 +147,7 @@ class VersionReply:
             raise _strict(
                 "VERSION reply must keep the major and not raise the minor", (major, minor)
             )
-        caps = Capabilities.decode(payload[4:])
+        caps = Capabilities.decode(bytes(payload[4:]))
         if caps.twin_socket:
             raise _strict("the server enabled twin-socket mode, which devmig never offers")
         return cls(major, minor, caps)
@@ -171,7 +172,7 @@ class DmaUnmapReply:
         return head, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: DmaUnmap, strict: bool) -> DmaUnmapReply:
+    def decode(cls, payload: Payload, fds: Fds, request: DmaUnmap, strict: bool) -> DmaUnmapReply:
         _no_fds(fds, "DMA_UNMAP", strict)
         dirty = request.flags & UNMAP_GET_DIRTY_BITMAP
         _need(
@@ -183,7 +184,7 @@ class DmaUnmapReply:
         _argsz, flags, addr, size = _DMA_UNMAP.unpack_from(payload)
         if strict and (addr, size, flags) != (request.addr, request.size, request.flags):
             raise _strict("DMA_UNMAP reply must echo the request", (addr, size, flags))
-        bitmap = payload[_DMA_UNMAP.size + _BITMAP.size :] if dirty else b""
+        bitmap = bytes(payload[_DMA_UNMAP.size + _BITMAP.size :]) if dirty else b""
         return cls(addr, size, flags, bitmap)
 
 
@@ -199,7 +200,7 @@ class DeviceInfo:
         return _INFO.pack(_INFO.size, self.flags, self.num_regions, self.num_irqs), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: Any, strict: bool) -> DeviceInfo:
+    def decode(cls, payload: Payload, fds: Fds, request: Any, strict: bool) -> DeviceInfo:
         _no_fds(fds, "DEVICE_GET_INFO", strict)
         _need(payload, _INFO.size, "DEVICE_GET_INFO", strict)
         argsz, flags, regions, irqs = _INFO.unpack_from(payload)
@@ -246,12 +247,12 @@ class RegionInfo:
         full = self._full()
         payload, whole = _truncated(full, _REGION_INFO.size, request.argsz)
         if not whole:  # the kernel's way: CAPS stays, cap_offset 0, no capability, no descriptor
-            payload = payload[:12] + b"\0\0\0\0" + payload[16:]
+            payload = bytes(payload[:12]) + b"\0\0\0\0" + bytes(payload[16:])
         fds = (self.fd,) if whole and self.fd is not None and self.flags & RegionFlags.MMAP else ()
         return payload, fds
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: GetRegionInfo, strict: bool) -> RegionInfo:
+    def decode(cls, payload: Payload, fds: Fds, request: GetRegionInfo, strict: bool) -> RegionInfo:
         if len(payload) < _REGION_INFO.size:
             raise _strict("DEVICE_GET_REGION_INFO reply is short", len(payload))
         argsz, flags, index, cap_offset, size, offset = _REGION_INFO.unpack_from(payload)
@@ -320,7 +321,9 @@ class RegionIoFds:
         return payload, (self.fds if whole else ())
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: GetRegionIoFds, strict: bool) -> RegionIoFds:
+    def decode(
+        cls, payload: Payload, fds: Fds, request: GetRegionIoFds, strict: bool
+    ) -> RegionIoFds:
         if len(payload) < _INFO.size:
             raise _strict("DEVICE_GET_REGION_IO_FDS reply is short", len(payload))
         argsz, _flags, index, count = _INFO.unpack_from(payload)
@@ -350,7 +353,7 @@ class IrqInfo:
         return _INFO.pack(_INFO.size, self.flags, self.index, self.count), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: Any, strict: bool) -> IrqInfo:
+    def decode(cls, payload: Payload, fds: Fds, request: Any, strict: bool) -> IrqInfo:
         _no_fds(fds, "DEVICE_GET_IRQ_INFO", strict)
         _need(payload, _INFO.size, "DEVICE_GET_IRQ_INFO", strict)
         _argsz, flags, index, count = _INFO.unpack_from(payload)
@@ -369,7 +372,9 @@ class RegionReadReply:
         return _ACCESS.pack(request.offset, request.region, request.count) + self.data, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: RegionRead, strict: bool) -> RegionReadReply:
+    def decode(
+        cls, payload: Payload, fds: Fds, request: RegionRead, strict: bool
+    ) -> RegionReadReply:
         _no_fds(fds, "REGION_READ", strict)
         _need(payload, _ACCESS.size + request.count, "REGION_READ", strict)
         offset, region, count = _ACCESS.unpack_from(payload)
@@ -377,7 +382,7 @@ class RegionReadReply:
             raise _strict(
                 "REGION_READ reply must echo offset, region and count", (offset, region, count)
             )
-        return cls(payload[_ACCESS.size : _ACCESS.size + count])
+        return cls(bytes(payload[_ACCESS.size : _ACCESS.size + count]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +394,7 @@ class RegionWriteReply:
 
     @classmethod
     def decode(
-        cls, payload: bytes, fds: Fds, request: RegionWrite, strict: bool
+        cls, payload: Payload, fds: Fds, request: RegionWrite, strict: bool
     ) -> RegionWriteReply:
         _no_fds(fds, "REGION_WRITE", strict)
         _need(payload, _ACCESS.size, "REGION_WRITE", strict)
@@ -408,12 +413,12 @@ class DmaReadReply:
         return _DMA_ACCESS.pack(request.addr, request.count) + self.data, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: DmaRead, strict: bool) -> DmaReadReply:
+    def decode(cls, payload: Payload, fds: Fds, request: DmaRead, strict: bool) -> DmaReadReply:
         _no_fds(fds, "DMA_READ", strict)
         _need(payload, _DMA_ACCESS.size + request.count, "DMA_READ", strict)
         if _DMA_ACCESS.unpack_from(payload) != (request.addr, request.count):
             raise _strict("DMA_READ reply must echo address and count")
-        return cls(payload[_DMA_ACCESS.size : _DMA_ACCESS.size + request.count])
+        return cls(bytes(payload[_DMA_ACCESS.size : _DMA_ACCESS.size + request.count]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +429,7 @@ class DmaWriteReply:
         return _DMA_ACCESS.pack(request.addr, len(request.data)), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, request: DmaWrite, strict: bool) -> DmaWriteReply:
+    def decode(cls, payload: Payload, fds: Fds, request: DmaWrite, strict: bool) -> DmaWriteReply:
         _no_fds(fds, "DMA_WRITE", strict)
         _need(payload, _DMA_ACCESS.size, "DMA_WRITE", strict)
         return cls()
@@ -441,7 +446,7 @@ class RegionWriteMultiReply:
 
     @classmethod
     def decode(
-        cls, payload: bytes, fds: Fds, request: RegionWriteMulti, strict: bool
+        cls, payload: Payload, fds: Fds, request: RegionWriteMulti, strict: bool
     ) -> RegionWriteMultiReply:
         _no_fds(fds, "REGION_WRITE_MULTI", strict)
         _need(payload, _U64.size, "REGION_WRITE_MULTI", strict)
@@ -462,7 +467,7 @@ class DeviceFeatureReply:
 
     @classmethod
     def decode(
-        cls, payload: bytes, fds: Fds, request: DeviceFeature, strict: bool
+        cls, payload: Payload, fds: Fds, request: DeviceFeature, strict: bool
     ) -> DeviceFeatureReply:
         _no_fds(fds, "DEVICE_FEATURE", strict)
         if len(payload) < _FEATURE.size:
@@ -476,7 +481,7 @@ class DeviceFeatureReply:
                     )
             elif payload != request.encode()[0]:
                 raise _strict("DEVICE_FEATURE SET/PROBE reply must echo the request")
-        return cls(flags, payload[_FEATURE.size :])
+        return cls(flags, bytes(payload[_FEATURE.size :]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +510,7 @@ class MigDataReadReply:
 
     @classmethod
     def decode(
-        cls, payload: bytes, fds: Fds, request: MigDataRead, strict: bool
+        cls, payload: Payload, fds: Fds, request: MigDataRead, strict: bool
     ) -> MigDataReadReply:
         _no_fds(fds, "MIG_DATA_READ", strict)
         if len(payload) < _MIG_DATA.size:
@@ -521,11 +526,11 @@ class MigDataReadReply:
             )
         if strict and len(payload) != _MIG_DATA.size + request.size:
             raise _strict("MIG_DATA_READ reply must be 8 + the requested size bytes", len(payload))
-        return cls(payload[_MIG_DATA.size : _MIG_DATA.size + size])
+        return cls(bytes(payload[_MIG_DATA.size : _MIG_DATA.size + size]))
 
 
 class _Decoder(Protocol):
-    def decode(self, payload: bytes, fds: Fds, request: Any, strict: bool) -> ReplyBody: ...
+    def decode(self, payload: Payload, fds: Fds, request: Any, strict: bool) -> ReplyBody: ...
 
 
 REPLY_TYPES: Final[dict[Command, _Decoder]] = {

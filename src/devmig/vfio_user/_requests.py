@@ -25,6 +25,7 @@ from devmig.vfio_user._wire import Command, SetIrqsFlags
 __all__ = [
     "DMA_READ_WRITE_FLAGS",
     "MULTI_WRITE_MAX",
+    "Payload",
     "UNMAP_ALL",
     "UNMAP_GET_DIRTY_BITMAP",
     "DecodeLimits",
@@ -73,6 +74,8 @@ _FEATURE = struct.Struct("<II")
 _MIG_DATA = struct.Struct("<II")
 
 Fds = tuple[int, ...]
+Payload = bytes | memoryview
+"""A received payload: bytes, or a view of the buffer a large message was gathered in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +91,12 @@ def _bad(message: str, value: object = None, err: int = errno.EINVAL) -> VfioUse
     return VfioUserError(message, errno=err, value=value)
 
 
-def _exact(payload: bytes, size: int, what: str) -> None:
+def _exact(payload: Payload, size: int, what: str) -> None:
     if len(payload) != size:
         raise _bad(f"{what} payload must be {size} bytes", len(payload))
 
 
-def _at_least(payload: bytes, size: int, what: str) -> None:
+def _at_least(payload: Payload, size: int, what: str) -> None:
     if len(payload) < size:
         raise _bad(f"{what} payload is short: {size} bytes at least", len(payload))
 
@@ -138,13 +141,13 @@ class VersionRequest:
         return _VERSION.pack(self.major, self.minor) + self.capabilities.encode(), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> VersionRequest:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> VersionRequest:
         _no_fds(fds, "VERSION")
         _at_least(payload, 4, "VERSION")
         major, minor = _VERSION.unpack_from(payload)
         if major != 0:
             raise _bad("VERSION major must be 0", major)
-        return cls(major, minor, Capabilities.decode(payload[4:]))
+        return cls(major, minor, Capabilities.decode(bytes(payload[4:])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,7 @@ class DmaMap:
         return _DMA_MAP.pack(_DMA_MAP.size, self.flags, self.offset, self.addr, self.size), fds
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DmaMap:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DmaMap:
         _exact(payload, _DMA_MAP.size, "DMA_MAP")
         argsz, flags, offset, addr, size = _DMA_MAP.unpack(payload)
         if argsz != _DMA_MAP.size:
@@ -205,7 +208,7 @@ class DmaUnmap:
         return _DMA_UNMAP.pack(self.argsz or base, self.flags, self.addr, self.size), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DmaUnmap:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DmaUnmap:
         _no_fds(fds, "DMA_UNMAP")
         _at_least(payload, _DMA_UNMAP.size, "DMA_UNMAP")
         argsz, flags, addr, size = _DMA_UNMAP.unpack_from(payload)
@@ -243,7 +246,7 @@ class DeviceGetInfo:
         return _INFO.pack(self.argsz, 0, 0, 0), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DeviceGetInfo:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DeviceGetInfo:
         _no_fds(fds, "DEVICE_GET_INFO")
         _exact(payload, _INFO.size, "DEVICE_GET_INFO")
         argsz = _INFO.unpack(payload)[0]
@@ -263,7 +266,7 @@ class GetRegionInfo:
         return _REGION_INFO.pack(self.argsz, 0, self.index, 0, 0, 0), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> GetRegionInfo:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> GetRegionInfo:
         _no_fds(fds, "DEVICE_GET_REGION_INFO")
         _exact(payload, _REGION_INFO.size, "DEVICE_GET_REGION_INFO")
         argsz, _flags, index, _cap, _size, _offset = _REGION_INFO.unpack(payload)
@@ -283,7 +286,7 @@ class GetRegionIoFds:
         return _INFO.pack(self.argsz, 0, self.index, 0), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> GetRegionIoFds:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> GetRegionIoFds:
         _no_fds(fds, "DEVICE_GET_REGION_IO_FDS")
         _exact(payload, _INFO.size, "DEVICE_GET_REGION_IO_FDS")
         argsz, flags, index, _count = _INFO.unpack(payload)
@@ -305,7 +308,7 @@ class GetIrqInfo:
         return _INFO.pack(self.argsz, 0, self.index, 0), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> GetIrqInfo:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> GetIrqInfo:
         _no_fds(fds, "DEVICE_GET_IRQ_INFO")
         _exact(payload, _INFO.size, "DEVICE_GET_IRQ_INFO")
         argsz, _flags, index, _count = _INFO.unpack(payload)
@@ -342,7 +345,7 @@ class SetIrqs:
         ) + self.data, self.fds
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> SetIrqs:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> SetIrqs:
         _at_least(payload, _SET_IRQS.size, "DEVICE_SET_IRQS")
         argsz, flags, index, start, count = _SET_IRQS.unpack_from(payload)
         _argsz(argsz, _SET_IRQS.size, "DEVICE_SET_IRQS")
@@ -358,7 +361,7 @@ class SetIrqs:
         data = b""
         if data_type == SetIrqsFlags.DATA_BOOL:
             _exact(payload, _SET_IRQS.size + count, "DEVICE_SET_IRQS with DATA_BOOL")
-            data = payload[_SET_IRQS.size :]
+            data = bytes(payload[_SET_IRQS.size :])
         else:
             _exact(payload, _SET_IRQS.size, "DEVICE_SET_IRQS")
         if data_type == SetIrqsFlags.DATA_EVENTFD:
@@ -390,7 +393,7 @@ class RegionRead:
         return _ACCESS.pack(self.offset, self.region, self.count), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> RegionRead:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> RegionRead:
         _no_fds(fds, "REGION_READ")
         _exact(payload, _ACCESS.size, "REGION_READ")
         offset, region, count = _ACCESS.unpack(payload)
@@ -411,13 +414,13 @@ class RegionWrite:
         return _ACCESS.pack(self.offset, self.region, len(self.data)) + self.data, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> RegionWrite:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> RegionWrite:
         _no_fds(fds, "REGION_WRITE")
         _at_least(payload, _ACCESS.size, "REGION_WRITE")
         offset, region, count = _ACCESS.unpack_from(payload)
         _data_count(count, limits, "REGION_WRITE")
         _exact(payload, _ACCESS.size + count, "REGION_WRITE")
-        return cls(region, offset, payload[_ACCESS.size :])
+        return cls(region, offset, bytes(payload[_ACCESS.size :]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +435,7 @@ class DmaRead:
         return _DMA_ACCESS.pack(self.addr, self.count), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DmaRead:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DmaRead:
         _no_fds(fds, "DMA_READ")
         _exact(payload, _DMA_ACCESS.size, "DMA_READ")
         addr, count = _DMA_ACCESS.unpack(payload)
@@ -452,13 +455,13 @@ class DmaWrite:
         return _DMA_ACCESS.pack(self.addr, len(self.data)) + self.data, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DmaWrite:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DmaWrite:
         _no_fds(fds, "DMA_WRITE")
         _at_least(payload, _DMA_ACCESS.size, "DMA_WRITE")
         addr, count = _DMA_ACCESS.unpack_from(payload)
         _data_count(count, limits, "DMA_WRITE")
         _exact(payload, _DMA_ACCESS.size + count, "DMA_WRITE")
-        return cls(addr, payload[_DMA_ACCESS.size :])
+        return cls(addr, bytes(payload[_DMA_ACCESS.size :]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +474,7 @@ class DeviceReset:
         return b"", ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DeviceReset:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DeviceReset:
         _no_fds(fds, "DEVICE_RESET")
         _exact(payload, 0, "DEVICE_RESET")
         return cls()
@@ -499,7 +502,7 @@ class RegionWriteMulti:
         return b"".join(parts), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> RegionWriteMulti:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> RegionWriteMulti:
         if not limits.write_multiple:
             raise _bad("REGION_WRITE_MULTI was not negotiated", Command.REGION_WRITE_MULTI)
         _no_fds(fds, "REGION_WRITE_MULTI")
@@ -542,14 +545,14 @@ class DeviceFeature:
         return _FEATURE.pack(argsz, self.flags) + self.data, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> DeviceFeature:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DeviceFeature:
         _no_fds(fds, "DEVICE_FEATURE")
         _at_least(payload, _FEATURE.size, "DEVICE_FEATURE")
         argsz, flags = _FEATURE.unpack_from(payload)
         _argsz(argsz, _FEATURE.size, "DEVICE_FEATURE")
         if flags & ~0x7FFFF:
             raise _bad("DEVICE_FEATURE flags: a feature index and GET/SET/PROBE", flags)
-        return cls(flags, payload[_FEATURE.size :], argsz)
+        return cls(flags, bytes(payload[_FEATURE.size :]), argsz)
 
 
 @dataclass(frozen=True, slots=True)
@@ -568,7 +571,7 @@ class MigDataRead:
         return _MIG_DATA.pack(self.argsz or _MIG_DATA.size + self.size, self.size), ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> MigDataRead:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> MigDataRead:
         _no_fds(fds, "MIG_DATA_READ")
         _exact(payload, _MIG_DATA.size, "MIG_DATA_READ")
         argsz, size = _MIG_DATA.unpack(payload)
@@ -589,18 +592,18 @@ class MigDataWrite:
         return _MIG_DATA.pack(_MIG_DATA.size + n, n) + self.data, ()
 
     @classmethod
-    def decode(cls, payload: bytes, fds: Fds, limits: DecodeLimits) -> MigDataWrite:
+    def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> MigDataWrite:
         _no_fds(fds, "MIG_DATA_WRITE")
         _at_least(payload, _MIG_DATA.size, "MIG_DATA_WRITE")
         argsz, size = _MIG_DATA.unpack_from(payload)
         _data_count(size, limits, "MIG_DATA_WRITE")
         _exact(payload, _MIG_DATA.size + size, "MIG_DATA_WRITE")
         _argsz(argsz, _MIG_DATA.size + size, "MIG_DATA_WRITE")
-        return cls(payload[_MIG_DATA.size :])
+        return cls(bytes(payload[_MIG_DATA.size :]))
 
 
 class _Decoder(Protocol):
-    def decode(self, payload: bytes, fds: Fds, limits: DecodeLimits) -> RequestBody: ...
+    def decode(self, payload: Payload, fds: Fds, limits: DecodeLimits) -> RequestBody: ...
 
 
 REQUEST_TYPES: Final[dict[Command, _Decoder]] = {

@@ -157,11 +157,18 @@ async def serve_connection(session: ServerSession, handler: Handler) -> None:
                     return
                 event = session.conn.next_event()
                 if event is NEED_DATA:
+                    view = session.conn.get_buffer()
                     try:
-                        data, fds = session.sock.recv_nowait()
+                        if (
+                            view is not None
+                        ):  # the rest of a large command, read straight into place
+                            n, fds = session.sock.recv_into_nowait(view)
+                            session.conn.buffer_updated(n, fds)
+                        else:
+                            data, fds = session.sock.recv_nowait()
+                            session.conn.receive_data(data, fds)
                     except BlockingIOError:
                         return
-                    session.conn.receive_data(data, fds)
                     continue
                 if not _dispatch(session, handler, event):  # type: ignore[arg-type]
                     finish()
