@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devmig import __version__
 from devmig._errors import DevmigError
+from devmig._tls import use
 from devmig.agent._auth import require_token
 from devmig.agent._host import Host
 from devmig.agent._limits import BoundedRequests
@@ -157,6 +158,9 @@ def create_app(settings: AgentSettings) -> FastAPI:
     Returns:
         The app; its lifespan starts the workload and the migration engine.
     """
+
+    if settings.tls is not None:
+        use(settings.tls)  # every client the agent opens (peers' APIs) trusts its CA and shows its certificate
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

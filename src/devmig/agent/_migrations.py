@@ -75,15 +75,17 @@ is not thread-safe and needs no locks.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
 from devmig._tasks import stop_tasks
+from devmig._tls import server_tls
 from devmig.agent._host import Host, busy_error
 from devmig.agent._journal import FileJournal, Journal, MemoryJournal
 from devmig.agent._settings import AgentSettings
@@ -100,6 +102,8 @@ from devmig.migration import (
 )
 
 __all__ = ["Migration", "MigrationEngine", "new_migration_id"]
+
+log = logging.getLogger("devmig.agent.migrations")
 
 #: Outcomes shown in a status: how a migration ended (or ``None`` while it runs).
 SOURCE_OUTCOMES = {"DONE": "migrated", "ROLLED_BACK": "rolled_back", "IN_DOUBT": "in_doubt"}
@@ -255,8 +259,13 @@ class MigrationEngine:
         self.migrations: dict[str, Migration] = {}
         self.rejected: list[dict[str, Any]] = []
         """Connections refused before they carried any state (code, message), newest last."""
-        self.server = StreamServer(settings.stream_listen, self._on_channel, stall_timeout=settings.stall_timeout_s)
+        tls = server_tls(settings.tls) if settings.tls is not None and settings.tls.serving else None
+        self.server = StreamServer(
+            settings.stream_listen, self._on_channel, stall_timeout=settings.stall_timeout_s, tls=tls
+        )
         self.stream_address: str | None = None
+        self.on_record: Callable[[Migration], None] | None = None
+        """Called after each journal record (the agent's metrics)."""
         self.state = "created"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._replay()
@@ -366,6 +375,11 @@ class MigrationEngine:
             if isinstance(m.extra.get(key), str):
                 data[key] = m.extra[key]
         self.journal.append(m.id, m.role.value, kind, data)
+        log.info("migration %s %s: %s", m.id, m.role.value, kind,
+                 extra={"migration_id": m.id, "device_id": m.device_id, "role": m.role.value, "phase": kind,
+                        "outcome": m.outcome, "code": (m.error or {}).get("code")})
+        if self.on_record is not None:
+            self.on_record(m)
 
     @staticmethod
     def check_lease(m: Migration, lease: str | None) -> None:

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
+from devmig._tls import client_tls
 from devmig.agent._client import AgentClient
 from devmig.agent._handoff_io import QueryBackoff, receive_into
 from devmig.agent._host import HostedDevice
@@ -179,7 +180,9 @@ class SourceRun:
             self.handoff.cancel()
             raise _Left
         m.stage = "connecting"
-        self.channel = await connect(answer["stream"], stall_timeout=self.settings.stall_timeout_s)
+        # an https destination streams over TLS too (its stream port takes the same certificates)
+        tls = client_tls(self.settings.tls) if str(m.destination["url"]).startswith("https:") else None
+        self.channel = await connect(answer["stream"], stall_timeout=self.settings.stall_timeout_s, tls=tls)
         if self._cancelled:
             self.handoff.cancel()
             raise _Left

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from devmig._errors import DevmigError, Problem
+from devmig._tls import TlsConfig
 
 __all__ = ["AgentSettings", "PrecopyPolicy", "parse_releases", "parse_size"]
 
@@ -70,6 +71,9 @@ class AgentSettings(BaseModel):
     """Providers beside the sdk devices (DESIGN §9): ``kernel[:SYSFS_ROOT]``."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
     """Bytes a request body may have (413 ``BODY_TOO_LARGE`` past it, before parsing or authentication work)."""
+    tls: TlsConfig | None = None
+    """TLS of the API and the migration stream (server certificate, trusted CA, client certificates);
+    ``None``: plain TCP (``--insecure-plain-tcp``, or loopback)."""
     prefill_seed: int | None = None
     """Benchmarks: devices created through the API (not migration destinations) start
     with seeded pseudo-random memory instead of zeros (so none of it is a ZERO record)."""

@@ -95,6 +95,8 @@ class SocketIO:
         sock = transport.get_extra_info("socket")
         if sock is None or not isinstance(transport, asyncio.WriteTransport):
             return None
+        if transport.get_extra_info("ssl_object") is not None:  # TLS: bytes must go through the transport
+            return None
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
         try:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -571,9 +572,16 @@ class StreamServer:
     """
 
     def __init__(
-        self, listen: str, on_channel: Callable[[Channel], Awaitable[None]], *, stall_timeout: float
+        self,
+        listen: str,
+        on_channel: Callable[[Channel], Awaitable[None]],
+        *,
+        stall_timeout: float,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.listen = listen
+        self._tls = tls
+        self._handshake = stall_timeout if tls is not None else None
         self._on_channel = on_channel
         self._stall = stall_timeout
         self._server: asyncio.AbstractServer | None = None
@@ -589,7 +597,11 @@ class StreamServer:
         return channel
 
     async def _serve(self, channel: Channel) -> None:
-        await channel.connected.wait()
+        try:  # over TLS a failed handshake never connects the channel: do not wait for it forever
+            await asyncio.wait_for(channel.connected.wait(), self._stall)
+        except TimeoutError:
+            channel.close()
+            return
         try:
             await self._on_channel(channel)
         finally:
@@ -607,10 +619,14 @@ class StreamServer:
             if isinstance(where, str):
                 if os.path.exists(where):
                     os.unlink(where)
-                self._server = await loop.create_unix_server(self._factory, where)
+                self._server = await loop.create_unix_server(
+                    self._factory, where, ssl=self._tls, ssl_handshake_timeout=self._handshake
+                )
                 self.address = f"unix:{where}"
             else:
-                self._server = await loop.create_server(self._factory, where[0], where[1])
+                self._server = await loop.create_server(
+                    self._factory, where[0], where[1], ssl=self._tls, ssl_handshake_timeout=self._handshake
+                )
                 sockname: Any = self._server.sockets[0].getsockname()
                 self.address = f"{sockname[0]}:{sockname[1]}"
         except OSError as exc:
@@ -639,8 +655,10 @@ class StreamServer:
                 await task
 
 
-async def connect(address: str, *, stall_timeout: float, timeout: float = 10.0) -> Channel:
-    """Open a migration connection to a destination's stream address.
+async def connect(
+    address: str, *, stall_timeout: float, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+) -> Channel:
+    """Open a migration connection to a destination's stream address (over TLS with ``tls``).
 
     Raises:
         DevmigError: ``CONNECT_FAILED`` (refused, unreachable, timed out),
@@ -651,12 +669,17 @@ async def connect(address: str, *, stall_timeout: float, timeout: float = 10.0) 
     channel = Channel(stall_timeout=stall_timeout)
     try:
         if isinstance(where, str):
-            await asyncio.wait_for(loop.create_unix_connection(lambda: channel, where), timeout)
+            await asyncio.wait_for(
+                loop.create_unix_connection(
+                    lambda: channel, where, ssl=tls, server_hostname="localhost" if tls else None
+                ),
+                timeout,
+            )
         else:
             await asyncio.wait_for(
-                loop.create_connection(lambda: channel, where[0], where[1]), timeout
+                loop.create_connection(lambda: channel, where[0], where[1], ssl=tls), timeout
             )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise DevmigError(
             [
                 Problem(

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from devmig._errors import DevmigError
+from devmig._logs import configure_logging
 from devmig.agent import AgentSettings, PrecopyPolicy, parse_releases, parse_size
 from devmig.cli._output import EXIT_USAGE, Output
-from devmig.cli._serve import Announcement, bind, serve
+from devmig.cli._serve import Announcement, bind, refuse_plain, serve, tls_config
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -63,6 +64,20 @@ def agent_cmd(
         list[str] | None,
         typer.Option("--provider", help="Also host kernel VFIO/mdev devices: kernel[:SYSFS_ROOT] (default root /sys)."),
     ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS: this agent's certificate (PEM) for its API and stream; "
+                                                       "also its client certificate towards peers.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS: the certificate's private key (PEM).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="TLS: the CA peers' certificates are signed by "
+                                                     "(agents it calls; client certificates).")] = None,
+    tls_client_certs: Annotated[
+        bool, typer.Option("--tls-client-certs", help="Require a client certificate signed by --tls-ca on the API "
+                                                       "and the stream (agent-to-agent, manager-to-agent).")
+    ] = False,
+    insecure_plain_tcp: Annotated[
+        bool, typer.Option("--insecure-plain-tcp", help="Serve plain TCP on a non-loopback address (a trusted "
+                                                         "network only: tokens and device state cross in clear).")
+    ] = False,
+    log_format: Annotated[str, typer.Option(help="Log lines on stderr: text or json (one object a line).")] = "text",
     json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening addresses as one JSON line.")] = False,
 ) -> None:
     """Run this host's agent: the query mechanism, its devices, and migrations.
@@ -71,6 +86,10 @@ def agent_cmd(
     """
     out = Output(json_mode)
     try:
+        configure_logging(log_format)
+        tls = tls_config(tls_cert, tls_key, tls_ca, tls_client_certs)
+        refuse_plain(listen, tls, insecure_plain_tcp)
+        refuse_plain(stream_listen, tls, insecure_plain_tcp, "stream_listen")
         settings = AgentSettings(
             host_name=host_name,
             releases=parse_releases(release),
@@ -89,6 +108,7 @@ def agent_cmd(
             advertise_stream=advertise_stream,
             providers=tuple(provider or ()),
             max_body_bytes=parse_size(max_body),
+            tls=tls,
             **({"token": token} if token else {}),
         )
         from devmig.devices import device_class
@@ -105,13 +125,13 @@ def agent_cmd(
             report = Host(settings).report().to_json()
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             raise typer.Exit(0)
-        sock, url = bind(listen)
+        sock, url = bind(listen, tls=tls is not None)
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)
     from devmig.agent import create_app  # the web framework only when serving
 
     app = create_app(settings)
-    asyncio.run(serve(app, sock, out, lambda: _announce(app, settings, url, token is None)))
+    asyncio.run(serve(app, sock, out, lambda: _announce(app, settings, url, token is None), tls))
 
 
 def _announce(app: FastAPI, settings: AgentSettings, url: str, generated: bool) -> Announcement:

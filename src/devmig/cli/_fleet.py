@@ -30,10 +30,11 @@ from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import ago
+from devmig._logs import configure_logging
 from devmig._tls import client_tls
 from devmig.agent import remote_error
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
-from devmig.cli._serve import Announcement, bind, serve
+from devmig.cli._serve import Announcement, bind, refuse_plain, serve, tls_config
 
 if TYPE_CHECKING:
     from devmig.manager import ManagerSettings
@@ -130,6 +131,19 @@ def manager_cmd(
         str | None, typer.Option(envvar="DEVMIG_AGENT_TOKEN", help="Bearer token sent to agents.")
     ] = None,
     max_body: Annotated[str, typer.Option(help="Largest request body, e.g. 1M (413 past it).")] = "1M",
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS: the manager's certificate (PEM) for its API; also "
+                                                       "its client certificate towards agents.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS: the certificate's private key (PEM).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="TLS: the CA agents' certificates are signed by "
+                                                     "(and client certificates, with --tls-client-certs).")] = None,
+    tls_client_certs: Annotated[
+        bool, typer.Option("--tls-client-certs", help="Require a client certificate signed by --tls-ca on the API.")
+    ] = False,
+    insecure_plain_tcp: Annotated[
+        bool, typer.Option("--insecure-plain-tcp", help="Serve plain TCP on a non-loopback address (a trusted "
+                                                         "network only: tokens cross in clear).")
+    ] = False,
+    log_format: Annotated[str, typer.Option(help="Log lines on stderr: text or json (one object a line).")] = "text",
     json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening address as one JSON line.")] = False,
 ) -> None:
     """Run the fleet manager: inventory, poller, and the fleet API.
@@ -144,16 +158,20 @@ def manager_cmd(
     try:
         from devmig.agent import parse_size
 
-        settings = ManagerSettings(db_url=url, poll_interval=poll_interval, agent_token=agent_token,
+        configure_logging(log_format)
+        tls = tls_config(tls_cert, tls_key, tls_ca, tls_client_certs)
+        refuse_plain(listen, tls, insecure_plain_tcp)
+        settings = ManagerSettings(db_url=url, poll_interval=poll_interval, agent_token=agent_token, tls=tls,
                                    max_body_bytes=parse_size(max_body), **({"token": token} if token else {}))
-        sock, address = bind(listen)
+        sock, address = bind(listen, tls=tls is not None)
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)
     except ValueError as exc:
         _usage(out, "options", str(exc))
     from devmig.manager import create_manager_app
 
-    asyncio.run(serve(create_manager_app(settings), sock, out, lambda: _announce(settings, address, token is None)))
+    app = create_manager_app(settings)
+    asyncio.run(serve(app, sock, out, lambda: _announce(settings, address, token is None), tls))
 
 
 def _announce(settings: ManagerSettings, url: str, generated: bool) -> Announcement:

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devmig import __version__
 from devmig._errors import DevmigError
+from devmig._tls import TlsConfig, use
 from devmig.agent import (
     AgentClient,
     BoundedRequests,
@@ -134,6 +135,7 @@ class ManagerSettings(BaseModel):
     migration_concurrency: int = Field(8, ge=1, description="Migrations driven at once.")
     max_body_bytes: int = Field(1 << 20, ge=1024,
                                 description="Bytes a request body may have (413 BODY_TOO_LARGE past it).")
+    tls: TlsConfig | None = Field(None, description="TLS of the API; its CA and certificate also serve calls to agents.")
     crash_at: str | None = Field(
         default_factory=lambda: os.environ.get("DEVMIG_TEST_CRASH_AT") or None,
         description="TEST HOOK (env DEVMIG_TEST_CRASH_AT): exit at once right after committing this journal phase.",
@@ -232,6 +234,9 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
     Returns:
         The app; its lifespan opens the inventory and runs the poller.
     """
+
+    if settings.tls is not None:
+        use(settings.tls)  # every client the manager opens (poller, orchestrator) trusts its CA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
