@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from devmig.agent._client import AgentClient, remote_error
     from devmig.agent._host import Host, HostedDevice
     from devmig.agent._limits import BoundedRequests
+    from devmig.agent._loop_errors import quiet_accept_errors
     from devmig.agent._problems import (
         http_error_handler,
         problem_response,
@@ -43,6 +44,7 @@ __all__ = [
     "parse_releases",
     "parse_size",
     "problem_response",
+    "quiet_accept_errors",
     "remote_error",
     "require_token",
     "status_for",
@@ -61,6 +63,7 @@ _WHERE = {
     "Host": "devmig.agent._host",
     "HostedDevice": "devmig.agent._host",
     "BoundedRequests": "devmig.agent._limits",
+    "quiet_accept_errors": "devmig.agent._loop_errors",
     "AgentSettings": "devmig.agent._settings",
     "PrecopyPolicy": "devmig.agent._settings",
     "parse_releases": "devmig.agent._settings",

@@ -7,6 +7,7 @@ workload) and the migration engine (stream listener, journal).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from devmig._tls import use
 from devmig.agent._auth import require_token
 from devmig.agent._host import Host
 from devmig.agent._limits import BoundedRequests
+from devmig.agent._loop_errors import quiet_accept_errors
 from devmig.agent._migration_routes import attach_migrations, migrations_router
 from devmig.agent._problems import (
     devmig_error_handler,
@@ -164,6 +166,7 @@ def create_app(settings: AgentSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.accept_errors = quiet_accept_errors(asyncio.get_running_loop())
         host = Host(settings)
         app.state.host = host
         await host.start()

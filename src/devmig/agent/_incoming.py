@@ -44,15 +44,19 @@ _LOSSES = frozenset({"PEER_LOST", "CONNECTION_LOST"})
 
 
 async def accept(engine: Any, channel: Channel) -> None:
-    """Serve one accepted connection: read the HELLO under limits, then hand it to its migration."""
+    """Serve one accepted connection: read the HELLO under limits and one deadline (the stall
+    timeout, for the whole HELLO), then hand it to its migration."""
     handoff = DestinationHandoff(engine.tickets)
     channel.limit_to(handoff)
     channel.phase = DestinationPhase.WAIT_HELLO.value
+    # One deadline for the whole HELLO, not restarted by each byte (one byte every few seconds
+    # would otherwise hold the connection for ever).
+    deadline = time.monotonic() + engine.settings.stall_timeout_s
     while True:
         event = handoff.next_event()
         if event is NEED_DATA:
             try:
-                data = await channel.recv()
+                data = await channel.recv(timeout=max(0.0, deadline - time.monotonic()))
             except DevmigError:
                 reply = handoff.timeout()
                 channel.write_nowait(reply)
@@ -72,6 +76,7 @@ async def accept(engine: Any, channel: Channel) -> None:
             if not isinstance(run, DestinationRun):  # revoked between redeem and here: cannot happen
                 channel.close()
                 return
+            channel.admit()
             await run.carry(handoff, channel, event.data)
             return
         else:

@@ -261,7 +261,8 @@ class MigrationEngine:
         """Connections refused before they carried any state (code, message), newest last."""
         tls = server_tls(settings.tls) if settings.tls is not None and settings.tls.serving else None
         self.server = StreamServer(
-            settings.stream_listen, self._on_channel, stall_timeout=settings.stall_timeout_s, tls=tls
+            settings.stream_listen, self._on_channel, stall_timeout=settings.stall_timeout_s, tls=tls,
+            max_pending=settings.max_pending_streams,
         )
         self.stream_address: str | None = None
         self.on_record: Callable[[Migration], None] | None = None

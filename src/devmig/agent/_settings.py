@@ -60,6 +60,8 @@ class AgentSettings(BaseModel):
     precopy: PrecopyPolicy = Field(default_factory=PrecopyPolicy)
     stall_timeout_s: float = Field(10.0, gt=0)
     """A peer that sends nothing for this long is ``PEER_STALLED``."""
+    max_pending_streams: int = Field(32, ge=1)
+    """Stream connections accepted whose HELLO is not proved yet, at once; more are closed at accept."""
     secret_ttl_s: float = Field(60.0, gt=0)
     """How long an incoming migration's secret stays valid."""
     max_stream_rate: float | None = None

@@ -58,6 +58,7 @@ from devmig._errors import DevmigError, Problem, StreamError
 from devmig.agent._socket_io import READ_AHEAD, SocketIO
 
 __all__ = [
+    "DEFAULT_MAX_PENDING",
     "Channel",
     "ReadLimit",
     "StreamServer",
@@ -68,6 +69,8 @@ __all__ = [
 _SCRATCH = 64 * 1024
 _CONTROL_LIMIT = 64 * 1024
 _WRITE_HIGH = 4 << 20
+DEFAULT_MAX_PENDING = 32
+"""Stream connections accepted and not yet admitted (HELLO unproved) at once; more are closed at accept."""
 
 
 class StreamSink(Protocol):
@@ -147,6 +150,8 @@ class Channel(asyncio.BufferedProtocol):
         # Bytes the kernel held for us at the last stall check (see wait_stream).
         self._pending_seen = 0
         self.connected = asyncio.Event()
+        self.on_admit: Callable[[], None] | None = None
+        """Set by :class:`StreamServer`: called once by :meth:`admit`."""
 
     @property
     def lowat_fallbacks(self) -> int:
@@ -317,6 +322,12 @@ class Channel(asyncio.BufferedProtocol):
     def at_eof(self) -> bool:
         """Whether the peer closed its side (or the connection is gone)."""
         return self._eof
+
+    def admit(self) -> None:
+        """The connection proved its HELLO: it no longer counts as pending (see :class:`StreamServer`)."""
+        if self.on_admit is not None:
+            self.on_admit()
+            self.on_admit = None
 
     def limit_to(self, reader: ReadLimit) -> None:
         """Read only the bytes ``reader.bytes_needed()`` asks for, until :meth:`route_to`.
@@ -560,13 +571,30 @@ def _split(address: str) -> tuple[str, int] | str:
         ) from None
 
 
+class _Refused(asyncio.Protocol):
+    """A connection past the pending cap: closed as soon as it is accepted, nothing read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
+        else:
+            transport.close()
+
+
 class StreamServer:
     """The destination agent's listener for migration connections.
+
+    A connection is *pending* from its accept until :meth:`Channel.admit`
+    (its HELLO proved a secret). At most ``max_pending`` are pending at once;
+    one more is closed at accept, before anything is read, and counted in
+    :attr:`refused` (a slowloris client holds no more than the cap of file
+    descriptors, and the HTTP API keeps answering).
 
     Args:
         listen: ``HOST:PORT`` (port 0 picks one) or ``unix:/path``.
         on_channel: called (as a task) with each accepted :class:`Channel`.
         stall_timeout: given to every channel.
+        max_pending: most connections accepted and not yet admitted.
 
     Run-state: created → :meth:`start` → serving → :meth:`close` → closed.
     """
@@ -578,33 +606,48 @@ class StreamServer:
         *,
         stall_timeout: float,
         tls: ssl.SSLContext | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.listen = listen
         self._tls = tls
         self._handshake = stall_timeout if tls is not None else None
         self._on_channel = on_channel
         self._stall = stall_timeout
+        self.max_pending = max_pending
+        self._pending: set[Channel] = set()
+        self.refused = 0
+        """Connections closed at accept because ``max_pending`` were pending."""
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: str | None = None
         """The bound address (``127.0.0.1:40123`` or ``unix:/path``) once serving."""
 
-    def _factory(self) -> Channel:
+    @property
+    def pending(self) -> int:
+        """Connections accepted whose HELLO is not proved yet."""
+        return len(self._pending)
+
+    def _factory(self) -> asyncio.BaseProtocol:
+        if len(self._pending) >= self.max_pending:
+            self.refused += 1
+            return _Refused()
         channel = Channel(stall_timeout=self._stall)
+        self._pending.add(channel)
+        channel.on_admit = lambda: self._pending.discard(channel)
         task = asyncio.get_running_loop().create_task(self._serve(channel))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return channel
 
     async def _serve(self, channel: Channel) -> None:
-        try:  # over TLS a failed handshake never connects the channel: do not wait for it forever
-            await asyncio.wait_for(channel.connected.wait(), self._stall)
-        except TimeoutError:
-            channel.close()
-            return
         try:
+            try:  # over TLS a failed handshake never connects the channel: do not wait for it forever
+                await asyncio.wait_for(channel.connected.wait(), self._stall)
+            except TimeoutError:
+                return
             await self._on_channel(channel)
         finally:
+            self._pending.discard(channel)
             channel.close()
 
     async def start(self) -> str:

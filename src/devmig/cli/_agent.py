@@ -56,6 +56,9 @@ def agent_cmd(
         typer.Option(help="Stream address handed to sources, when they reach this agent through NAT or a proxy "
                           "(default: the bound --stream-listen)."),
     ] = None,
+    max_pending_streams: Annotated[
+        int, typer.Option(help="Stream connections whose HELLO is not proved yet, at once (more are closed at accept).")
+    ] = 32,
     max_body: Annotated[str, typer.Option(help="Largest request body, e.g. 1M (413 past it).")] = "1M",
     print_migration_info_json: Annotated[
         bool, typer.Option("--print-migration-info-json", help="Print the host report and exit (vfio-user convention).")
@@ -109,6 +112,7 @@ def agent_cmd(
             providers=tuple(provider or ()),
             max_body_bytes=parse_size(max_body),
             tls=tls,
+            max_pending_streams=max_pending_streams,
             **({"token": token} if token else {}),
         )
         from devmig.devices import device_class

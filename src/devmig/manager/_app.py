@@ -47,6 +47,7 @@ from devmig.agent import (
     BoundedRequests,
     http_error_handler,
     problem_response,
+    quiet_accept_errors,
     require_token,
     status_for,
     validation_error_handler,
@@ -240,6 +241,7 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.accept_errors = quiet_accept_errors(asyncio.get_running_loop())
         owned = inventory is None
         inv: Inventory = SqlInventory(settings.db_url) if inventory is None else inventory
         if owned:
