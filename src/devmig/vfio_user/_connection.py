@@ -253,6 +253,7 @@ class Connection:
         self._fd_groups: deque[_FdGroup] = deque()
         self._eof = False
         self._big: bytearray | None = None
+        self._decode_limits: DecodeLimits | None = None
         self._big_filled = 0
         self._big_header = Header(0, 0, 0)
         self._pending: deque[_Pending] = deque()
@@ -410,9 +411,12 @@ class Connection:
         return Rejected(header.msg_id, header.cmd, error, fds, self._answers(header))
 
     def _limits(self) -> DecodeLimits:
-        return DecodeLimits(
-            self.capabilities.max_data_xfer_size, self.capabilities.max_msg_fds, self.write_multiple
-        )
+        limits = self._decode_limits
+        if limits is None or limits.write_multiple != self.write_multiple:
+            caps = self.capabilities
+            limits = DecodeLimits(caps.max_data_xfer_size, caps.max_msg_fds, self.write_multiple)
+            self._decode_limits = limits
+        return limits
 
     def _on_command(
         self, header: Header, payload: bytes | memoryview, fds: tuple[int, ...]
@@ -538,18 +542,15 @@ class Connection:
         """
         cmd = body.cmd
         own = SERVER_COMMANDS if self.role is Role.SERVER else CLIENT_COMMANDS
-        self._require(cmd in own, f"a {self.role.value} does not send {cmd.name}")
+        if cmd not in own:  # messages are built only when they are raised (this is a hot path)
+            self._require(False, f"a {self.role.value} does not send {cmd.name}")
         if cmd is Command.VERSION:
-            self._require(
-                self.state is ConnectionState.AWAIT_VERSION and not self._pending,
-                "VERSION is sent once, first",
-            )
-        else:
-            self._require(
-                self.state is ConnectionState.READY, f"{cmd.name} needs a negotiated connection"
-            )
-        if isinstance(body, RegionWriteMulti):
-            self._require(self.write_multiple, "REGION_WRITE_MULTI was not negotiated")
+            if self.state is not ConnectionState.AWAIT_VERSION or self._pending:
+                self._require(False, "VERSION is sent once, first")
+        elif self.state is not ConnectionState.READY:
+            self._require(False, f"{cmd.name} needs a negotiated connection")
+        if isinstance(body, RegionWriteMulti) and not self.write_multiple:
+            self._require(False, "REGION_WRITE_MULTI was not negotiated")
         if isinstance(body, _BOUNDED) and self.peer is not None:
             limit = self.peer.max_data_xfer_size
             if _data_count(body) > limit:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "CLIENT_COMMANDS",
@@ -150,9 +149,8 @@ class MigrationFeature(enum.IntFlag):
     PRE_COPY = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """One message header.
+class Header(NamedTuple):
+    """One message header (a named tuple: built and read on every message).
 
     Attributes:
         msg_id: chosen by the command's sender, echoed by the reply.
@@ -185,9 +183,9 @@ class Header:
 
     def pack(self) -> bytes:
         """The header's 16 bytes."""
-        return HEADER.pack(self.msg_id, self.cmd, self.size, self.flags, self.error_no)
+        return HEADER.pack(*self)
 
     @classmethod
     def unpack(cls, data: bytes | bytearray | memoryview) -> Header:
         """Read a header from the first 16 bytes of ``data``."""
-        return cls(*HEADER.unpack_from(data))
+        return cls._make(HEADER.unpack_from(data))
