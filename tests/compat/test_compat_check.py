@@ -210,12 +210,12 @@ def test_history_hint_names_the_release_that_added_a_parameter() -> None:
     old = variant(_without_table, release="1.0.0")
     new = nic("2.0.0")
     verdict = check(SRC, expand(SRC, "version=2"), old, history=[old, new])
-    assert verdict.reasons[0].hint == "added in acme-nic 2.0.0"
+    assert verdict.reasons[0].hint == "rx-table-size is introduced in acme-nic 2.0.0"
     history = ReleaseHistory.learn([old, new])
     assert history.added_in(NIC_ID, "rx-table-size", "acme-nic") == new.implementation
     assert history.added_in(NIC_ID, "rx-table-size") == new.implementation
     assert history.added_in(NIC_ID, "nope") is None
-    assert check(SRC, expand(SRC, "version=2"), old, history=history).reasons[0].hint == "added in acme-nic 2.0.0"
+    assert check(SRC, expand(SRC, "version=2"), old, history=history).reasons[0].hint == "rx-table-size is introduced in acme-nic 2.0.0"
     # without history the hint still says what would work
     plain = check(SRC, expand(SRC, "version=2"), old).reasons[0].hint
     assert plain is not None and "off value" in plain
@@ -266,7 +266,7 @@ def test_examples_history_hint() -> None:
     m = model_of(by_release["3.0.0"])
     verdict = check(m, expand(m, "version=1,tso=on"), by_release["2.0.0"], history=docs)
     assert verdict.codes == ["PARAM_UNKNOWN"]
-    assert verdict.reasons[0].hint == "added in acme-nic 3.0.0"
+    assert verdict.reasons[0].hint == "tso is introduced in acme-nic 3.0.0"
 
 
 # -- properties ---------------------------------------------------------------

@@ -33,6 +33,15 @@ from devmig.model import (
 __all__ = ["register"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for programs.")]
+HistoryOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--history",
+        help="An earlier (or later) release's document, oldest first; repeat. "
+        "Hints name the release that introduced a parameter; check judges a parameter "
+        "the destination lacks by the off value it was introduced with.",
+    ),
+]
 DocArg = Annotated[
     str, typer.Argument(help="A model document: a file, - for stdin, or example:NAME.")
 ]
@@ -120,6 +129,10 @@ def validate(
     raise typer.Exit(EXIT_OK if all_valid else EXIT_NO)
 
 
+def _history_docs(out: Output, files: list[str] | None) -> list[ModelDocument]:
+    return [_load_document(out, f) for f in files or ()]
+
+
 def _layout_warnings(loaded: ModelDocument | HostReport) -> list[dict[str, Any]]:
     """Warn about every model that publishes no state layout: rule 6 cannot protect it."""
     docs = loaded.implementations if isinstance(loaded, HostReport) else (loaded,)
@@ -148,6 +161,7 @@ def expand_cmd(
         str, typer.Argument(help="Option string, e.g. version=2,rx-table-size=48 ('' = init).")
     ] = "",
     json_mode: JsonOpt = False,
+    history: HistoryOpt = None,
 ) -> None:
     """Expand a configuration string into its canonical configuration.
 
@@ -156,8 +170,14 @@ def expand_cmd(
     out = Output(json_mode)
     loaded = _load(out, doc)
     device_model = _find_model(out, loaded, model, doc)
+    introduced: dict[str, str] = {}
+    for release in _history_docs(out, history):
+        found = release.find(model)
+        for name in found.params if found is not None else ():
+            if name not in device_model.params:
+                introduced.setdefault(name, release.implementation.render())
     try:
-        canonical = expand(device_model, config)
+        canonical = expand(device_model, config, introduced=introduced)
     except ConfigError as exc:
         out.fail(exc, EXIT_NO, title=f"configuration {config!r} refused")
     version = version_of(device_model, canonical)
@@ -194,6 +214,7 @@ def check_cmd(
     model: Annotated[str, typer.Argument(help="Model id of the device.")],
     config: Annotated[str, typer.Argument(help="The device's configuration on the source.")] = "",
     json_mode: JsonOpt = False,
+    history: HistoryOpt = None,
 ) -> None:
     """Check whether a device (MODEL, CONFIG on SOURCE) can move to DEST.
 
@@ -207,7 +228,7 @@ def check_cmd(
         canonical = expand(source_model, config)
     except ConfigError as exc:
         out.fail(exc, EXIT_USAGE, title=f"configuration {config!r} is invalid on the source")
-    verdict = compat_check(source_model, canonical, dst_doc)
+    verdict = compat_check(source_model, canonical, dst_doc, history=_history_docs(out, history) or None)
     if json_mode:
         out.json(verdict.to_dict())
     else:

@@ -52,14 +52,20 @@ History = ReleaseHistory | Iterable[ModelDocument] | None
 # (source model, destination) -> per candidate (its verdict when it accepts, compiled
 # model, rule 5 holds, rule 6 or None when it always holds); verdicts are immutable,
 # so the happy path returns a shared one.
-_PLANS: IdentityCache[tuple[tuple[Verdict, CompiledModel, bool, LayoutRule | None], ...]] = IdentityCache()
+_PLANS: IdentityCache[tuple[tuple[Verdict, CompiledModel, bool, LayoutRule | None], ...]] = (
+    IdentityCache()
+)
 # per model document: model id -> its candidates, each with the verdict when it accepts
-_DOCS: IdentityCache[dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]] = IdentityCache()
+_DOCS: IdentityCache[dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]] = (
+    IdentityCache()
+)
 # (source model, candidate model) -> rule 5 holds: shared by every destination offering that model
 _SAME_OFF: IdentityCache[bool] = IdentityCache()
 
 
-def _doc_index(doc: ModelDocument, _: None) -> dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]:
+def _doc_index(
+    doc: ModelDocument, _: None
+) -> dict[str, tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]]:
     out: dict[str, list[tuple[Implementation | None, DeviceModel, Verdict]]] = {}
     accepted = Verdict(True, doc.implementation, ())
     for model in doc.models:
@@ -67,7 +73,9 @@ def _doc_index(doc: ModelDocument, _: None) -> dict[str, tuple[tuple[Implementat
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _offered(destination: Destination, model_id: str) -> tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]:
+def _offered(
+    destination: Destination, model_id: str
+) -> tuple[tuple[Implementation | None, DeviceModel, Verdict], ...]:
     """Return the candidates of a destination, each with its verdict when it accepts."""
     kind = type(destination)
     if kind is HostReport or (kind is not ModelDocument and isinstance(destination, HostReport)):
@@ -106,7 +114,12 @@ def _plan(
     source: DeviceModel, destination: Destination
 ) -> tuple[tuple[Verdict, CompiledModel, bool, LayoutRule | None], ...]:
     return tuple(
-        (accepted, compiled(model), _SAME_OFF.get(source, model, _same_off), layout_rule(source, model))
+        (
+            accepted,
+            compiled(model),
+            _SAME_OFF.get(source, model, _same_off),
+            layout_rule(source, model),
+        )
         for _, model, accepted in _offered(destination, source.model)
     )
 
@@ -127,8 +140,12 @@ def check(
         destination: a host report (any implementation accepting is enough), a
             model document, or a bare device model.
         history: earlier model documents (oldest first), or a
-            :class:`ReleaseHistory`; used only to enrich hints ("added in
-            acme-nic 2.0.0"), never to decide.
+            :class:`ReleaseHistory`: hints name the release that added a
+            parameter, and a parameter the destination does not define is
+            judged by the off value of the release that introduced it (a
+            source whose off value for it differs cannot go there: the
+            destination runs it "as before", which is that value). Without
+            it, verdicts are the ones of rules 1-6.
 
     Returns:
         The :class:`Verdict`: compatible and the implementation that accepts;
@@ -143,15 +160,28 @@ def check(
     if config.model != model_id:
         raise ValueError(f"configuration is of model {config.model!r}, not {model_id!r}")
     items = config.items
-    for accepted, cm, same_off, rule6 in _PLANS.get(source_model, destination, _plan):
-        if same_off and accepts(cm, items) and (rule6 is None or rule6.agrees(items)):
-            return accepted
+    hist = _history(history)
+    plans = _PLANS.get(source_model, destination, _plan)
+    if hist is None:
+        for accepted, cm, same_off, rule6 in plans:
+            if same_off and accepts(cm, items) and (rule6 is None or rule6.agrees(items)):
+                return accepted
+    else:
+        for (accepted, cm, same_off, rule6), (impl, model) in zip(
+            plans, candidates(destination, model_id), strict=True
+        ):
+            if (
+                same_off
+                and accepts(cm, items)
+                and (rule6 is None or rule6.agrees(items))
+                and not _introduced_off_mismatches(source_model, config, impl, model, hist)
+            ):
+                return accepted
     found = candidates(destination, model_id)
     if not found:
         if is_opaque(model_id):  # DESIGN §9: only the very same identity (accepted above)
             return Verdict(False, None, (no_migration_info(model_id, _where(destination)),))
-        return Verdict(False, None, (_model_unknown(model_id, destination, _history(history)),))
-    hist = _history(history)
+        return Verdict(False, None, (_model_unknown(model_id, destination, hist),))
     best: tuple[Implementation | None, tuple[Problem, ...]] | None = None
     for impl, model in found:
         reasons = reasons_for(source_model, config, impl, model, history=hist)
@@ -196,7 +226,9 @@ def reasons_for(
     for name, value in config.items:
         param = params.get(name)
         if param is None:
-            problems.append(_param_unknown(source_model, model, name, value, where, impl_name, history))
+            problems.append(
+                _param_unknown(source_model, model, name, value, where, impl_name, history)
+            )
         elif not param.allows(value):
             problems.append(_value_not_allowed(model, name, value, where, impl_name, history))
     for name, param in params.items():
@@ -235,12 +267,55 @@ def reasons_for(
                 context={"rule": 5},
             )
         )
+    if history is not None:
+        for name, intro, intro_off in _introduced_off_mismatches(
+            source_model, config, implementation, model, history
+        ):
+            src_off = source_model.params[name].off
+            problems.append(
+                Problem(
+                    "OFF_VALUE_MISMATCH",
+                    ("config", name),
+                    f"{where} does not define {name}, so it runs it as before {intro.render()} introduced it "
+                    f"(off {_typed(intro_off)}); the source's definition leaves it at its off value "
+                    f"{_typed(src_off)}: the device would change meaning",
+                    value=src_off,
+                    allowed=intro_off,
+                    hint=f"{name} was introduced in {intro.render()} with off value {format_value(intro_off)}; "
+                    "a later release changed it",
+                    context={"rule": 5, "history": True},
+                )
+            )
     if not problems:
         rule6 = layout_rule(source_model, model)
         found = None if rule6 is None else rule6.difference(config.items)
         if found is not None:
             problems.append(state_problem(found, where))
     return tuple(problems)
+
+
+def _introduced_off_mismatches(
+    source: DeviceModel,
+    config: Config,
+    implementation: Implementation | None,
+    model: DeviceModel,
+    history: ReleaseHistory,
+) -> list[tuple[str, Implementation, Value]]:
+    """Parameters the source leaves at an off value that differs from the one they were introduced with.
+
+    Only parameters the destination does not define, and the configuration
+    omits (so the source runs them at its own off value), count.
+    """
+    named = {n for n, _ in config.items}
+    out = []
+    impl_name = implementation.name if implementation is not None else None
+    for name, param in source.params.items():
+        if name in model.params or name in named:
+            continue
+        found = history.introduced_off(source.model, name, impl_name)
+        if found is not None and not (type(found[1]) is type(param.off) and found[1] == param.off):
+            out.append((name, found[0], found[1]))
+    return out
 
 
 def _typed(value: Value) -> str:
@@ -258,9 +333,11 @@ def _param_unknown(
 ) -> Problem:
     added = None
     if history is not None:
-        added = history.added_in(model.model, name, impl_name) or history.added_in(model.model, name)
+        added = history.added_in(model.model, name, impl_name) or history.added_in(
+            model.model, name
+        )
     if added is not None:
-        hint = f"added in {added.render()}"
+        hint = f"{name} is introduced in {added.render()}"
     else:
         src = source.params.get(name)
         off = f" ({format_value(src.off)})" if src is not None else ""
@@ -320,7 +397,9 @@ def _where(destination: Destination) -> str:
     return "the destination"
 
 
-def _model_unknown(model_id: str, destination: Destination, history: ReleaseHistory | None) -> Problem:
+def _model_unknown(
+    model_id: str, destination: Destination, history: ReleaseHistory | None
+) -> Problem:
     if isinstance(destination, HostReport):
         where = f"host {destination.host}"
         message = f"no implementation on {where} supports model {model_id}"

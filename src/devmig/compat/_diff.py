@@ -473,11 +473,18 @@ class _ModelDiff:
     def _off_changed(
         self, name: str, op: Param, np: Param, example: Example
     ) -> Change:
+        # versions both publish that name it in neither: off in each, so their meaning changed
+        new_map = self.new.version_map
+        changed = list(dict.fromkeys(
+            v.name for v in self.old.versions
+            if v.name in new_map and name not in v.params and name not in new_map[v.name].params
+        ))
+        versions = f"; versions that leave it off change meaning: {', '.join(changed)}" if changed else ""
         return self.change(
             "OFF_VALUE_CHANGED", ("params", name, "off"),
             f"{name}'s off value changed from {format_value(op.off)} ({op.type_name}) to "
             f"{format_value(np.off)} ({np.type_name}): the model itself changed, and every "
-            "configuration that omits it changes meaning",
+            f"configuration that omits it changes meaning{versions}",
             example=example, old=op.off, new=np.off,
         )
 
@@ -595,11 +602,15 @@ class _ModelDiff:
         old_map, new_map = o.version_map, n.version_map
         # a version whose params are equal in both, naming no parameter whose type or off
         # value changed (or that NEW removed), has the same canonical configuration in both
-        moved = self.moved
+        # a version whose params are the same in both (typed) names the same values: where its
+        # canonical form or full meaning differs, an off value changed, and OFF_VALUE_CHANGED
+        # names it -- it is not redefined
         for name in dict.fromkeys(v.name for v in o.versions):
             if name in new_map:
                 old_params, new_params = old_map[name].params, new_map[name].params
-                if old_params == new_params and not moved.intersection(old_params):
+                if old_params == new_params and _typed(tuple(sorted(old_params.items()))) == _typed(
+                    tuple(sorted(new_params.items()))
+                ):
                     continue
             old_items = _version_items(o, name)
             if name not in new_map:

@@ -72,6 +72,29 @@ class ReleaseHistory:
                 return doc.implementation
         return None
 
+    def introduced_off(
+        self, model: str, param: str, implementation: str | None = None
+    ) -> tuple[Implementation, Value] | None:
+        """Return the release that introduced ``param`` in ``model`` and the off value it gave it.
+
+        Args:
+            model: the model id.
+            param: the parameter name.
+            implementation: prefer this implementation's releases; when none
+                of them defines it, the first release of any implementation.
+
+        Returns:
+            ``(release, off value)``, or ``None`` when no known release defines it.
+        """
+        for only in ((implementation, None) if implementation is not None else (None,)):
+            for doc in self.documents:
+                if only is not None and doc.implementation.name != only:
+                    continue
+                m = doc.find(model)
+                if m is not None and param in m.params:
+                    return doc.implementation, m.params[param].off
+        return None
+
     def allowed_since(
         self, model: str, param: str, value: Value, implementation: str | None = None
     ) -> Implementation | None:

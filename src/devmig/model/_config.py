@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from devmig._errors import ConfigError, Loc, Problem
@@ -173,6 +173,15 @@ def _unknown_param(model: DeviceModel, key: str, value: object, loc: Loc) -> Pro
         value=value,
         allowed=sorted(model.params),
         hint=hint,
+    )
+
+
+def _introduced_hint(problem: Problem, introduced: Mapping[str, str]) -> Problem:
+    name = problem.loc[-1] if problem.loc else None
+    if problem.code != "PARAM_UNKNOWN" or not isinstance(name, str) or name not in introduced:
+        return problem
+    return replace(
+        problem, hint=f"{name} is introduced in {introduced[name]}: this release predates it"
     )
 
 
@@ -353,7 +362,11 @@ def _finish(
 
 
 def expand(
-    model: DeviceModel, config: str | Mapping[str, Any] | None = None, *, loc: Loc = ("config",)
+    model: DeviceModel,
+    config: str | Mapping[str, Any] | None = None,
+    *,
+    loc: Loc = ("config",),
+    introduced: Mapping[str, str] | None = None,
 ) -> Config:
     """Expand a configuration for ``model`` and return it in canonical form.
 
@@ -371,6 +384,9 @@ def expand(
             typed values (``{"version": "2", "rss": True}``), or ``None``/``""``
             for the init values.
         loc: prefix of each problem's ``loc``.
+        introduced: parameter → the release that introduced it, for parameters
+            of *later* releases (from a release history): an unknown parameter
+            found there is hinted "introduced in RELEASE", not as a typo.
 
     Returns:
         The canonical :class:`Config`.
@@ -381,6 +397,8 @@ def expand(
             constraint). Nothing is created on error.
     """
     explicit, version_name, problems = _read(model, config, loc, canonical=False)
+    if introduced:
+        problems = [_introduced_hint(p, introduced) for p in problems]
     full = dict(model.off_values)
     if version_name is not None:
         version = model.version_map.get(version_name)

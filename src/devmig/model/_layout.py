@@ -207,8 +207,13 @@ class ResolvedLayout:
         return None
 
 
+INVALID_SIZE: Final = -1
+"""What a size that works out negative resolves to: one value, so two layouts compare
+element by element (an SDK declaration refuses such a configuration: LAYOUT_INVALID)."""
+
+
 class UnresolvableLayout(ValueError):
-    """A layout names a parameter the configuration lacks, or of the wrong type, or a size is negative."""
+    """A layout names a parameter the configuration lacks, or holds it with another type."""
 
 
 def _param_int(config: Mapping[str, Value], name: str) -> int:
@@ -246,7 +251,7 @@ def resolve_size(expr: Size, config: Mapping[str, Value]) -> int:
         c: ConditionalSize = expr  # type: ignore[assignment]
         value = resolve_size(c.then, config) if when_holds(c.when, config) else 0
     if value < 0:  # type: ignore[operator]
-        raise UnresolvableLayout(f"a size resolves to {value}, below 0")
+        return INVALID_SIZE  # no device has this configuration (its declaration refuses it)
     return value  # type: ignore[return-value]
 
 
@@ -262,7 +267,8 @@ def resolve_layout(layout: PublishedLayout, config: Mapping[str, Value]) -> Reso
 
     Raises:
         UnresolvableLayout: a condition or size names a parameter the
-            configuration lacks or holds with another type, or a size is negative.
+            configuration lacks or holds with another type. A size that works
+            out negative is :data:`INVALID_SIZE`.
     """
     sections = []
     for spec in layout.sections:
