@@ -87,6 +87,8 @@ def test_round_end_record_then_sentinel():
     assert src.dirty_bytes == PAGE_SIZE
     records = src.next_records(1 << 20)
     assert _types(records) == [RecordType.BULK, RecordType.ROUND_END]
+    assert len(records[1]) == 2 * PAGE_SIZE  # the whole LIVE record that carried the page
+    assert src.expanded_pages == 1
     assert src.next_records(1 << 20) is ROUND_END
     assert src.rounds == 2
 

@@ -123,6 +123,7 @@ class PrecopySource:
         # record's first page: one past its last page
         self._live_first = [np.full(r.page_count, -1, dtype=np.int64) for r in self.regions]
         self._live_end = [np.zeros(r.page_count, dtype=np.int64) for r in self.regions]
+        self._live_round = [np.zeros(r.page_count, dtype=np.int64) for r in self.regions]
 
     # -- sizes --------------------------------------------------------------
 
@@ -264,6 +265,11 @@ class PrecopySource:
                 self._scan_page = 0
                 continue
             first = page + hit
+            if not stopped:  # a LIVE record carried this page: all of it comes again
+                back = self._expand(index, first, first + 1)
+                if back is not None and back < first:
+                    self._scan_page = back  # from its start, in one run
+                    continue
             span = region.dirty[first : min(first + limit // PAGE_SIZE, sent_pages)]
             run = int(np.argmin(span)) if not span.all() else span.size
             self._scan_page = first + run
@@ -279,7 +285,9 @@ class PrecopySource:
         first_page = offset // PAGE_SIZE
         last_page = -(-(offset + length) // PAGE_SIZE)
         if not stopped:  # (STOP_COPY expanded every dirty page before its scan)
-            self._expand(index, first_page, last_page)
+            back = self._expand(index, first_page, last_page)
+            if back is not None and index == self._scan_region and back < self._scan_page:
+                self._scan_page = back  # this round sends the rest of that record too
         region.clear_dirty(first_page, last_page - first_page)  # 1. clear
         data: Buffer = region.view[offset : offset + length]  # 2. read: zero-copy
         live = not stopped
@@ -302,16 +310,23 @@ class PrecopySource:
         elif self.encoder.live_records != live_before:  # sent raw from live memory: tearable
             self._live_first[index][first_page:last_page] = first_page
             self._live_end[index][first_page] = last_page
+            self._live_round[index][first_page] = self.encoder.round
         else:
             self._live_first[index][first_page:last_page] = -1
         return records, sum(map(len, records))
 
-    def _expand(self, index: int, first_page: int, last_page: int) -> None:
-        """Mark dirty every page of the LIVE records that carried a dirty page of the span."""
+    def _expand(self, index: int, first_page: int, last_page: int) -> int | None:
+        """Mark dirty every page of the LIVE records that carried a dirty page of the span.
+
+        Returns the first page of the earliest such record sent in an earlier
+        round (the scan goes back there, so that this round sends all of it;
+        a record of this round waits for the next, which bounds the rescans).
+        """
         region = self.regions[index]
         dirty = region.dirty[first_page:last_page]
+        back: int | None = None
         if not dirty.any():
-            return
+            return back
         live_first = self._live_first[index]
         firsts = live_first[first_page:last_page][dirty]
         for start in np.unique(firsts[firsts >= 0]).tolist():
@@ -321,6 +336,11 @@ class PrecopySource:
             span[:] = True
             carried = live_first[start:end]
             carried[carried == start] = -1  # every page of it comes again: no longer at risk
+            if self._live_round[index][start] < self.encoder.round and (
+                back is None or start < back
+            ):
+                back = start
+        return back
 
 
 def _all_zero(data: Buffer) -> bool:
