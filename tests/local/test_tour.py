@@ -87,7 +87,7 @@ def test_tour_in_a_fresh_clone_passes_and_leaves_nothing(tmp_path: Path) -> None
     assert "tour passed" in out
 
     # nothing left behind: the pids and ports it printed, and any process naming its state directory
-    listening = re.findall(r"(http://127\.0\.0\.1:\d+)\s+pid (\d+)", out)
+    listening = re.findall(r"(https://127\.0\.0\.1:\d+)\s+pid (\d+)", out)  # TLS by default
     assert len(listening) == 5, transcript  # the manager and four agents
     pids = [int(pid) for _, pid in listening]
     streams = re.findall(r"streams (127\.0\.0\.1:\d+)", out)

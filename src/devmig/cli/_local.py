@@ -47,6 +47,10 @@ StateDirOpt = Annotated[
     Path | None,
     typer.Option("--state-dir", help="Where the fleet keeps its state (default: $DEVMIG_HOME, else ./.devmig)."),
 ]
+PlainOpt = Annotated[
+    bool,
+    typer.Option("--insecure-plain-tcp", help="Plain TCP instead of TLS (no local CA): for a trusted machine only."),
+]
 DETACH_TIMEOUT_S = 180.0
 FINAL_PHASES = frozenset({"done", "rolled_back", "source_released", "released", "failed"})
 
@@ -75,6 +79,12 @@ def _announce(out: Output, state: dict[str, Any], *, detached: bool) -> None:
     c.print(f"pool [bold]{state['pool']}[/]: {', '.join(a['name'] for a in state['agents'])}; "
             f"{len(state['devices'])} devices running")
     c.print(f"token (manager and agents): {state['token']}")
+    tls = state.get("tls")
+    if tls:
+        c.print(f"TLS: local CA {escape(tls['ca'])}; the agents require a client certificate. For the CLI:")
+        c.print(f"  export DEVMIG_TLS_CA={tls['ca']} DEVMIG_TLS_CERT={tls['cert']} DEVMIG_TLS_KEY={tls['key']}")
+    else:
+        c.print("[yellow]plain TCP[/] (--insecure-plain-tcp): tokens and device state cross in clear")
     c.print(f"try:  DEVMIG_MANAGER={m['url']} devmig hosts list")
     if detached:
         c.print(f"running in the background (leader pid {state['leader']['pid']}); stop it with "
@@ -99,11 +109,14 @@ def _fail(out: Output, exc: DevmigError) -> None:
 
 def up_cmd(state_dir: StateDirOpt = None,
            detach: Annotated[bool, typer.Option("--detach", help="Run in the background; return once it is up.")] = False,
+           insecure_plain_tcp: PlainOpt = False,
            json_mode: JsonOpt = False) -> None:
     """Start a local fleet: a manager (SQLite) and four agents on loopback, in pool `local`, with devices running.
 
     One agent runs the oldest releases of the reference devices, two the
-    current ones, one the newest. Stays in the foreground until Ctrl-C or
+    current ones, one the newest. Every API and stream runs on TLS with a
+    local CA made in the state directory (the agents require client
+    certificates), unless --insecure-plain-tcp. Stays in the foreground until Ctrl-C or
     SIGTERM, then stops every process. Writes state.json (pids, URLs, token)
     in the state directory for `devmig down` and other tools.
 
@@ -115,9 +128,9 @@ def up_cmd(state_dir: StateDirOpt = None,
     out = Output(json_mode)
     directory = _state_dir(state_dir)
     if detach:
-        _detach(out, directory)
+        _detach(out, directory, insecure_plain_tcp)
         return
-    fleet = LocalFleet(directory)
+    fleet = LocalFleet(directory, tls=not insecure_plain_tcp)
     code = EXIT_OK
     try:
         with signals_raise():
@@ -148,7 +161,7 @@ def up_cmd(state_dir: StateDirOpt = None,
     raise typer.Exit(code)
 
 
-def _detach(out: Output, directory: Path) -> None:
+def _detach(out: Output, directory: Path, plain: bool) -> None:
     """Start a leader in its own session (``devmig up --json`` logging to ``DIR/leader.log``); wait until it is up."""
     from devmig.local import fleet_error, leader_alive, read_state
 
@@ -163,7 +176,8 @@ def _detach(out: Output, directory: Path) -> None:
     log = directory / "leader.log"
     with log.open("wb") as sink:
         leader = subprocess.Popen(
-            [sys.executable, "-m", "devmig", "up", "--state-dir", str(directory), "--json"],
+            [sys.executable, "-m", "devmig", "up", "--state-dir", str(directory), "--json",
+             *(["--insecure-plain-tcp"] if plain else [])],
             stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
         )
     deadline = time.monotonic() + DETACH_TIMEOUT_S
@@ -342,6 +356,7 @@ def tour_cmd(
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="Where the tour's fleet lives (default: a temporary directory).")
     ] = None,
+    insecure_plain_tcp: PlainOpt = False,
 ) -> None:
     """A guided tour: start a local fleet, run a real scenario against it step by step, tear it down.
 
@@ -359,7 +374,7 @@ def tour_cmd(
     narrator = ConsoleNarrator()
     temporary = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="devmig-tour-")) if state_dir is None else state_dir.resolve()
-    fleet = LocalFleet(directory)
+    fleet = LocalFleet(directory, tls=not insecure_plain_tcp)
     report: dict[str, Any] = {"ok": False, "state_dir": str(directory)}
     state: dict[str, Any] | None = None
     ok = False

@@ -1,5 +1,10 @@
 """A whole fleet on this machine: a manager and four agents as child processes (``devmig up``).
 
+By default every API and migration stream runs on TLS: the leader makes a local CA in
+``DIR/tls`` and one certificate per process (and ``operator``, the leader's and the CLI's client
+certificate); ``state.json`` names the files (``tls``). ``tls=False`` (``--insecure-plain-tcp``)
+runs plain TCP on loopback.
+
 Theory of operation
 -------------------
 The *leader* — the process running ``devmig up`` or ``devmig tour`` — owns a
@@ -42,7 +47,7 @@ from typing import Any
 import httpx2
 
 from devmig._errors import DevmigError
-from devmig._tls import client_tls
+from devmig._tls import TlsConfig, client_tls
 from devmig.local._procs import (
     STATE_FORMAT,
     STOP_TIMEOUT_S,
@@ -87,7 +92,8 @@ IMAGE_BYTES = 4 << 20
 START_TIMEOUT_S = 120.0
 """Seconds a child may take to announce itself (imports are slow on a busy 2-core machine)."""
 
-_RUNTIME_NAMES = ("manager.db", "manager.db-wal", "manager.db-shm", "manager.db-journal", "logs", "agents", "images")
+_RUNTIME_NAMES = ("manager.db", "manager.db-wal", "manager.db-shm", "manager.db-journal", "logs", "agents", "images",
+                  "tls")
 """What a run leaves in the state directory besides ``state.json`` and ``lock`` (deleted at the next start)."""
 
 
@@ -157,6 +163,9 @@ class LocalFleet:
         hosts: the agents to run (default :data:`DEFAULT_HOSTS`).
         devices: the devices to create (default :data:`DEFAULT_DEVICES`).
         poll_interval: the manager's seconds between polls.
+        tls: make a local CA (``DIR/tls``) and run every API and stream on TLS: the agents require
+            client certificates (the manager's, each other's, the leader's ``operator`` one);
+            ``False``: plain TCP on loopback.
 
     Use as a context manager, or call :meth:`start` and always :meth:`stop`::
 
@@ -165,8 +174,12 @@ class LocalFleet:
     """
 
     def __init__(self, state_dir: Path, *, hosts: tuple[HostSpec, ...] = DEFAULT_HOSTS,
-                 devices: tuple[DeviceSpec, ...] = DEFAULT_DEVICES, poll_interval: float = 2.0) -> None:
+                 devices: tuple[DeviceSpec, ...] = DEFAULT_DEVICES, poll_interval: float = 2.0,
+                 tls: bool = True) -> None:
         self.state_dir = state_dir.resolve()
+        self.tls = tls
+        self.client_tls: TlsConfig | None = None
+        """The leader's client configuration (the CA and the ``operator`` certificate), once made."""
         self.hosts = hosts
         self.devices = devices
         self.poll_interval = poll_interval
@@ -251,18 +264,38 @@ class LocalFleet:
         for sub in ("logs", "agents", "images"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
 
+    def _certificates(self) -> dict[str, list[str]]:
+        """Make the local CA and a certificate for each process; return each one's TLS options."""
+        from devmig._certs import (
+            LocalCA,  # cryptography only when a fleet starts (not for `devmig down`)
+        )
+
+        directory = self.state_dir / "tls"
+        ca = LocalCA.create(directory)
+        options: dict[str, list[str]] = {}
+        for name in ("manager", *(h.name for h in self.hosts)):
+            issued = ca.issue(directory, name)
+            options[name] = ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key), "--tls-ca", str(ca.cert)]
+            if name != "manager":  # agents: only the fleet's certificates may call them or stream to them
+                options[name].append("--tls-client-certs")
+        operator = ca.issue(directory, "operator")
+        self.client_tls = TlsConfig(cert=operator.cert, key=operator.key, ca=ca.cert)
+        return options
+
     def _spawn_all(self) -> None:
         logs = self.state_dir / "logs"
         base = {k: v for k, v in os.environ.items() if not k.startswith("DEVMIG_")}
         env = {**base, "DEVMIG_TOKEN": self.token, "DEVMIG_AGENT_TOKEN": self.token}
         python = [sys.executable, "-m", "devmig"]
+        tls = self._certificates() if self.tls else {}
         manager = [*python, "manager", "--db", str(self.state_dir / "manager.db"), "--listen", "127.0.0.1:0",
-                   "--poll-interval", str(self.poll_interval), "--json"]
+                   "--poll-interval", str(self.poll_interval), "--json", *tls.get("manager", [])]
         self.children.append(spawn("manager", "manager", manager, env, logs))
         for host in self.hosts:
             args = [*python, "agent", "--host-name", host.name, "--release", host.release_option,
                     "--listen", "127.0.0.1:0", "--state-dir", str(self.state_dir / "agents" / host.name),
-                    "--image-dir", str(self.state_dir / "images"), "--json"]  # one shared store
+                    "--image-dir", str(self.state_dir / "images"), "--json",  # one shared store
+                    *tls.get(host.name, [])]
             self.children.append(spawn(host.name, "agent", args, env, logs))
 
     def _configure(self) -> list[dict[str, Any]]:
@@ -270,7 +303,7 @@ class LocalFleet:
         agents = {c.name: c.announce["url"] for c in self.children[1:]}
         auth = {"Authorization": f"Bearer {self.token}"}
         created: list[dict[str, Any]] = []
-        with httpx2.Client(headers=auth, timeout=30, verify=client_tls()) as http:
+        with httpx2.Client(headers=auth, timeout=30, verify=client_tls(self.client_tls)) as http:
             _ok(http.post(f"{manager}/v1/pools", json={"name": POOL}))
             for name, url in agents.items():
                 _ok(http.post(f"{manager}/v1/hosts", json={"url": url, "name": name, "token": self.token}))
@@ -297,6 +330,8 @@ class LocalFleet:
             "state_dir": str(self.state_dir),
             "leader": {"pid": os.getpid()},
             "token": self.token,
+            "tls": None if self.client_tls is None else {
+                "ca": str(self.client_tls.ca), "cert": str(self.client_tls.cert), "key": str(self.client_tls.key)},
             "pool": POOL,
             "manager": {"pid": manager.pid, "url": manager.announce["url"],
                         "db": str(self.state_dir / "manager.db"), "log": str(manager.log_path)},

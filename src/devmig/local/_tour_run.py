@@ -13,13 +13,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx2
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import size
-from devmig._tls import client_tls
+from devmig._tls import TlsConfig, client_tls
 
 __all__ = [
     "DRAIN_TIMEOUT_S",
@@ -195,7 +196,9 @@ class TourRun:
         self.agents: dict[str, str] = {a["name"]: a["url"] for a in state["agents"]}
         self.releases: dict[str, dict[str, str]] = {a["name"]: dict(a["releases"]) for a in state["agents"]}
         self.devices: list[dict[str, Any]] = list(state["devices"])
-        self.http = httpx2.Client(timeout=30, verify=client_tls())
+        files = state.get("tls")  # the fleet's CA and the operator's client certificate (None: plain TCP)
+        tls = TlsConfig(ca=Path(files["ca"]), cert=Path(files["cert"]), key=Path(files["key"])) if files else None
+        self.http = httpx2.Client(timeout=30, verify=client_tls(tls))
         self.moves: list[Move] = []
         self.facts: dict[str, Any] = {}
         self.current: StepResult | None = None
