@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -30,10 +32,24 @@ from local_fleet_checks import (
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
 
-def _check_fleet(state: dict[str, object]) -> None:
-    """The fleet answers: four hosts reachable in pool local, on the promised releases, devices running."""
-    manager = state["manager"]["url"]  # type: ignore[index]
-    hosts = httpx2.get(f"{manager}/v1/hosts", timeout=30).json()["hosts"]
+def _tls(state: dict[str, Any]) -> ssl.SSLContext:
+    """The operator's client context: the fleet's local CA and the client certificate the agents require."""
+    files = state["tls"]
+    ctx = ssl.create_default_context(cafile=files["ca"])
+    ctx.load_cert_chain(files["cert"], files["key"])
+    return ctx
+
+
+def _check_fleet(state: dict[str, Any]) -> None:
+    """The fleet answers over TLS: four hosts reachable in pool local, on the promised releases, devices running."""
+    manager = state["manager"]["url"]
+    assert manager.startswith("https://") and all(a["url"].startswith("https://") for a in state["agents"])
+    verify = _tls(state)
+    # an agent refuses a client without the fleet's client certificate, in the handshake
+    anonymous = ssl.create_default_context(cafile=state["tls"]["ca"])
+    with pytest.raises(httpx2.HTTPError):
+        httpx2.get(f"{state['agents'][0]['url']}/v1/devices", timeout=30, verify=anonymous).raise_for_status()
+    hosts = httpx2.get(f"{manager}/v1/hosts", timeout=30, verify=verify).json()["hosts"]
     assert sorted(h["name"] for h in hosts) == ["current-a", "current-b", "newest", "oldest"]
     assert all(h["reachable"] and h["pools"] == ["local"] for h in hosts)
     releases = {h["name"]: h["releases"] for h in hosts}
@@ -42,19 +58,20 @@ def _check_fleet(state: dict[str, object]) -> None:
         "acme-nic": "2.0.0", "acme-blk": "2.0.0", "acme-accel": "2.0.0"}
     assert releases["newest"]["acme-nic"] == "3.0.0" and releases["newest"]["acme-accel"] == "3.0.0"
     devices = 0
-    for agent in state["agents"]:  # type: ignore[attr-defined]
-        listed = httpx2.get(f"{agent['url']}/v1/devices", timeout=30).json()["devices"]
+    for agent in state["agents"]:
+        listed = httpx2.get(f"{agent['url']}/v1/devices", timeout=30, verify=verify).json()["devices"]
         assert all(d["running"] for d in listed)
         devices += len(listed)
         blk = [d for d in listed if d["model"] == "example.org/devices/blk"]
-        assert all(str(d["host"]["image"]).startswith(state["state_dir"]) for d in blk)  # type: ignore[operator]
+        assert all(str(d["host"]["image"]).startswith(state["state_dir"]) for d in blk)
         assert all(d["memory_bytes"] <= 64 << 20 for d in listed)  # small accelerators
-    assert devices == len(state["devices"]) >= 4  # type: ignore[arg-type]
+    assert devices == len(state["devices"]) >= 4
     # one shared token: the manager accepts it, and so does every agent
     token = state["token"]
     auth = {"Authorization": f"Bearer {token}"}
-    assert httpx2.post(f"{manager}/v1/poll", headers=auth, timeout=30).status_code == 200
-    assert httpx2.post(f"{manager}/v1/poll", headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+    assert httpx2.post(f"{manager}/v1/poll", headers=auth, timeout=30, verify=verify).status_code == 200
+    assert httpx2.post(f"{manager}/v1/poll", headers={"Authorization": "Bearer wrong"}, timeout=30,
+                       verify=verify).status_code == 401
 
 
 @pytest.mark.slow
