@@ -11,7 +11,7 @@ resident destination, best of 3. GB = 10^9 bytes.
 
 The **floor** (DESIGN §4, format 2: each payload byte hashed once per side) is
 measured in the same run over the same 1 GiB: a framing-free loop, per codec
-chunk (``--chunk-kib``), of xxh3-64 of the source chunk, the copy into the
+chunk (``--chunk-kib``; default the codec's own, 2 MiB), of xxh3-64 of the source chunk, the copy into the
 destination region, xxh3-64 of the destination chunk; one thread, best of 3.
 ``floor_ratio`` is the codec's throughput over the floor's (target >= 0.85).
 
@@ -65,10 +65,11 @@ from devmig.state import (
     StreamEncoder,
     state_digest,
 )
+from devmig.state._encoder import DEFAULT_CHUNK as ENCODER_DEFAULT_CHUNK
 
 MODEL = "example.org/devices/bench"
 CONFIG = {"mem-mib": 1024}
-DEFAULT_CHUNK = 1 << 20
+DEFAULT_CHUNK = ENCODER_DEFAULT_CHUNK  # the codec's own chunk size
 CHUNK = DEFAULT_CHUNK  # --chunk-kib sets it
 SECTIONS = {"regs": {"head": 7, "tail": 3, "name": "bench0"}}
 

@@ -38,7 +38,7 @@ from devmig.model import load_host_report
 
 __all__ = ["SourceRun"]
 
-_CHUNK = 1 << 20
+_CHUNK = (2 << 20) + 64  # one whole default chunk (StreamEncoder's 2 MiB) and its framing per read
 _STOP_CHUNK = 4 << 20
 _HOLD_MAX = 64  # the largest tail kept back to go with the next record's head (see SourceRun._send)
 _STOP_COPY_SHARE = 0.25

@@ -57,7 +57,7 @@ _IOV_MAX = 512
 #: After a small record, receive up to this much at once (see ``StreamDecoder.get_buffer``).
 READ_AHEAD = 64 * 1024
 #: The most stream bytes a TCP receive waits for (``SO_RCVLOWAT``).
-_LOWAT_MAX = 1 << 20
+_LOWAT_MAX = 2 << 20
 #: A framing buffer's read-ahead beyond what the record needs (the decoder's lookahead).
 _LOWAT_SLACK = 64
 #: Seconds between checks that bytes waiting below the low-water mark still grow.
