@@ -46,7 +46,7 @@ class LayoutRule:
         destination: the destination's definition (with a layout).
     """
 
-    __slots__ = ("_answers", "destination", "params", "source")
+    __slots__ = ("_answers", "_last", "destination", "params", "source")
 
     def __init__(self, source: DeviceModel, destination: DeviceModel) -> None:
         assert source.state is not None and destination.state is not None
@@ -54,6 +54,8 @@ class LayoutRule:
         self.destination = destination
         self.params = tuple(sorted(layout_params(source.state) | layout_params(destination.state)))
         self._answers: dict[tuple[Any, ...], LayoutDifference | None] = {}
+        # the last configuration asked, by identity: a device is asked about again and again
+        self._last: tuple[Sequence[tuple[str, Value]] | None, LayoutDifference | None] = (None, None)
 
     def difference(self, items: Sequence[tuple[str, Value]]) -> LayoutDifference | None:
         """Return the first difference of the two layouts for a canonical configuration (``None``: they agree).
@@ -61,16 +63,22 @@ class LayoutRule:
         A layout that cannot be resolved (a value of the wrong type for a
         parameter it reads) is a difference at ``("state",)``: conservative.
         """
+        last = self._last
+        if last[0] is items:  # the same tuple (immutable, held here: its identity stays its own)
+            return last[1]
         given = dict(items)
         get = given.get
         key = tuple((type(v), v) for v in (get(p, _OMITTED) for p in self.params))
         answers = self._answers
         if key in answers:
-            return answers[key]
-        found = self._compare(given)
-        if len(answers) >= _CACHE_LIMIT:
-            answers.clear()
-        answers[key] = found
+            found = answers[key]
+        else:
+            found = self._compare(given)
+            if len(answers) >= _CACHE_LIMIT:
+                answers.clear()
+            answers[key] = found
+        if type(items) is tuple:
+            self._last = (items, found)
         return found
 
     def agrees(self, items: Sequence[tuple[str, Value]]) -> bool:
