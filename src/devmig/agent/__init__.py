@@ -31,14 +31,17 @@ if TYPE_CHECKING:
         validation_error_handler,
     )
     from devmig.agent._settings import AgentSettings, PrecopyPolicy, parse_releases, parse_size
+    from devmig.agent._urls import MAX_URL, agent_url
 
 __all__ = [
+    "MAX_URL",
     "AgentClient",
     "AgentSettings",
     "BoundedRequests",
     "Host",
     "HostedDevice",
     "PrecopyPolicy",
+    "agent_url",
     "create_app",
     "http_error_handler",
     "parse_releases",
@@ -64,6 +67,8 @@ _WHERE = {
     "HostedDevice": "devmig.agent._host",
     "BoundedRequests": "devmig.agent._limits",
     "quiet_accept_errors": "devmig.agent._loop_errors",
+    "MAX_URL": "devmig.agent._urls",
+    "agent_url": "devmig.agent._urls",
     "AgentSettings": "devmig.agent._settings",
     "PrecopyPolicy": "devmig.agent._settings",
     "parse_releases": "devmig.agent._settings",

@@ -210,12 +210,16 @@ class AgentClient:
         destination_token: str | None,
         *,
         lease: str | None = None,
+        source_url: str | None = None,
     ) -> dict[str, Any]:
-        """``POST /v1/migrations/outgoing``: start a migration (202); ``lease``: a controller's."""
+        """``POST /v1/migrations/outgoing``: start a migration (202); ``lease``: a controller's;
+        ``source_url``: where the destination reaches the source (the URL the caller used)."""
         body: dict[str, Any] = {
             "device_id": device_id,
             "destination": {"url": destination_url, "token": destination_token},
         }
+        if source_url:
+            body["source_url"] = source_url
         if migration_id:
             body["migration_id"] = migration_id
         if lease is not None:

@@ -23,6 +23,7 @@ from devmig.agent._auth import require_token
 from devmig.agent._host import Host
 from devmig.agent._migrations import Migration, MigrationEngine
 from devmig.agent._settings import AgentSettings
+from devmig.agent._urls import agent_url
 
 __all__ = ["attach_migrations", "migrations_router"]
 
@@ -96,6 +97,11 @@ class OutgoingRequest(BaseModel):
     migration_id: str | None = Field(None, pattern=_ID_PATTERN, description="Default: a new id.")
     device_id: str = Field(min_length=1, max_length=128)
     destination: Destination
+    source_url: str | None = Field(
+        None, max_length=512,
+        description="Where the destination reaches this agent (sent as source.url; default: the agent's "
+                    "--advertise-url, else the address it listens on). http or https, no credentials.",
+    )
     lease: str | None = Field(
         None, max_length=256,
         description="Who drives the migration (the fleet manager: its instance and the migration id). "
@@ -204,6 +210,8 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     returns the same device and a fresh secret as long as no connection used
     the old one (which is revoked); afterwards 409 ``MIGRATION_CONFLICT``.
     """
+    if body.source.url:  # the source's own word, in its token-authenticated request
+        agent_url(body.source.url, ("body", "source", "url"))
     m, secret = engine.incoming(body.migration_id, body.model, body.config, body.source.model_dump(),
                                 body.host, body.source.callback_token, body.lease, owns_image=body.owns_image)
     stream = engine.settings.advertise_stream or engine.stream_address
@@ -228,7 +236,12 @@ async def outgoing(body: OutgoingRequest, request: Request, engine: EngineDep) -
     migration holds the device. Idempotent by migration id (and lease: the
     same id under another lease is 409 ``LEASE_HELD``).
     """
-    source_url = str(request.base_url).rstrip("/")
+    # where the destination reaches this agent for in-doubt queries: the controller's word, or this
+    # agent's own setting; never the Host header a client sent
+    settings: AgentSettings = request.app.state.settings
+    source_url = body.source_url or settings.advertise_url or ""
+    if source_url:
+        source_url = agent_url(source_url, ("body", "source_url"))
     m = await engine.outgoing(body.migration_id, body.device_id, body.destination.url, body.destination.token,
                               source_url, body.lease)
     return _view(m)

@@ -49,6 +49,9 @@ class AgentSettings(BaseModel):
     advertise_stream: str | None = None
     """The stream address handed to sources (default: the bound ``stream_listen``); set it when sources
     reach this agent through NAT or a proxy."""
+    advertise_url: str | None = None
+    """The URL peers reach this agent's API at: sent to a destination as ``source.url`` (its in-doubt
+    queries come back there). ``devmig agent`` sets the address it listens on unless told otherwise."""
     state_dir: Path | None = None
     """Where the migration journal and block images live (a temporary directory if unset)."""
     image_dir: Path | None = None

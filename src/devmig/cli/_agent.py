@@ -13,8 +13,9 @@ import typer
 
 from devmig._errors import DevmigError
 from devmig._logs import configure_logging
-from devmig.agent import AgentSettings, PrecopyPolicy, parse_releases, parse_size
+from devmig.agent import AgentSettings, PrecopyPolicy, agent_url, parse_releases, parse_size
 from devmig.cli._output import EXIT_USAGE, Output
+from devmig.cli._secrets import secret_from
 from devmig.cli._serve import Announcement, bind, refuse_plain, serve, tls_config
 
 if TYPE_CHECKING:
@@ -28,7 +29,14 @@ def agent_cmd(
     release: Annotated[str, typer.Option(help="Releases to host: nic=2.0.0,blk=1.0.0,accel=3.0.0 (default: newest).")] = "",
     listen: Annotated[str, typer.Option(help="HTTP API address: HOST:PORT or unix:/path.")] = "127.0.0.1:8470",
     stream_listen: Annotated[str, typer.Option(help="Migration stream address: HOST:PORT or unix:/path.")] = "127.0.0.1:0",
-    token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="Bearer token for mutating calls (generated if unset).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="DEVMIG_TOKEN", help="Bearer token for mutating calls (generated if unset). On the "
+                                                 "command line it shows in ps: prefer DEVMIG_TOKEN or --token-file."),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(envvar="DEVMIG_TOKEN_FILE", help="Read the bearer token from this file.")
+    ] = None,
     max_device_memory: Annotated[str | None, typer.Option(help="Device memory all devices may use, e.g. 8G.")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="Journal and block images (default: a temporary directory).")] = None,
     image_dir: Annotated[
@@ -50,6 +58,11 @@ def agent_cmd(
     secret_ttl: Annotated[float, typer.Option(help="Seconds an incoming migration's secret stays valid.")] = 60.0,
     max_stream_rate: Annotated[
         str | None, typer.Option(help="Pace outgoing streams at this many bytes per second, e.g. 50M (default: no limit).")
+    ] = None,
+    advertise_url: Annotated[
+        str | None,
+        typer.Option(help="The URL peers reach this API at, sent to destinations for in-doubt queries "
+                          "(default: the --listen address, unless it is a wildcard)."),
     ] = None,
     advertise_stream: Annotated[
         str | None,
@@ -89,6 +102,7 @@ def agent_cmd(
     """
     out = Output(json_mode)
     try:
+        token = secret_from(token, token_file, "token")
         configure_logging(log_format)
         tls = tls_config(tls_cert, tls_key, tls_ca, tls_client_certs)
         refuse_plain(listen, tls, insecure_plain_tcp)
@@ -130,6 +144,10 @@ def agent_cmd(
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             raise typer.Exit(0)
         sock, url = bind(listen, tls=tls is not None)
+        if advertise_url is not None:
+            settings = settings.model_copy(update={"advertise_url": agent_url(advertise_url, ("advertise-url",))})
+        elif url.startswith(("http://", "https://")) and "//0.0.0.0:" not in url and "//[::]:" not in url:
+            settings = settings.model_copy(update={"advertise_url": url})
     except DevmigError as exc:
         out.fail(exc, EXIT_USAGE)
     from devmig.agent import create_app  # the web framework only when serving

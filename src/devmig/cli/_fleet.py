@@ -34,6 +34,7 @@ from devmig._logs import configure_logging
 from devmig._tls import client_tls
 from devmig.agent import remote_error
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
+from devmig.cli._secrets import secret_from
 from devmig.cli._serve import Announcement, bind, refuse_plain, serve, tls_config
 
 if TYPE_CHECKING:
@@ -48,7 +49,10 @@ ManagerOpt = Annotated[
     str, typer.Option("--manager", envvar="DEVMIG_MANAGER", help="The manager's URL.")
 ]
 TokenOpt = Annotated[
-    str | None, typer.Option("--token", envvar="DEVMIG_TOKEN", help="The manager's bearer token (mutating calls).")
+    str | None,
+    typer.Option("--token", envvar="DEVMIG_TOKEN",
+                 help="The manager's bearer token (mutating calls); on the command line it shows in ps: "
+                      "prefer DEVMIG_TOKEN."),
 ]
 
 
@@ -127,8 +131,22 @@ def manager_cmd(
     listen: Annotated[str, typer.Option(help="HTTP API address: HOST:PORT or unix:/path.")] = "127.0.0.1:8480",
     poll_interval: Annotated[float, typer.Option(help="Seconds between poll rounds.")] = 30.0,
     token: TokenOpt = None,
+    token_file: Annotated[
+        Path | None, typer.Option(envvar="DEVMIG_TOKEN_FILE", help="Read the manager's bearer token from this file.")
+    ] = None,
     agent_token: Annotated[
-        str | None, typer.Option(envvar="DEVMIG_AGENT_TOKEN", help="Bearer token sent to agents.")
+        str | None, typer.Option(envvar="DEVMIG_AGENT_TOKEN", help="Bearer token sent to agents (shows in ps on "
+                                                                   "the command line: prefer the environment).")
+    ] = None,
+    agent_token_file: Annotated[
+        Path | None, typer.Option(envvar="DEVMIG_AGENT_TOKEN_FILE", help="Read the agents' token from this file.")
+    ] = None,
+    token_key: Annotated[
+        str | None, typer.Option(envvar="DEVMIG_TOKEN_KEY", help="The key sealing stored agent tokens (default: "
+                                                                 "derived from the manager's token).")
+    ] = None,
+    token_key_file: Annotated[
+        Path | None, typer.Option(envvar="DEVMIG_TOKEN_KEY_FILE", help="Read the token key from this file.")
     ] = None,
     max_body: Annotated[str, typer.Option(help="Largest request body, e.g. 1M (413 past it).")] = "1M",
     tls_cert: Annotated[Path | None, typer.Option(help="TLS: the manager's certificate (PEM) for its API; also "
@@ -161,7 +179,11 @@ def manager_cmd(
         configure_logging(log_format)
         tls = tls_config(tls_cert, tls_key, tls_ca, tls_client_certs)
         refuse_plain(listen, tls, insecure_plain_tcp)
+        token = secret_from(token, token_file, "token")
+        agent_token = secret_from(agent_token, agent_token_file, "agent-token")
+        token_key = secret_from(token_key, token_key_file, "token-key")
         settings = ManagerSettings(db_url=url, poll_interval=poll_interval, agent_token=agent_token, tls=tls,
+                                   token_key=token_key,
                                    max_body_bytes=parse_size(max_body), **({"token": token} if token else {}))
         sock, address = bind(listen, tls=tls is not None)
     except DevmigError as exc:
@@ -226,11 +248,17 @@ def hosts_list(manager: ManagerOpt = DEFAULT_MANAGER, json_mode: JsonOpt = False
 def hosts_add(
     url: Annotated[str, typer.Argument(help="The agent's URL.")],
     name: Annotated[str | None, typer.Option(help="The host name (default: what the agent reports).")] = None,
-    agent_token: Annotated[str | None, typer.Option(help="The agent's bearer token.")] = None,
+    agent_token: Annotated[str | None, typer.Option(help="The agent's bearer token (shows in ps: prefer "
+                                                          "--agent-token-file).")] = None,
+    agent_token_file: Annotated[Path | None, typer.Option(help="Read the agent's bearer token from this file.")] = None,
     manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False,
 ) -> None:
     """Register a host by its agent URL (the manager polls it at once)."""
     out = Output(json_mode)
+    try:
+        agent_token = secret_from(agent_token, agent_token_file, "agent-token")
+    except DevmigError as exc:
+        out.fail(exc, EXIT_USAGE)
     body = {"url": url, "name": name, "token": agent_token}
     data = _ask(out, manager, token, "POST", "/v1/hosts", json=body)
     if json_mode:

@@ -115,7 +115,8 @@ async def _migrate(from_url: str, device_id: str, to_url: str, from_token: str |
                 out.console.print("nothing was created; the device keeps running on the source")
             return EXIT_NO
         try:
-            started = await source.outgoing(migration_id, device_id, to_url, to_token)
+            started = await source.outgoing(migration_id, device_id, to_url, to_token,
+                                            source_url=from_url if from_url.startswith("http") else None)
         except DevmigError as exc:
             code = EXIT_NO if exc.code in _REFUSALS else EXIT_USAGE
             out.fail(exc, code, title="the migration was refused")

@@ -310,6 +310,12 @@ class Inventory(Protocol):
     def remove_host(self, name: str) -> None:
         """Forget a host, its devices, history and pool memberships."""
 
+    def set_agent_token(self, name: str, sealed: str | None) -> None:
+        """Keep the host's agent token, as the caller sealed it (``None`` forgets it); never in a :class:`HostView`."""
+
+    def agent_tokens(self) -> dict[str, str]:
+        """Every kept agent token (sealed), by host name."""
+
     def get_host(self, name: str) -> HostView:
         """Return one host."""
 

@@ -39,6 +39,7 @@ class _Host:
     view: HostView
     history: list[HistoryEntry] = field(default_factory=list)
     devices: dict[str, DeviceRecord] = field(default_factory=dict)
+    agent_token: str | None = None
 
 
 class MemoryInventory:
@@ -103,6 +104,15 @@ class MemoryInventory:
         self._check_url(name, url)
         if name not in self._hosts:
             self._hosts[name] = _Host(HostView(name, url, None, False, True, 0, None, None, 0, 0))
+
+    def set_agent_token(self, name: str, sealed: str | None) -> None:
+        """See :meth:`Inventory.set_agent_token`."""
+        self._host(name).agent_token = sealed
+
+    def agent_tokens(self) -> dict[str, str]:
+        """See :meth:`Inventory.agent_tokens`."""
+        require_open(self.state)
+        return {n: h.agent_token for n, h in self._hosts.items() if h.agent_token is not None}
 
     def remove_host(self, name: str) -> None:
         """See :meth:`Inventory.remove_host`."""

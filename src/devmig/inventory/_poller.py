@@ -139,9 +139,12 @@ class Poller:
                         f"the agent at {host.url} reports host {report.host!r}, not {host.name!r}",
                         value=report.host)])
                 records = [DeviceRecord.from_agent(raw) for raw in await client.devices()]
-        except DevmigError as exc:
+        except Exception as exc:  # one bad host (a malformed URL, a broken agent) never stops the poller
+            error = exc if isinstance(exc, DevmigError) else DevmigError([Problem(
+                "POLL_FAILED", ("hosts", host.name), f"polling {host.name} failed: {type(exc).__name__}: {exc}"[:500],
+                hint="check the host's URL (devmig hosts list) and its agent")])
             reachable = self.inventory.record_poll_failure(host.name, now, max_missed=self.max_missed)
-            return PollOutcome(host.name, PollStatus.FAILED, reachable, exc)
+            return PollOutcome(host.name, PollStatus.FAILED, reachable, error)
         if report is None:
             self.inventory.record_unchanged(host.name, now)
             status = PollStatus.NOT_MODIFIED

@@ -65,6 +65,7 @@ hosts = sa.Table(
     sa.Column("last_etag", sa.String(256), nullable=True),
     sa.Column("device_count", sa.Integer, nullable=False),
     sa.Column("load", sa.Integer, nullable=False),
+    sa.Column("agent_token", sa.Text, nullable=True),  # sealed by the manager; never in a HostView
 )
 
 host_profile_history = sa.Table(

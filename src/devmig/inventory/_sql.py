@@ -304,6 +304,18 @@ class SqlInventory:
             if not self._check_urls(conn, [(name, url)]):
                 conn.execute(hosts.insert(), [self._new_host(name, url)])
 
+    def set_agent_token(self, name: str, sealed: str | None) -> None:
+        """See :meth:`Inventory.set_agent_token`."""
+        with self._tx() as conn:
+            self._require_host(conn, name)
+            conn.execute(hosts.update().where(hosts.c.name == name).values(agent_token=sealed))
+
+    def agent_tokens(self) -> dict[str, str]:
+        """See :meth:`Inventory.agent_tokens`."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(hosts.c.name, hosts.c.agent_token).where(hosts.c.agent_token.is_not(None)))
+            return {row.name: row.agent_token for row in rows}
+
     def remove_host(self, name: str) -> None:
         """See :meth:`Inventory.remove_host`."""
         with self._tx() as conn:

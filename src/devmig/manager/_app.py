@@ -43,8 +43,10 @@ from devmig import __version__
 from devmig._errors import DevmigError
 from devmig._tls import TlsConfig, use
 from devmig.agent import (
+    MAX_URL,
     AgentClient,
     BoundedRequests,
+    agent_url,
     http_error_handler,
     problem_response,
     quiet_accept_errors,
@@ -56,6 +58,7 @@ from devmig.inventory import DEFAULT_MAX_MISSED, Clock, Inventory, Poller, SqlIn
 from devmig.manager._dashboard import mount_dashboard
 from devmig.manager._drain_routes import drains_router
 from devmig.manager._matrix import MatrixCache
+from devmig.manager._token_vault import TokenVault
 from devmig.orchestration import (
     Drainer,
     Orchestrator,
@@ -106,9 +109,13 @@ class HostAdd(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, description="The agent's URL, e.g. http://10.0.0.1:8470.")
+    url: str = Field(min_length=1,
+                     description=f"The agent's URL, e.g. http://10.0.0.1:8470: http or https, at most {MAX_URL} "
+                                 "characters, no credentials, no query or fragment (else 422 URL_INVALID).")
     name: str | None = Field(None, min_length=1, description="The host name (default: what the agent reports).")
-    token: str | None = Field(None, description="The agent's bearer token (kept in memory for later calls).")
+    token: str | None = Field(None, max_length=1024,
+                              description="The agent's bearer token: kept in the inventory, encrypted with the "
+                                          "manager's token key, for later calls; never shown.")
 
 
 class PoolCreate(BaseModel):
@@ -130,6 +137,8 @@ class ManagerSettings(BaseModel):
     """Bearer token of the manager's mutating endpoints."""
     agent_token: str | None = None
     """Bearer token the poller sends to agents (reads need none by default)."""
+    token_key: str | None = None
+    """The key sealing the agent tokens kept in the inventory (default: derived from ``token``)."""
     max_missed: int = Field(DEFAULT_MAX_MISSED, ge=1)
     poll_timeout: float = Field(5.0, gt=0)
     migration_interval: float = Field(0.2, gt=0, description="Seconds between two looks at a running migration.")
@@ -216,7 +225,7 @@ async def _poll_forever(poller: Poller) -> None:
     while True:
         try:
             await poller.run()
-        except DevmigError as exc:
+        except Exception as exc:  # never ends the poller: a database down, or anything a host did
             log.warning("poll round failed: %s", exc)
             await poller.clock.sleep(poller.interval)
 
@@ -247,6 +256,12 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
         if owned:
             inv.open()
         app.state.inventory = inv
+        vault = TokenVault(settings.token_key or settings.token)
+        app.state.token_vault = vault
+        # before the orchestrator resumes unfinished migrations: they need each host's token
+        app.state.agent_tokens = {
+            name: token for name, sealed in inv.agent_tokens().items() if (token := vault.open(sealed, name))
+        }
         try:
             async with Poller(inv, clock or SystemClock(), interval=settings.poll_interval,
                               max_missed=settings.max_missed, token=settings.agent_token,
@@ -323,13 +338,15 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
               responses={401: _PROBLEM, 409: _PROBLEM, 502: _PROBLEM})
     async def add_host(body: HostAdd, inv: InventoryDep, poller: PollerDep) -> dict[str, Any]:
         """Register a host and poll it once; without a name, ask the agent for it (502 when unreachable)."""
+        url = agent_url(body.url, ("body", "url"))
         token = body.token or settings.agent_token
         name = body.name
         if name is None:
-            async with AgentClient(body.url, token, timeout=settings.poll_timeout) as agent:
+            async with AgentClient(url, token, timeout=settings.poll_timeout) as agent:
                 name = str((await agent.health())["host"])
-        inv.add_host(name, body.url.rstrip("/"))
+        inv.add_host(name, url)
         if body.token:
+            inv.set_agent_token(name, app.state.token_vault.seal(body.token))  # sealed at rest
             app.state.agent_tokens[name] = body.token
         await poller.poll_host(inv.get_host(name))
         return _host(inv, name)

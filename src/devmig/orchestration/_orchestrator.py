@@ -535,7 +535,8 @@ class Orchestrator:
         try:
             agent = self._client(payload["_source_url"], payload["source"])
             await agent.outgoing(mid, payload["device_id"], payload["_destination_url"],
-                                 self._token_for(payload["destination"]), lease=payload["_lease"])
+                                 self._token_for(payload["destination"]), lease=payload["_lease"],
+                                 source_url=payload["_source_url"])
         except DevmigError as exc:
             payload["error"] = {"code": exc.code, "message": str(exc), "phase": phase,
                                 "problems": exc.to_dicts()}
