@@ -156,6 +156,9 @@ def test_cli_migrate(agents: Agents) -> None:
     assert status["outcome"] == "migrated" and status["migration_id"] == "mig-cli-1"
     shown = _cli("migration", "show", "mig-cli-1", "--agent", old.url, "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["phase"] == "RUNNING"
+    discarded = json.loads(shown.stdout)["discarded_records"]  # the destination counts torn records
+    human = _cli("migration", "show", "mig-cli-1", "--agent", old.url)
+    assert human.returncode == 0 and f"discarded {discarded} torn pre-copy record(s)" in human.stdout, human.stdout
     unreachable = _cli("migrate", "--from", "http://127.0.0.1:9", "--device", "x", "--to", old.url)
     assert unreachable.returncode == 2
 
