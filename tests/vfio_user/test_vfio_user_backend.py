@@ -9,6 +9,7 @@ import asyncio
 import errno
 import mmap
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -243,3 +244,22 @@ def test_serve_on_an_inherited_connected_fd(tmp_path):
 
     run(talk())
     assert proc.wait(30) == 0
+
+
+async def _terminated(tmp: Path) -> None:
+    sock = tmp / "t.sock"
+    async with serving("acme-nic/3.0.0", sock) as idle:  # SIGTERM before any client
+        idle.proc.send_signal(signal.SIGTERM)
+        assert await idle.wait() == 0
+        assert any(line.get("event") == "stopped" for line in idle.lines)
+    assert not sock.exists()
+    async with serving("acme-nic/3.0.0", sock) as busy:  # SIGTERM while a client holds it
+        client = await VfioUserClient.connect(str(sock))
+        busy.proc.send_signal(signal.SIGTERM)
+        assert await busy.wait() == 0
+        await client.close()
+    assert not sock.exists()
+
+
+def test_sigterm_stops_the_backend_and_removes_its_socket(tmp_path):
+    run(_terminated(tmp_path))

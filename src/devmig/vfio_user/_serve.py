@@ -14,10 +14,11 @@ Then it serves exactly one connection: with ``--socket-path`` it binds,
 listens, accepts one client and closes the listener (a second client is
 refused by the kernel); with ``--fd`` it takes a listening socket (accepts
 one) or an already connected one. When that connection closes the program
-exits 0, removing its socket. While the device runs, the seeded workload
-ticks every ``interval`` seconds (``steps`` steps a tick). Progress is one
-JSON line per event on stderr (``listening``, ``connected``, ``load_refused``,
-``exit``), for programs that host the backend.
+exits 0, removing its socket; SIGTERM or SIGINT stop it the same way. While
+the device runs, the seeded workload ticks every ``interval`` seconds
+(``steps`` steps a tick). Progress is one JSON line per event on stderr
+(``listening``, ``connected``, ``load_refused``, ``stopped``, ``exit``), for
+programs that host the backend.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import contextlib
 import importlib
 import json
 import os
+import signal
 import socket
 import stat
 import sys
@@ -212,7 +214,27 @@ async def _serve(
     listener: socket.socket,
     log: Callable[[dict[str, Any]], None],
 ) -> None:
+    """Serve until the connection closes, or SIGTERM/SIGINT (the caller removes the socket)."""
     loop = asyncio.get_running_loop()
+    serving = asyncio.create_task(_serve_one(options, backend, listener, log, loop))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, serving.cancel)
+    try:
+        await serving
+    except asyncio.CancelledError:
+        log({"event": "stopped"})
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _serve_one(
+    options: ServeOptions,
+    backend: DeviceBackend,
+    listener: socket.socket,
+    log: Callable[[dict[str, Any]], None],
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     listening = listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
     if listening:
         log(
