@@ -25,6 +25,7 @@ from devmig.agent._auth import require_token
 from devmig.agent._host import Host
 from devmig.agent._limits import BoundedRequests
 from devmig.agent._loop_errors import quiet_accept_errors
+from devmig.agent._metrics import CONTENT_TYPE, AgentMetrics
 from devmig.agent._migration_routes import attach_migrations, migrations_router
 from devmig.agent._problems import (
     devmig_error_handler,
@@ -308,6 +309,19 @@ def create_app(settings: AgentSettings) -> FastAPI:
             ],
             problems=[p.to_dict() for o in offers for p in o.problems] + [p.to_dict() for p in host.catalog.conflicts],
         )
+
+    @app.get(
+        "/metrics",
+        tags=["query"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text exposition"}},
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: finished migrations by role, outcome and phase; bytes, downtime and pre-copy
+        rounds (histograms); discarded pre-copy records; devices by provider and model; running migrations
+        and the journal backlog."""
+        agent_metrics: AgentMetrics = request.app.state.metrics
+        return Response(agent_metrics.render(), media_type=CONTENT_TYPE)
 
     app.include_router(migrations_router)
     return app

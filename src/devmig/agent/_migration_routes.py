@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from devmig._errors import DevmigError, Problem
 from devmig.agent._auth import require_token
 from devmig.agent._host import Host
+from devmig.agent._metrics import AgentMetrics
 from devmig.agent._migrations import Migration, MigrationEngine
 from devmig.agent._settings import AgentSettings
 from devmig.agent._urls import agent_url
@@ -300,9 +301,12 @@ async def query(migration_id: MigrationId, request: Request, engine: EngineDep) 
 async def attach_migrations(app: FastAPI, host: Host, settings: AgentSettings) -> AsyncIterator[None]:
     """Start the migration engine (journal, stream listener) for ``app``; stop it on exit.
 
-    Sets ``app.state.engine`` and ``app.state.stream_address``.
+    Sets ``app.state.engine``, ``app.state.metrics`` and ``app.state.stream_address``.
     """
     engine = MigrationEngine(host, settings)
+    metrics = AgentMetrics(host, engine)
+    engine.on_record = metrics.observe
+    app.state.metrics = metrics
     await engine.start()
     app.state.engine = engine
     app.state.stream_address = engine.stream_address

@@ -58,6 +58,7 @@ from devmig.inventory import DEFAULT_MAX_MISSED, Clock, Inventory, Poller, SqlIn
 from devmig.manager._dashboard import mount_dashboard
 from devmig.manager._drain_routes import drains_router
 from devmig.manager._matrix import MatrixCache
+from devmig.manager._metrics import CONTENT_TYPE, ManagerMetrics
 from devmig.manager._token_vault import TokenVault
 from devmig.orchestration import (
     Drainer,
@@ -316,6 +317,19 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
     async def health(inv: InventoryDep) -> Health:
         """Liveness, devmig's version and the number of hosts."""
         return Health(status="ok", version=__version__, hosts=len(inv.list_hosts()))
+
+    @app.get(
+        "/metrics",
+        tags=["fleet"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text exposition"}},
+    )
+    async def metrics(request: Request, inv: InventoryDep) -> Response:
+        """Prometheus metrics, read from the inventory: migrations by phase and outcome; bytes, downtime and
+        pre-copy rounds of finished ones (histograms); discarded pre-copy records; the journal backlog;
+        devices by host and model; hosts, their poll age and the poller's lag."""
+        drainer = getattr(request.app.state, "drainer", None)
+        return Response(ManagerMetrics(inv, drainer).render(), media_type=CONTENT_TYPE)
 
     # -- hosts ---------------------------------------------------------------------
 

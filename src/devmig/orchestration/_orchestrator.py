@@ -113,6 +113,10 @@ class _Run:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def _error_code(error: Any) -> Any:
+    return error.get("code") if isinstance(error, Mapping) else None
+
+
 class Orchestrator:
     """Start, drive, observe and resume the fleet's migrations (journalled).
 
@@ -420,6 +424,10 @@ class Orchestrator:
     def _commit(self, mid: str, phase: str, payload: Mapping[str, Any]) -> None:
         """Commit a phase (write-ahead: before the call that enters it); the crash hook fires here."""
         self.inventory.journal_put(mid, phase, payload, self.clock.now())
+        log.info("migration %s: %s", mid, phase,
+                 extra={"migration_id": mid, "phase": phase, "device_id": payload.get("device_id"),
+                        "outcome": payload.get("outcome"), "drain_id": payload.get("drain"),
+                        "code": _error_code(payload.get("error"))})
         if self.crash_at is not None and phase == self.crash_at:
             log.error("test hook: crashing right after committing %s of %s", phase, mid)
             os._exit(CRASH_EXIT)
