@@ -44,10 +44,19 @@ processes; the sender ``sendall``\\ s a resident 1 MiB buffer 1024 times, the
 receiver ``recv_into``\\ s a resident 1 GiB buffer; throughput = 1 GiB / (first
 byte received → last byte received).
 
-Usage: ``uv run python bench/migrate.py [--runs 3] [--dirty-mb-s 100]``.
+TLS (reported, not a target): ``--tls-runs`` more migrations (default 1), the
+same but between agents on TLS with client certificates (a local CA made
+for the bench): the API calls and the stream go through TLS, so the stream
+leaves the zero-copy ``sendmsg`` path for the transport's TLS writes.
+``tls_gb_s`` is their median throughput in GB/s (``null`` with
+``--tls-runs 0``), ``tls_downtime_ms`` their median downtime. The targets
+above are on plain TCP.
+
+Usage: ``uv run python bench/migrate.py [--runs 3] [--dirty-mb-s 100] [--tls-runs 1]``.
 MB = 10^6 bytes, MiB = 2^20. The last line printed is exactly one JSON object:
 ``{"bench": "migrate", "gib": 1, "throughput_ratio_vs_raw": ..., "downtime_ms": ...,
-"discarded_records": ..., "resent_mb": ..., "dest_extra_rss_mb": ...}`` (``dest_extra_rss_mb`` in MiB).
+"discarded_records": ..., "resent_mb": ..., "dest_extra_rss_mb": ..., "tls_gb_s": ...,
+"tls_downtime_ms": ...}`` (``dest_extra_rss_mb`` in MiB).
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -187,8 +197,18 @@ def baseline(size: int) -> float:
 class Agent:
     """One ``devmig agent`` process (ours: stopped by its pid)."""
 
-    def __init__(self, name: str, workdir: Path, args: list[str]) -> None:
+    def __init__(self, name: str, workdir: Path, args: list[str], tls: Path | None = None) -> None:
         state = workdir / name
+        verify: ssl.SSLContext | bool = True
+        if tls is not None:  # a directory holding the bench's local CA
+            from devmig._certs import LocalCA
+
+            ca = LocalCA(tls / "ca.pem", tls / "ca-key.pem")
+            issued = ca.issue(tls, name)
+            args = [*args, "--tls-cert", str(issued.cert), "--tls-key", str(issued.key), "--tls-ca", str(ca.cert),
+                    "--tls-client-certs"]
+            verify = ssl.create_default_context(cafile=str(ca.cert))
+            verify.load_cert_chain(str(issued.cert), str(issued.key))
         prof = os.environ.get("DEVMIG_BENCH_PROFILE")  # a folder: run the agent under cProfile
         runner = ["-m", "cProfile", "-o", str(Path(prof) / f"{name}.prof")] if prof else []
         cmd = [sys.executable, *runner, "-m", "devmig", "agent", "--listen", "127.0.0.1:0", "--json",
@@ -200,7 +220,8 @@ class Agent:
             raise RuntimeError(f"agent {name} did not start")
         info = json.loads(line)
         self.url, self.token, self.pid = info["url"], info["token"], self.proc.pid
-        self.http = httpx2.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+        self.http = httpx2.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60,
+                                  verify=verify)
 
     def get(self, path: str) -> Any:
         r = self.http.get(path)
@@ -236,10 +257,10 @@ def wait_finished(agent: Agent, mid: str, timeout: float = 300.0) -> dict[str, A
     raise TimeoutError(f"migration {mid} did not finish on {agent.url}")
 
 
-def devmig_run(workdir: Path, agent_args: list[str], warmup_s: float) -> dict[str, Any]:
-    """One migration between two fresh agents; returns its figures."""
-    src = Agent("source", workdir, ["--prefill-seed", "7", *agent_args])
-    dst = Agent("destination", workdir, ["--mem-prealloc", *agent_args])
+def devmig_run(workdir: Path, agent_args: list[str], warmup_s: float, tls: Path | None = None) -> dict[str, Any]:
+    """One migration between two fresh agents (on TLS with the local CA in ``tls``); returns its figures."""
+    src = Agent("source", workdir, ["--prefill-seed", "7", *agent_args], tls)
+    dst = Agent("destination", workdir, ["--mem-prealloc", *agent_args], tls)
     try:
         dev = src.post("/v1/devices", {"model": MODEL, "config": CONFIG, "host": {"hot_set_mib": HOT_SET_MIB}})
         s0 = src.get(f"/v1/devices/{dev['id']}")["counters"]["steps"]
@@ -304,6 +325,7 @@ def main() -> None:
     parser.add_argument("--dirty-mb-s", type=float, default=100.0, help="dirtied page bytes per second (MB = 10^6)")
     parser.add_argument("--work-interval", type=float, default=0.01)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of workload before migrating")
+    parser.add_argument("--tls-runs", type=int, default=1, help="migrations on TLS, reported (0: none)")
     parser.add_argument("--role", choices=["recv", "send"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=GIB, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -354,6 +376,22 @@ def main() -> None:
                   f"start -> both finished (destination set-up included): source {run['cpu_s'][0]:.2f} s, "
                   f"destination {run['cpu_s'][1]:.2f} s")
 
+        tls_runs: list[dict[str, Any]] = []
+        if args.tls_runs > 0:
+            from devmig._certs import LocalCA
+
+            LocalCA.create(Path(tmp) / "tls", "devmig bench CA")
+        for i in range(args.tls_runs):
+            run = devmig_run(Path(tmp) / f"tls{i}", agent_args, args.warmup, Path(tmp) / "tls")
+            tls_runs.append(run)
+            print(f"TLS run {i + 1} (client certificates; reported, not a target): devmig "
+                  f"{run['throughput'] / 1e9:.2f} GB/s ({run['stream_s']:.3f} s stream, {run['rounds']} pre-copy "
+                  f"rounds), downtime {run['downtime_ms']:.1f} ms, resent {run['resent_mb']:.1f} MB; CPU while "
+                  f"streaming: source {run['source'].get('stream_cpu_s', 0):.2f} s, destination "
+                  f"{run['destination'].get('stream_cpu_s', 0):.2f} s")
+
+    tls_gb_s = round(statistics.median(r["throughput"] for r in tls_runs) / 1e9, 3) if tls_runs else None
+    tls_down = round(statistics.median(r["downtime_ms"] for r in tls_runs), 1) if tls_runs else None
     raw_med = statistics.median(raw)
     thr_med = statistics.median(r["throughput"] for r in runs)
     down = statistics.median(r["downtime_ms"] for r in runs)
@@ -365,11 +403,15 @@ def main() -> None:
           f"downtime {down:.1f} ms; resent {resent:.1f} MB ({discarded:g} records discarded); "
           f"dest extra RSS {extra:.1f} MiB")
     print("targets: >= 0.7 of raw, <= 100 ms downtime, <= 64 MB extra")
+    if tls_runs:
+        print(f"TLS (reported, not a target): {tls_gb_s:.2f} GB/s, downtime {tls_down:.1f} ms "
+              f"(median of {len(tls_runs)})")
     print(f"load average at the end (other work on this host skews wall times): {os.getloadavg()}")
     print(json.dumps({"bench": "migrate", "gib": 1, "throughput_ratio_vs_raw": round(ratio, 3),
                       "downtime_ms": round(down, 1), "discarded_records": discarded,
                       "resent_mb": round(resent, 1),
-                      "dest_extra_rss_mb": round(extra, 1)}))
+                      "dest_extra_rss_mb": round(extra, 1),
+                      "tls_gb_s": tls_gb_s, "tls_downtime_ms": tls_down}))
 
 
 if __name__ == "__main__":
