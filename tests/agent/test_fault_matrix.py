@@ -403,10 +403,10 @@ ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
     "source-SIGSTOP-precopy": (_stopped("src"),
                                E("source", "ROLLED_BACK", "", "", "DESTROYED", "PEER_STALLED", "RESUMING")),
     # the destination refuses; the source's error is the destination's (side ``destination``)
-    # a stop-copy BULK: the destination refuses it while the source still streams; the source may
-    # learn the reason, or only that the connection was closed on it (the refusal lost to the reset)
-    "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT PEER_LOST CONNECTION_LOST",
-                                                 "RESUMING STREAMING", "DESTROYED", "RECORD_CORRUPT", "RESUMING")),
+    # a stop-copy BULK: the destination refuses it while the source still streams, and lingers (drops
+    # what still comes) until the source read the refusal and closed -- not a reset that loses it
+    "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED",
+                                                 "RECORD_CORRUPT", "RESUMING")),
     # a LIVE (pre-copy) record is discarded, not refused; its digest is in the framing: refused at the trailer
     "proxy-flip-live-bulk": (_proxied("flip-live-bulk"), E("source", "ROLLED_BACK", "DIGEST_MISMATCH", "RESUMING",
                                                            "DESTROYED", "DIGEST_MISMATCH", "RESUMING")),

@@ -167,6 +167,8 @@ class DestinationRun:
         try:
             await self._events(handoff)
         finally:
+            if m.extra.get("refused_stream"):  # let the source read why, not a reset
+                await channel.linger(channel.stall_timeout)
             channel.close()
             self._sync()
             m.finished_at = m.finished_at or time.time()
@@ -187,6 +189,7 @@ class DestinationRun:
             if handoff.phase is DestinationPhase.RESUMING:
                 p = exc.problems[0]
                 self._write(handoff.refuse(p.message[:400], exc.code if exc.code.isupper() else "LOAD_FAILED"))
+                m.extra["refused_stream"] = True
             return
         except DevmigError as exc:
             if handoff.phase is DestinationPhase.RESUMING:

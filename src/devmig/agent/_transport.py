@@ -128,6 +128,7 @@ class Channel(asyncio.BufferedProtocol):
         self._sink: StreamSink | None = None
         self._sink_error: StreamError | None = None
         self._stream_done = False
+        self._discarding = False  # lingering after a refusal: what comes is dropped
         self._eof = False
         self._lost: Exception | None = None
         self._closed = False
@@ -233,6 +234,8 @@ class Channel(asyncio.BufferedProtocol):
                 self._sink = None
                 self._stream_done = True
                 self._wake()
+            return
+        if self._discarding:
             return
         self._control += self._scratch[:nbytes]
         if len(self._control) >= self._limit or self._satisfied():
@@ -526,6 +529,22 @@ class Channel(asyncio.BufferedProtocol):
             raise self._stalled("read nothing") from None
         if self._closed:
             raise self._lost_error()
+
+    async def linger(self, timeout: float) -> None:
+        """Drop what the peer still sends until it closes, or ``timeout`` seconds; then return.
+
+        A destination that refused a stream calls it before :meth:`close`: the
+        source may still be streaming, and closing a socket with unread bytes
+        sends a reset, which can destroy the refusal frame before the source
+        read it (it then knows only that the connection was lost).
+        """
+        self._sink = None
+        self._discarding = True
+        self._control.clear()
+        self._resume_reading()
+        deadline = time.monotonic() + timeout
+        while not (self._eof or self._closed) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
