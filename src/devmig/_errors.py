@@ -8,6 +8,10 @@ Every failure a caller can act on is a :class:`DevmigError`. An error carries
 Validation collects every problem it finds rather than stopping at the first,
 so an error usually holds several problems; ``error.code`` is the code of the
 first one (or the class default when it holds none).
+
+What a code means, its HTTP status and whether it is worth retrying are
+defined once, in :data:`devmig._codes.CODES`; an error looks its status up
+there (:attr:`DevmigError.status`) and never carries one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from devmig._codes import code_info, status_of
 
 Loc = tuple[str | int, ...]
 
@@ -127,6 +133,35 @@ class DevmigError(Exception):
     def codes(self) -> list[str]:
         """The codes of every problem, in order."""
         return [p.code for p in self.problems]
+
+    @classmethod
+    def of(
+        cls,
+        code: str,
+        message: str,
+        *,
+        loc: Loc = (),
+        value: Any = None,
+        allowed: Any = None,
+        hint: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> DevmigError:
+        """Build the error of one problem: the way to build one by its code.
+
+        ``code`` is a name of :data:`devmig._codes.CODES`; the HTTP status is
+        looked up from it (:attr:`status`), never given here.
+        """
+        return cls([Problem(code, loc, message, value, allowed, hint, dict(context or {}))])
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this error: its first code's, from the one table of codes."""
+        return status_of(self.code)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later, unchanged (its first code's)."""
+        return code_info(self.code).retryable
 
     def _render(self) -> str:
         if not self.problems:

@@ -18,6 +18,7 @@ by its bare, unique name.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -145,3 +146,109 @@ def calls_in_file(path: Path) -> set[str]:
     """Every bare name (see :func:`calls_of`) that the source file ``path`` calls."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     return {called for _, called in calls_of(tree)}
+
+
+# -- the error codes the source raises -----------------------------------------------------------
+
+CODE_SHAPE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
+"""What an error code looks like (DESIGN §7): upper-case words joined by underscores."""
+
+
+def _params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    names = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+    return names[1:] if names and names[0] in ("self", "cls") else names
+
+
+def code_takers(trees: Iterable[ast.AST]) -> dict[str, set[int]]:
+    """Every callable of the source that takes an error code, and the positions it takes it at.
+
+    A function or method with a parameter named ``code`` (``problem(code, message)``,
+    ``Migration.fail(self, code, ...)``), a class whose ``__init__`` takes one
+    (``StreamError(code, message)``), and a class whose fields include ``code``
+    (``Problem``, a dataclass ``Failure(code, message)``). Names, not objects: ``fail`` is
+    every ``fail`` of the source; :func:`codes_of` keeps only code-shaped string literals, so
+    ``Output.fail(error, code=EXIT_NO)`` adds nothing.
+    """
+    takers: dict[str, set[int]] = {}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = _params(node)
+                if "code" in params:
+                    takers.setdefault(node.name, set()).add(params.index("code"))
+            if isinstance(node, ast.ClassDef):
+                for init in node.body:
+                    if isinstance(init, ast.FunctionDef) and init.name == "__init__" and "code" in _params(init):
+                        takers.setdefault(node.name, set()).add(_params(init).index("code"))
+                fields = [s.target.id for s in node.body
+                          if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                          and "ClassVar" not in ast.unparse(s.annotation)]
+                if "code" in fields:
+                    takers.setdefault(node.name, set()).add(fields.index("code"))
+    return takers
+
+
+def string_constants(trees: Iterable[ast.AST]) -> dict[str, set[str]]:
+    """Module-level ``NAME = "TEXT"`` of the source: a code passed by name (``LOAD_FAILED``)."""
+    found: dict[str, set[str]] = {}
+    for tree in trees:
+        for node in getattr(tree, "body", ()):
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]  # type: ignore[union-attr]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        found.setdefault(target.id, set()).add(value.value)
+    return found
+
+
+def _literals(node: ast.AST, constants: dict[str, set[str]]) -> Iterable[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.IfExp):
+        yield from _literals(node.body, constants)
+        yield from _literals(node.orelse, constants)
+    elif isinstance(node, ast.Name) and node.id in constants:
+        yield from constants[node.id]
+
+
+def codes_of(tree: ast.AST, takers: dict[str, set[int]], constants: dict[str, set[str]]) -> Iterable[tuple[int, str]]:
+    """Yield ``(line, code)`` for every error code ``tree`` raises or builds.
+
+    A code is a code-shaped string (a literal, either branch of ``a if c else b``, or a
+    module-level constant named there) passed as ``code=``, or at a position where a
+    :func:`code_takers` callable takes its code, the default of a parameter whose name
+    ends in ``code``, or a class's ``default_code``.
+    """
+    for node in ast.walk(tree):
+        args: list[ast.AST] = []
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            args = [kw.value for kw in node.keywords if kw.arg == "code"]
+            args += [node.args[i] for i in takers.get(name, ()) if i < len(node.args)]
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "default_code"
+                                                  for t in node.targets):
+            args = [node.value]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            every = [*node.args.posonlyargs, *node.args.args]
+            pairs = list(zip(every[len(every) - len(node.args.defaults):], node.args.defaults, strict=True))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d is not None]
+            args = [default for arg, default in pairs if arg.arg.endswith("code")]
+        for arg in args:
+            for text in _literals(arg, constants):
+                if CODE_SHAPE.fullmatch(text):
+                    yield node.lineno, text
+
+
+def codes_in_source(root: Path = SRC / "devmig") -> dict[str, list[str]]:
+    """Every error code the package under ``root`` raises, each with where (``path:line``)."""
+    files = sorted(root.rglob("*.py"))
+    trees = {path: ast.parse(path.read_text(encoding="utf-8"), filename=str(path)) for path in files}
+    takers = code_takers(trees.values())
+    constants = string_constants(trees.values())
+    found: dict[str, list[str]] = {}
+    for path, tree in trees.items():
+        for line, code in codes_of(tree, takers, constants):
+            found.setdefault(code, []).append(f"{path.relative_to(root.parent)}:{line}")
+    return found

@@ -4,7 +4,7 @@ Build the app with :func:`create_app` (``devmig agent`` runs it on uvicorn);
 talk to an agent with :class:`AgentClient` (over HTTP, or in process with
 ``transport=httpx2.ASGITransport(app=...)``). The manager's service reuses the agent's HTTP edges: :func:`require_token`
 and the problem-details handlers (:func:`problem_response`, :func:`status_for`,
-:func:`http_error_handler`, :func:`validation_error_handler`).
+:func:`devmig_error_handler`, :func:`http_error_handler`, :func:`validation_error_handler`).
 
 The names are loaded on first use, so that importing a light part of the
 package (the HTTP client the CLI uses, the settings) does not import the web
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from devmig.agent._limits import BoundedRequests
     from devmig.agent._loop_errors import quiet_accept_errors
     from devmig.agent._problems import (
+        devmig_error_handler,
         http_error_handler,
         problem_response,
         status_for,
@@ -43,6 +44,7 @@ __all__ = [
     "PrecopyPolicy",
     "agent_url",
     "create_app",
+    "devmig_error_handler",
     "http_error_handler",
     "parse_releases",
     "parse_size",
@@ -59,6 +61,7 @@ _WHERE = {
     "require_token": "devmig.agent._auth",
     "AgentClient": "devmig.agent._client",
     "remote_error": "devmig.agent._client",
+    "devmig_error_handler": "devmig.agent._problems",
     "http_error_handler": "devmig.agent._problems",
     "problem_response": "devmig.agent._problems",
     "status_for": "devmig.agent._problems",

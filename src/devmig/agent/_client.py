@@ -45,7 +45,7 @@ def remote_error(response: httpx2.Response) -> DevmigError:
                         raw.get("value"),
                         raw.get("allowed"),
                         raw.get("hint"),
-                        {**(raw.get("context") or {}), "status": response.status_code},
+                        raw.get("context") or {},
                     )
                 )
     if problems:

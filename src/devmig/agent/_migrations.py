@@ -83,7 +83,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from devmig._errors import DevmigError, Problem
+from devmig._errors import DevmigError
 from devmig._tasks import stop_tasks
 from devmig._tls import server_tls
 from devmig.agent._host import Host, busy_error
@@ -135,7 +135,7 @@ def new_migration_id() -> str:
 def problem(code: str, message: str, *, loc: tuple[str | int, ...] = (), value: Any = None,
             hint: str | None = None) -> DevmigError:
     """One-problem :class:`DevmigError`."""
-    return DevmigError([Problem(code, loc, message, value=value, hint=hint)])
+    return DevmigError.of(code, message, loc=loc, value=value, hint=hint)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Errors as HTTP problem details (RFC 9457) carrying the core's problems.
 
-One table maps a problem code to an HTTP status; every :class:`DevmigError`
-that reaches the HTTP edge becomes ``application/problem+json`` with
-``code`` and ``errors`` (each with ``code``, ``loc``, ``value``, ``allowed``,
-``hint``).
+Every :class:`DevmigError` that reaches the HTTP edge of the agent or the
+manager becomes ``application/problem+json`` with ``code`` and ``errors``
+(each with ``code``, ``loc``, ``value``, ``allowed``, ``hint``). Its status is
+its first code's, looked up in the one table of codes
+(:data:`devmig._codes.CODES`): a route never chooses one.
 """
 
 from __future__ import annotations
@@ -15,54 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from devmig._errors import (
-    CompatibilityError,
-    ConfigError,
-    DevmigError,
-    DocumentError,
-    Problem,
-    StreamError,
-)
+from devmig._errors import DevmigError, Problem
 
-__all__ = ["STATUS_BY_CODE", "ProblemDetail", "excerpt", "problem_response", "status_for"]
-
-STATUS_BY_CODE: dict[str, int] = {
-    "AUTH_REQUIRED": 401,
-    "AUTH_FAILED": 401,
-    "DEVICE_NOT_FOUND": 404,
-    "MIGRATION_NOT_FOUND": 404,
-    "MODEL_UNKNOWN": 404,
-    "DEVICE_BUSY": 409,
-    "BODY_TOO_LARGE": 413,
-    "BODY_TIMEOUT": 408,
-    "IMAGE_IN_USE": 409,
-    "URL_INVALID": 422,
-    "IMAGE_OUTSIDE": 422,
-    "IMAGE_SYMLINK": 422,
-    "MIGRATION_CONFLICT": 409,
-    "LEASE_HELD": 409,
-    "INSUFFICIENT_RESOURCES": 507,
-    "INCOMPATIBLE": 409,
-    "TOO_LATE": 409,
-    "JOURNAL_FAILED": 503,
-    "DESTINATION_UNREACHABLE": 502,
-    "DESTINATION_AUTH_FAILED": 502,
-    "DESTINATION_ERROR": 502,
-    "DESTINATION_REPORT_INVALID": 502,
-    "QUERY_INVALID": 422,
-    "FRAME_INVALID": 422,
-    "FRAME_TOO_LARGE": 422,
-    "UNEXPECTED_MESSAGE": 422,
-    "STATUS_INVALID": 422,
-    "REQUEST_INVALID": 422,
-}
-
-_STATUS_BY_CLASS: tuple[tuple[type[DevmigError], int], ...] = (
-    (ConfigError, 422),
-    (DocumentError, 422),
-    (CompatibilityError, 409),
-    (StreamError, 422),
-)
+__all__ = ["ProblemDetail", "excerpt", "problem_response", "status_for"]
 
 _TITLES = {
     401: "Unauthorized",
@@ -80,22 +36,16 @@ _TITLES = {
 
 
 def status_for(error: DevmigError) -> int:
-    """Return the HTTP status of an error: by its first code, then by its class."""
-    status = STATUS_BY_CODE.get(error.code)
-    if status is not None:
-        return status
-    for cls, by_class in _STATUS_BY_CLASS:
-        if isinstance(error, cls):
-            return by_class
-    return 400
+    """Return the HTTP status of an error: its first code's (:attr:`DevmigError.status`)."""
+    return error.status
 
 
 ProblemDetail = dict[str, Any]
 
 
-def problem_response(error: DevmigError, status: int | None = None) -> JSONResponse:
-    """Render an error as a problem-details response."""
-    status = status or status_for(error)
+def problem_response(error: DevmigError) -> JSONResponse:
+    """Render an error as a problem-details response, with its code's status."""
+    status = error.status
     body: ProblemDetail = {
         "type": "about:blank",
         "title": _TITLES.get(status, "Bad Request"),
@@ -124,7 +74,7 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
                 value=_scalar(err.get("input")))
         for err in exc.errors()
     ]
-    return problem_response(DevmigError(problems), 422)
+    return problem_response(DevmigError(problems))
 
 
 MAX_EXCERPT = 200
@@ -163,7 +113,10 @@ def _scalar(value: Any) -> Any:
 
 
 async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI handler for Starlette's own errors (no route, wrong method): the same problem format."""
+    """FastAPI handler for Starlette's own errors (no route, wrong method): the same problem format.
+
+    Starlette raises only these two here; any other becomes ``HTTP_ERROR`` (400).
+    """
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-    return problem_response(DevmigError([Problem(code, (), str(exc.detail))]), exc.status_code)
+    return problem_response(DevmigError.of(code, str(exc.detail)))

@@ -33,7 +33,7 @@ from devmig._humanize import ago
 from devmig._logs import configure_logging
 from devmig._tls import client_tls
 from devmig.agent import remote_error
-from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, read_source
+from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output, exit_for, read_source
 from devmig.cli._secrets import secret_from
 from devmig.cli._serve import Announcement, bind, refuse_plain, serve, tls_config
 
@@ -60,8 +60,7 @@ class ManagerClient:
     """A synchronous client of the manager's HTTP API; httpx2 errors are mapped here, once.
 
     A connection that fails is ``MANAGER_UNREACHABLE``; an error response
-    becomes the :class:`DevmigError` its problem details describe (their
-    ``context["status"]`` is the HTTP status).
+    becomes the :class:`DevmigError` its problem details describe.
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
@@ -95,18 +94,12 @@ class ManagerClient:
             raise DevmigError([Problem("MANAGER_ERROR", ("body",), "the manager answered something that is not JSON")]) from exc
 
 
-def _exit_for(error: DevmigError) -> int:
-    """1 when the manager refused (a conflict), 2 otherwise (bad input, token, unreachable)."""
-    status = error.problems[0].context.get("status") if error.problems else None
-    return EXIT_NO if status == 409 else EXIT_USAGE
-
-
 def _ask(out: Output, manager: str, token: str | None, method: str, path: str, **kw: Any) -> Any:
     client = ManagerClient(manager, token)
     try:
         return client.call(method, path, **kw)
     except DevmigError as exc:
-        out.fail(exc, _exit_for(exc))
+        out.fail(exc, exit_for(exc))
     finally:
         client.close()
 

@@ -33,7 +33,7 @@ from rich.table import Table
 
 from devmig._errors import DevmigError
 from devmig._humanize import size
-from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_USAGE, Output
+from devmig.cli._output import EXIT_NO, EXIT_OK, Output, exit_for
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -100,8 +100,7 @@ def _dir_flag(state: dict[str, Any]) -> str:
 
 
 def _fail(out: Output, exc: DevmigError) -> None:
-    code = EXIT_NO if exc.code in ("FLEET_RUNNING", "FLEET_NOT_RUNNING") else EXIT_USAGE
-    out.fail(exc, code)
+    out.fail(exc, exit_for(exc))
 
 
 # -- devmig up -------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from devmig._errors import DevmigError, Problem
+from devmig._errors import DevmigError
 from devmig._humanize import size
 from devmig.cli._fleet import DEFAULT_MANAGER, JsonOpt, ManagerClient, ManagerOpt, TokenOpt
-from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output
+from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output, exit_for
 
 __all__ = ["migrate_via_manager", "register"]
 
@@ -41,20 +41,14 @@ _MIGRATION_EXIT = {"migrated": EXIT_OK, "rolled_back": EXIT_NO}
 
 def _error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
            hint: str | None = None) -> DevmigError:
-    return DevmigError([Problem(code, loc, message, value=value, hint=hint)])
-
-
-def _exit_for(error: DevmigError) -> int:
-    """1 when the manager refused (409), 2 otherwise (bad input, token, unreachable)."""
-    status = error.problems[0].context.get("status") if error.problems else None
-    return EXIT_NO if status == 409 else EXIT_USAGE
+    return DevmigError.of(code, message, loc=loc, value=value, hint=hint)
 
 
 def _call(out: Output, client: ManagerClient, method: str, path: str, **kw: Any) -> Any:
     try:
         return client.call(method, path, **kw)
     except DevmigError as exc:
-        out.fail(exc, _exit_for(exc))
+        out.fail(exc, exit_for(exc))
 
 
 def _bytes(n: Any) -> str:
@@ -279,7 +273,7 @@ def drain_cmd(
                                       f"(devmig hosts uncordon {escape(host)}), or drain with --partial")
                     raise typer.Exit(EXIT_NO) from None
                 out.fail(exc, EXIT_NO)
-            out.fail(exc, _exit_for(exc))
+            out.fail(exc, exit_for(exc))
         if dry_run:
             code = EXIT_OK if not drain["stranded"] else (EXIT_PARTIAL if partial else EXIT_NO)
             if json_mode:

@@ -9,6 +9,10 @@ Exit codes of every ``devmig`` command:
       invalid input, unreachable service
 3     partial or in doubt (migrations and drains)
 ====  ==========================================================
+
+A failed call exits by its first code (:func:`exit_for`): 1 when the code's
+HTTP status in the one table of codes (``devmig._codes``) is 409 — a refusal
+— and 2 otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from devmig._codes import code_info
 from devmig._errors import DevmigError, DocumentError, Problem
 from devmig._examples import EXAMPLE_PREFIX, example_text
 
@@ -32,6 +37,7 @@ __all__ = [
     "EXIT_PARTIAL",
     "EXIT_USAGE",
     "Output",
+    "exit_for",
     "read_source",
 ]
 
@@ -39,6 +45,11 @@ EXIT_OK = 0
 EXIT_NO = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+
+
+def exit_for(error: DevmigError) -> int:
+    """The exit code of a failed call: :data:`EXIT_NO` for a refusal (a 409 code), else :data:`EXIT_USAGE`."""
+    return EXIT_NO if error.status == 409 else EXIT_USAGE
 
 
 class Output:
@@ -74,7 +85,8 @@ class Output:
         console.print(f"[bold red]{escape(title)}[/]: {count}")
         for p in problems:
             where = _where(p)
-            console.print(f"  [red]✗ {p.code}[/]" + (f"  [bold]{escape(where)}[/]" if where else ""))
+            retry = "  [dim](retryable)[/]" if code_info(p.code).retryable else ""
+            console.print(f"  [red]✗ {p.code}[/]" + (f"  [bold]{escape(where)}[/]" if where else "") + retry)
             console.print(f"      {escape(p.message)}")
             if p.hint:
                 console.print(f"      [dim]hint: {escape(p.hint)}[/]")

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-from devmig._errors import DevmigError, Problem
+from devmig._errors import DevmigError
 from devmig.compat import fingerprint_of, profile_json
 from devmig.model import HostReport, ModelDocument
 
@@ -104,7 +104,7 @@ def inventory_error(code: str, loc: tuple[str | int, ...], message: str, *,
     ``INVENTORY_STATE`` (used before ``open`` or after ``close``),
     ``DB_UNAVAILABLE``, ``DB_CONFLICT``, ``DB_ERROR``.
     """
-    return DevmigError([Problem(code, loc, message, value=value, hint=hint)])
+    return DevmigError.of(code, message, loc=loc, value=value, hint=hint)
 
 
 class RunState(Enum):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from devmig._errors import DevmigError, Problem
+from devmig._errors import DevmigError
 
 __all__ = [
     "STATE_FORMAT",
@@ -54,7 +54,7 @@ def fleet_error(code: str, message: str, *, value: Any = None, hint: str | None 
     Codes: ``FLEET_RUNNING`` (a leader holds the state directory),
     ``FLEET_NOT_RUNNING``, ``FLEET_START_FAILED``, ``FLEET_STATE_INVALID``.
     """
-    return DevmigError([Problem(code, ("state-dir",), message, value=value, hint=hint)])
+    return DevmigError.of(code, message, loc=("state-dir",), value=value, hint=hint)
 
 
 # -- processes -----------------------------------------------------------------------------

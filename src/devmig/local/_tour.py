@@ -284,9 +284,7 @@ def run_tour(state: Mapping[str, Any], narrator: Narrator, *, steps: Sequence[St
                 pass
             except DevmigError as exc:
                 p = exc.problems[0] if exc.problems else None
-                status = p.context.get("status") if p else None
-                t.check("the calls succeed", False, f"{exc.code}" + (f" (HTTP {status})" if status else "")
-                        + f": {p.message if p else exc}")
+                t.check("the calls succeed", False, f"{exc.code}: {p.message if p else exc}")
             except (KeyError, TypeError, ValueError) as exc:  # an answer not shaped as the contract says
                 t.check("the answers have the documented shape", False, f"{type(exc).__name__}: {exc}")
             result.seconds = time.monotonic() - begun

@@ -242,7 +242,7 @@ class TourRun:
         """One HTTP request expecting ``ok``; return the JSON body.
 
         Raises:
-            DevmigError: the problems of an unexpected answer (``context["status"]``).
+            DevmigError: the problems of an unexpected answer.
         """
         response = self.request(method, url, auth=auth, **kw)
         if response.status_code not in ok:

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 from devmig._lazy import lazy_names
 
 if TYPE_CHECKING:
-    from devmig.manager._app import MANAGER_STATUS, ManagerSettings, create_manager_app
+    from devmig.manager._app import ManagerSettings, create_manager_app
     from devmig.manager._matrix import VERDICTS, MatrixCache, compatibility_matrix
 
-__all__ = ["MANAGER_STATUS", "VERDICTS", "ManagerSettings", "MatrixCache", "compatibility_matrix", "create_manager_app"]
+__all__ = ["VERDICTS", "ManagerSettings", "MatrixCache", "compatibility_matrix", "create_manager_app"]
 
 _WHERE = {
-    "MANAGER_STATUS": "devmig.manager._app",
     "ManagerSettings": "devmig.manager._app",
     "create_manager_app": "devmig.manager._app",
     "VERDICTS": "devmig.manager._matrix",

@@ -35,7 +35,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -47,11 +46,10 @@ from devmig.agent import (
     AgentClient,
     BoundedRequests,
     agent_url,
+    devmig_error_handler,
     http_error_handler,
-    problem_response,
     quiet_accept_errors,
     require_token,
-    status_for,
     validation_error_handler,
 )
 from devmig.inventory import DEFAULT_MAX_MISSED, Clock, Inventory, Poller, SqlInventory, SystemClock
@@ -73,36 +71,10 @@ from devmig.orchestration import (
     profile_docs,
 )
 
-__all__ = ["MANAGER_STATUS", "ManagerSettings", "create_manager_app"]
+__all__ = ["ManagerSettings", "create_manager_app"]
 
 log = logging.getLogger("devmig.manager")
 
-MANAGER_STATUS: dict[str, int] = {
-    "HOST_UNKNOWN": 404,
-    "POOL_UNKNOWN": 404,
-    "DEVICE_NOT_FOUND": 404,
-    "HOST_CONFLICT": 409,
-    "POOL_CONFLICT": 409,
-    "HOST_MISMATCH": 409,
-    "HOST_NOT_REPORTED": 409,
-    "DEVICE_INVALID": 409,
-    "RELEASE_UNKNOWN": 422,
-    "REQUEST_INVALID": 422,
-    "AGENT_UNREACHABLE": 502,
-    "AGENT_ERROR": 502,
-    "DB_UNAVAILABLE": 503,
-    "DB_CONFLICT": 409,
-    "DB_ERROR": 500,
-    "INVENTORY_STATE": 503,
-    "MIGRATION_UNKNOWN": 404,
-    "NO_HOST": 409,
-    "SAME_HOST": 409,
-    "HOST_CORDONED": 409,
-    "HOST_UNREACHABLE": 409,
-    "TIMEOUT": 504,
-    "JOURNAL_TRANSITION": 500,
-}
-"""HTTP status of the manager's own problem codes (the agent's table covers the rest)."""
 
 
 class HostAdd(BaseModel):
@@ -191,11 +163,6 @@ class PoolView(BaseModel):
 
 _PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details with the codes"}
 _AUTH = [Depends(require_token)]
-
-
-async def _manager_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DevmigError)
-    return problem_response(exc, MANAGER_STATUS.get(exc.code) or status_for(exc))
 
 
 def inventory_of(request: Request) -> Inventory:
@@ -309,7 +276,7 @@ def create_manager_app(settings: ManagerSettings, *, inventory: Inventory | None
     app.add_middleware(BoundedRequests, max_body=settings.max_body_bytes,
                        open_routes=[("POST", r"/v1/place"), ("POST", r"/v1/pools/[^/]+/plan-upgrade")])  # questions
     app.state.agent_tokens = {}
-    app.add_exception_handler(DevmigError, _manager_error_handler)
+    app.add_exception_handler(DevmigError, devmig_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from devmig._errors import DevmigError
 from devmig.agent import problem_response, require_token
-from devmig.orchestration import DRAIN_STATUS, Drainer
+from devmig.orchestration import Drainer
 
 __all__ = ["DrainCreate", "drains_router"]
 
@@ -41,10 +41,7 @@ def _drainer(request: Request) -> Drainer:
 
 
 def _problem(exc: DevmigError) -> JSONResponse:
-    status = DRAIN_STATUS.get(exc.code)
-    if status is None:
-        raise exc
-    return problem_response(exc, status)
+    return problem_response(exc)
 
 
 @drains_router.post("/v1/drains", status_code=202, dependencies=[Depends(require_token)], response_model=None,

@@ -23,7 +23,6 @@ from devmig._lazy import lazy_names
 
 if TYPE_CHECKING:
     from devmig.orchestration._drain import (
-        DRAIN_STATUS,
         Drainer,
         DrainPlan,
         DrainStore,
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "DRAIN_STATUS",
     "FORWARD",
     "PHASES",
     "TRANSITIONS",
@@ -98,7 +96,6 @@ __all__ = [
 ]
 
 _WHERE = {
-    "DRAIN_STATUS": "devmig.orchestration._drain",
     "DrainPlan": "devmig.orchestration._drain",
     "DrainStore": "devmig.orchestration._drain",
     "DrainTally": "devmig.orchestration._drain",

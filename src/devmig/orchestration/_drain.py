@@ -74,7 +74,6 @@ from devmig.orchestration._orchestrator import Orchestrator
 from devmig.orchestration._sweep import sweep_forever
 
 __all__ = [
-    "DRAIN_STATUS",
     "DrainPlan",
     "DrainStore",
     "DrainTally",
@@ -88,9 +87,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("devmig.manager.drain")
-
-DRAIN_STATUS: dict[str, int] = {"STRANDED": 409, "DRAIN_UNKNOWN": 404, "DRAIN_BUSY": 409, "REQUEST_INVALID": 422}
-"""HTTP status of the drains' own problem codes."""
 
 PHASES = ("planned", "running", "done", "failed", "partial")
 """A drain's phases; the last three are final."""
@@ -179,7 +175,7 @@ def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySn
 def drain_error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
                 hint: str | None = None, context: Mapping[str, Any] | None = None) -> DevmigError:
     """One-problem error of the drains (``DRAIN_UNKNOWN``, ``DRAIN_BUSY``, ``REQUEST_INVALID``)."""
-    return DevmigError([Problem(code, loc, message, value=value, hint=hint, context=dict(context or {}))])
+    return DevmigError.of(code, message, loc=loc, value=value, hint=hint, context=context)
 
 
 def stranded_error(drain_id: str, host: str, stranded: Sequence[Stranded]) -> DevmigError:

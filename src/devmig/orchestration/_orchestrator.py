@@ -98,7 +98,7 @@ def orchestrator_error(code: str, loc: tuple[str | int, ...], message: str, *, v
     Codes: ``MIGRATION_UNKNOWN`` (404), ``MIGRATION_CONFLICT``, ``DEVICE_BUSY``,
     ``NO_HOST``, ``SAME_HOST``, ``HOST_UNREACHABLE`` (409), ``REQUEST_INVALID`` (422).
     """
-    return DevmigError([Problem(code, loc, message, value=value, allowed=allowed, hint=hint)])
+    return DevmigError.of(code, message, loc=loc, value=value, allowed=allowed, hint=hint)
 
 
 Records = list[dict[str, Any]]

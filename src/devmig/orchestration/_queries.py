@@ -73,7 +73,7 @@ def manager_error(code: str, loc: tuple[str | int, ...], message: str, *, value:
     Codes: ``HOST_NOT_REPORTED``, ``DEVICE_NOT_FOUND``, ``DEVICE_INVALID``,
     ``RELEASE_UNKNOWN``, ``REQUEST_INVALID`` (plus the inventory's and the agents').
     """
-    return DevmigError([Problem(code, loc, message, value=value, allowed=allowed, hint=hint)])
+    return DevmigError.of(code, message, loc=loc, value=value, allowed=allowed, hint=hint)
 
 
 # -- request bodies ------------------------------------------------------------------------
