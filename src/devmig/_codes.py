@@ -55,6 +55,7 @@ PROVIDERS = "providers"
 STREAM = "state stream"
 DEVICE = "devices"
 HANDOFF = "hand-off protocol"
+VFIO_USER = "vfio-user"
 AGENT = "agent"
 MANAGER = "manager"
 CLI = "command line"
@@ -80,6 +81,7 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("VERSION_VALUE_NOT_ALLOWED", 422, DOCUMENTS, "a version's expansion has a value that is not allowed"),
     Code("VERSION_CONSTRAINT_VIOLATED", 422, DOCUMENTS, "a version's expansion violates a constraint"),
     Code("CONSTRAINT_PARAM_UNKNOWN", 422, DOCUMENTS, "a constraint names a parameter the model does not define"),
+    Code("STATE_PARAM_UNKNOWN", 422, DOCUMENTS, "a published state layout names a parameter the document does not define"),
     Code("DOCUMENT_INVALID", 422, DOCUMENTS, "a document is refused (the class default of DocumentError)"),
     Code("EXAMPLE_UNKNOWN", 422, DOCUMENTS, "example:NAME names no shipped example document"),
     Code("FILE_UNREADABLE", 422, DOCUMENTS, "a file argument cannot be read"),
@@ -126,6 +128,9 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("KERNEL_DEVICE_DATA_BY_VMM", 409, PROVIDERS, "the agent does not carry a kernel device's data: the VMM does"),
     Code("PROVIDER_CONFLICT", 409, PROVIDERS, "one implementation release is offered by two providers"),
     Code("RELEASE_UNKNOWN", 422, PROVIDERS, "no reference implementation of that name or release"),
+    Code("UNREADABLE", 400, PROVIDERS, "a provider's file (a kernel device's migration information) cannot be read"),
+    Code("FUSE_UNAVAILABLE", 400, PROVIDERS, "FUSE cannot be loaded on this machine"),
+    Code("FUSE_MOUNT_FAILED", 400, PROVIDERS, "the in-memory sysfs twin did not mount"),
     # -- the state stream (DESIGN §4) --
     Code("STREAM_INVALID", 422, STREAM, "a stream is refused (the class default of StreamError)"),
     Code("BAD_MAGIC", 422, STREAM, "the stream does not start with DVMG"),
@@ -194,6 +199,14 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("ADDRESS_INVALID", 400, HANDOFF, "a stream address that is not host:port"),
     Code("CONNECT_FAILED", 400, HANDOFF, "the stream connection could not be made", retryable=True),
     Code("LISTEN_FAILED", 400, HANDOFF, "the stream port could not be opened"),
+    # -- vfio-user (the protocol's client, server and backend) --
+    Code("VFIO_USER_MALFORMED", 400, VFIO_USER, "a received message breaks the protocol (a server answers with errno)"),
+    Code("VFIO_USER_REFUSED", 400, VFIO_USER, "a well-formed request the device refuses in its current state"),
+    Code("VFIO_USER_ERROR_REPLY", 400, VFIO_USER, "the peer answered a command with an error reply"),
+    Code("VFIO_USER_STRICT", 400, VFIO_USER, "a reply breaks a rule of libvfio-user's receive helper"),
+    Code("VFIO_USER_CLOSED", 400, VFIO_USER, "the connection is closed or in its ERROR state"),
+    Code("VFIO_USER_STATE", 400, VFIO_USER, "a command this side's role or state does not take"),
+    Code("BACKEND_UNSUPPORTED", 400, VFIO_USER, "a device the vfio-user backend cannot serve"),
     # -- the agent's HTTP API (docs/api.md) --
     Code("AUTH_REQUIRED", 401, AGENT, "a mutating call without a bearer token"),
     Code("AUTH_FAILED", 401, AGENT, "a wrong bearer token (or per-migration token)"),
@@ -236,6 +249,7 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("POLLER_STATE", 400, MANAGER, "the poller is used before it is started or after it is stopped"),
     # -- the command line --
     Code("USAGE", 400, CLI, "a command line or setting that cannot be used"),
+    Code("TYPE_UNKNOWN", 400, CLI, "devmig kernel: no mdev type of that name under sysfs"),
     Code("FILE_UNWRITABLE", 400, CLI, "an output file cannot be written"),
     Code("MANAGER_UNREACHABLE", 502, CLI, "the manager cannot be reached", retryable=True),
     Code("MANAGER_ERROR", 502, CLI, "the manager answered something that is not JSON"),
