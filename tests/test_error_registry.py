@@ -123,3 +123,11 @@ def test_a_code_defined_twice_is_refused() -> None:
 
     with pytest.raises(ValueError, match="defined twice"):
         codes._index([Code("X_Y", 400, "general", "x"), Code("X_Y", 409, "general", "y")])
+
+
+def test_the_release_diffs_rules_are_rows_with_the_same_meaning() -> None:
+    """compat.RULES still spells its rules' meanings (the diff's own table); they must be the registry's."""
+    from devmig.compat import RULES
+
+    assert {rule: CODES[rule].meaning if rule in CODES else None for rule in RULES} == dict(RULES)
+    assert all(CODES[rule].where == "release diff" and CODES[rule].status is None for rule in RULES)

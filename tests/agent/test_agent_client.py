@@ -66,10 +66,10 @@ def test_problems_come_back_as_devmig_errors() -> None:
         with pytest.raises(DevmigError) as caught:
             await agent.get_device("no-such-device")
         assert caught.value.code == "DEVICE_NOT_FOUND"
-        assert caught.value.problems[0].context["status"] == 404
+        assert caught.value.status == 404 and "status" not in caught.value.problems[0].context
         with pytest.raises(DevmigError) as caught:
             await agent.create_device(NIC, "version=99")
-        assert caught.value.problems[0].context["status"] == 422
+        assert caught.value.code == "VERSION_UNKNOWN" and caught.value.status == 422
 
     run(body)
 
