@@ -1,7 +1,7 @@
 """The core is sans-IO (DESIGN §8, STYLE rule 1), checked on the source with ``ast``.
 
 The core packages — ``devmig.model``, ``compat``, ``state``, ``migration``,
-``devmig.device`` and ``devmig._errors``, whichever exist — must not import
+``devmig.device``, ``devmig._errors`` and ``devmig._codes``, whichever exist — must not import
 an I/O or concurrency module, nor an edge of devmig, nor call the builtin
 ``open``: not themselves, and not through any devmig module they import
 (importing ``devmig.a.b`` also runs ``devmig/__init__`` and ``devmig/a/__init__``).
@@ -47,6 +47,7 @@ CORE = [
     "devmig.migration",
     "devmig.device",
     "devmig._errors",
+    "devmig._codes",
 ]
 
 

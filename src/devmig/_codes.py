@@ -97,7 +97,8 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("HOST_NOT_REPORTED", 409, COMPAT, "placement: the host has not reported its profile yet", retryable=True),
     Code("SAME_HOST", 409, COMPAT, "placement: the device already runs on that host"),
     Code("NO_HOST", 409, COMPAT, "no host accepts the device"),
-    # -- release diff rule ids (DESIGN §3): changes, not errors --
+    # -- release diff rule ids (DESIGN §3): changes, not errors; compat.RULES reads these rows --
+    # diff: breaking (when the condition in the description holds)
     Code("MODEL_REMOVED", None, DIFF, "NEW no longer supports a model OLD supports"),
     Code("PARAM_REMOVED", None, DIFF, "NEW no longer knows a parameter OLD allows at a non-off value"),
     Code("ALLOWED_NARROWED", None, DIFF, "NEW refuses a value OLD allows, and OLD accepts a configuration with it"),
@@ -107,6 +108,15 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("OFF_VALUE_CHANGED", None, DIFF, "a parameter's off value changed (it changes the model itself)"),
     Code("VERSION_REDEFINED", None, DIFF, "a version both publish expands to different canonical configurations"),
     Code("VERSION_REMOVED", None, DIFF, "NEW no longer publishes a version OLD publishes"),
+    Code("STATE_SECTION_REMOVED", None, DIFF, "a state section OLD publishes is not in NEW's layout (not an optional one)"),
+    Code("STATE_SECTION_ADDED", None, DIFF, "NEW's layout has a state section OLD's does not (not an optional one), or another order"),
+    Code("STATE_FIELD_REMOVED", None, DIFF, "a field of a state section is not in NEW's (a rename is removed and added)"),
+    Code("STATE_FIELD_ADDED", None, DIFF, "a field of a state section is new in NEW's, or moved"),
+    Code("STATE_FIELD_TYPE_CHANGED", None, DIFF, "a state field's type changed"),
+    Code("STATE_FIELD_MAX_CHANGED", None, DIFF, "a state field's maximum changed"),
+    Code("STATE_REGION_CHANGED", None, DIFF, "a bulk region was removed, added, reordered or resized"),
+    Code("STATE_CONDITION_CHANGED", None, DIFF, "a state section's condition (when) or optional flag changed"),
+    # diff: additive or cosmetic: nothing broken
     Code("MODEL_ADDED", None, DIFF, "NEW supports a model OLD does not"),
     Code("PARAM_ADDED", None, DIFF, "NEW has a parameter OLD does not"),
     Code("ALLOWED_WIDENED", None, DIFF, "NEW allows a value OLD does not"),
@@ -114,14 +124,6 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("VERSION_ADDED", None, DIFF, "NEW publishes a version OLD does not"),
     Code("INIT_CHANGED", None, DIFF, "a parameter's init value changed"),
     Code("DESCRIPTION_CHANGED", None, DIFF, "a description or a constraint's message changed"),
-    Code("STATE_SECTION_REMOVED", None, DIFF, "a required or conditional state section NEW no longer has"),
-    Code("STATE_SECTION_ADDED", None, DIFF, "a required or conditional state section OLD does not have"),
-    Code("STATE_FIELD_REMOVED", None, DIFF, "a field of a state section NEW no longer has (a rename is both)"),
-    Code("STATE_FIELD_ADDED", None, DIFF, "a field of a state section OLD does not have (a rename is both)"),
-    Code("STATE_FIELD_TYPE_CHANGED", None, DIFF, "a state field's type changed"),
-    Code("STATE_FIELD_MAX_CHANGED", None, DIFF, "a variable-length state field's maximum changed"),
-    Code("STATE_REGION_CHANGED", None, DIFF, "a bulk region was added, removed, renamed or resized"),
-    Code("STATE_CONDITION_CHANGED", None, DIFF, "a state section's condition or optional flag changed"),
     # -- providers (DESIGN §9) --
     Code("BACKEND_REFUSED", 422, PROVIDERS, "a backend or driver refused a configuration; its own words in hint"),
     Code("LOST", 502, PROVIDERS, "a backend process died; its exit status"),
@@ -146,6 +148,7 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("SECTION_UNKNOWN", 422, STREAM, "a required section the destination does not know"),
     Code("SECTION_DUPLICATE", 422, STREAM, "a section came twice"),
     Code("SECTION_MISSING", 422, STREAM, "a required section is missing"),
+    Code("DISCARD_LIMIT", 422, STREAM, "more than twice a region's size of LIVE BULK data was discarded"),
     Code("SECTION_INVALID", 422, STREAM, "a section's fields are refused (by the declaration or the device)"),
     Code("DIGEST_MISMATCH", 422, STREAM, "the stream's framing digest does not match its TRAILER"),
     Code("DECLARATION_INVALID", 422, STREAM, "a device's state declaration is malformed"),

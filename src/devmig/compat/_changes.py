@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
+from devmig._codes import CODES, DIFF
 from devmig._errors import Loc
 from devmig.model import Implementation
 
@@ -13,35 +14,9 @@ __all__ = ["BREAKS", "DIRECTIONS", "RULES", "Change", "Direction", "ReleaseDiff"
 Direction = Literal["upgrade", "rollback", "instantiate"]
 DIRECTIONS: Final[tuple[Direction, ...]] = ("upgrade", "rollback", "instantiate")
 
-RULES: Final[dict[str, str]] = {
-    # breaking (when the condition in the description holds)
-    "MODEL_REMOVED": "NEW no longer supports a model OLD supports",
-    "PARAM_REMOVED": "NEW no longer knows a parameter OLD allows at a non-off value",
-    "ALLOWED_NARROWED": "NEW refuses a value OLD allows, and OLD accepts a configuration with it",
-    "OFF_NOT_ALLOWED": "a parameter new in NEW whose off value NEW refuses",
-    "CONSTRAINT_ADDED": "a constraint new in NEW that some configuration OLD accepts violates",
-    "TYPE_CHANGED": "a parameter's type changed",
-    "OFF_VALUE_CHANGED": "a parameter's off value changed (it changes the model itself)",
-    "VERSION_REDEFINED": "a version both publish expands to different canonical configurations",
-    "VERSION_REMOVED": "NEW no longer publishes a version OLD publishes",
-    "STATE_SECTION_REMOVED": "a state section OLD publishes is not in NEW's layout (not an optional one)",
-    "STATE_SECTION_ADDED": "NEW's layout has a state section OLD's does not (not an optional one), or another order",
-    "STATE_FIELD_REMOVED": "a field of a state section is not in NEW's (a rename is removed and added)",
-    "STATE_FIELD_ADDED": "a field of a state section is new in NEW's, or moved",
-    "STATE_FIELD_TYPE_CHANGED": "a state field's type changed",
-    "STATE_FIELD_MAX_CHANGED": "a state field's maximum changed",
-    "STATE_REGION_CHANGED": "a bulk region was removed, added, reordered or resized",
-    "STATE_CONDITION_CHANGED": "a state section's condition (when) or optional flag changed",
-    # additive or cosmetic: nothing broken
-    "MODEL_ADDED": "NEW supports a model OLD does not",
-    "PARAM_ADDED": "NEW has a parameter OLD does not",
-    "ALLOWED_WIDENED": "NEW allows a value OLD does not",
-    "CONSTRAINT_REMOVED": "OLD has a constraint NEW does not",
-    "VERSION_ADDED": "NEW publishes a version OLD does not",
-    "INIT_CHANGED": "a parameter's init value changed",
-    "DESCRIPTION_CHANGED": "a description or a constraint's message changed",
-}
-"""Every rule id of the release diff, with what it means."""
+RULES: Final[dict[str, str]] = {code.name: code.meaning for code in CODES.values() if code.where == DIFF}
+"""Every rule id of the release diff, with what it means: the rows of the table of codes
+(:data:`devmig._codes.CODES`) under ``release diff``; a new rule is one line there."""
 
 BREAKS: Final[dict[str, tuple[Direction, ...]]] = {
     "MODEL_REMOVED": ("upgrade", "instantiate"),
