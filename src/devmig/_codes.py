@@ -166,6 +166,9 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("IMAGE_UNREADABLE", 400, DEVICE, "the image file cannot be opened"),
     Code("IMAGE_SIZE", 400, DEVICE, "the image is empty or not a whole number of blocks"),
     Code("IMAGE_IO", 400, DEVICE, "an image read or write failed or came up short"),
+    Code("IMAGE_IN_USE", 409, DEVICE, "the image already backs another device on this host"),
+    Code("IMAGE_OUTSIDE", 422, DEVICE, "the image is not a file inside the agent's image directory"),
+    Code("IMAGE_SYMLINK", 422, DEVICE, "the image path goes through a symbolic link or a non-directory"),
     Code("TRANSITION_INVALID", 400, DEVICE, "a migration state transition that is not reachable"),
     Code("TRANSITION_IN_PROGRESS", 400, DEVICE, "a state transition while another is in progress"),
     Code("TRANSITION_LOOP", 400, DEVICE, "a transition path that would loop"),
@@ -213,6 +216,8 @@ _TABLE: Final[tuple[Code, ...]] = (
     # -- the agent's HTTP API (docs/api.md) --
     Code("AUTH_REQUIRED", 401, AGENT, "a mutating call without a bearer token"),
     Code("AUTH_FAILED", 401, AGENT, "a wrong bearer token (or per-migration token)"),
+    Code("BODY_TOO_LARGE", 413, AGENT, "a request body larger than the service accepts"),
+    Code("BODY_TIMEOUT", 408, AGENT, "a request body that did not arrive in time", retryable=True),
     Code("REQUEST_INVALID", 422, AGENT, "a request body or query that does not have the documented shape"),
     Code("NOT_FOUND", 404, AGENT, "no such path"),
     Code("METHOD_NOT_ALLOWED", 405, AGENT, "the path does not take that method"),
@@ -253,6 +258,7 @@ _TABLE: Final[tuple[Code, ...]] = (
     # -- the command line --
     Code("USAGE", 400, CLI, "a command line or setting that cannot be used"),
     Code("TYPE_UNKNOWN", 400, CLI, "devmig kernel: no mdev type of that name under sysfs"),
+    Code("PLAIN_TCP_REFUSED", 400, CLI, "a listen address other hosts can reach, without TLS"),
     Code("FILE_UNWRITABLE", 400, CLI, "an output file cannot be written"),
     Code("MANAGER_UNREACHABLE", 502, CLI, "the manager cannot be reached", retryable=True),
     Code("MANAGER_ERROR", 502, CLI, "the manager answered something that is not JSON"),
