@@ -61,7 +61,7 @@ def test_the_statuses_clients_rely_on() -> None:
                 "HOST_CONFLICT": 409, "VERSION_UNKNOWN": 422, "REQUEST_INVALID": 422, "RECORD_CORRUPT": 422,
                 "AGENT_UNREACHABLE": 502, "DESTINATION_UNREACHABLE": 502, "DB_UNAVAILABLE": 503,
                 "JOURNAL_FAILED": 503, "TIMEOUT": 504, "INSUFFICIENT_RESOURCES": 507,
-                "BODY_TOO_LARGE": 413, "BODY_TIMEOUT": 408, "IMAGE_IN_USE": 409, "IMAGE_OUTSIDE": 422}
+                "BODY_TOO_LARGE": 413, "BODY_TIMEOUT": 408, "IMAGE_IN_USE": 409, "IMAGE_OUTSIDE": 422, "URL_INVALID": 422}
     assert {name: CODES[name].status for name in expected} == expected
 
 
