@@ -119,7 +119,8 @@ async def serve(
     """
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    # log_config=None: uvicorn keeps the handlers --log-format set up (devmig._logs) instead of its own
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, log_config=None)
     config.load()
     if tls is not None:
         config.ssl = server_tls(tls)  # the process's one server context (the stream port shares it)
