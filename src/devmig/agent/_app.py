@@ -56,6 +56,9 @@ class DeviceCreate(BaseModel):
                     "directory (relative to it, or an absolute path under it; never through a symbolic link; "
                     "one device per image). Without one the agent makes an image and removes it with the device.",
     )
+    implementation: str | None = Field(
+        None, max_length=256, description="The release to create it with, NAME/RELEASE, when more than one "
+        "provider here serves the model (a vfio-user backend beside the sdk release); default: the sdk's.")
     canonical: bool = Field(
         False,
         description="config is a source's canonical configuration (omitted parameters at their off values): "
@@ -87,8 +90,9 @@ class DeviceView(BaseModel):
     counters: dict[str, int]
     host: dict[str, Scalar]
     digest: str | None = None
-    provider: str = Field("sdk", description="The provider hosting it: sdk or kernel (DESIGN §9).")
+    provider: str = Field("sdk", description="The provider hosting it: sdk, kernel or vfio-user (DESIGN §9).")
     carrier: str = Field("agent", description="Who carries its migration data: agent or vmm.")
+    exit_status: int | None = Field(None, description="A LOST vfio-user backend's exit status (negative: signal).")
 
 
 class DeviceList(BaseModel):
@@ -197,6 +201,7 @@ def create_app(settings: AgentSettings) -> FastAPI:
     async def health(host: HostDep) -> Health:
         """Liveness: the host name, devmig's version and the device count."""
         kernel = len(host.kernel.devices) if host.kernel is not None else 0
+        kernel += len(host.vfio_user.devices) if host.vfio_user is not None else 0
         return Health(status="ok", host=settings.host_name, version=__version__, devices=len(host.devices) + kernel)
 
     @app.get(
@@ -246,6 +251,13 @@ def create_app(settings: AgentSettings) -> FastAPI:
     )
     async def create_device(body: DeviceCreate, host: HostDep) -> DeviceView:
         """Create a device from a configuration; 422 with every problem, and nothing created."""
+        backends = host.vfio_user
+        if backends is not None and backends.definition(body.model, body.implementation) is not None and (
+            body.implementation is not None or body.model not in host.models
+        ):
+            made_v = await backends.create(body.model, body.config, body.host, canonical=body.canonical,
+                                           implementation=body.implementation)
+            return DeviceView.model_validate(await made_v.to_dict())
         if host.kernel is not None and body.model not in host.models:
             made = await host.kernel.create(body.model, body.config, body.host, canonical=body.canonical)
             return DeviceView.model_validate(made.to_dict())
@@ -261,6 +273,8 @@ def create_app(settings: AgentSettings) -> FastAPI:
         views = [DeviceView.model_validate(h.to_dict()) for h in host.devices.values()]
         if host.kernel is not None:
             views += [DeviceView.model_validate(k.to_dict()) for k in host.kernel.devices.values()]
+        if host.vfio_user is not None:
+            views += [DeviceView.model_validate(await v.to_dict()) for v in host.vfio_user.devices.values()]
         return DeviceList(devices=views)
 
     @app.get("/v1/devices/{device_id}", response_model=DeviceView, tags=["devices"], responses={404: _PROBLEM})
@@ -272,6 +286,8 @@ def create_app(settings: AgentSettings) -> FastAPI:
         """One device: state, configuration, workload counters, and optionally its state digest."""
         if host.kernel is not None and device_id in host.kernel.devices:
             return DeviceView.model_validate(host.kernel.devices[device_id].to_dict())
+        if host.vfio_user is not None and device_id in host.vfio_user.devices:
+            return DeviceView.model_validate(await host.vfio_user.devices[device_id].to_dict(digest=digest))
         return DeviceView.model_validate(host.get(device_id).to_dict(digest=digest))
 
     @app.delete(
@@ -286,6 +302,8 @@ def create_app(settings: AgentSettings) -> FastAPI:
         agent made it (no ``image`` given at creation); an image the client named stays."""
         if host.kernel is not None and device_id in host.kernel.devices:
             await host.kernel.delete(device_id)
+        elif host.vfio_user is not None and device_id in host.vfio_user.devices:
+            await host.vfio_user.delete(device_id)  # the connection closes: the backend exits
         else:
             host.delete_device(device_id, remove_image=True)
         return Response(status_code=204)
@@ -295,6 +313,7 @@ def create_app(settings: AgentSettings) -> FastAPI:
         """Which provider publishes each release of the report (DESIGN §9), who carries its devices' data
         (the VMM for kernel devices), and what could not be published (a driver's malformed document)."""
         offers = [host.kernel.offer()] if host.kernel is not None else []
+        offers += [host.vfio_user.offer()] if host.vfio_user is not None else []
         capacity = {k: v for o in offers for k, v in o.capacity.items()}
         return ProvidersView(
             implementations=[

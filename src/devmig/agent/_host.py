@@ -26,6 +26,8 @@ from devmig._errors import DevmigError, Problem
 from devmig.agent._images import ImageDirectory, OpenedImage
 from devmig.agent._kernel_host import KernelHost, kernel_root
 from devmig.agent._settings import AgentSettings
+from devmig.agent._vfio_user_host import PREFIX as VFIO_USER
+from devmig.agent._vfio_user_host import VfioUserHost
 from devmig.compat import profile_fingerprint
 from devmig.device import Device
 from devmig.devices import CATALOG, device_class, model_classes
@@ -110,9 +112,14 @@ class Host:
         self.devices: dict[str, HostedDevice] = {}
         self.kernel: KernelHost | None = None
         """The kernel devices (``--provider kernel[:SYSFS_ROOT]``), if any."""
+        self.vfio_user: VfioUserHost | None = None
+        """The vfio-user backends (``--provider vfio-user:SETTINGS.json``), if any."""
         for spec in settings.providers:
-            self.kernel = KernelHost(kernel_root(spec))
-        self.catalog = catalog_of(settings, self.classes.values(), self.kernel)
+            if spec.startswith(VFIO_USER):
+                self.vfio_user = VfioUserHost(spec.removeprefix(VFIO_USER))
+            else:
+                self.kernel = KernelHost(kernel_root(spec))
+        self.catalog = catalog_of(settings, self.classes.values(), self.kernel, self.vfio_user)
         self.catalog.raise_for_conflicts()
         self._report = self.catalog.report
         # The host name and format never change in one process: the profile fingerprint changes
@@ -162,6 +169,8 @@ class Host:
         if cls is not None:
             return cls.implementation(), cls.model()
         found = self.kernel.definition(model_id) if self.kernel is not None else None
+        if found is None and self.vfio_user is not None:
+            found = self.vfio_user.definition(model_id)
         if found is not None:
             return found
         self.implementation_for(model_id)  # raises MODEL_UNKNOWN
@@ -378,6 +387,8 @@ class Host:
         for hosted in list(self.devices.values()):
             hosted.device.close()
         self.devices.clear()
+        if self.vfio_user is not None:
+            await self.vfio_user.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -430,12 +441,16 @@ def _prefill(device: Device, seed: int) -> None:
 
 
 
-def catalog_of(settings: AgentSettings, classes: Any, kernel: KernelHost | None) -> HostCatalog:
-    """The host report as the union of the agent's providers (DESIGN §9): sdk, then kernel.
+def catalog_of(
+    settings: AgentSettings, classes: Any, kernel: KernelHost | None, vfio_user: VfioUserHost | None = None
+) -> HostCatalog:
+    """The host report as the union of the agent's providers (DESIGN §9): sdk, kernel, then vfio-user.
 
     A release offered by both is a ``PROVIDER_CONFLICT`` (see :meth:`HostCatalog.raise_for_conflicts`).
     """
     offers = [Offer("sdk", tuple(Provided(cls.document(), "agent", "sdk") for cls in classes))]
     if kernel is not None:
         offers.append(kernel.offer())
+    if vfio_user is not None:
+        offers.append(vfio_user.offer())
     return merge_offers(settings.host_name, offers)

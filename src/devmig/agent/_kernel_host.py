@@ -44,7 +44,7 @@ def kernel_root(spec: str) -> str:
                     ("provider",),
                     f"unknown provider {spec!r}",
                     value=spec,
-                    allowed=["kernel[:SYSFS_ROOT]"],
+                    allowed=["kernel[:SYSFS_ROOT]", "vfio-user:SETTINGS.json"],
                     hint="the agent always hosts its sdk devices; add kernel devices with --provider kernel:/sys",
                 )
             ]

@@ -73,7 +73,7 @@ class AgentSettings(BaseModel):
     """Touch every page of a new device's memory at creation (like QEMU's ``-mem-prealloc``),
     so an incoming migration does not fault pages in while it streams."""
     providers: tuple[str, ...] = ()
-    """Providers beside the sdk devices (DESIGN §9): ``kernel[:SYSFS_ROOT]``."""
+    """Providers beside the sdk devices (DESIGN §9): ``kernel[:SYSFS_ROOT]``, ``vfio-user:SETTINGS.json``."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
     """Bytes a request body may have (413 ``BODY_TOO_LARGE`` past it, before parsing or authentication work)."""
     tls: TlsConfig | None = None

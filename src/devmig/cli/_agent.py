@@ -78,7 +78,8 @@ def agent_cmd(
     ] = False,
     provider: Annotated[
         list[str] | None,
-        typer.Option("--provider", help="Also host kernel VFIO/mdev devices: kernel[:SYSFS_ROOT] (default root /sys)."),
+        typer.Option("--provider", help="Also host kernel VFIO/mdev devices: kernel[:SYSFS_ROOT] (default root /sys), "
+                                     "or vfio-user backends: vfio-user:SETTINGS.json (docs/vfio-user.md)."),
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS: this agent's certificate (PEM) for its API and stream; "
                                                        "also its client certificate towards peers.")] = None,
