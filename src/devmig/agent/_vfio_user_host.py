@@ -54,14 +54,15 @@ from typing import Any, cast
 from devmig._errors import ConfigError, DevmigError, Problem
 from devmig.model import Config, DeviceModel, Implementation, expand, parse_canonical, version_of
 from devmig.providers import (
+    CARRIERS,
     BackendSpec,
+    Carrier,
     CreateRequest,
     DeviceStatus,
     Offer,
     VfioUserDevice,
     VfioUserProvider,
 )
-from devmig.providers._interface import CARRIERS, Carrier
 
 __all__ = ["PrecopyRule", "VfioUserHost", "VfioUserHosted", "load_vfio_user_settings"]
 
