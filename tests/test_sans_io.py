@@ -46,6 +46,7 @@ CORE = [
     "devmig.state",
     "devmig.migration",
     "devmig.device",
+    "devmig.qemu",
     "devmig._errors",
     "devmig._codes",
 ]

@@ -20,6 +20,7 @@ from devmig.cli import (
     _local,
     _migrate,
     _orchestrate,
+    _qemu,
     _streams,
     _vfio_user,
 )
@@ -57,6 +58,7 @@ _fleet.register(app)
 _local.register(app)
 _kernel.register(app)
 _vfio_user.register(app)
+_qemu.register(app)
 
 
 def main() -> None:

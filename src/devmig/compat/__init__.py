@@ -42,6 +42,13 @@ from devmig.compat._profile import (
     profile_json,
     release_key,
 )
+from devmig.compat._qemu_state import (
+    QEMU_MODEL_PREFIX,
+    QemuSectionVersion,
+    is_qemu_model,
+    qemu_description,
+    qemu_versions,
+)
 from devmig.compat._requests import DeviceRequest, NewDevice, RunningDevice
 from devmig.compat._rollback import RollbackSet, return_targets, rollback_set
 from devmig.compat._upgrade import UpgradePlan, plan_upgrade, planned_profile
@@ -52,6 +59,7 @@ __all__ = [
     "DIRECTIONS",
     "HOST_CODES",
     "OPAQUE_PREFIX",
+    "QEMU_MODEL_PREFIX",
     "RULES",
     "Baseline",
     "Change",
@@ -63,6 +71,7 @@ __all__ = [
     "Placement",
     "Profile",
     "ProfileRegistry",
+    "QemuSectionVersion",
     "ReleaseDiff",
     "ReleaseHistory",
     "RollbackSet",
@@ -75,12 +84,15 @@ __all__ = [
     "document_json",
     "fingerprint_of",
     "is_opaque",
+    "is_qemu_model",
     "newest_definition",
     "place",
     "plan_upgrade",
     "planned_profile",
     "profile_fingerprint",
     "profile_json",
+    "qemu_description",
+    "qemu_versions",
     "release_key",
     "return_targets",
     "rollback_set",

@@ -37,6 +37,7 @@ from typing import Any
 from devmig.compat._changes import BREAKS, Change, Direction, ReleaseDiff
 from devmig.compat._compiled import compile_condition, cond_holds
 from devmig.compat._domain import int_difference, int_progressions
+from devmig.compat._qemu_state import is_qemu_model, qemu_state_changes
 from devmig.compat._solver import NO_SOLUTION, Restriction, Solution, Space
 from devmig.compat._state_diff import state_candidates, state_search
 from devmig.model import (
@@ -335,7 +336,8 @@ class _ModelDiff:
     def run(self) -> list[Change]:
         out: list[Change] = []
         o, n = self.old, self.new
-        if o.description != n.description:
+        qemu = is_qemu_model(o) and is_qemu_model(n)  # QEMU's own devices: judged by its rules
+        if o.description != n.description and not qemu:  # theirs records section versions
             out.append(
                 self.change("DESCRIPTION_CHANGED", ("description",), "the model's description changed",
                             old=o.description, new=n.description)
@@ -358,10 +360,19 @@ class _ModelDiff:
         out += self.constraints()
         out += self.versions()
         if o.state is not None and n.state is not None and o.state != n.state:
-            out += self.state()
+            out += self.qemu_state() if qemu else self.state()
+        elif qemu and o.description != n.description:
+            out += self.qemu_state()
         return out
 
     # -- the state layout (rule 6) -------------------------------------------
+
+    def qemu_state(self) -> list[Change]:
+        """The changes of a model imported from QEMU's vmstate (:mod:`devmig.compat._qemu_state`)."""
+        return [
+            self.change(c.rule, c.loc, c.message, breaks=c.breaks, old=c.old, new=c.new)
+            for c in qemu_state_changes(self.old, self.new)
+        ]
 
     def state(self) -> list[Change]:
         """The ``STATE_*`` changes (:mod:`devmig.compat._state_diff`), each judged over OLD's configurations."""
