@@ -17,6 +17,16 @@ from devmig.migration._handoff_answers import (
     destination_journal_answer,
     source_journal_answer,
 )
+from devmig.migration._handoff_data import (
+    END_FRAME,
+    ROUND_END_FRAME,
+    DataChunk,
+    DataEnd,
+    DataFrameReader,
+    DataMessage,
+    RoundEnd,
+    data_header,
+)
 from devmig.migration._handoff_destination import DestinationHandoff
 from devmig.migration._handoff_events import (
     NEED_DATA,
@@ -69,6 +79,14 @@ from devmig.migration._states import (
 )
 
 __all__ = [
+    "END_FRAME",
+    "ROUND_END_FRAME",
+    "DataChunk",
+    "DataEnd",
+    "DataFrameReader",
+    "DataMessage",
+    "RoundEnd",
+    "data_header",
     "ARCS",
     "ArcCallback",
     "ConnectionRejected",
