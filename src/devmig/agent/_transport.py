@@ -660,10 +660,16 @@ class StreamServer:
 
     async def _serve(self, channel: Channel) -> None:
         try:
-            try:  # over TLS a failed handshake never connects the channel: do not wait for it forever
-                await asyncio.wait_for(channel.connected.wait(), self._stall)
-            except TimeoutError:
-                return
+            if self._tls is None:
+                # Plain TCP: connection_made follows at once. No wait_for here: its extra loop
+                # iterations let a peer's HELLO and FIN arrive first, and the transport closes
+                # itself at EOF before the refusal is written (a raw-socket AUTH_FAILED was lost).
+                await channel.connected.wait()
+            else:
+                try:  # over TLS a failed handshake never connects the channel: do not wait for ever
+                    await asyncio.wait_for(channel.connected.wait(), self._stall)
+                except TimeoutError:
+                    return
             await self._on_channel(channel)
         finally:
             self._pending.discard(channel)
