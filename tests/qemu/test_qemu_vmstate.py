@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from devmig.cli import app
-from devmig.compat import Change, ReleaseDiff, diff, qemu_versions
-from devmig.model import ModelDocument, load_document
+from devmig.compat import Change, ReleaseDiff, check, diff, qemu_versions
+from devmig.model import ModelDocument, expand, load_document
 from devmig.qemu import import_vmstate
 
 DATA = Path(__file__).parent / "data"
@@ -304,11 +304,21 @@ def test_an_unused_placeholder_of_the_same_size_is_no_change() -> None:
     assert _changes(two_into_one) == []
 
 
-def test_a_placeholder_taken_by_a_field_breaks_upgrade_only() -> None:
+def test_a_placeholder_taken_by_a_field_is_listed_with_nothing_broken() -> None:
     old = _edited(lambda desc: desc["Fields"].__setitem__(1, _field("unused", 2)))
     d = diff(import_vmstate(old, "1"), import_vmstate(BASE, "2"))
+    assert [(c.rule, c.loc[-1], c.breaks) for c in d.changes] == [("STATE_FIELD_ADDED", "b", ())]
+
+
+def test_a_gated_field_removed_with_the_version_going_back_breaks_upgrade_only() -> None:
+    def newer(desc: dict[str, Any]) -> None:
+        _bump(desc)
+        desc["Fields"].append(_field("d", 4, 3))
+
+    d = diff(import_vmstate(_edited(newer), "2"), import_vmstate(BASE, "1"))
     assert [(c.rule, c.loc[-1], c.breaks) for c in d.changes] == [
-        ("STATE_FIELD_ADDED", "b", ("upgrade",))
+        ("STATE_CONDITION_CHANGED", "version", ("upgrade",)),
+        ("STATE_FIELD_REMOVED", "d@v3", ("upgrade",)),
     ]
 
 
@@ -351,3 +361,41 @@ def test_devmig_documents_keep_the_general_rules() -> None:
         ("DESCRIPTION_CHANGED", ()),
         ("STATE_FIELD_ADDED", ("upgrade", "rollback")),
     ]
+
+
+# -- the check agrees with the diff ---------------------------------------------------------
+
+
+def test_the_check_agrees_with_the_diff_in_both_directions(docs: tuple[Path, Path]) -> None:
+    """Rule 6 on QEMU models is QEMU's rule: check(OLD -> NEW) fails exactly where the diff
+    says upgrade breaks, check(NEW -> OLD) exactly where it says rollback breaks, and the diff
+    of NEW to OLD says upgrade where the diff of OLD to NEW says rollback."""
+    old, new = (load_document(p.read_text()) for p in docs)
+    forward, backward = diff(old, new), diff(new, old)
+    refused = {"upgrade": 0, "rollback": 0}
+    for om in old.models:
+        nm = new.find(om.model)
+        if nm is None:
+            continue
+        breaks = {b for c in forward.changes if c.model == om.model for b in c.breaks}
+        back = {b for c in backward.changes if c.model == om.model for b in c.breaks}
+        up = check(om, expand(om, ""), new)
+        down = check(nm, expand(nm, ""), old)
+        assert up.compatible == ("upgrade" not in breaks), (om.model, up.reasons)
+        assert down.compatible == ("rollback" not in breaks), (om.model, down.reasons)
+        assert ("rollback" in breaks) == ("upgrade" in back), om.model
+        assert ("upgrade" in breaks) == ("rollback" in back), om.model
+        refused["upgrade"] += not up.compatible
+        refused["rollback"] += not down.compatible
+    assert refused == {"upgrade": 8, "rollback": 19}, refused
+
+
+def test_the_check_names_the_qemu_difference(docs: tuple[Path, Path]) -> None:
+    result = runner.invoke(app, ["check", str(docs[1]), str(docs[0]), DEV + "tpm-crb", "--json"])
+    assert result.exit_code == 1, result.output
+    reasons = json.loads(result.output)["reasons"]
+    assert [(r["code"], r["loc"]) for r in reasons] == [
+        ("STATE_LAYOUT_MISMATCH", ["state", "section", "tpm-crb/chunk"])
+    ]
+    result = runner.invoke(app, ["check", str(docs[0]), str(docs[1]), DEV + "tpm-crb"])
+    assert result.exit_code == 0, result.output

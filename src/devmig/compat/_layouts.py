@@ -22,6 +22,7 @@ from typing import Any
 
 from devmig._errors import Problem
 from devmig.compat._compiled import IdentityCache
+from devmig.compat._qemu_state import is_qemu_model, qemu_state_changes
 from devmig.model import (
     DeviceModel,
     LayoutDifference,
@@ -32,7 +33,7 @@ from devmig.model import (
     resolve_layout,
 )
 
-__all__ = ["LayoutRule", "layout_rule", "state_problem"]
+__all__ = ["LayoutRule", "QemuLayoutRule", "layout_rule", "state_problem"]
 
 _OMITTED: Any = object()
 _CACHE_LIMIT = 4096
@@ -55,7 +56,10 @@ class LayoutRule:
         self.params = tuple(sorted(layout_params(source.state) | layout_params(destination.state)))
         self._answers: dict[tuple[Any, ...], LayoutDifference | None] = {}
         # the last configuration asked, by identity: a device is asked about again and again
-        self._last: tuple[Sequence[tuple[str, Value]] | None, LayoutDifference | None] = (None, None)
+        self._last: tuple[Sequence[tuple[str, Value]] | None, LayoutDifference | None] = (
+            None,
+            None,
+        )
 
     def difference(self, items: Sequence[tuple[str, Value]]) -> LayoutDifference | None:
         """Return the first difference of the two layouts for a canonical configuration (``None``: they agree).
@@ -98,12 +102,57 @@ class LayoutRule:
         try:
             right = resolve_layout(dst.state, dst_full)
         except UnresolvableLayout as exc:
-            return LayoutDifference(("state",), f"unresolvable at the destination: {exc}", None, None)
+            return LayoutDifference(
+                ("state",), f"unresolvable at the destination: {exc}", None, None
+            )
         return layout_difference(left, right)
 
 
+class QemuLayoutRule(LayoutRule):
+    """Rule 6 for two models imported from QEMU vmstate dumps: QEMU's one-directional rules.
+
+    The source's stream loads at the destination unless the release diff from
+    the source's definition to the destination's finds a change that breaks
+    ``upgrade`` (:mod:`devmig.compat._qemu_state`); the models are
+    parameterless, so the answer is the same for every configuration.
+    """
+
+    __slots__ = ()
+
+    def _compare(self, given: dict[str, Value]) -> LayoutDifference | None:
+        for change in qemu_state_changes(self.source, self.destination):
+            if "upgrade" in change.breaks:
+                return _qemu_difference(change.rule, change.loc, change.old, change.new)
+        return None
+
+
+def _qemu_difference(rule: str, loc: tuple[str, ...], old: Any, new: Any) -> LayoutDifference:
+    """The first QEMU change that breaks loading the source's stream, as a :class:`LayoutDifference`."""
+    section = loc[2] if len(loc) > 2 else ""
+    if rule == "STATE_CONDITION_CHANGED":  # a version: the destination does not load the source's
+        return LayoutDifference(
+            ("state", "section", section), "version",
+            f"{old['version_id']} (loads {old['minimum_version_id']}..{old['version_id']})",
+            f"{new['version_id']} (loads {new['minimum_version_id']}..{new['version_id']})",
+        )  # fmt: skip
+    if rule in ("STATE_SECTION_ADDED", "STATE_SECTION_REMOVED"):
+        return LayoutDifference(("state", "section", section), "section", old, new)
+    where = ("state", "section", section, "field", loc[4])
+    if rule == "STATE_FIELD_MAX_CHANGED":
+        return LayoutDifference(where, "max", old, new)
+    if rule == "STATE_FIELD_REMOVED":
+        return LayoutDifference(where, "field", loc[4], None)
+    return LayoutDifference(where, "field", None, loc[4])
+
+
 def _make(source: DeviceModel, destination: DeviceModel) -> LayoutRule | None:
-    if source.state is None or destination.state is None or source.state == destination.state:
+    if source.state is None or destination.state is None:
+        return None
+    if is_qemu_model(source) and is_qemu_model(destination):
+        if source.state == destination.state and source.description == destination.description:
+            return None
+        return QemuLayoutRule(source, destination)
+    if source.state == destination.state:
         return None
     return LayoutRule(source, destination)
 

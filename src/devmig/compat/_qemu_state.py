@@ -6,12 +6,14 @@ QEMU's migration compatibility is one-directional, and its dump says how:
   (the oldest it loads): a stream of version ``v`` loads where ``min <= v <=
   version_id``. A bump within the minimum breaks rollback only;
 * a field gated by a version (``field@vN``) is read only from streams of
-  version ``N`` or later: added with a bump, it breaks rollback only;
+  version ``N`` or later: added with a bump, it breaks rollback only (and,
+  removed with the version going back, upgrade only);
 * a subsection (an optional section) is sent only when needed and refused by
   a reader that does not know it: added, it breaks rollback; removed, upgrade;
-* an ``unused`` placeholder keeps the wire format: a field that becomes an
-  ``unused`` of the same size is no change; an ``unused`` that becomes a field
-  breaks upgrade only (NEW reads OLD's placeholder bytes as a value).
+* an ``unused`` placeholder keeps the wire format: fields that become
+  ``unused`` of the same total size are no change; an ``unused`` that becomes
+  fields is listed with nothing broken (the reader takes QEMU's zeros as
+  values: both views of the pair judge the same bytes the same way).
 
 Everything else (a field removed, added without a gate, resized) breaks both
 directions. The changes use the ``STATE_*`` rule ids with these directions; a
@@ -247,8 +249,9 @@ def _section_changes(
                         "STATE_FIELD_ADDED",
                         ("state", "sections", name, "fields", fb.name),
                         f"field {name}.{fb.name} ({_size(fb)} bytes) takes the place of an unused "
-                        "placeholder: NEW reads OLD's placeholder bytes as its value",
-                        _UPGRADE,
+                        "placeholder: NEW reads OLD's placeholder bytes (QEMU sends zeros) as its "
+                        "value; nothing breaks if zero is a valid value",
+                        (),
                         [f.name for f in olds],
                         fb.name,
                     )
@@ -268,6 +271,19 @@ def _section_changes(
                 removed += olds
                 added += news
         for fa in removed:
+            gate = field_gate(fa.name)
+            if gate > vb.version_id and va.loads(vb.version_id):
+                yield QemuChange(
+                    "STATE_FIELD_REMOVED",
+                    ("state", "sections", name, "fields", fa.name),
+                    f"field {name}.{fa.name} ({_size(fa)} bytes), read from version {gate} streams, "
+                    f"is removed with the version going back to {vb.version_id}: OLD skips it in "
+                    "NEW's streams",
+                    _UPGRADE,
+                    fa.name,
+                    None,
+                )
+                continue
             yield QemuChange(
                 "STATE_FIELD_REMOVED",
                 ("state", "sections", name, "fields", fa.name),
