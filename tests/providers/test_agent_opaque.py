@@ -3,8 +3,8 @@
 Declared opaque, it is never probed (it would start serving instead of
 printing) and is published under ``opaque:<sha256>``: agents hosting the very
 same program publish the same identity; a program with other fixed arguments
-is another identity, and ``devmig check`` and placement answer
-``NO_MIGRATION_INFO`` for it.
+is another identity, and ``devmig check``, placement and the manager (its
+``/v1/place`` for the running device) answer ``NO_MIGRATION_INFO`` for it.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from devmig_procs import announced, devmig_command, popen_agent, reap
+from devmig_procs import announced, devmig_command, manager_args, popen_agent, reap
 
 from devmig.compat import FleetSnapshot, RunningDevice, place
+from devmig.inventory import sqlite_url
 from devmig.model import expand, load_host_report
 
 TOKEN = "opaque-agent-token"
@@ -81,6 +82,30 @@ def test_an_opaque_backend_is_hosted_and_moves_only_to_the_same_program(
             "RUNNING",
             {},
         )
+
+        # the manager: the running device may go to host-b only (NO_MIGRATION_INFO on host-c)
+        manager = subprocess.Popen(
+            devmig_command(*manager_args(sqlite_url(tmp_path / "fleet.db"), "m-token", TOKEN)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            url = announced("manager", manager)["url"]
+            with httpx2.Client(
+                base_url=url, headers={"Authorization": "Bearer m-token"}, timeout=60
+            ) as m:
+                for name, agent_url in agents.items():
+                    assert (
+                        m.post("/v1/hosts", json={"url": agent_url, "name": name}).status_code
+                        == 201
+                    )
+                assert m.post("/v1/poll").status_code == 200
+                answer = m.post("/v1/place", json={"vm": [{"device": f"host-a/{device['id']}"}]})
+                assert answer.status_code == 200, answer.text
+                placed = answer.json()
+            assert [x["host"] for x in placed["accepted"]] == ["host-b"], placed
+            assert {p["code"] for p in placed["rejected"]["host-c"]} == {"NO_MIGRATION_INFO"}
+        finally:
+            reap(manager)
         assert a.delete(f"/v1/devices/{device['id']}").status_code == 204
 
     # devmig check: the same program is compatible, another one is NO_MIGRATION_INFO
