@@ -301,6 +301,48 @@ def _source_killed_in_precopy(b: Bench, mid: str) -> Run:
     return Run(src, dev_id, mid)
 
 
+def _source_killed_in_stopcopy(b: Bench, mid: str) -> Run:
+    """SIGKILL the source in stop-copy (the device stopped there, not yet committed): it dies with the source."""
+    src = live(b, "src2")
+    dev_id = start(b, src=src, mid=mid)
+    wait_for("stop-copy", lambda: stage_is(src, mid, "stopcopy", min_bytes=1 << 20))
+    b.kill_and_restart("src2", restart=False)
+    return Run(src, dev_id, mid)
+
+
+def _source_killed_waiting_ready(b: Bench, mid: str) -> Run:
+    """Hold READY (the source waits for it), SIGKILL the source, restart it on the same journal.
+
+    The destination sent READY and cannot tell whether the source committed: it asks the source,
+    which (restarted) answers from its journal that it never did, so the destination destroys its copy.
+    """
+    src = live(b, "src2")
+    dev_id = start(b, "hold-ready", src=src, device=SMALL, mid=mid)
+    wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "WAIT_READY")
+             and phase_is(b.dst, mid, "WAIT_GO"))
+    url = b.kill_and_restart("src2", restart=False)
+    time.sleep(0.5)
+    assert running_copies(b, src, dev_id, mid) == []  # the destination's copy waits; nothing runs
+    b.proxy.release()
+    b.restart("src2", url)
+    return Run(b.agent("src2"), dev_id, mid)
+
+
+def _source_stopped_waiting_ready(b: Bench, mid: str) -> Run:
+    """Hold READY, SIGSTOP the source, let READY through, and keep it stopped past the stall timeout."""
+    src = b.src
+    dev_id = start(b, "hold-ready", device=SMALL, mid=mid)
+    wait_for("the hold", lambda: b.proxy.holding.is_set() and phase_is(src, mid, "WAIT_READY")
+             and phase_is(b.dst, mid, "WAIT_GO"))
+    src.process.send_signal(signal.SIGSTOP)
+    try:
+        b.proxy.release()
+        time.sleep(5.0)  # 2.5 stall timeouts; a stopped source runs nothing (and answers nothing)
+    finally:
+        src.process.send_signal(signal.SIGCONT)
+    return Run(src, dev_id, mid)
+
+
 def _stopped(name: str) -> Callable[[Bench, str], Run]:
     def inject(b: Bench, mid: str) -> Run:
         dev_id = start(b, mid=mid)
@@ -398,6 +440,17 @@ ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
     "source-SIGKILL-precopy": (_source_killed_in_precopy,
                                E("nowhere", None, destination_phase="DESTROYED", destination_codes="SOURCE_LOST",
                                  destination_phases="RESUMING")),
+    "source-SIGKILL-stopcopy": (_source_killed_in_stopcopy,
+                                E("nowhere", None, destination_phase="DESTROYED",
+                                  destination_codes="SOURCE_LOST PEER_LOST CONNECTION_LOST", destination_phases="RESUMING")),
+    # the device died with the source; its restarted journal (OUTGOING, no COMMITTED) says ROLLED_BACK,
+    # and device_is says nowhere (checked for every row below)
+    "source-SIGKILL-WAIT_READY": (_source_killed_waiting_ready, E("nowhere", "ROLLED_BACK", destination_phase="DESTROYED")),
+    # READY waits in the stopped source's socket; the destination, stalled at WAIT_GO, asks the source; the
+    # source wakes, commits, finds the connection closed, and learns from the destination that it runs there
+    "source-SIGSTOP-WAIT_READY": (_source_stopped_waiting_ready,
+                                  E("destination", "DONE", "CONNECTION_LOST PEER_LOST PEER_STALLED", "COMMITTED",
+                                    destination_phase="RUNNING")),
     "dest-SIGSTOP-precopy": (_stopped("dst"), E("source", "ROLLED_BACK", "PEER_STALLED", "STREAMING WAIT_READY",
                                                 "DESTROYED")),
     "source-SIGSTOP-precopy": (_stopped("src"),
@@ -461,6 +514,15 @@ def test_fault(bench: Bench, row: str) -> None:
     # where the device runs, read from both agents
     where = running_copies(bench, src, dev_id, mid)
     assert where == ([] if expect.runs_on == "nowhere" else [expect.runs_on]), where
+    # and each side's status says so: the side that runs it says here, no side claims a device it lost
+    said = {name: st["device_is"] for name, agent in (("source", src), ("destination", dst))
+            if agent.alive and (st := finished(agent, mid)) is not None}
+    for name, device_is in said.items():
+        if expect.runs_on == name:
+            assert device_is == "here", (name, said)
+        else:
+            assert device_is != "here" or (name == "source" and expect.runs_on == "nowhere"
+                                            and get(src, f"/v1/devices/{dev_id}") is not None), (name, said)
     # cleanup: no leftover copy, nothing busy, no open connection, no outstanding secret
     if expect.runs_on != "destination":
         assert [d for d in get(dst, "/v1/devices")["devices"] if d.get("origin") == mid] == []

@@ -140,6 +140,13 @@ class MigrationView(BaseModel):
     phase: str = Field(description="The hand-off protocol's phase on this side.")
     stage: str
     outcome: str | None = Field(description="migrated, rolled_back, in_doubt, destroyed; null while running")
+    device_is: str | None = Field(
+        None,
+        description="Once finished, where the device is as this agent knows it: here (it runs or waits on "
+                    "this host), peer (on the other agent), nowhere (it died with an agent that held its "
+                    "only copy: a source killed before it committed, a destination killed after it started), "
+                    "unknown (in doubt); null while running.",
+    )
     finished: bool
     round: int
     bytes_sent: int
@@ -187,14 +194,14 @@ EngineDep = Annotated[MigrationEngine, Depends(engine_of)]
 MigrationId = Annotated[str, Path(pattern=_ID_PATTERN)]
 
 
-def _view(m: Migration) -> MigrationView:
-    return MigrationView.model_validate(m.to_dict())
+def _view(m: Migration, engine: MigrationEngine) -> MigrationView:
+    return MigrationView.model_validate({**m.to_dict(), "device_is": engine.device_is(m)})
 
 
 @migrations_router.get("", response_model=MigrationList)
 async def list_migrations(engine: EngineDep) -> MigrationList:
     """Every migration this agent knows (live ones and those in its journal)."""
-    return MigrationList(migrations=[_view(m) for m in engine.migrations.values()])
+    return MigrationList(migrations=[_view(m, engine) for m in engine.migrations.values()])
 
 
 @migrations_router.post(
@@ -211,6 +218,7 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     returns the same device and a fresh secret as long as no connection used
     the old one (which is revoked); afterwards 409 ``MIGRATION_CONFLICT``.
     """
+    engine.host.definition_of(body.model)  # 404 MODEL_UNKNOWN first: the request's "what" before its "who"
     if body.source.url:  # the source's own word, in its token-authenticated request
         agent_url(body.source.url, ("body", "source", "url"))
     m, secret = engine.incoming(body.migration_id, body.model, body.config, body.source.model_dump(),
@@ -241,17 +249,19 @@ async def outgoing(body: OutgoingRequest, request: Request, engine: EngineDep) -
     # agent's own setting; never the Host header a client sent
     settings: AgentSettings = request.app.state.settings
     source_url = body.source_url or settings.advertise_url or ""
-    if source_url:
+    kernel = engine.host.kernel
+    known = body.device_id in engine.host.devices or (kernel is not None and body.device_id in kernel.devices)
+    if source_url and known:  # an unknown device is 404 DEVICE_NOT_FOUND first (the URL is not used then)
         source_url = agent_url(source_url, ("body", "source_url"))
     m = await engine.outgoing(body.migration_id, body.device_id, body.destination.url, body.destination.token,
                               source_url, body.lease)
-    return _view(m)
+    return _view(m, engine)
 
 
 @migrations_router.get("/{migration_id}", response_model=MigrationView, responses={404: _PROBLEM})
 async def get_migration(migration_id: MigrationId, engine: EngineDep) -> MigrationView:
     """A migration's status: role, phase, round, bytes, rate, downtime, digest at switch-over, error."""
-    return _view(engine.get(migration_id))
+    return _view(engine.get(migration_id), engine)
 
 
 @migrations_router.post(
@@ -268,8 +278,8 @@ async def cancel(migration_id: MigrationId, engine: EngineDep, body: CancelReque
     as rolled back) instead of 404.
     """
     if body is None:
-        return _view(engine.cancel(migration_id))
-    return _view(engine.cancel(migration_id, lease=body.lease, device_id=body.device_id))
+        return _view(engine.cancel(migration_id), engine)
+    return _view(engine.cancel(migration_id, lease=body.lease, device_id=body.device_id), engine)
 
 
 @migrations_router.post("/{migration_id}/query", response_class=Response, include_in_schema=False)

@@ -358,6 +358,30 @@ class MigrationEngine:
                     m.stage = "in_doubt"
             self.migrations[mid] = m
 
+    def device_is(self, m: Migration) -> str | None:
+        """Where a finished migration's device is, as this agent knows it (``MigrationView.device_is``).
+
+        ``here`` when this side has it (a source that rolled back, a destination that runs it),
+        ``peer`` when the other side has it, ``nowhere`` when this side should have it and does not
+        (its agent restarted: the device died with the process), ``unknown`` in doubt; ``None``
+        while the migration runs.
+        """
+        if not m.finished:
+            return None
+        kernel = self.host.kernel
+        has = m.device_id is not None and (
+            m.device_id in self.host.devices or (kernel is not None and m.device_id in kernel.devices)
+        )
+        if m.role is Role.SOURCE:
+            if m.phase == "DONE":
+                return "peer"
+            if m.phase == "ROLLED_BACK":
+                return "here" if has else "nowhere"
+            return "unknown"
+        if m.phase == "RUNNING":
+            return "here" if has else "nowhere"
+        return "peer"
+
     def record(self, m: Migration, kind: str) -> None:
         """Append a journal record carrying the migration's status (and its lease and tokens).
 
