@@ -399,3 +399,18 @@ def test_the_check_names_the_qemu_difference(docs: tuple[Path, Path]) -> None:
     ]
     result = runner.invoke(app, ["check", str(docs[0]), str(docs[1]), DEV + "tpm-crb"])
     assert result.exit_code == 0, result.output
+
+
+def test_import_reads_stdin_and_zstd(tmp_path: Path) -> None:
+    import zstandard
+
+    raw = gzip.decompress(OLD_DUMP.read_bytes())
+    result = runner.invoke(app, ["qemu", "import-vmstate", "-", "-r", "7.2"], input=raw.decode())
+    assert result.exit_code == 0, result.output
+    from_stdin = json.loads(result.output)
+    packed = tmp_path / "dump.json.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(raw))
+    result = runner.invoke(app, ["qemu", "import-vmstate", str(packed), "-r", "7.2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == from_stdin
+    assert len(from_stdin["models"]) == 214

@@ -81,17 +81,17 @@ def import_vmstate_command(
     """
     out = Output(json_mode)
     try:
-        doc = import_vmstate(_read(dump), release, name=name)
+        data = _read(dump)
+        doc = import_vmstate(data, release, name=name)
     except DevmigError as exc:
         out.fail(with_file(exc, dump), EXIT_USAGE, title=f"cannot import {dump}")
-    data = doc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    data = {"format": doc.format, **data}
-    text = json.dumps(data, indent=1) + "\n"
+    document = doc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    text = json.dumps({"format": doc.format, **document}, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-        machine = machine_of(_read(dump)) if dump != "-" else None
+        machine = machine_of(data)
         typer.echo(
             f"wrote {output}: {len(doc.models)} models"
             + (f" (machine {machine})" if machine else ""),
