@@ -177,7 +177,16 @@ def test_the_real_diff_by_device_and_field(real_diff: ReleaseDiff) -> None:
     # a version going down below the old minimum: both directions
     c = _find(d, "isa-vga", "STATE_CONDITION_CHANGED", "state", "sections", "vga-isa", "version")
     assert c.breaks == ("upgrade", "rollback")
-    # a devices present in only one release is a model added or removed
+    # renames at the same place and size, fields moved into a struct: listed, nothing broken
+    c = _find(
+        d, "hpet", "STATE_FIELD_ADDED", "state", "sections", "hpet", "fields", "num_timers_save"
+    )
+    assert (c.old, c.breaks) == ("num_timers@v2", ())
+    c = _find(
+        d, "isa-vga", "STATE_FIELD_ADDED", "state", "sections", "vga-isa", "fields", "state.latch"
+    )
+    assert (c.old, c.breaks) == ("latch", ())
+    # a device present in only one release is a model added or removed
     assert _find(d, "pci-qxl", "MODEL_REMOVED").breaks == ("upgrade", "instantiate")
     assert d.breaking
 
