@@ -256,6 +256,7 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("DB_CONFLICT", 409, MANAGER, "a concurrent write to the inventory won", retryable=True),
     Code("DB_ERROR", 500, MANAGER, "the inventory's database failed"),
     Code("INVENTORY_STATE", 503, MANAGER, "the inventory is used before it is open or after it is closed"),
+    Code("RUN_STATE", 400, MANAGER, "the orchestrator or the drainer is asked to open twice (it was not idle)"),
     Code("POLLER_STATE", 400, MANAGER, "the poller is used before it is started or after it is stopped"),
     # -- the command line --
     Code("USAGE", 400, CLI, "a command line or setting that cannot be used"),

@@ -59,10 +59,12 @@ if TYPE_CHECKING:
         profile_docs,
         running_device,
     )
+    from devmig.orchestration._run_state import RUN_STATE_MOVES, RunState
 
 __all__ = [
     "FORWARD",
     "PHASES",
+    "RUN_STATE_MOVES",
     "TRANSITIONS",
     "AgentView",
     "Created",
@@ -75,6 +77,7 @@ __all__ = [
     "Orchestrator",
     "PlaceRequest",
     "PlannedMove",
+    "RunState",
     "RunningRef",
     "SqlDrainStore",
     "Stranded",
@@ -96,6 +99,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "RUN_STATE_MOVES": "devmig.orchestration._run_state",
+    "RunState": "devmig.orchestration._run_state",
     "DrainPlan": "devmig.orchestration._drain",
     "DrainStore": "devmig.orchestration._drain",
     "DrainTally": "devmig.orchestration._drain",

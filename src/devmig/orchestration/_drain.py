@@ -71,6 +71,7 @@ from devmig.inventory import (
     utc,
 )
 from devmig.orchestration._orchestrator import Orchestrator
+from devmig.orchestration._run_state import Lifecycle, RunState
 from devmig.orchestration._sweep import sweep_forever
 
 __all__ = [
@@ -385,7 +386,7 @@ class Drainer:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
-        self.closed = False
+        self._life = Lifecycle("drainer")
 
     # -- reads ---------------------------------------------------------------------
 
@@ -483,8 +484,18 @@ class Drainer:
 
     # -- running ---------------------------------------------------------------------
 
+    @property
+    def state(self) -> RunState:
+        """Where the drainer is in its life (:class:`RunState`)."""
+        return self._life.state
+
     async def open(self) -> None:
-        """Resume the journal's running drains and start the periodic sweep."""
+        """Resume the journal's running drains and start the periodic sweep.
+
+        Raises:
+            DevmigError: ``RUN_STATE`` unless the drainer is ``idle`` (it opens once).
+        """
+        self._life.move(RunState.RUNNING)
         await self.resume()
         if self.sweep_interval is not None and self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(
@@ -499,17 +510,23 @@ class Drainer:
                 self._spawn(row.id)
 
     def _spawn(self, drain_id: str) -> None:
-        if self.closed:
+        if self._life.stopping:
             return
         task = asyncio.get_running_loop().create_task(self._run(drain_id), name=f"devmig-drain-{drain_id}")
         self._tasks[drain_id] = task
         task.add_done_callback(lambda t: self._tasks.pop(drain_id) if self._tasks.get(drain_id) is t else None)
 
     async def aclose(self) -> None:
-        """Stop the drains' tasks (the journal keeps them; the next start resumes them)."""
-        self.closed = True
+        """Stop the drains' tasks (the journal keeps them; the next start resumes them).
+
+        Does nothing when the drainer is already closing or closed.
+        """
+        if self._life.stopping:
+            return
+        self._life.move(RunState.CLOSING)
         sweeper = [self._sweeper] if self._sweeper is not None else []
         await stop_tasks([*self._tasks.values(), *sweeper])
+        self._life.move(RunState.CLOSED)
 
     def _save(self, drain_id: str, phase: str, payload: Mapping[str, Any]) -> None:
         self.store.put(drain_id, phase, payload, self.clock.now())

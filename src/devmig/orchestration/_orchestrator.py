@@ -76,6 +76,7 @@ from devmig.orchestration._migration_records import (
     record_of,
 )
 from devmig.orchestration._queries import PlaceRequest, RunningRef, answer_place
+from devmig.orchestration._run_state import Lifecycle, RunState
 from devmig.orchestration._sweep import sweep_forever
 
 __all__ = ["CRASH_EXIT", "Orchestrator", "orchestrator_error"]
@@ -156,13 +157,22 @@ class Orchestrator:
         self._runs: dict[str, _Run] = {}
         self._clients: dict[tuple[str, str | None], AgentClient] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self.state = "created"
+        self._life = Lifecycle("orchestrator")
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def state(self) -> RunState:
+        """Where the orchestrator is in its life (:class:`RunState`; reads work in every state)."""
+        return self._life.state
+
     async def open(self) -> None:
-        """Resume every unfinished migration and start the periodic sweep."""
-        self.state = "open"
+        """Resume every unfinished migration and start the periodic sweep.
+
+        Raises:
+            DevmigError: ``RUN_STATE`` unless the orchestrator is ``idle`` (it opens once).
+        """
+        self._life.move(RunState.RUNNING)
         await self.resume()
         if self.sweep_interval is not None:
             self._sweeper = asyncio.get_running_loop().create_task(
@@ -176,14 +186,19 @@ class Orchestrator:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every driver (the journal keeps where each migration was; the next start resumes)."""
-        self.state = "closing"
+        """Stop every driver (the journal keeps where each migration was; the next start resumes).
+
+        Does nothing when the orchestrator is already closing or closed.
+        """
+        if self._life.stopping:
+            return
+        self._life.move(RunState.CLOSING)
         sweeper = [self._sweeper] if self._sweeper is not None else []
         await stop_tasks([*(r.task for r in self._runs.values()), *sweeper])
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
-        self.state = "closed"
+        self._life.move(RunState.CLOSED)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -456,7 +471,7 @@ class Orchestrator:
 
     def _spawn(self, mid: str, *, fresh: bool = False) -> None:
         """Start a driver; ``fresh``: just planned by this process (else resumed: ask the agents first)."""
-        if self.state in ("closing", "closed"):
+        if self._life.stopping:
             return
         task = asyncio.get_running_loop().create_task(self._drive(mid, fresh), name=f"devmig-migration-{mid}")
         run = _Run(task)
