@@ -197,6 +197,7 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("PEER_IN_DOUBT", 400, HANDOFF, "the peer cannot tell the outcome yet", retryable=True),
     Code("SOURCE_LOST", 400, HANDOFF, "the source agent was lost (or restarted) before it committed"),
     Code("DESTINATION_LOST", 400, HANDOFF, "the destination agent was lost (or restarted) with an unstarted copy"),
+    Code("STREAM_TRUNCATED", 400, HANDOFF, "a vfio-user backend's data stream closed before its END", retryable=True),
     Code("LOAD_FAILED", 400, HANDOFF, "the destination could not load the stream"),
     Code("JOURNAL_FAILED", 503, HANDOFF, "the agent's migration journal could not be written", retryable=True),
     Code("TIMEOUT", 504, HANDOFF, "an operation did not finish in time", retryable=True),
