@@ -88,6 +88,10 @@ Window = Annotated[int, Query(ge=0, le=8, description="A round trip also returns
 """The ``window`` query parameter of the matrix (as the rollback set's)."""
 
 
+def _number(value: object) -> float | int | None:
+    return value if isinstance(value, (int, float)) else None
+
+
 def _size(n: float | int | None) -> str:
     return size(n) if n else "—"
 
@@ -166,13 +170,15 @@ def migrations_view(app: FastAPI, now: datetime) -> dict[str, Any]:
     records, total, active = orchestrator.newest(MIGRATIONS_SHOWN)
     rows = []
     for record in records:
-        progress = record.get("progress") or {}
+        progress = record.get("progress")
+        sent, rate = (progress.get("bytes_sent"), progress.get("rate")) if isinstance(progress, dict) else (None, None)
+        created = record.get("created_at")
         rows.append({
-            **record, "bar": progress_of(record), "sent": _size(progress.get("bytes_sent")),
-            "rate_text": _size(progress.get("rate")) + "/s" if progress.get("rate") else "—",
-            "started": ago(record.get("created_at"), now),
+            **record, "bar": progress_of(record), "sent": _size(_number(sent)),
+            "rate_text": _size(_number(rate)) + "/s" if rate else "—",
+            "started": ago(created if isinstance(created, str) else None, now),
         })
-    moved = any(r.get("finished") and seconds_since(r["updated_at"], now) < MOVED_RECENT_S for r in records)
+    moved = any(r.get("finished") and seconds_since(str(r["updated_at"]), now) < MOVED_RECENT_S for r in records)
     return {"migrations": rows, "total": total, "active": active, "moved": moved}
 
 

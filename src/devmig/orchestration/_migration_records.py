@@ -1,10 +1,14 @@
-"""A manager migration's journal payload and the record the API shows (plain dicts, no I/O).
+"""A manager migration's journal payload and the record the API shows (typed dicts, no I/O).
 
 The payload of a ``migration_journal`` row holds everything about one
-migration: the public record's fields (device, source, destination,
-progress, downtime, digest, error, history, ...) and private ones whose keys
-start with ``_`` — the lease, the agents' URLs, the last forward phase —
-which :func:`record_of` leaves out. :func:`enter_phase` applies one journal
+migration (:class:`MigrationPayload`): the public record's fields (device,
+source, destination, progress, downtime, digest, error, history, ...) and
+private ones whose keys start with ``_`` — the lease, the agents' URLs, the
+last forward phase — which :func:`record_of` leaves out. The private keys are
+read in one place, :meth:`Route.of`, and written by :func:`new_payload` and
+:func:`enter_phase`; :func:`payload_of` checks a journal entry's payload at
+the border (the database), so the orchestrator works on typed data.
+:func:`enter_phase` applies one journal
 phase to a payload (history, outcome); :func:`copy_progress` copies what
 the agents said into it; :func:`lineage` follows a device back through the
 migrations that brought it where it runs.
@@ -15,12 +19,112 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import NotRequired, TypedDict, cast
 
+from devmig._json import JsonObject, JsonValue
 from devmig.inventory import JournalEntry
 from devmig.orchestration._journal_phases import FINISHED, FORWARD
 
-__all__ = ["Created", "Hop", "copy_progress", "created_devices", "enter_phase", "lineage", "new_payload", "record_of"]
+__all__ = [
+    "Created",
+    "Hop",
+    "MigrationPayload",
+    "MigrationRecord",
+    "Route",
+    "copy_progress",
+    "created_devices",
+    "enter_phase",
+    "lineage",
+    "new_payload",
+    "payload_of",
+    "record_of",
+]
+
+
+class PhaseEntry(TypedDict):
+    """One item of a migration's ``history``."""
+
+    phase: str
+    at: str
+
+
+class Resolving(TypedDict):
+    """Why a migration waits in ``resolving``, since when, and how often it was asked."""
+
+    code: str | None
+    reason: str | None
+    since: str
+    attempts: int
+
+
+class MigrationPayload(TypedDict):
+    """A ``migration_journal`` row's payload (its JSON keys, in the order they are written)."""
+
+    device: str
+    device_id: str
+    model: str
+    source: str
+    destination: str
+    destination_device_id: JsonValue
+    finished: bool
+    outcome: str | None
+    progress: JsonObject
+    downtime_ms: JsonValue
+    digest: JsonValue
+    error: JsonObject | None
+    resolving: Resolving | None
+    discarded_records: JsonValue
+    discarded_bytes: JsonValue
+    history: list[PhaseEntry]
+    drain: str | None
+    created_at: str
+    incidents: NotRequired[list[JsonValue]]
+    _lease: str
+    _last_forward: NotRequired[str]
+    _source_url: str
+    _destination_url: str
+
+
+MigrationRecord = JsonObject
+"""A migration's public record (:func:`record_of`): the payload's public keys, ``id``, ``phase``,
+``updated_at``."""
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "device": str, "device_id": str, "model": str, "source": str, "destination": str,
+    "finished": bool, "progress": dict, "history": list, "created_at": str,
+    "_lease": str, "_source_url": str, "_destination_url": str,
+}
+
+
+def payload_of(entry: JournalEntry) -> MigrationPayload:
+    """A journal entry's payload, checked (the keys the orchestrator reads have their types), as a copy.
+
+    Raises:
+        ValueError: the payload is not a migration's (a key is missing or of another type).
+    """
+    payload = dict(entry.payload)
+    for key, kind in _REQUIRED.items():
+        if not isinstance(payload.get(key), kind):
+            raise ValueError(f"migration {entry.id}: journal payload key {key!r} is not a {kind}")
+    return cast(MigrationPayload, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How the manager reaches a migration's agents: the payload's private part, typed."""
+
+    source: str
+    destination: str
+    source_url: str
+    destination_url: str
+    lease: str
+    last_forward: str
+
+    @classmethod
+    def of(cls, payload: MigrationPayload) -> Route:
+        """The route of a payload (the one place that reads its private keys)."""
+        return cls(payload["source"], payload["destination"], payload["_source_url"],
+                   payload["_destination_url"], payload["_lease"], payload.get("_last_forward", "planned"))
 
 
 def iso(value: datetime) -> str:
@@ -29,7 +133,7 @@ def iso(value: datetime) -> str:
 
 
 def new_payload(*, device: str, device_id: str, model: str, source: str, destination: str, source_url: str,
-                destination_url: str, lease: str, drain: str | None, now: datetime) -> dict[str, Any]:
+                destination_url: str, lease: str, drain: str | None, now: datetime) -> MigrationPayload:
     """The payload of a migration just planned."""
     return {
         "device": device, "device_id": device_id, "model": model,
@@ -44,14 +148,14 @@ def new_payload(*, device: str, device_id: str, model: str, source: str, destina
     }
 
 
-def record_of(entry: JournalEntry) -> dict[str, Any]:
+def record_of(entry: JournalEntry) -> MigrationRecord:
     """The public record of a journal entry (private ``_`` keys left out)."""
-    record = {k: v for k, v in entry.payload.items() if not k.startswith("_")}
+    record: MigrationRecord = {k: v for k, v in entry.payload.items() if not k.startswith("_")}
     record.update(id=entry.id, phase=entry.phase, updated_at=iso(entry.updated_at))
     return record
 
 
-def enter_phase(payload: dict[str, Any], phase: str, now: datetime) -> None:
+def enter_phase(payload: MigrationPayload, phase: str, now: datetime) -> None:
     """Record that the migration entered ``phase``: history, last forward phase, outcome once finished.
 
     A migration rolled back without an error from the agents gets ``ROLLED_BACK`` as its error. One
@@ -74,8 +178,8 @@ def enter_phase(payload: dict[str, Any], phase: str, now: datetime) -> None:
                                 "phase": payload.get("_last_forward")}
 
 
-def copy_progress(payload: dict[str, Any], source: Mapping[str, Any] | None,
-                  destination: Mapping[str, Any] | None) -> None:
+def copy_progress(payload: MigrationPayload, source: Mapping[str, JsonValue] | None,
+                  destination: Mapping[str, JsonValue] | None) -> None:
     """Copy the agents' statuses (``GET /v1/migrations/{id}``, ``None`` when not known) into the payload."""
     s, d = source, destination
     if s is not None:

@@ -46,9 +46,9 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from devmig._errors import DevmigError, Problem
+from devmig._json import JsonObject, JsonValue
 from devmig._tasks import stop_tasks
 from devmig.agent import AgentClient
 from devmig.inventory import (
@@ -69,10 +69,14 @@ from devmig.orchestration._journal_phases import (
     decide,
 )
 from devmig.orchestration._migration_records import (
+    MigrationPayload,
+    MigrationRecord,
+    Route,
     copy_progress,
     enter_phase,
     iso,
     new_payload,
+    payload_of,
     record_of,
 )
 from devmig.orchestration._queries import PlaceRequest, RunningRef, answer_place
@@ -92,8 +96,8 @@ _NOT_OURS = frozenset({"LEASE_HELD", "MIGRATION_CONFLICT"})
 _MAX_BACKOFF = 5.0
 
 
-def orchestrator_error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
-                       allowed: Any = None, hint: str | None = None) -> DevmigError:
+def orchestrator_error(code: str, loc: tuple[str | int, ...], message: str, *, value: object = None,
+                       allowed: object = None, hint: str | None = None) -> DevmigError:
     """One-problem :class:`DevmigError` of the orchestrator.
 
     Codes: ``MIGRATION_UNKNOWN`` (404), ``MIGRATION_CONFLICT``, ``DEVICE_BUSY``,
@@ -102,7 +106,7 @@ def orchestrator_error(code: str, loc: tuple[str | int, ...], message: str, *, v
     return DevmigError.of(code, message, loc=loc, value=value, allowed=allowed, hint=hint)
 
 
-Records = list[dict[str, Any]]
+Records = list[MigrationRecord]
 """Migration records (:func:`~devmig.orchestration._migration_records.record_of`)."""
 
 
@@ -114,7 +118,7 @@ class _Run:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _error_code(error: Any) -> Any:
+def _error_code(error: JsonValue) -> JsonValue:
     return error.get("code") if isinstance(error, Mapping) else None
 
 
@@ -202,7 +206,7 @@ class Orchestrator:
 
     # -- reads -----------------------------------------------------------------------
 
-    def get(self, migration_id: str) -> dict[str, Any]:
+    def get(self, migration_id: str) -> MigrationRecord:
         """Return a migration's record.
 
         Raises:
@@ -217,7 +221,7 @@ class Orchestrator:
             raise
         return record_of(entry)
 
-    def list(self, *, active: bool = False) -> list[dict[str, Any]]:
+    def list(self, *, active: bool = False) -> list[MigrationRecord]:
         """Every migration's record, newest first (:func:`~devmig.inventory._interface.newest_first`; ``active``:
         only unfinished ones)."""
         entries = sorted(self.inventory.journal_list(), key=newest_first, reverse=True)
@@ -253,7 +257,7 @@ class Orchestrator:
         hosts = tuple(replace(h, load=h.load + arriving.get(h.name, 0)) for h in snap.hosts)
         return InventorySnapshot(hosts, snap.profiles)
 
-    async def wait(self, migration_id: str, timeout: float | None = None) -> dict[str, Any]:
+    async def wait(self, migration_id: str, timeout: float | None = None) -> MigrationRecord:
         """Return the record once the migration finished.
 
         Raises:
@@ -310,7 +314,7 @@ class Orchestrator:
         """
         snap = snapshot if snapshot is not None else self.snapshot()
         answer = answer_place(self.inventory, snap, PlaceRequest(vm=[RunningRef(device=device)]))
-        rejected: dict[str, list[dict[str, Any]]] = answer["rejected"]
+        rejected: dict[str, list[JsonObject]] = answer["rejected"]
         if destination is not None:
             self.inventory.get_host(destination)  # HOST_UNKNOWN
             reasons = [_problem(raw) for raw in rejected.get(destination, [])]
@@ -327,13 +331,13 @@ class Orchestrator:
         problems = [Problem("NO_HOST", ("device",), f"no host can take {device}", value=device,
                             hint="every rejected host and its reasons follow")]
         for host, raws in rejected.items():
-            problems += [_problem({**raw, "loc": ["hosts", host, *raw.get("loc", [])]}) for raw in raws]
+            problems += [_problem({**raw, "loc": ["hosts", host, *_list(raw.get("loc"))]}) for raw in raws]
         raise DevmigError(problems)
 
     # -- start -----------------------------------------------------------------------------
 
     async def start(self, device: str, destination: str | None = None, *, migration_id: str | None = None,
-                    drain: str | None = None) -> dict[str, Any]:
+                    drain: str | None = None) -> MigrationRecord:
         """Check, journal ``planned`` and start migrating ``device`` (``HOST/ID``) in the background.
 
         Args:
@@ -357,7 +361,7 @@ class Orchestrator:
         return record
 
     async def submit(self, device: str, destination: str | None = None, *, migration_id: str | None = None,
-                     drain: str | None = None) -> tuple[dict[str, Any], bool]:
+                     drain: str | None = None) -> tuple[MigrationRecord, bool]:
         """:meth:`start`, also saying whether the migration is new (``False``: the id existed)."""
         host, _, device_id = device.partition("/")
         if not host or not device_id or "/" in device_id:
@@ -408,7 +412,7 @@ class Orchestrator:
             self._spawn(mid, fresh=True)
             return self.get(mid), True
 
-    def _existing(self, migration_id: str, device: str, destination: str | None) -> dict[str, Any] | None:
+    def _existing(self, migration_id: str, device: str, destination: str | None) -> MigrationRecord | None:
         try:
             record = self.get(migration_id)
         except DevmigError as exc:
@@ -436,7 +440,7 @@ class Orchestrator:
 
     # -- the journal -----------------------------------------------------------------------
 
-    def _commit(self, mid: str, phase: str, payload: Mapping[str, Any]) -> None:
+    def _commit(self, mid: str, phase: str, payload: MigrationPayload) -> None:
         """Commit a phase (write-ahead: before the call that enters it); the crash hook fires here."""
         self.inventory.journal_put(mid, phase, payload, self.clock.now())
         log.info("migration %s: %s", mid, phase,
@@ -447,11 +451,11 @@ class Orchestrator:
             log.error("test hook: crashing right after committing %s of %s", phase, mid)
             os._exit(CRASH_EXIT)
 
-    def _save(self, mid: str, phase: str, payload: Mapping[str, Any]) -> None:
+    def _save(self, mid: str, phase: str, payload: MigrationPayload) -> None:
         """Store progress (same phase; never the crash hook)."""
         self.inventory.journal_put(mid, phase, payload, self.clock.now())
 
-    def _move(self, mid: str, phase: str, payload: dict[str, Any], new: str) -> str:
+    def _move(self, mid: str, phase: str, payload: MigrationPayload, new: str) -> str:
         """Journal ``new`` after ``phase`` (checked against the transition table); return it."""
         check_transition(phase, new)
         enter_phase(payload, new, self.clock.now())
@@ -506,7 +510,7 @@ class Orchestrator:
 
     async def _drive_one(self, mid: str, fresh: bool) -> None:
         entry = self.inventory.journal_get(mid)
-        phase, payload = entry.phase, dict(entry.payload)
+        phase, payload = entry.phase, payload_of(entry)
         if phase in FINISHED:
             return
         if phase == "planned" and fresh:
@@ -519,11 +523,12 @@ class Orchestrator:
         failures = 0
         saved = repr(payload)
         while True:
+            route = Route.of(payload)
             (source, s_status), (dest, d_status) = await asyncio.gather(
-                self._ask(payload["_source_url"], payload["source"], mid),
-                self._ask(payload["_destination_url"], payload["destination"], mid))
+                self._ask(route.source_url, route.source, mid),
+                self._ask(route.destination_url, route.destination, mid))
             copy_progress(payload, s_status, d_status)
-            decision = decide(phase, payload.get("_last_forward", "planned"), source, dest)
+            decision = decide(phase, Route.of(payload).last_forward, source, dest)
             if decision.target == "resolving":
                 failures += 1
                 if phase != "resolving" and failures < 3 and decision.code == "AGENT_UNREACHABLE":
@@ -546,23 +551,24 @@ class Orchestrator:
                 saved = repr(payload)
             await asyncio.sleep(self._delay(phase, payload))
 
-    def _delay(self, phase: str, payload: dict[str, Any]) -> float:
+    def _delay(self, phase: str, payload: MigrationPayload) -> float:
         if phase != "resolving":
             return self.interval
-        info = payload.get("resolving") or {}
-        attempts = int(info.get("attempts", 1))
+        info = payload.get("resolving")
+        attempts = info["attempts"] if info is not None else 1
         return float(min(_MAX_BACKOFF, self.interval * (2 ** min(attempts, 8))))
 
-    async def _call_outgoing(self, mid: str, phase: str, payload: dict[str, Any]) -> str:
+    async def _call_outgoing(self, mid: str, phase: str, payload: MigrationPayload) -> str:
         """Ask the source agent to start (``destination_created`` is committed)."""
+        route = Route.of(payload)
         try:
-            agent = self._client(payload["_source_url"], payload["source"])
-            await agent.outgoing(mid, payload["device_id"], payload["_destination_url"],
-                                 self._token_for(payload["destination"]), lease=payload["_lease"],
-                                 source_url=payload["_source_url"])
+            agent = self._client(route.source_url, route.source)
+            await agent.outgoing(mid, payload["device_id"], route.destination_url,
+                                 self._token_for(route.destination), lease=route.lease,
+                                 source_url=route.source_url)
         except DevmigError as exc:
             payload["error"] = {"code": exc.code, "message": str(exc), "phase": phase,
-                                "problems": exc.to_dicts()}
+                                "problems": [p for p in exc.to_dicts()]}
             if exc.code in _NOT_OURS:
                 # another controller holds this id on the agent: nothing of ours moved, and
                 # what it does is not ours to follow
@@ -572,7 +578,7 @@ class Orchestrator:
             self._save(mid, phase, payload)
         return phase
 
-    async def _ask(self, url: str, host: str, mid: str) -> tuple[AgentView, dict[str, Any] | None]:
+    async def _ask(self, url: str, host: str, mid: str) -> tuple[AgentView, dict[str, JsonValue] | None]:
         try:
             agent = self._client(url, host)
             status = await agent.migration(mid)
@@ -582,36 +588,39 @@ class Orchestrator:
             return AgentView.unreachable(), None
         return AgentView.of(status), status
 
-    async def _apply(self, mid: str, phase: str, payload: dict[str, Any], decision: Decision) -> str:
+    async def _apply(self, mid: str, phase: str, payload: MigrationPayload, decision: Decision) -> str:
         """Journal the decision's phases in order, then carry out its action; return the phase."""
-        for step in decision.steps(phase, payload.get("_last_forward", "planned")):
+        for step in decision.steps(phase, Route.of(payload).last_forward):
             if step == "resolving":
                 payload["resolving"] = {"code": decision.code, "reason": decision.reason,
                                         "since": iso(self.clock.now()), "attempts": 0}
             phase = self._move(mid, phase, payload, step)
-        if phase == "resolving" and payload.get("resolving"):
-            info = dict(payload["resolving"])
-            info.update(code=decision.code, reason=decision.reason, attempts=int(info.get("attempts", 0)) + 1)
-            payload["resolving"] = info
+        resolving = payload.get("resolving")
+        if phase == "resolving" and resolving:
+            payload["resolving"] = {**resolving, "code": decision.code, "reason": decision.reason,
+                                    "attempts": resolving["attempts"] + 1}
+        route = Route.of(payload)
         if decision.action is Action.CANCEL_DESTINATION:
             with contextlib.suppress(DevmigError):
-                agent = self._client(payload["_destination_url"], payload["destination"])
-                await agent.cancel(mid, lease=payload["_lease"])
+                agent = self._client(route.destination_url, route.destination)
+                await agent.cancel(mid, lease=route.lease)
         elif decision.action is Action.FENCE_SOURCE:
             with contextlib.suppress(DevmigError):
-                agent = self._client(payload["_source_url"], payload["source"])
-                await agent.cancel(mid, lease=payload["_lease"], device_id=payload["device_id"])
+                agent = self._client(route.source_url, route.source)
+                await agent.cancel(mid, lease=route.lease, device_id=payload["device_id"])
         return phase
 
-    async def _after(self, payload: Mapping[str, Any]) -> None:
+    async def _after(self, payload: MigrationPayload) -> None:
         """A migration ended (both hosts were refreshed just before): drop a stale copy that provably
         does not run, and refresh its host again when one was dropped."""
+        route = Route.of(payload)
+        stale_id: JsonValue
         if payload.get("outcome") == "migrated":
-            stale_host, stale_url, stale_id = payload["source"], payload["_source_url"], payload["device_id"]
+            stale_host, stale_url, stale_id = route.source, route.source_url, payload["device_id"]
         else:
-            stale_host, stale_url = payload["destination"], payload["_destination_url"]
+            stale_host, stale_url = route.destination, route.destination_url
             stale_id = payload.get("destination_device_id")
-        if stale_id:
+        if isinstance(stale_id, str) and stale_id:
             with contextlib.suppress(DevmigError):
                 agent = self._client(stale_url, stale_host)
                 device = await agent.get_device(stale_id)
@@ -620,7 +629,13 @@ class Orchestrator:
                     await self._refresh(stale_host)
 
 
-def _problem(raw: Mapping[str, Any]) -> Problem:
+def _list(value: JsonValue) -> list[JsonValue]:
+    return value if isinstance(value, list) else []
+
+
+def _problem(raw: Mapping[str, JsonValue]) -> Problem:
     """A problem from its JSON shape (placement's answers)."""
-    return Problem(str(raw.get("code")), tuple(raw.get("loc") or ()), str(raw.get("message", "")),
-                   raw.get("value"), raw.get("allowed"), raw.get("hint"), dict(raw.get("context") or {}))
+    hint, context = raw.get("hint"), raw.get("context")
+    return Problem(str(raw.get("code")), tuple(p for p in _list(raw.get("loc")) if isinstance(p, (str, int))),
+                   str(raw.get("message", "")), raw.get("value"), raw.get("allowed"),
+                   hint if isinstance(hint, str) else None, dict(context) if isinstance(context, dict) else {})
