@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
 
 import httpx2
 
 from devmig._errors import DevmigError, Problem
+from devmig._json import JsonObject, JsonValue
 from devmig._tls import client_tls
 
 __all__ = ["AgentClient", "remote_error"]
@@ -120,10 +120,20 @@ class AgentClient:
         await self._http.aclose()
 
     async def _request(
-        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        json: JsonObject | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx2.Response:
         try:
-            response = await self._http.request(method, path, **kw)
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=headers, content=content
+            )
         except httpx2.HTTPError as exc:
             raise DevmigError(
                 [
@@ -141,11 +151,17 @@ class AgentClient:
         return response
 
     async def _json(
-        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any
-    ) -> dict[str, Any]:
-        response = await self._request(method, path, ok=ok, **kw)
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        json: JsonObject | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> JsonObject:
+        response = await self._request(method, path, ok=ok, json=json, params=params)
         try:
-            data = response.json()
+            data = response.json()  # raw JSON: checked to be an object below
         except ValueError as exc:
             raise DevmigError(
                 [Problem("AGENT_ERROR", ("body",), "the agent answered something that is not JSON")]
@@ -158,39 +174,44 @@ class AgentClient:
 
     # -- query ---------------------------------------------------------------------
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> JsonObject:
         """``GET /v1/health``."""
         return await self._json("GET", "/v1/health")
 
-    async def report(self, etag: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    async def report(self, etag: str | None = None) -> tuple[JsonObject | None, str | None]:
         """``GET /v1/report``: the host report and its ETag; ``(None, etag)`` when not modified."""
         headers = {"If-None-Match": etag} if etag else {}
         response = await self._request("GET", "/v1/report", ok=(200, 304), headers=headers)
         if response.status_code == 304:
             return None, response.headers.get("etag", etag)
-        return response.json(), response.headers.get("etag")
+        report: JsonObject = response.json()  # raw JSON: the report, validated by its reader
+        return report, response.headers.get("etag")
 
     # -- devices -------------------------------------------------------------------
 
     async def create_device(
         self,
         model: str,
-        config: str | Mapping[str, Any] | None = None,
-        host: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        config: str | Mapping[str, JsonValue] | None = None,
+        host: Mapping[str, JsonValue] | None = None,
+    ) -> JsonObject:
         """``POST /v1/devices``."""
-        body = {"model": model, "config": config, "host": dict(host or {})}
+        body: JsonObject = {
+            "model": model,
+            "config": config if config is None or isinstance(config, str) else dict(config),
+            "host": dict(host or {}),
+        }
         return await self._json("POST", "/v1/devices", ok=(201,), json=body)
 
-    async def get_device(self, device_id: str, *, digest: bool = False) -> dict[str, Any]:
+    async def get_device(self, device_id: str, *, digest: bool = False) -> JsonObject:
         """``GET /v1/devices/{id}``."""
         params = {"digest": "true"} if digest else {}
         return await self._json("GET", f"/v1/devices/{device_id}", params=params)
 
-    async def devices(self) -> list[dict[str, Any]]:
+    async def devices(self) -> list[JsonObject]:
         """``GET /v1/devices``."""
         data = await self._json("GET", "/v1/devices")
-        return list(data.get("devices", []))
+        return _objects(data, "devices")
 
     async def delete_device(self, device_id: str) -> None:
         """``DELETE /v1/devices/{id}``."""
@@ -198,7 +219,7 @@ class AgentClient:
 
     # -- migrations ----------------------------------------------------------------
 
-    async def incoming(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def incoming(self, body: Mapping[str, JsonValue]) -> JsonObject:
         """``POST /v1/migrations/incoming`` (the destination's side of a migration)."""
         return await self._json("POST", "/v1/migrations/incoming", ok=(200, 201), json=dict(body))
 
@@ -211,10 +232,10 @@ class AgentClient:
         *,
         lease: str | None = None,
         source_url: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         """``POST /v1/migrations/outgoing``: start a migration (202); ``lease``: a controller's;
         ``source_url``: where the destination reaches the source (the URL the caller used)."""
-        body: dict[str, Any] = {
+        body: JsonObject = {
             "device_id": device_id,
             "destination": {"url": destination_url, "token": destination_token},
         }
@@ -226,18 +247,18 @@ class AgentClient:
             body["lease"] = lease
         return await self._json("POST", "/v1/migrations/outgoing", ok=(202,), json=body)
 
-    async def migration(self, migration_id: str) -> dict[str, Any]:
+    async def migration(self, migration_id: str) -> JsonObject:
         """``GET /v1/migrations/{id}``."""
         return await self._json("GET", f"/v1/migrations/{migration_id}")
 
-    async def migrations(self) -> list[dict[str, Any]]:
+    async def migrations(self) -> list[JsonObject]:
         """``GET /v1/migrations``."""
         data = await self._json("GET", "/v1/migrations")
-        return list(data.get("migrations", []))
+        return _objects(data, "migrations")
 
     async def cancel(
         self, migration_id: str, *, lease: str | None = None, device_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         """``POST /v1/migrations/{id}/cancel``.
 
         Args:
@@ -246,7 +267,7 @@ class AgentClient:
         """
         if lease is None:
             return await self._json("POST", f"/v1/migrations/{migration_id}/cancel")
-        body = {"lease": lease, "device_id": device_id}
+        body: JsonObject = {"lease": lease, "device_id": device_id}
         return await self._json("POST", f"/v1/migrations/{migration_id}/cancel", json=body)
 
     async def query(self, migration_id: str, frame: bytes, token: str | None = None) -> bytes:
@@ -262,3 +283,11 @@ class AgentClient:
             "POST", f"/v1/migrations/{migration_id}/query", content=frame, headers=headers
         )
         return response.content
+
+
+def _objects(data: JsonObject, key: str) -> list[JsonObject]:
+    """The list of objects under ``key`` of an answer (``AGENT_ERROR`` when it is not one)."""
+    items = data.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise DevmigError([Problem("AGENT_ERROR", ("body", key), f"the agent's {key} are not a list of objects")])
+    return [item for item in items if isinstance(item, dict)]

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
+from devmig._json import str_at
 from devmig._tls import client_tls
 from devmig.agent._client import AgentClient
 from devmig.agent._handoff_io import QueryBackoff, receive_into
@@ -175,14 +176,14 @@ class SourceRun:
         if isinstance(answer.get("query_token"), str):
             # journaled with COMMITTED (never shown): a restarted source asks with it (see _in_doubt)
             m.extra["query_token"] = answer["query_token"]
-        self.handoff = SourceHandoff(m.id, bytes.fromhex(answer["secret"]))
+        self.handoff = SourceHandoff(m.id, bytes.fromhex(str_at(answer, "secret")))
         if self._cancelled:
             self.handoff.cancel()
             raise _Left
         m.stage = "connecting"
         # an https destination streams over TLS too (its stream port takes the same certificates)
         tls = client_tls(self.settings.tls) if str(m.destination["url"]).startswith("https:") else None
-        self.channel = await connect(answer["stream"], stall_timeout=self.settings.stall_timeout_s, tls=tls)
+        self.channel = await connect(str_at(answer, "stream"), stall_timeout=self.settings.stall_timeout_s, tls=tls)
         if self._cancelled:
             self.handoff.cancel()
             raise _Left

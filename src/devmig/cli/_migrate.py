@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import size
+from devmig._json import object_at, str_at
 from devmig.agent import AgentClient
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output
 from devmig.compat import check
@@ -45,15 +46,16 @@ async def _check(source: AgentClient, destination: AgentClient, device_id: str) 
     dest_raw, _ = await destination.report()
     source_report = load_host_report(source_raw or {})
     dest_report = load_host_report(dest_raw or {})
-    impl = device["implementation"]["name"]
+    impl = str_at(object_at(device, "implementation"), "name")
     model = None
     for doc in source_report.implementations:
         if doc.implementation.name == impl:
-            model = doc.find(device["model"])
+            model = doc.find(str_at(device, "model"))
     if model is None:
         raise DevmigError([Problem("MODEL_UNKNOWN", ("device", "model"),
                                    f"the source's report has no {device['model']} in {impl}")])
-    config = parse_canonical(model, device["config"])
+    raw_config = device["config"]
+    config = parse_canonical(model, raw_config if isinstance(raw_config, str) else object_at(device, "config"))
     return device, check(model, config, dest_report)
 
 
@@ -120,7 +122,7 @@ async def _migrate(from_url: str, device_id: str, to_url: str, from_token: str |
         except DevmigError as exc:
             code = EXIT_NO if exc.code in _REFUSALS else EXIT_USAGE
             out.fail(exc, code, title="the migration was refused")
-        mid = started["migration_id"]
+        mid = str_at(started, "migration_id")
         if not out.json_mode:
             out.console.print(f"migration [bold]{mid}[/]: {device_id} → {escape(to_url)}")
         st, where = await _watch(source, destination, mid, out)
