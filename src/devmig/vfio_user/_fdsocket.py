@@ -40,6 +40,33 @@ def close_fds(fds: Iterable[int]) -> None:
             os.close(fd)
 
 
+def _rights(fds: tuple[int, ...]) -> list[tuple[int, int, bytes]]:
+    """The ``SCM_RIGHTS`` ancillary item carrying ``fds`` (none when there are none)."""
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+
+
+def _received_fds(ancdata: list[tuple[int, int, bytes]], flags: int) -> tuple[int, ...]:
+    """The descriptors a ``recvmsg`` brought; on ``MSG_CTRUNC`` close them and raise ``EFAULT``."""
+    fds: list[int] = []
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(cdata) - len(cdata) % array.array("i").itemsize
+            fds.extend(array.array("i", cdata[:usable]))
+    if flags & socket.MSG_CTRUNC:
+        close_fds(fds)
+        raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
+    return tuple(fds)
+
+
+def _consume(views: list[memoryview], sent: int) -> None:
+    """Drop the ``sent`` leading bytes from ``views`` in place."""
+    while views and sent >= len(views[0]):
+        sent -= len(views[0])
+        views.pop(0)
+    if views and sent:
+        views[0] = views[0][sent:]
+
+
 class FdSocket:
     """Async ``recv``/``send`` with descriptors over a connected Unix stream socket.
 
@@ -107,15 +134,7 @@ class FdSocket:
             )
         except ConnectionResetError:
             return b"", ()
-        fds: list[int] = []
-        for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(cdata) - len(cdata) % array.array("i").itemsize
-                fds.extend(array.array("i", cdata[:usable]))
-        if flags & socket.MSG_CTRUNC:
-            close_fds(fds)
-            raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
-        return data, tuple(fds)
+        return data, _received_fds(ancdata, flags)
 
     def recv_into_nowait(self, view: memoryview) -> tuple[int, tuple[int, ...]]:
         """One ``recvmsg_into`` that does not wait: bytes read into ``view`` (0 at end of file), descriptors.
@@ -130,15 +149,7 @@ class FdSocket:
             )
         except ConnectionResetError:
             return 0, ()
-        fds: list[int] = []
-        for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(cdata) - len(cdata) % array.array("i").itemsize
-                fds.extend(array.array("i", cdata[:usable]))
-        if flags & socket.MSG_CTRUNC:
-            close_fds(fds)
-            raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
-        return n, tuple(fds)
+        return n, _received_fds(ancdata, flags)
 
     async def recv_into(self, view: memoryview) -> tuple[int, tuple[int, ...]]:
         """Read into ``view`` (0 at end of file), waiting until something is there."""
@@ -150,9 +161,7 @@ class FdSocket:
 
     def send_nowait(self, views: list[memoryview], fds: tuple[int, ...] = ()) -> list[memoryview]:
         """Send what the socket takes now; return the views left to send (``fds`` go with the first byte)."""
-        ancillary = (
-            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
-        )
+        ancillary = _rights(fds)
         while views:
             try:
                 sent = self.sock.sendmsg(views[:IOV_MAX], ancillary)
@@ -161,11 +170,7 @@ class FdSocket:
                     raise
                 return views
             ancillary = []
-            while views and sent >= len(views[0]):
-                sent -= len(views[0])
-                views.pop(0)
-            if views and sent:
-                views[0] = views[0][sent:]
+            _consume(views, sent)
         return views
 
     async def recv(self, size: int = RECV_CHUNK) -> tuple[bytes, tuple[int, ...]]:
@@ -176,23 +181,9 @@ class FdSocket:
         """
         while True:
             try:
-                data, ancdata, flags, _ = self.sock.recvmsg(
-                    size, self._cmsg_space, socket.MSG_CMSG_CLOEXEC
-                )
-                break
+                return self.recv_nowait(size)
             except (BlockingIOError, InterruptedError):
                 await self._wait_readable()
-            except ConnectionResetError:
-                return b"", ()
-        fds: list[int] = []
-        for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(cdata) - len(cdata) % array.array("i").itemsize
-                fds.extend(array.array("i", cdata[:usable]))
-        if flags & socket.MSG_CTRUNC:
-            close_fds(fds)
-            raise VfioUserError("descriptors were truncated (MSG_CTRUNC)", errno=errno.EFAULT)
-        return data, tuple(fds)
 
     async def send(
         self, data: bytes, fds: tuple[int, ...] = (), tail: tuple[Buffer, ...] = ()
@@ -200,9 +191,7 @@ class FdSocket:
         """Send ``data`` then the ``tail`` buffers whole (one gathering ``sendmsg`` when they fit), ``fds`` first."""
         loop = asyncio.get_running_loop()
         views = [memoryview(data).cast("B")] + [memoryview(t).cast("B") for t in tail]
-        ancillary = (
-            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
-        )
+        ancillary = _rights(fds)
         while views:
             try:
                 sent = self.sock.sendmsg(views[:IOV_MAX], ancillary)
@@ -210,11 +199,7 @@ class FdSocket:
                 await self._wait(loop.add_writer, loop.remove_writer)
                 continue
             ancillary = []
-            while views and sent >= len(views[0]):
-                sent -= len(views[0])
-                views.pop(0)
-            if views and sent:
-                views[0] = views[0][sent:]
+            _consume(views, sent)
 
     def close(self) -> None:
         """Close the socket (idempotent)."""
