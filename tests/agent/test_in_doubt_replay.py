@@ -85,7 +85,7 @@ async def _new_fields() -> None:
         await asyncio.sleep(0.05)
     assert m.runner.queries >= 2, "the resolver must keep asking an unreachable destination"
     assert m.phase == "IN_DOUBT" and m.stage == "in_doubt" and not m.finished
-    assert m.extra["last_query_error"] == "AGENT_UNREACHABLE"
+    assert m.last_query_error == "AGENT_UNREACHABLE"
     assert m.error is not None and m.error["code"] == "CONNECTION_LOST" and m.error["phase"] == "COMMITTED"
     # the journaled tokens: the callback token is accepted (only that one), never shown
     assert engine.check_callback(MID, "c-token") and not engine.check_callback(MID, "q-token")
@@ -116,6 +116,6 @@ async def _wrong_token(destination: AgentProcess) -> None:
             if m.runner is not None and m.runner.queries >= 2:
                 break
             await asyncio.sleep(0.05)
-        assert m.extra["last_query_error"] == "AUTH_FAILED" and m.phase == "IN_DOUBT"
+        assert m.last_query_error == "AUTH_FAILED" and m.phase == "IN_DOUBT"
     finally:
         await engine.close()

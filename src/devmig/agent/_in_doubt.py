@@ -29,7 +29,7 @@ the journal, as before.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from devmig._errors import DevmigError
 from devmig.agent._client import AgentClient
@@ -44,6 +44,9 @@ from devmig.migration import (
     SourcePhase,
 )
 
+if TYPE_CHECKING:  # _migrations imports this module when it starts a run
+    from devmig.agent._migrations import Migration, MigrationEngine
+
 __all__ = ["InDoubtResolver"]
 
 
@@ -54,18 +57,18 @@ class InDoubtResolver:
         engine: the agent's :class:`~devmig.agent._migrations.MigrationEngine`
             (for its journal and settings).
         migration: the replayed status (phase ``IN_DOUBT``), with
-            ``destination["url"]`` and ``extra["query_token"]``.
+            ``destination["url"]`` and ``query_token``.
 
     Raises:
         HandoffError: ``FRAME_INVALID`` when the journaled id is malformed.
     """
 
-    def __init__(self, engine: Any, migration: Any) -> None:
+    def __init__(self, engine: MigrationEngine, migration: Migration) -> None:
         self.engine = engine
         self.m = migration
         self.handoff = SourceHandoff.restarted_in_doubt(migration.id)
         self.url: str = migration.destination["url"]
-        self._token: str = migration.extra["query_token"]
+        self._token: str = migration.query_token or ""
         self.queries = 0
         """Queries sent so far (answered or not)."""
 
@@ -114,7 +117,7 @@ class InDoubtResolver:
             self.handoff.receive_status(answer)
         except DevmigError as exc:
             # unreachable, refused, or a broken answer: still in doubt; ask again later
-            self.m.extra["last_query_error"] = exc.code
+            self.m.last_query_error = exc.code
             self.handoff.connection_lost()
 
     def _end(self, record: str) -> None:
@@ -125,7 +128,7 @@ class InDoubtResolver:
         try:
             self.engine.record(m, record)
         except DevmigError as exc:  # the outcome stands; a later restart asks again
-            m.extra["journal_error"] = exc.code
+            m.journal_error = exc.code
 
     # -- the live agent's view ---------------------------------------------------
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devmig._errors import DevmigError, StreamError
 from devmig.agent._client import AgentClient
 from devmig.agent._handoff_io import QueryBackoff, receive_into
+from devmig.agent._host import HostedDevice
 from devmig.agent._snapshot import start_snapshot
 from devmig.agent._transport import Channel
 from devmig.migration import (
@@ -38,12 +39,15 @@ from devmig.migration import (
     destination_journal_answer,
 )
 
+if TYPE_CHECKING:  # _migrations imports this module when it starts a run
+    from devmig.agent._migrations import Migration, MigrationEngine
+
 __all__ = ["DestinationRun", "accept"]
 
 _LOSSES = frozenset({"PEER_LOST", "CONNECTION_LOST"})
 
 
-async def accept(engine: Any, channel: Channel) -> None:
+async def accept(engine: MigrationEngine, channel: Channel) -> None:
     """Serve one accepted connection: read the HELLO under limits and one deadline (the stall
     timeout, for the whole HELLO), then hand it to its migration."""
     handoff = DestinationHandoff(engine.tickets)
@@ -87,7 +91,7 @@ async def accept(engine: Any, channel: Channel) -> None:
 class DestinationRun:
     """One incoming migration (the destination agent's side)."""
 
-    def __init__(self, engine: Any, migration: Any) -> None:
+    def __init__(self, engine: MigrationEngine, migration: Migration) -> None:
         self.engine = engine
         self.m = migration
         self.handoff: DestinationHandoff | None = None
@@ -95,9 +99,9 @@ class DestinationRun:
         self._digest: asyncio.Future[bytes | None] | None = None
 
     @property
-    def hosted(self) -> Any:
+    def hosted(self) -> HostedDevice | None:
         """The destination's device, or ``None`` once destroyed."""
-        return self.engine.host.devices.get(self.m.device_id)
+        return self.engine.host.devices.get(self.m.device_id or "")
 
     def _sync(self) -> None:
         m = self.m
@@ -114,7 +118,7 @@ class DestinationRun:
         discards = getattr(getattr(self.hosted, "device", None), "load_discards", None)
         if isinstance(discards, tuple):  # an SDK device (a kernel device's data is the VMM's)
             m.discarded_records, m.discarded_bytes = discards
-            elapsed = time.monotonic() - m.extra.get("t0", time.monotonic())
+            elapsed = time.monotonic() - (m.t0 if m.t0 is not None else time.monotonic())
             if elapsed > 0 and m.stage == "receiving":
                 m.rate = m.bytes_received / elapsed
 
@@ -123,24 +127,24 @@ class DestinationRun:
     async def expire(self) -> None:
         """Destroy the copy when no connection proved the secret in time."""
         m = self.m
-        while not m.extra.get("hello"):
-            remaining = m.extra["expires_at"] - time.monotonic()
+        while not m.hello:
+            remaining = m.expires_at - time.monotonic()
             if remaining <= 0:
                 break
             await asyncio.sleep(remaining)
-        if not m.extra.get("hello") and m.phase == DestinationPhase.WAIT_HELLO.value:
+        if not m.hello and m.phase == DestinationPhase.WAIT_HELLO.value:
             self._destroy_unconnected("SECRET_EXPIRED", "no connection proved the secret before it expired")
 
     def _destroy_unconnected(self, code: str, message: str) -> None:
         m = self.m
         self.engine.tickets.revoke(m.id)
-        m.extra["hello"] = True  # no connection may come any more
+        m.hello = True  # no connection may come any more
         m.fail(code, message, DestinationPhase.WAIT_HELLO.value)
         self._destroy()
 
     def _destroy(self) -> None:
         m = self.m
-        if self.hosted is not None:
+        if self.hosted is not None and m.device_id is not None:
             self.engine.host.delete_device(m.device_id, force=True)
         m.phase = DestinationPhase.DESTROYED.value
         m.stage = "ended"
@@ -154,10 +158,10 @@ class DestinationRun:
     async def carry(self, handoff: DestinationHandoff, channel: Channel, data: bytes) -> None:
         """Load the stream in place, say READY, then follow the hand-off to its end."""
         m = self.m
-        m.extra["hello"] = True
+        m.hello = True
         self.handoff, self.channel = handoff, channel
         m.stage = "receiving"
-        m.extra["t0"] = time.monotonic()
+        m.t0 = time.monotonic()
         self._sync()
         hosted = self.hosted
         if hosted is None:
@@ -167,7 +171,7 @@ class DestinationRun:
         try:
             await self._events(handoff)
         finally:
-            if m.extra.get("refused_stream"):  # let the source read why, not a reset
+            if m.refused_stream:  # let the source read why, not a reset
                 await channel.linger(channel.stall_timeout)
             channel.close()
             self._sync()
@@ -189,7 +193,7 @@ class DestinationRun:
             if handoff.phase is DestinationPhase.RESUMING:
                 p = exc.problems[0]
                 self._write(handoff.refuse(p.message[:400], exc.code if exc.code.isupper() else "LOAD_FAILED"))
-                m.extra["refused_stream"] = True
+                m.refused_stream = True
             return
         except DevmigError as exc:
             if handoff.phase is DestinationPhase.RESUMING:
@@ -283,7 +287,7 @@ class DestinationRun:
             self._write(handoff.start_failed(exc.problems[0].message))
             return
         hosted = self.hosted
-        m.timings["start_journal_s"] = round(time.time() - m.timings["go_received"], 6)
+        m.timings["start_journal_s"] = round(time.time() - (m.timings["go_received"] or 0.0), 6)
         if hosted is not None:
             hosted.device.set_state(State.RUNNING)
             hosted.busy = None
@@ -309,7 +313,7 @@ class DestinationRun:
             return
         try:
             async with AgentClient(url, None, timeout=5.0) as client:
-                answer = await client.query(m.id, handoff.query(), token=m.extra.get("callback_token"))
+                answer = await client.query(m.id, handoff.query(), token=m.callback_token)
             handoff.receive_status(answer)
         except DevmigError:
             handoff.connection_lost()  # still WAIT_DECISION: a QuerySource follows

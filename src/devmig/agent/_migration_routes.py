@@ -227,7 +227,7 @@ async def incoming(body: IncomingRequest, engine: EngineDep) -> IncomingResponse
     assert m.device_id is not None and stream is not None
     return IncomingResponse(migration_id=m.id, device_id=m.device_id, stream=stream,
                             secret=secret.hex(), expires_in_s=engine.settings.secret_ttl_s,
-                            query_token=m.extra["query_token"])
+                            query_token=m.query_token)
 
 
 @migrations_router.post(

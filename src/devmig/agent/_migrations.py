@@ -81,7 +81,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from devmig._errors import DevmigError
 from devmig._tasks import stop_tasks
@@ -90,6 +90,11 @@ from devmig.agent._host import Host, busy_error
 from devmig.agent._journal import FileJournal, Journal, MemoryJournal
 from devmig.agent._settings import AgentSettings
 from devmig.agent._transport import Channel, StreamServer
+
+if TYPE_CHECKING:  # the runners import this module (they drive a Migration for a MigrationEngine)
+    from devmig.agent._in_doubt import InDoubtResolver
+    from devmig.agent._incoming import DestinationRun
+    from devmig.agent._outgoing import SourceRun
 from devmig.migration import (
     HandoffError,
     Role,
@@ -112,6 +117,9 @@ _TERMINAL = {"DONE", "ROLLED_BACK", "RUNNING", "DESTROYED"}
 #: Per-migration tokens kept in ``Migration.extra`` and journaled beside the status (never shown), by
 #: role: a source keeps the callback token it issued and the query token it got; a destination the
 #: query token it issued (a restarted destination never asks: it answers from its journal).
+Runner: TypeAlias = "SourceRun | DestinationRun | InDoubtResolver"
+"""What drives a migration in this process (none once it finished)."""
+
 _JOURNALED_TOKENS = {Role.SOURCE: ("callback_token", "query_token"), Role.DESTINATION: ("query_token",)}
 
 
@@ -172,14 +180,38 @@ class Migration:
     from_journal: bool = False
     precopy: list[dict[str, Any]] = field(default_factory=list)
     """One entry per pre-copy round: bytes, dirty bytes after it, seconds."""
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float | None] = field(default_factory=dict)
     """When milestones happened (epoch seconds): ``stream_first_byte``, ``stopped``, ``trailer``,
     ``running``, ...; and a few measurements (``*_s`` seconds, ``*_kib``)."""
     # runtime only (not shown)
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    runner: Any = field(default=None, repr=False)
+    runner: Runner | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    lease: str | None = field(default=None, repr=False)
+    """The controller's lease (journaled)."""
+    callback_token: str | None = field(default=None, repr=False)
+    """Source: the token the destination asks back with (journaled)."""
+    query_token: str | None = field(default=None, repr=False)
+    """The token a QUERY carries to the destination (journaled on both sides)."""
+    expires_at: float = field(default=0.0, repr=False)
+    """Destination: when its secret expires (``time.monotonic()``) unless the HELLO came."""
+    hello: bool = field(default=False, repr=False)
+    """Destination: the HELLO came (no connection may come any more)."""
+    t0: float | None = field(default=None, repr=False)
+    refused_stream: bool = field(default=False, repr=False)
+    last_query_error: str | None = field(default=None, repr=False)
+    journal_error: str | None = field(default=None, repr=False)
+
+    def token(self, key: str) -> str | None:
+        """``callback_token`` or ``query_token`` (the journaled tokens, by their journal key)."""
+        return self.callback_token if key == "callback_token" else self.query_token
+
+    def set_token(self, key: str, value: str) -> None:
+        """Set the journaled token named ``key`` (``callback_token`` or ``query_token``)."""
+        if key == "callback_token":
+            self.callback_token = value
+        else:
+            self.query_token = value
 
     @property
     def finished(self) -> bool:
@@ -233,8 +265,8 @@ class Migration:
     @property
     def secret_outstanding(self) -> bool:
         """Whether a destination's secret could still admit a connection (never once the migration ended)."""
-        return (self.role is Role.DESTINATION and not self.finished and not self.extra.get("hello")
-                and time.monotonic() < self.extra.get("expires_at", 0.0))
+        return (self.role is Role.DESTINATION and not self.finished and not self.hello
+                and time.monotonic() < self.expires_at)
 
 
 class MigrationEngine:
@@ -331,10 +363,10 @@ class MigrationEngine:
             m = Migration(mid, role, phase, from_journal=True)
             for r in records:
                 if isinstance(r.data.get("lease"), str):
-                    m.extra["lease"] = r.data["lease"]
+                    m.lease = r.data["lease"]
                 for key in _JOURNALED_TOKENS[role]:
                     if isinstance(r.data.get(key), str):
-                        m.extra[key] = r.data[key]
+                        m.set_token(key, r.data[key])
                 status = r.data.get("status")
                 if isinstance(status, Mapping):
                     for key in ("device_id", "destination_device_id", "model", "digest", "round",
@@ -348,7 +380,7 @@ class MigrationEngine:
             m.finished_at = records[-1].at
             m.stage = "journal"
             if (phase == "IN_DOUBT" and isinstance(m.destination.get("url"), str) and m.destination["url"]
-                    and m.extra.get("query_token")):
+                    and m.query_token):
                 try:
                     m.runner = InDoubtResolver(self, m)
                 except DevmigError:
@@ -394,11 +426,12 @@ class MigrationEngine:
             DevmigError: ``JOURNAL_FAILED``.
         """
         data: dict[str, Any] = {"status": m.to_dict()}
-        if m.extra.get("lease") is not None:
-            data["lease"] = m.extra["lease"]
+        if m.lease is not None:
+            data["lease"] = m.lease
         for key in _JOURNALED_TOKENS[m.role]:
-            if isinstance(m.extra.get(key), str):
-                data[key] = m.extra[key]
+            token = m.token(key)
+            if token is not None:
+                data[key] = token
         self.journal.append(m.id, m.role.value, kind, data)
         log.info("migration %s %s: %s", m.id, m.role.value, kind,
                  extra={"migration_id": m.id, "device_id": m.device_id, "role": m.role.value, "phase": kind,
@@ -413,7 +446,7 @@ class MigrationEngine:
         Raises:
             DevmigError: ``LEASE_HELD`` (409).
         """
-        held = m.extra.get("lease")
+        held = m.lease
         if held != lease:
             raise problem("LEASE_HELD",
                           f"migration {m.id} is driven by "
@@ -469,7 +502,7 @@ class MigrationEngine:
         m = self.migrations.get(migration_id)
         if m is None:
             return False
-        expected = m.extra.get("callback_token" if m.role is Role.SOURCE else "query_token")
+        expected = m.callback_token if m.role is Role.SOURCE else m.query_token
         return isinstance(expected, str) and secrets.compare_digest(expected.encode(), token.encode())
 
     # -- the destination side ------------------------------------------------------
@@ -479,7 +512,7 @@ class MigrationEngine:
                  lease: str | None = None, *, owns_image: bool = False) -> tuple[Migration, bytes]:
         """Prepare the destination's copy and issue a single-use secret (and a query token).
 
-        The migration's *query token* (``m.extra["query_token"]``, journaled,
+        The migration's *query token* (``m.query_token``, journaled,
         the same for every repeat) lets the source agent ask this agent for
         the outcome without the agent's bearer token, also after either
         agent restarted; it is never shown in a status.
@@ -504,7 +537,7 @@ class MigrationEngine:
                 raise problem("MIGRATION_CONFLICT", f"migration {migration_id} exists here with another role or model",
                               loc=("migration_id",), value=migration_id)
             self.check_lease(m, lease)
-            if m.extra.get("hello") or m.phase != "WAIT_HELLO":
+            if m.hello or m.phase != "WAIT_HELLO":
                 raise problem("MIGRATION_CONFLICT",
                               f"migration {migration_id} already carried a connection (phase {m.phase})",
                               loc=("migration_id",), value=migration_id,
@@ -525,10 +558,10 @@ class MigrationEngine:
                           destination_device_id=hosted.id, model=model, config=dict(config), source=dict(source))
             m.stage = "waiting"
             m.timings.update(create_s=round(created, 4), **_rss_kib())
-            m.extra["callback_token"] = callback_token
-            m.extra["query_token"] = secrets.token_urlsafe(24)
+            m.callback_token = callback_token
+            m.query_token = secrets.token_urlsafe(24)
             if lease is not None:
-                m.extra["lease"] = lease
+                m.lease = lease
             self.migrations[migration_id] = m
             try:
                 self.record(m, "INCOMING")
@@ -540,7 +573,7 @@ class MigrationEngine:
             m.task = self.spawn(m.runner.expire(), f"devmig-expire-{migration_id}")
         secret = secrets.token_bytes(32)
         self.tickets.issue(migration_id, secret, expires_at=time.monotonic() + self.settings.secret_ttl_s)
-        m.extra["expires_at"] = time.monotonic() + self.settings.secret_ttl_s
+        m.expires_at = time.monotonic() + self.settings.secret_ttl_s
         return m, secret
 
     async def _on_channel(self, channel: Channel) -> None:
@@ -587,7 +620,7 @@ class MigrationEngine:
                       source={"host": self.settings.host_name, "url": source_url},
                       destination={"url": destination_url, "token": destination_token})
         if lease is not None:
-            m.extra["lease"] = lease
+            m.lease = lease
         self.migrations[mid] = m
         run = SourceRun(self, m, hosted)
         m.runner = run
@@ -638,7 +671,7 @@ class MigrationEngine:
         """Journal an id this source never started as rolled back (see :meth:`cancel`)."""
         m = Migration(migration_id, Role.SOURCE, SourcePhase.ROLLED_BACK.value, device_id=device_id, stage="ended",
                       source={"host": self.settings.host_name})
-        m.extra["lease"] = lease
+        m.lease = lease
         m.fail("FENCED", "the controller cancelled the migration before it reached this agent", None)
         m.finished_at = time.time()
         self.record(m, "ROLLED_BACK")

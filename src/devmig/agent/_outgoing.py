@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devmig._errors import DevmigError, Problem
-from devmig._json import str_at
+from devmig._json import JsonObject, str_at
 from devmig._tls import client_tls
 from devmig.agent._client import AgentClient
 from devmig.agent._handoff_io import QueryBackoff, receive_into
@@ -36,6 +36,9 @@ from devmig.migration import (
     State,
 )
 from devmig.model import load_host_report
+
+if TYPE_CHECKING:  # _migrations imports this module when it starts a run
+    from devmig.agent._migrations import Migration, MigrationEngine
 
 __all__ = ["SourceRun"]
 
@@ -63,7 +66,7 @@ class SourceRun:
         hosted: the device to migrate (already marked busy).
     """
 
-    def __init__(self, engine: Any, migration: Any, hosted: HostedDevice) -> None:
+    def __init__(self, engine: MigrationEngine, migration: Migration, hosted: HostedDevice) -> None:
         self.engine = engine
         self.m = migration
         self.hosted = hosted
@@ -78,7 +81,7 @@ class SourceRun:
         self._sent = 0
         self._t0 = time.monotonic()
         self.callback_token = secrets.token_urlsafe(24)
-        migration.extra["callback_token"] = self.callback_token
+        migration.callback_token = self.callback_token
 
     def _client(self) -> AgentClient:
         d = self.m.destination
@@ -152,11 +155,11 @@ class SourceRun:
     async def _prepare(self) -> None:
         m = self.m
         m.stage = "preparing"
-        host = {k: v for k, v in self.hosted.host_settings.items() if isinstance(v, (str, int, bool))}
+        host: JsonObject = {k: v for k, v in self.hosted.host_settings.items() if isinstance(v, (str, int, bool))}
         image = self.engine.host.image_name(self.hosted)
         if image is not None:  # relative to the image directory: the destination's is the same shared store
             host["image"] = image
-        body = {
+        body: JsonObject = {
             "migration_id": m.id,
             "model": m.model,
             "config": m.config,
@@ -164,18 +167,19 @@ class SourceRun:
             "owns_image": self.engine.host.image_owned(self.hosted),
             "source": {"url": m.source.get("url", ""), "host": self.settings.host_name,
                        "callback_token": self.callback_token},
-            "lease": m.extra.get("lease"),
+            "lease": m.lease,
         }
         try:
             async with self._client() as client:
                 answer = await client.incoming(body)
         except DevmigError as exc:
             raise _remote(exc, m.destination["url"]) from exc
-        m.destination_device_id = answer["device_id"]
-        m.destination["stream"] = answer["stream"]
-        if isinstance(answer.get("query_token"), str):
+        m.destination_device_id = str_at(answer, "device_id")
+        m.destination["stream"] = str_at(answer, "stream")
+        query_token = answer.get("query_token")
+        if isinstance(query_token, str):
             # journaled with COMMITTED (never shown): a restarted source asks with it (see _in_doubt)
-            m.extra["query_token"] = answer["query_token"]
+            m.query_token = query_token
         self.handoff = SourceHandoff(m.id, bytes.fromhex(str_at(answer, "secret")))
         if self._cancelled:
             self.handoff.cancel()
@@ -405,8 +409,8 @@ class SourceRun:
         go = handoff.committed()
         self._sync_phase()
         self._write_now(go)
-        m.timings["go_sent"] = time.time()
-        m.timings["commit_journal_s"] = round(m.timings["go_sent"] - m.timings["ready_received"], 6)
+        m.timings["go_sent"] = go_sent = time.time()
+        m.timings["commit_journal_s"] = round(go_sent - (m.timings["ready_received"] or 0.0), 6)
         # The digest at switch-over is taken once the outcome is known (_release, _resume): hashing
         # now would take the CPU the destination needs to start (the device stays stopped till then).
 
@@ -415,7 +419,7 @@ class SourceRun:
         m = self.m
         try:
             async with self._client() as client:
-                answer = await client.query(m.id, handoff.query(), token=m.extra.get("query_token"))
+                answer = await client.query(m.id, handoff.query(), token=m.query_token)
             handoff.receive_status(answer)
         except DevmigError:
             # unreachable, or a broken answer: still in doubt; QueryDestination again
