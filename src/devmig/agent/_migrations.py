@@ -140,7 +140,7 @@ def new_migration_id() -> str:
     return "mig-" + uuid.uuid4().hex[:16]
 
 
-def problem(code: str, message: str, *, loc: tuple[str | int, ...] = (), value: Any = None,
+def problem(code: str, message: str, *, loc: tuple[str | int, ...] = (), value: object = None,
             hint: str | None = None) -> DevmigError:
     """One-problem :class:`DevmigError`."""
     return DevmigError.of(code, message, loc=loc, value=value, hint=hint)

@@ -79,7 +79,7 @@ class PrecopyRule:
     max_rounds: int = 8
 
 
-def _bad(loc: tuple[str | int, ...], message: str, value: Any = None) -> Problem:
+def _bad(loc: tuple[str | int, ...], message: str, value: object = None) -> Problem:
     return Problem(
         "USAGE",
         ("vfio-user", *loc),

@@ -104,7 +104,7 @@ def _ask(out: Output, manager: str, token: str | None, method: str, path: str, *
         client.close()
 
 
-def _usage(out: Output, loc: str, message: str, value: Any = None, hint: str | None = None) -> NoReturn:
+def _usage(out: Output, loc: str, message: str, value: object = None, hint: str | None = None) -> NoReturn:
     out.fail(DevmigError([Problem("USAGE", (loc,), message, value=value, hint=hint)]), EXIT_USAGE)
 
 

@@ -39,7 +39,7 @@ _DRAIN_EXIT = {"done": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_NO}
 _MIGRATION_EXIT = {"migrated": EXIT_OK, "rolled_back": EXIT_NO}
 
 
-def _error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
+def _error(code: str, loc: tuple[str | int, ...], message: str, *, value: object = None,
            hint: str | None = None) -> DevmigError:
     return DevmigError.of(code, message, loc=loc, value=value, hint=hint)
 

@@ -96,7 +96,7 @@ def utc(value: datetime) -> datetime:
 
 
 def inventory_error(code: str, loc: tuple[str | int, ...], message: str, *,
-                    value: Any = None, hint: str | None = None) -> DevmigError:
+                    value: object = None, hint: str | None = None) -> DevmigError:
     """Build the :class:`DevmigError` of one inventory problem.
 
     Codes: ``HOST_CONFLICT``, ``HOST_UNKNOWN``, ``HOST_MISMATCH`` (a report

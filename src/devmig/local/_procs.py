@@ -48,7 +48,7 @@ STATE_FORMAT = "devmig/local-fleet/1"
 STOP_TIMEOUT_S = 10.0
 
 
-def fleet_error(code: str, message: str, *, value: Any = None, hint: str | None = None) -> DevmigError:
+def fleet_error(code: str, message: str, *, value: object = None, hint: str | None = None) -> DevmigError:
     """One-problem :class:`DevmigError` of the local fleet.
 
     Codes: ``FLEET_RUNNING`` (a leader holds the state directory),

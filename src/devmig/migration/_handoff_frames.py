@@ -93,8 +93,8 @@ class HandoffError(DevmigError):
         message: str,
         *,
         phase: str | None = None,
-        value: Any = None,
-        allowed: Any = None,
+        value: object = None,
+        allowed: object = None,
         hint: str | None = None,
     ) -> None:
         self.phase = phase
@@ -313,7 +313,7 @@ _KEYS: Mapping[Message, frozenset[str]] = MappingProxyType(
 )
 
 
-def _invalid(message: Message, why: str, value: Any = None) -> HandoffError:
+def _invalid(message: Message, why: str, value: object = None) -> HandoffError:
     return HandoffError("FRAME_INVALID", f"{message.name}: {why}", value=value)
 
 

@@ -47,7 +47,7 @@ import copy
 import heapq
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -173,7 +173,7 @@ def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySn
     return DrainPlan(host, tuple(moves), tuple(stranded), snap)
 
 
-def drain_error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
+def drain_error(code: str, loc: tuple[str | int, ...], message: str, *, value: object = None,
                 hint: str | None = None, context: Mapping[str, Any] | None = None) -> DevmigError:
     """One-problem error of the drains (``DRAIN_UNKNOWN``, ``DRAIN_BUSY``, ``REQUEST_INVALID``)."""
     return DevmigError.of(code, message, loc=loc, value=value, hint=hint, context=context)
@@ -285,7 +285,7 @@ class SqlDrainStore:
         self.engine = engine
 
     @contextlib.contextmanager
-    def _tx(self) -> Any:
+    def _tx(self) -> Iterator[sa.Connection]:
         try:
             with self.engine.begin() as conn:
                 yield conn

@@ -66,8 +66,8 @@ SHORT_NAMES = {"nic": "acme-nic", "blk": "acme-blk", "accel": "acme-accel"}
 """Short implementation names accepted in ``to`` (``nic=3.0.0``)."""
 
 
-def manager_error(code: str, loc: tuple[str | int, ...], message: str, *, value: Any = None,
-                  allowed: Any = None, hint: str | None = None) -> DevmigError:
+def manager_error(code: str, loc: tuple[str | int, ...], message: str, *, value: object = None,
+                  allowed: object = None, hint: str | None = None) -> DevmigError:
     """Build the :class:`DevmigError` of one manager problem.
 
     Codes: ``HOST_NOT_REPORTED``, ``DEVICE_NOT_FOUND``, ``DEVICE_INVALID``,

@@ -88,7 +88,7 @@ _VARIABLE: Final = frozenset(k for k in _KINDS if k in ("str", "bytes") or k.end
 
 
 def _declaration_error(
-    message: str, *, section: str | None = None, value: Any = None
+    message: str, *, section: str | None = None, value: object = None
 ) -> StreamError:
     return StreamError("DECLARATION_INVALID", message, section=section, value=value)
 

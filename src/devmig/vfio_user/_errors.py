@@ -17,7 +17,6 @@ is the value an error reply carries (or carried). Codes:
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any
 
 from devmig._errors import DevmigError, Problem
 
@@ -42,7 +41,7 @@ class VfioUserError(DevmigError):
         *,
         errno: int = _errno.EINVAL,
         code: str | None = None,
-        value: Any = None,
+        value: object = None,
     ) -> None:
         self.errno = errno
         name = _errno.errorcode.get(errno, str(errno))

@@ -38,7 +38,7 @@ ECC_ODDS: Final = 32
 """One step in 32 (by the draw) reports a correctable error when ``ecc=on``."""
 
 
-def _invalid(section: str, message: str, value: Any = None) -> StreamError:
+def _invalid(section: str, message: str, value: object = None) -> StreamError:
     return StreamError("SECTION_INVALID", message, section=section, value=value)
 
 
