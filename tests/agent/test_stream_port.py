@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from agent_processes import AgentProcess, Agents
+from socket_checks import closed_within
 
 from devmig.agent._loop_errors import AcceptErrorLog
 
@@ -23,21 +24,6 @@ def agent(module_agents: Agents) -> Iterator[AgentProcess]:
 def connect(agent: AgentProcess) -> socket.socket:
     host, _, port = agent.stream.rpartition(":")
     return socket.create_connection((host, int(port)), timeout=5)
-
-
-def closed_within(sock: socket.socket, seconds: float) -> bool:
-    """Whether the agent closed ``sock`` (EOF or reset) within ``seconds`` (reading whatever it sent)."""
-    sock.settimeout(0.1)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if sock.recv(4096) == b"":
-                return True
-        except TimeoutError:
-            continue
-        except ConnectionError:
-            return True
-    return False
 
 
 def test_one_byte_at_a_time_does_not_restart_the_hello_deadline(agent: AgentProcess) -> None:

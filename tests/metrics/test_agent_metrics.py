@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from devmig_procs import Proc, popen_agent, reap, wait_finished_record
+from devmig_procs import Proc, piped_agents, wait_finished_record
 from prometheus_client.parser import text_string_to_metric_families
 
 TOKEN = "metrics-test-token"
@@ -21,19 +21,10 @@ ACCEL = "example.org/devices/accel"
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proc]]:
     root = tmp_path_factory.mktemp("agents")
-    procs: dict[str, Proc] = {}
-    try:
-        for name in ("src", "dst"):
-            process, _ = popen_agent(
-                name, root / name, token=TOKEN, releases="nic=2.0.0,accel=2.0.0"
-            )
-            procs[name] = Proc(name, process)
-        for proc in procs.values():
-            proc.wait_announced()
+    with piped_agents(
+        root, {"src": (), "dst": ()}, token=TOKEN, releases="nic=2.0.0,accel=2.0.0"
+    ) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            reap(proc.process)
 
 
 def scrape(proc: Proc) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

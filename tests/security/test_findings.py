@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 from devmig_procs import DevmigFleet, Proc, agent_args, wait_finished_record
+from socket_checks import closed_within
 
 NIC = "example.org/devices/nic"
 BLK = "example.org/devices/blk"
@@ -120,20 +121,6 @@ def _complete(answer: bytes) -> bool:
         if line.lower().startswith(b"content-length:"):
             return len(body) >= int(line.split(b":")[1])
     return True
-
-
-def closed_within(sock: socket.socket, seconds: float) -> bool:
-    sock.settimeout(0.1)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if sock.recv(4096) == b"":
-                return True
-        except TimeoutError:
-            continue
-        except ConnectionError:
-            return True
-    return False
 
 
 def codes(response: httpx2.Response) -> list[str]:

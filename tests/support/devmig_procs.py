@@ -17,7 +17,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -119,6 +120,26 @@ class Proc:
         """A client of its HTTP API."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx2.Client(base_url=self.url, headers=headers, timeout=self.http_timeout)
+
+
+@contextmanager
+def piped_agents(root: Path, extras: Mapping[str, Sequence[str]], *, token: str,
+                 releases: str | None = None) -> Iterator[dict[str, Proc]]:
+    """Agents named by ``extras`` (name → extra arguments), state in ``ROOT/NAME``, all announced; killed on exit.
+
+    Each is started with :func:`popen_agent` (piped output) before any announcement is awaited.
+    """
+    procs: dict[str, Proc] = {}
+    try:
+        for name, extra in extras.items():
+            process, _ = popen_agent(name, root / name, *extra, token=token, releases=releases)
+            procs[name] = Proc(name, process)
+        for proc in procs.values():
+            proc.wait_announced()
+        yield procs
+    finally:
+        for proc in procs.values():
+            reap(proc.process)
 
 
 class DevmigFleet:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx2
 import pytest
-from devmig_procs import Proc, popen_agent, reap, wait_finished_record
+from devmig_procs import Proc, piped_agents, wait_finished_record
 
 from devmig._certs import Issued, LocalCA
 
@@ -62,17 +62,9 @@ def tls_args(pki: Pki, name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def agents(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proc]]:
     root = tmp_path_factory.mktemp("agents")
-    procs: dict[str, Proc] = {}
-    try:
-        for name in ("alpha", "beta"):
-            process, _ = popen_agent(name, root / name, *tls_args(pki, name), token=TOKEN)
-            procs[name] = Proc(name, process)
-        for proc in procs.values():
-            proc.wait_announced()
+    extras = {name: tls_args(pki, name) for name in ("alpha", "beta")}
+    with piped_agents(root, extras, token=TOKEN) as procs:
         yield procs
-    finally:
-        for proc in procs.values():
-            reap(proc.process)
 
 
 def client(pki: Pki, proc: Proc, issued: Issued | None = None) -> httpx2.Client:
