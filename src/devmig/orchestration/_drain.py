@@ -50,12 +50,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from devmig._errors import DevmigError, Problem
+from devmig._json import JsonObject, JsonValue
 from devmig._tasks import stop_tasks
 from devmig.inventory import (
     Clock,
@@ -108,7 +109,7 @@ class PlannedMove:
     model: str
     destination: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MoveJson:
         """The JSON shape of the drain record's ``plan`` items."""
         return {"device": self.device, "model": self.model, "destination": self.destination}
 
@@ -121,7 +122,7 @@ class Stranded:
     model: str
     errors: tuple[Problem, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The JSON shape of the drain record's ``stranded`` items."""
         return {"device": self.device, "model": self.model, "errors": [p.to_dict() for p in self.errors]}
 
@@ -196,17 +197,77 @@ def stranded_error(drain_id: str, host: str, stranded: Sequence[Stranded]) -> De
 # -- the store (I/O, with a twin) --------------------------------------------------------------------
 
 
+class MoveJson(TypedDict):
+    """A drain record's ``plan`` item (:meth:`PlannedMove.to_dict`)."""
+
+    device: str
+    model: str
+    destination: str
+
+
+class DrainResult(TypedDict):
+    """What became of one planned move (a drain record's ``results`` value)."""
+
+    migration: str
+    outcome: JsonValue
+    destination: JsonValue
+    error: JsonValue
+
+
+class DrainPhaseEntry(TypedDict):
+    """One item of a drain's ``history``."""
+
+    phase: str
+    at: str
+
+
+class DrainPayload(TypedDict, total=False):
+    """A ``drain_journal`` row's payload (its JSON keys, in the order the drainer writes them all;
+    the store itself keeps whatever subset it is given)."""
+
+    host: str
+    partial: bool
+    parallel: int
+    dry_run: bool
+    plan: list[MoveJson]
+    stranded: list[JsonObject]
+    migrations: list[str]
+    results: dict[str, DrainResult]
+    error: JsonObject | None
+    created_at: str
+    history: list[DrainPhaseEntry]
+
+
+_PAYLOAD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "host": str, "partial": bool, "parallel": int, "dry_run": bool, "plan": list, "stranded": list,
+    "migrations": list, "results": dict, "created_at": str, "history": list,
+}
+
+
+def drain_payload(drain_id: str, raw: Mapping[str, JsonValue]) -> DrainPayload:
+    """A stored drain payload, checked at the border (the database), as a new dict.
+
+    Raises:
+        ValueError: a key the drainer reads is of another type.
+    """
+    payload = dict(raw)
+    for key, kind in _PAYLOAD_TYPES.items():
+        if key in payload and not isinstance(payload[key], kind):
+            raise ValueError(f"drain {drain_id}: journal payload key {key!r} is not a {kind}")
+    return cast(DrainPayload, payload)
+
+
 @dataclass(frozen=True, slots=True)
 class DrainRow:
     """A drain as stored: its phase, its payload (the record without id/phase/updated_at)."""
 
     id: str
     phase: str
-    payload: dict[str, Any]
+    payload: DrainPayload
     updated_at: datetime
 
 
-def is_finished(phase: str, payload: Mapping[str, Any]) -> bool:
+def is_finished(phase: str, payload: DrainPayload) -> bool:
     """Whether a drain is over: a final phase (``done``, ``failed``, ``partial``), or a dry run."""
     return phase in _FINAL or bool(payload.get("dry_run"))
 
@@ -230,7 +291,7 @@ class DrainTally:
 class DrainStore(Protocol):
     """Where the drains are journalled."""
 
-    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+    def put(self, id: str, phase: str, payload: DrainPayload, now: datetime) -> None:
         """Insert or replace a drain's row."""
 
     def get(self, id: str) -> DrainRow:
@@ -253,9 +314,9 @@ class MemoryDrainStore:
     def __init__(self) -> None:
         self._rows: dict[str, DrainRow] = {}
 
-    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+    def put(self, id: str, phase: str, payload: DrainPayload, now: datetime) -> None:
         """See :meth:`DrainStore.put`."""
-        self._rows[id] = DrainRow(id, phase, copy.deepcopy(dict(payload)), utc(now))
+        self._rows[id] = DrainRow(id, phase, copy.deepcopy(payload), utc(now))
 
     def get(self, id: str) -> DrainRow:
         """See :meth:`DrainStore.get`."""
@@ -294,9 +355,9 @@ class SqlDrainStore:
         except sa_exc.SQLAlchemyError as exc:
             raise DevmigError([Problem("DB_ERROR", ("database",), f"the database failed: {exc}")]) from exc
 
-    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+    def put(self, id: str, phase: str, payload: DrainPayload, now: datetime) -> None:
         """See :meth:`DrainStore.put`."""
-        row = {"phase": phase, "payload": dict(payload), "updated_at": utc(now)}
+        row = {"phase": phase, "payload": payload, "updated_at": utc(now)}
         with self._tx() as conn:
             done = conn.execute(drain_journal.update().where(drain_journal.c.id == id).values(**row))
             if done.rowcount == 0:
@@ -308,7 +369,7 @@ class SqlDrainStore:
             found = conn.execute(sa.select(drain_journal).where(drain_journal.c.id == id)).first()
         if found is None:
             raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id)
-        return DrainRow(found.id, found.phase, dict(found.payload), utc(found.updated_at))
+        return DrainRow(found.id, found.phase, drain_payload(id, found.payload), utc(found.updated_at))
 
     def list(self, phase: str | None = None) -> list[DrainRow]:
         """See :meth:`DrainStore.list`."""
@@ -317,7 +378,7 @@ class SqlDrainStore:
             query = query.where(drain_journal.c.phase == phase)
         with self._tx() as conn:
             rows = conn.execute(query).all()
-        return [DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows]
+        return [DrainRow(r.id, r.phase, drain_payload(r.id, r.payload), utc(r.updated_at)) for r in rows]
 
     def newest(self, limit: int) -> DrainTally:
         """See :meth:`DrainStore.newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query, in one
@@ -330,7 +391,8 @@ class SqlDrainStore:
         running = sa.and_(drain_journal.c.phase.not_in(sorted(_FINAL)), sa.not_(dry_run))
         with self._tx() as conn:
             rows, total, unfinished = newest_page(conn, drain_journal, running, limit)
-        return DrainTally(tuple(DrainRow(r.id, r.phase, dict(r.payload), utc(r.updated_at)) for r in rows),
+        return DrainTally(tuple(DrainRow(r.id, r.phase, drain_payload(r.id, r.payload), utc(r.updated_at))
+                                for r in rows),
                           total, unfinished)
 
 
@@ -345,13 +407,14 @@ def store_for(inventory: Inventory) -> DrainStore:
 # -- the drainer (I/O) -------------------------------------------------------------------------------
 
 
-Records = list[dict[str, Any]]
+Records = list[JsonObject]
 """Drain records (:func:`record_of`)."""
 
 
-def record_of(row: DrainRow) -> dict[str, Any]:
+def record_of(row: DrainRow) -> JsonObject:
     """The public drain record of a row."""
-    record = {k: v for k, v in row.payload.items() if not k.startswith("_")}
+    stored = cast(JsonObject, row.payload)  # a DrainPayload holds JSON values only
+    record: JsonObject = {k: v for k, v in stored.items() if not k.startswith("_")}
     record.update(id=row.id, phase=row.phase, finished=is_finished(row.phase, row.payload),
                   updated_at=row.updated_at.isoformat())
     return record
@@ -390,7 +453,7 @@ class Drainer:
 
     # -- reads ---------------------------------------------------------------------
 
-    def get(self, drain_id: str) -> dict[str, Any]:
+    def get(self, drain_id: str) -> JsonObject:
         """A drain's record (``DRAIN_UNKNOWN``)."""
         return record_of(self.store.get(drain_id))
 
@@ -408,7 +471,7 @@ class Drainer:
         tally = self.store.newest(limit)
         return [record_of(r) for r in tally.rows], tally.total, tally.running
 
-    async def wait(self, drain_id: str, timeout: float | None = None) -> dict[str, Any]:
+    async def wait(self, drain_id: str, timeout: float | None = None) -> JsonObject:
         """The record once the drain finished (``TIMEOUT`` when ``timeout`` passed first)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -429,7 +492,7 @@ class Drainer:
     # -- start -----------------------------------------------------------------------
 
     async def start(self, host: str, *, partial: bool = False, dry_run: bool = False,
-                    parallel: int = 1) -> dict[str, Any]:
+                    parallel: int = 1) -> JsonObject:
         """Cordon ``host``, plan its drain and start it in the background.
 
         Returns:
@@ -459,7 +522,7 @@ class Drainer:
                               lambda device, snap: self.orchestrator.place_device(device, snapshot=snap))
             drain_id = "drain-" + uuid.uuid4().hex[:12]
             now = self.clock.now()
-            payload: dict[str, Any] = {
+            payload: DrainPayload = {
                 "host": host, "partial": partial, "parallel": parallel, "dry_run": dry_run,
                 "plan": [m.to_dict() for m in plan.moves], "stranded": [s.to_dict() for s in plan.stranded],
                 "migrations": [], "results": {}, "error": None, "created_at": now.isoformat(),
@@ -479,7 +542,7 @@ class Drainer:
             self._spawn(drain_id)
             return self.get(drain_id)
 
-    def _enter(self, payload: dict[str, Any], phase: str) -> None:
+    def _enter(self, payload: DrainPayload, phase: str) -> None:
         payload["history"] = [*payload.get("history", []), {"phase": phase, "at": self.clock.now().isoformat()}]
 
     # -- running ---------------------------------------------------------------------
@@ -528,7 +591,7 @@ class Drainer:
         await stop_tasks([*self._tasks.values(), *sweeper])
         self._life.move(RunState.CLOSED)
 
-    def _save(self, drain_id: str, phase: str, payload: Mapping[str, Any]) -> None:
+    def _save(self, drain_id: str, phase: str, payload: DrainPayload) -> None:
         self.store.put(drain_id, phase, payload, self.clock.now())
 
     async def _run(self, drain_id: str) -> None:
@@ -537,7 +600,7 @@ class Drainer:
             payload = row.payload
             slots = asyncio.Semaphore(max(1, int(payload.get("parallel", 1))))
 
-            async def one(index: int, move: Mapping[str, Any]) -> None:
+            async def one(index: int, move: MoveJson) -> None:
                 async with slots:
                     result = await self._move(drain_id, payload, index, move)
                 payload["results"][move["device"]] = result
@@ -561,13 +624,13 @@ class Drainer:
         except Exception:  # the database or a bug: a later start resumes it
             log.exception("drain %s failed; it will be resumed at the next start", drain_id)
 
-    async def _move(self, drain_id: str, payload: dict[str, Any], index: int,
-                    move: Mapping[str, Any]) -> dict[str, Any]:
+    async def _move(self, drain_id: str, payload: DrainPayload, index: int,
+                    move: MoveJson) -> DrainResult:
         """Migrate one planned device (or find its migration again); return its result."""
         mid = f"{drain_id}-{index}"
         done = payload["results"].get(move["device"])
         if done is not None:
-            return dict(done)
+            return done.copy()
         if mid not in payload["migrations"]:
             payload["migrations"] = [*payload["migrations"], mid]
             self._save(drain_id, "running", payload)  # write-ahead: the id is known before it is asked
