@@ -526,24 +526,21 @@ def layout_problems(layout: PublishedLayout, params: Mapping[str, str], loc: Loc
                     )
                 )
 
+    def check_once(kind: str, name: str, seen: set[str], where: Loc) -> None:
+        if name in seen:
+            problems.append(Problem("SCHEMA", (*where, "name"), f"{kind} {name!r} is listed twice"))
+        seen.add(name)
+
     seen_sections: set[str] = set()
     for i, section in enumerate(layout.sections):
         sloc = (*loc, "sections", i)
-        if section.name in seen_sections:
-            problems.append(
-                Problem("SCHEMA", (*sloc, "name"), f"section {section.name!r} is listed twice")
-            )
-        seen_sections.add(section.name)
+        check_once("section", section.name, seen_sections, sloc)
         if section.when is not None:
             check_when(section.when, (*sloc, "when"))
         seen_fields: set[str] = set()
         for j, f in enumerate(section.fields):
             floc = (*sloc, "fields", j)
-            if f.name in seen_fields:
-                problems.append(
-                    Problem("SCHEMA", (*floc, "name"), f"field {f.name!r} is listed twice")
-                )
-            seen_fields.add(f.name)
+            check_once("field", f.name, seen_fields, floc)
             if f.type in VARIABLE_TYPES and f.max is None:
                 problems.append(
                     Problem("SCHEMA", (*floc, "max"), f"field {f.name!r} ({f.type}) needs a max")
@@ -560,11 +557,7 @@ def layout_problems(layout: PublishedLayout, params: Mapping[str, str], loc: Loc
     seen_regions: set[str] = set()
     for i, region in enumerate(layout.regions):
         rloc = (*loc, "regions", i)
-        if region.name in seen_regions:
-            problems.append(
-                Problem("SCHEMA", (*rloc, "name"), f"region {region.name!r} is listed twice")
-            )
-        seen_regions.add(region.name)
+        check_once("region", region.name, seen_regions, rloc)
         check_size(region.size, (*rloc, "size"))
     return problems
 
