@@ -111,6 +111,15 @@ def _argsz(argsz: int, minimum: int, what: str) -> None:
         raise _bad(f"{what} argsz must be at least {minimum}", argsz)
 
 
+def _fixed(payload: Payload, fds: Fds, layout: struct.Struct, what: str) -> tuple[int, ...]:
+    """The fields of a descriptor-less, fixed-size body whose first field is ``argsz`` (checked)."""
+    _no_fds(fds, what)
+    _exact(payload, layout.size, what)
+    fields: tuple[int, ...] = layout.unpack(payload)
+    _argsz(fields[0], layout.size, what)
+    return fields
+
+
 def _data_count(count: int, limits: DecodeLimits, what: str) -> None:
     if count > limits.max_data_xfer_size:
         raise _bad(
@@ -247,10 +256,7 @@ class DeviceGetInfo:
 
     @classmethod
     def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> DeviceGetInfo:
-        _no_fds(fds, "DEVICE_GET_INFO")
-        _exact(payload, _INFO.size, "DEVICE_GET_INFO")
-        argsz = _INFO.unpack(payload)[0]
-        _argsz(argsz, _INFO.size, "DEVICE_GET_INFO")
+        argsz = _fixed(payload, fds, _INFO, "DEVICE_GET_INFO")[0]
         return cls(argsz)
 
 
@@ -267,10 +273,9 @@ class GetRegionInfo:
 
     @classmethod
     def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> GetRegionInfo:
-        _no_fds(fds, "DEVICE_GET_REGION_INFO")
-        _exact(payload, _REGION_INFO.size, "DEVICE_GET_REGION_INFO")
-        argsz, _flags, index, _cap, _size, _offset = _REGION_INFO.unpack(payload)
-        _argsz(argsz, _REGION_INFO.size, "DEVICE_GET_REGION_INFO")
+        argsz, _flags, index, _cap, _size, _offset = _fixed(
+            payload, fds, _REGION_INFO, "DEVICE_GET_REGION_INFO"
+        )
         return cls(index, argsz)
 
 
@@ -287,10 +292,7 @@ class GetRegionIoFds:
 
     @classmethod
     def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> GetRegionIoFds:
-        _no_fds(fds, "DEVICE_GET_REGION_IO_FDS")
-        _exact(payload, _INFO.size, "DEVICE_GET_REGION_IO_FDS")
-        argsz, flags, index, _count = _INFO.unpack(payload)
-        _argsz(argsz, _INFO.size, "DEVICE_GET_REGION_IO_FDS")
+        argsz, flags, index, _count = _fixed(payload, fds, _INFO, "DEVICE_GET_REGION_IO_FDS")
         if flags:
             raise _bad("DEVICE_GET_REGION_IO_FDS flags must be 0", flags)
         return cls(index, argsz)
@@ -309,10 +311,7 @@ class GetIrqInfo:
 
     @classmethod
     def decode(cls, payload: Payload, fds: Fds, limits: DecodeLimits) -> GetIrqInfo:
-        _no_fds(fds, "DEVICE_GET_IRQ_INFO")
-        _exact(payload, _INFO.size, "DEVICE_GET_IRQ_INFO")
-        argsz, _flags, index, _count = _INFO.unpack(payload)
-        _argsz(argsz, _INFO.size, "DEVICE_GET_IRQ_INFO")
+        argsz, _flags, index, _count = _fixed(payload, fds, _INFO, "DEVICE_GET_IRQ_INFO")
         return cls(index, argsz)
 
 
