@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from agent_processes import AgentProcess, Agents
-from socket_checks import closed_within
+from socket_checks import closed_within, trickle_closed
 
 from devmig.agent._loop_errors import AcceptErrorLog
 
@@ -29,17 +29,8 @@ def connect(agent: AgentProcess) -> socket.socket:
 def test_one_byte_at_a_time_does_not_restart_the_hello_deadline(agent: AgentProcess) -> None:
     sock = connect(agent)
     started = time.monotonic()
-    closed = False
     with sock:
-        for _ in range(40):  # at most 40 bytes, 0.25 s apart: 10 s, five stall timeouts
-            try:
-                sock.sendall(b"D")
-            except OSError:
-                closed = True
-                break
-            if closed_within(sock, 0.25):
-                closed = True
-                break
+        closed = trickle_closed(sock)  # at most 40 bytes, 0.25 s apart: 10 s, five stall timeouts
     took = time.monotonic() - started
     assert closed, "the agent kept a trickling HELLO open for 10 s"
     assert took < STALL + 1.5, took

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 from devmig_procs import DevmigFleet, Proc, agent_args, wait_finished_record
-from socket_checks import closed_within
+from socket_checks import closed_within, trickle_closed
 
 NIC = "example.org/devices/nic"
 BLK = "example.org/devices/blk"
@@ -224,17 +224,9 @@ def stream_port_slowloris(lab: Lab) -> None:
     """Finding 5: one byte every 8 s held 200 stream connections open past the stall timeout."""
     host, _, port = lab.agent("dst").announce["stream"].rpartition(":")
     trickle = socket.create_connection((host, int(port)), timeout=5)
-    started, closed = time.monotonic(), False
+    started = time.monotonic()
     with trickle:
-        for _ in range(40):  # at most 10 s
-            try:
-                trickle.sendall(b"D")
-            except OSError:
-                closed = True
-                break
-            if closed_within(trickle, 0.25):
-                closed = True
-                break
+        closed = trickle_closed(trickle)  # at most 10 s
     assert closed and time.monotonic() - started < STALL + 1.5
     held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(8)]
     try:

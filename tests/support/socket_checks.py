@@ -23,3 +23,15 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         except ConnectionError:
             return True
     return False
+
+
+def trickle_closed(sock: socket.socket, count: int = 40, gap: float = 0.25) -> bool:
+    """Send one byte every ``gap`` seconds (``count`` at most); whether the peer closed ``sock`` meanwhile."""
+    for _ in range(count):
+        try:
+            sock.sendall(b"D")
+        except OSError:
+            return True
+        if closed_within(sock, gap):
+            return True
+    return False
