@@ -144,7 +144,7 @@ def _check(qemu: Qemu, own: DeviceBackend, impl: str) -> None:
 
 def test_the_chroot_tool_reports_its_path(qemu_root):
     done = subprocess.run(
-        ["bash", "tools/qemu-chroot"],
+        ["bash", str(Path(__file__).resolve().parents[2] / "tools" / "qemu-chroot")],
         capture_output=True,
         text=True,
         timeout=60,
