@@ -9,6 +9,7 @@ from fleet_fixtures import T0, at, report
 
 from devmig import DevmigError
 from devmig.inventory import DeviceRecord, Inventory, MemoryInventory, SqlInventory, report_profile
+from devmig.orchestration import MIGRATIONS
 
 NIC1 = ("acme-nic/1.0.0", "acme-blk/1.0.0")
 NIC2 = ("acme-nic/2.0.0", "acme-blk/1.0.0")
@@ -188,15 +189,15 @@ def test_register_reports_is_all_or_nothing(inventory: Inventory, bad: tuple[str
 
 
 def test_journal(inventory: Inventory) -> None:
-    inventory.journal_put("m1", "STARTED", {"device": "d1", "to": ["b"]}, at(0))
-    inventory.journal_put("m2", "STARTED", {}, at(1))
-    inventory.journal_put("m1", "COMMITTED", {"device": "d1"}, at(2))
-    entry = inventory.journal_get("m1")
+    inventory.journal(MIGRATIONS).put("m1", "STARTED", {"device": "d1", "to": ["b"]}, at(0))
+    inventory.journal(MIGRATIONS).put("m2", "STARTED", {}, at(1))
+    inventory.journal(MIGRATIONS).put("m1", "COMMITTED", {"device": "d1"}, at(2))
+    entry = inventory.journal(MIGRATIONS).get("m1")
     assert (entry.phase, dict(entry.payload), entry.updated_at) == ("COMMITTED", {"device": "d1"}, at(2))
-    assert [e.id for e in inventory.journal_list()] == ["m1", "m2"]
-    assert [e.id for e in inventory.journal_list("STARTED")] == ["m2"]
+    assert [e.id for e in inventory.journal(MIGRATIONS).list()] == ["m1", "m2"]
+    assert [e.id for e in inventory.journal(MIGRATIONS).list("STARTED")] == ["m2"]
     with pytest.raises(DevmigError) as info:
-        inventory.journal_get("nope")
+        inventory.journal(MIGRATIONS).get("nope")
     assert info.value.code == "JOURNAL_UNKNOWN"
 
 

@@ -19,16 +19,11 @@ from fleet_fixtures import at, report
 
 from devmig._errors import DevmigError, Problem
 from devmig._examples import load_example
-from devmig.inventory import Inventory, MemoryInventory
+from devmig.inventory import Inventory, MemoryInventory, MemoryJournalStore
 from devmig.inventory._interface import DeviceRecord, HostSnapshot, InventorySnapshot
 from devmig.model import expand
-from devmig.orchestration._drain import (
-    Drainer,
-    MemoryDrainStore,
-    plan_drain,
-    record_of,
-    store_for,
-)
+from devmig.orchestration import DRAINS, MIGRATIONS
+from devmig.orchestration._drain import Drainer, plan_drain, record_of
 from devmig.orchestration._orchestrator import Orchestrator
 
 
@@ -126,7 +121,7 @@ def test_drainer_dry_run_refusal_and_unknowns_on_the_twin(twin: Twin) -> None:
     inventory, orchestrator = twin
 
     async def scenario() -> None:
-        drainer = Drainer(inventory, orchestrator, MemoryDrainStore())
+        drainer = Drainer(inventory, orchestrator, MemoryJournalStore(DRAINS))
         dry = await drainer.start("src", dry_run=True)
         assert dry["phase"] == "planned" and dry["finished"] and dry["dry_run"]
         assert len(dry["plan"]) == 4 and [s["device"] for s in dry["stranded"]] == ["src/v4"]
@@ -139,7 +134,7 @@ def test_drainer_dry_run_refusal_and_unknowns_on_the_twin(twin: Twin) -> None:
         assert inventory.get_host("src").cordoned  # stays cordoned
         failed = drainer.get(first.context["drain"])
         assert failed["phase"] == "failed" and failed["migrations"] == [] and failed["error"]["code"] == "STRANDED"
-        assert inventory.journal_list() == []  # no migration was journalled
+        assert inventory.journal(MIGRATIONS).list() == []  # no migration was journalled
         assert [d["id"] for d in drainer.list()] and {d["id"] for d in drainer.list()} == {dry["id"], failed["id"]}
         for call, code in ((drainer.start("nowhere"), "HOST_UNKNOWN"), (drainer.start("src", parallel=0),
                                                                         "REQUEST_INVALID")):
@@ -156,7 +151,7 @@ def test_drainer_dry_run_refusal_and_unknowns_on_the_twin(twin: Twin) -> None:
 
 def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin(twin: Twin) -> None:
     inventory, orchestrator = twin
-    store = MemoryDrainStore()
+    store = MemoryJournalStore(DRAINS)
     # a drain of src under way (journalled by this or an earlier manager)
     store.put("drain-under-way", "running", {"host": "src", "plan": [], "migrations": [], "history": []}, at(0))
 
@@ -167,7 +162,7 @@ def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin(twin: Twi
         problem = busy.value.problems[0]
         assert (problem.code, problem.loc, problem.value) == ("DRAIN_BUSY", ("host",), "drain-under-way")
         assert problem.hint == "see GET /v1/drains/drain-under-way"
-        assert not inventory.get_host("src").cordoned and inventory.journal_list() == []  # nothing done
+        assert not inventory.get_host("src").cordoned and inventory.journal(MIGRATIONS).list() == []  # nothing done
         assert [row.id for row in store.list()] == ["drain-under-way"]  # nothing journalled
         dry = await drainer.start("src", dry_run=True)  # a dry run changes nothing: still answered
         assert dry["phase"] == "planned" and len(dry["plan"]) == 4
@@ -178,11 +173,11 @@ def test_a_second_drain_of_a_host_being_drained_is_refused_on_the_twin(twin: Twi
     asyncio.run(scenario())
 
 
-class _StoreFailingOnce(MemoryDrainStore):
+class _StoreFailingOnce(MemoryJournalStore):
     """The twin, whose database fails once when a drain's end is written (as a lost connection would)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(DRAINS)
         self.failed = 0
 
     def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
@@ -224,7 +219,7 @@ def test_an_empty_host_drains_at_once_on_the_twin(twin: Twin) -> None:
 
 def test_store_round_trip_on_every_database(make_inventory: Callable[[], Inventory]) -> None:
     inventory = make_inventory()
-    store = store_for(inventory)
+    store = inventory.journal(DRAINS)
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     store.put("drain-b", "running", {"host": "h", "plan": [{"device": "h/1"}], "migrations": []}, now)
     store.put("drain-a", "planned", {"host": "g", "dry_run": True}, now)
@@ -238,7 +233,7 @@ def test_store_round_trip_on_every_database(make_inventory: Callable[[], Invento
         store.get("drain-c")
     assert unknown.value.code == "DRAIN_UNKNOWN"
     if isinstance(inventory, MemoryInventory):
-        assert isinstance(store, MemoryDrainStore)
+        assert isinstance(store, MemoryJournalStore) and inventory.journal(DRAINS) is store  # kept with the twin
 
 
 # -- a drain survives its manager --------------------------------------------------------------------

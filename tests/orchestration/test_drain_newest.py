@@ -1,4 +1,4 @@
-"""``DrainStore.newest``: the newest drains and the journal's counts, on the twin, SQLite and PostgreSQL.
+"""``JournalStore.newest``: the newest drains and the journal's counts, on the twin, SQLite and PostgreSQL.
 
 The dashboard polls it every second, so it must equal what it replaces — the first rows of every
 drain sorted newest first, and the counts over every drain — and read no other row: the SQL store
@@ -15,19 +15,18 @@ from typing import Any
 import pytest
 from sql_statements import executed
 
-from devmig.inventory import Inventory, MemoryInventory, SqlInventory
-from devmig.orchestration._drain import (
-    PHASES,
-    Drainer,
-    DrainRow,
-    DrainStore,
-    DrainTally,
-    MemoryDrainStore,
-    is_finished,
+from devmig.inventory import (
+    Inventory,
+    JournalEntry,
+    JournalPage,
+    JournalStore,
+    MemoryInventory,
+    MemoryJournalStore,
+    SqlInventory,
     newest_first,
-    record_of,
-    store_for,
 )
+from devmig.orchestration import DRAINS
+from devmig.orchestration._drain import PHASES, Drainer, record_of
 from devmig.orchestration._orchestrator import Orchestrator
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -45,24 +44,24 @@ def _payload(i: int, phase: str) -> dict[str, Any]:
     return payload
 
 
-def _fill(store: DrainStore, start: int, stop: int) -> None:
+def _fill(store: JournalStore, start: int, stop: int) -> None:
     """Drains ``start`` .. ``stop - 1`` in every phase (planned ones are dry runs), ids not in creation order."""
     for i in range(start, stop):
         phase = PHASES[i % len(PHASES)]
         store.put(f"drain-{(i * 37) % 1000:03d}-{i}", phase, _payload(i, phase), T0 + timedelta(minutes=i))
 
 
-def _expected(store: DrainStore, limit: int) -> DrainTally:
+def _expected(store: JournalStore, limit: int) -> JournalPage:
     """What the dashboard computed before: every drain read, sorted, cut, counted."""
     rows = sorted(store.list(), key=newest_first, reverse=True)
-    running = sum(1 for r in rows if not is_finished(r.phase, r.payload))
-    return DrainTally(tuple(rows[:limit]), len(rows), running)
+    running = sum(1 for r in rows if not DRAINS.finished(r.phase, r.payload))
+    return JournalPage(tuple(rows[:limit]), len(rows), running)
 
 
 
 def test_newest_equals_every_drain_sorted_and_counted(make_inventory: Callable[[], Inventory]) -> None:
-    store = store_for(make_inventory())
-    assert store.newest(10) == DrainTally((), 0, 0)
+    store = make_inventory().journal(DRAINS)
+    assert store.newest(10) == JournalPage((), 0, 0)
     _fill(store, 0, 40)
     # a drain updated (its phase and payload) reads as updated
     store.put("drain-000-0", "running", {**_payload(0, "running"), "created_at": (T0 + timedelta(days=1)).isoformat()},
@@ -71,11 +70,11 @@ def test_newest_equals_every_drain_sorted_and_counted(make_inventory: Callable[[
         got = store.newest(limit)
         assert got == _expected(store, limit), limit
     got = store.newest(10)
-    assert [r.id for r in got.rows] == [  # drain 35 shares drain 34's minute: the greater id first
+    assert [r.id for r in got.entries] == [  # drain 35 shares drain 34's minute: the greater id first
         "drain-000-0", "drain-443-39", "drain-406-38", "drain-369-37", "drain-332-36", "drain-295-35",
         "drain-258-34", "drain-184-32", "drain-147-31", "drain-110-30"]
-    assert (got.total, got.running) == (40, 9)  # drains 1, 6, ..., 36 and the updated drain 0 run
-    undated = store.newest(40).rows[-3:]  # drains 11, 22 and 33 have no created_at: the oldest, by id
+    assert (got.total, got.unfinished) == (40, 9)  # drains 1, 6, ..., 36 and the updated drain 0 run
+    undated = store.newest(40).entries[-3:]  # drains 11, 22 and 33 have no created_at: the oldest, by id
     assert [r.id for r in undated] == ["drain-814-22", "drain-407-11", "drain-221-33"]
     assert [r.id for r in store.list("running")] == sorted(r.id for r in store.list() if r.phase == "running")
     with pytest.raises(ValueError):
@@ -84,13 +83,13 @@ def test_newest_equals_every_drain_sorted_and_counted(make_inventory: Callable[[
 
 def test_newest_reads_the_same_two_statements_at_30_and_at_300_drains(db_url: str) -> None:
     with SqlInventory(db_url) as inventory:
-        store = store_for(inventory)
+        store = inventory.journal(DRAINS)
         counts: dict[int, int] = {}
         for start, stop in ((0, 30), (30, 300)):
             _fill(store, start, stop)
             with executed(inventory.engine) as seen:
                 got = store.newest(10)
-            assert got == _expected(store, 10) and len(got.rows) == 10 and got.total == stop
+            assert got == _expected(store, 10) and len(got.entries) == 10 and got.total == stop
             counts[stop] = len(seen)
             # one statement counts, the other reads the newest rows with a LIMIT of 10; nothing else
             counting = [sql for sql, _params in seen if sql.startswith("SELECT count(*)")]
@@ -100,14 +99,14 @@ def test_newest_reads_the_same_two_statements_at_30_and_at_300_drains(db_url: st
         assert counts[30] == counts[300] == 2, counts
 
 
-class _CountingStore(MemoryDrainStore):
+class _CountingStore(MemoryJournalStore):
     """The twin, counting the payloads it hands out (each :meth:`get` copies one)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(DRAINS)
         self.copied = 0
 
-    def get(self, id: str) -> DrainRow:
+    def get(self, id: str) -> JournalEntry:
         self.copied += 1
         return super().get(id)
 
@@ -123,7 +122,7 @@ def test_the_twin_copies_only_the_newest_payloads() -> None:
 def test_the_drainer_lists_the_newest_records_and_counts() -> None:
     inventory = MemoryInventory()
     with inventory:
-        store = MemoryDrainStore()
+        store = MemoryJournalStore(DRAINS)
         _fill(store, 0, 25)
         drainer = Drainer(inventory, Orchestrator(inventory, sweep_interval=None), store, sweep_interval=None)
         every = drainer.list()

@@ -33,7 +33,7 @@ from orchestrator_env import (
 )
 
 from devmig.inventory import MemoryInventory, Poller
-from devmig.orchestration import FORWARD, Orchestrator
+from devmig.orchestration import FORWARD, MIGRATIONS, Orchestrator
 from devmig.orchestration._migration_records import enter_phase, new_payload
 
 pytestmark = pytest.mark.slow
@@ -285,9 +285,9 @@ def test_arriving_migrations_count_in_the_destinations_load() -> None:
         for name in ("h1", "h2"):
             inventory.add_host(name, f"http://{name}")
         now = datetime.now(UTC)
-        inventory.journal_put("m1", "streaming", {"device": "h1/x", "destination": "h2"}, now)
-        inventory.journal_put("m2", "planned", {"device": "h1/y", "destination": "h2"}, now)
-        inventory.journal_put("m3", "done", {"device": "h1/z", "destination": "h2"}, now)
+        inventory.journal(MIGRATIONS).put("m1", "streaming", {"device": "h1/x", "destination": "h2"}, now)
+        inventory.journal(MIGRATIONS).put("m2", "planned", {"device": "h1/y", "destination": "h2"}, now)
+        inventory.journal(MIGRATIONS).put("m3", "done", {"device": "h1/z", "destination": "h2"}, now)
         orchestrator = Orchestrator(inventory)
         assert orchestrator.arriving() == {"h2": 2}
         loads = {h.name: h.load for h in orchestrator.snapshot().hosts}
@@ -339,7 +339,7 @@ def test_unreachable_agents_keep_a_migration_resolving_with_retries() -> None:
                                   now=datetime.now(UTC))
             for phase in ("destination_created", "streaming", "destination_validated", "handed_off"):
                 enter_phase(payload, phase, datetime.now(UTC))
-            inventory.journal_put("m1", "handed_off", payload, datetime.now(UTC))
+            inventory.journal(MIGRATIONS).put("m1", "handed_off", payload, datetime.now(UTC))
             async with Orchestrator(inventory, interval=0.01, sweep_interval=None, agent_timeout=1.0) as orch:
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 20

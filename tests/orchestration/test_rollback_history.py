@@ -23,6 +23,7 @@ from devmig.inventory import Inventory, JournalEntry
 from devmig.inventory._interface import DeviceRecord
 from devmig.manager._matrix import compatibility_matrix
 from devmig.model import expand
+from devmig.orchestration import MIGRATIONS
 from devmig.orchestration._migration_records import Hop, lineage
 from devmig.orchestration._queries import answer_rollback_set
 
@@ -58,7 +59,7 @@ def test_a_device_must_be_able_to_return_to_a_profile_it_ran_on(make_inventory: 
                                 ("x", "http://x", host_report("x", h22)), ("twin", "http://twin", host_report("twin", v200))],
                                at(0))
     # the device ran on old (2.1.0) as d0 and moved to mid as d1; later old was upgraded to 2.0.0
-    inventory.journal_put("m1", "done", _migration("old", "d0", "mid", "d1", at(10)), at(12))
+    inventory.journal(MIGRATIONS).put("m1", "done", _migration("old", "d0", "mid", "d1", at(10)), at(12))
     inventory.register_reports([("old", "http://old", host_report("old", v200))], at(100))
     model = v200.find(NIC)
     assert model is not None

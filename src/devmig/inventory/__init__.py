@@ -10,7 +10,10 @@ Open an inventory, register hosts, and poll their agents::
 
 :class:`Inventory` is the interface; :class:`SqlInventory` keeps it in a database whose schema
 (:data:`metadata`) is upgraded by the Alembic revisions shipped in ``schema_versions/`` when it
-opens; :class:`MemoryInventory` is the in-memory twin, and both run the same tests. The
+opens; :class:`MemoryInventory` is the in-memory twin, and both run the same tests. Each also
+implements the journals the orchestration writes ahead of its actions: one interface,
+:class:`JournalStore` (:meth:`Inventory.journal` opens one), for every :class:`Journal` — the
+migrations' and the drains' differ only in data (table, error code, what counts as finished). The
 :class:`Poller` keeps the inventory in step with every agent's report and devices: it is the
 inventory's writer, and the orchestrator refreshes a host through it before placing.
 
@@ -39,19 +42,24 @@ if TYPE_CHECKING:
         HostView,
         Inventory,
         InventorySnapshot,
+        RunState,
+        report_profile,
+    )
+    from devmig.inventory._journal import (
+        Journal,
         JournalEntry,
         JournalMark,
         JournalPage,
-        RunState,
+        JournalStore,
+        MemoryJournalStore,
         check_limit,
         newest_first,
-        report_profile,
         utc,
     )
     from devmig.inventory._memory import MemoryInventory
     from devmig.inventory._poller import Poller, PollOutcome, PollStatus
-    from devmig.inventory._schema import drain_journal, metadata, newest_page
-    from devmig.inventory._sql import SqlInventory, sqlite_url
+    from devmig.inventory._schema import metadata
+    from devmig.inventory._sql import SqlInventory, SqlJournalStore, sqlite_url
 
 __all__ = [
     "DEFAULT_MAX_MISSED",
@@ -62,23 +70,25 @@ __all__ = [
     "HostView",
     "Inventory",
     "InventorySnapshot",
+    "Journal",
     "JournalEntry",
     "JournalMark",
     "JournalPage",
+    "JournalStore",
     "ManualClock",
     "MemoryInventory",
+    "MemoryJournalStore",
     "PollOutcome",
     "PollStatus",
     "Poller",
     "RunState",
     "SqlInventory",
+    "SqlJournalStore",
     "SystemClock",
     "bench_register",
     "check_limit",
-    "drain_journal",
     "metadata",
     "newest_first",
-    "newest_page",
     "report_profile",
     "sqlite_url",
     "utc",
@@ -96,22 +106,24 @@ _WHERE = {
     "HostView": "devmig.inventory._interface",
     "Inventory": "devmig.inventory._interface",
     "InventorySnapshot": "devmig.inventory._interface",
-    "JournalEntry": "devmig.inventory._interface",
-    "JournalMark": "devmig.inventory._interface",
-    "JournalPage": "devmig.inventory._interface",
+    "Journal": "devmig.inventory._journal",
+    "JournalEntry": "devmig.inventory._journal",
+    "JournalMark": "devmig.inventory._journal",
+    "JournalPage": "devmig.inventory._journal",
+    "JournalStore": "devmig.inventory._journal",
+    "MemoryJournalStore": "devmig.inventory._journal",
     "RunState": "devmig.inventory._interface",
-    "check_limit": "devmig.inventory._interface",
-    "newest_first": "devmig.inventory._interface",
+    "check_limit": "devmig.inventory._journal",
+    "newest_first": "devmig.inventory._journal",
     "report_profile": "devmig.inventory._interface",
-    "utc": "devmig.inventory._interface",
+    "utc": "devmig.inventory._journal",
     "MemoryInventory": "devmig.inventory._memory",
     "PollOutcome": "devmig.inventory._poller",
     "PollStatus": "devmig.inventory._poller",
     "Poller": "devmig.inventory._poller",
-    "drain_journal": "devmig.inventory._schema",
     "metadata": "devmig.inventory._schema",
-    "newest_page": "devmig.inventory._schema",
     "SqlInventory": "devmig.inventory._sql",
+    "SqlJournalStore": "devmig.inventory._sql",
     "sqlite_url": "devmig.inventory._sql",
 }
 

@@ -42,12 +42,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from devmig._errors import DevmigError
 from devmig.compat import fingerprint_of, profile_json
+from devmig.inventory._journal import Journal, JournalStore
 from devmig.model import HostReport, ModelDocument
 
 __all__ = [
@@ -58,9 +59,6 @@ __all__ = [
     "HostView",
     "Inventory",
     "InventorySnapshot",
-    "JournalEntry",
-    "JournalMark",
-    "JournalPage",
     "RunState",
     "inventory_error",
     "report_profile",
@@ -86,13 +84,6 @@ def report_profile(report: HostReport) -> tuple[str, str]:
 def profile_documents(canonical: str) -> tuple[ModelDocument, ...]:
     """Return the documents of a stored profile (they were validated when recorded)."""
     return tuple(ModelDocument.model_validate(raw) for raw in json.loads(canonical))
-
-
-def utc(value: datetime) -> datetime:
-    """Return ``value`` as an aware UTC datetime (naive values are taken as UTC)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def inventory_error(code: str, loc: tuple[str | int, ...], message: str, *,
@@ -181,83 +172,6 @@ class HistoryEntry:
     fingerprint: str
     first_seen: datetime
     last_seen: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """The last recorded phase of one migration (the manager's journal)."""
-
-    id: str
-    phase: str
-    payload: Mapping[str, Any]
-    updated_at: datetime
-
-
-class Journalled(Protocol):
-    """A journalled record: a migration's :class:`JournalEntry`, a drain's row."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def payload(self) -> Mapping[str, Any]: ...
-
-
-def newest_first(entry: Journalled) -> tuple[str, str]:
-    """The sort key of "newest first" (descending) of journalled records: the payload's ``created_at``
-    (ISO text), then the id — the order of :meth:`~devmig.orchestration._orchestrator.Orchestrator.list` and
-    :meth:`~devmig.orchestration._drain.Drainer.list`."""
-    return str(entry.payload.get("created_at", "")), entry.id
-
-
-def is_unfinished(entry: JournalEntry) -> bool:
-    """Whether the payload of a journal entry does not say ``finished`` (what the dashboard counts as running)."""
-    return not entry.payload.get("finished")
-
-
-@dataclass(frozen=True, slots=True)
-class JournalMark:
-    """A cheap marker of the journal entries in one phase: read in one small query, compared with ``==``.
-
-    Two marks of the same inventory are equal when no entry entered or left the phase and none of
-    its entries was written again (another phase, another ``updated_at``, another payload); the
-    SQL inventory reads them from the rows, so a write by another process counts too. A mark may
-    change when nothing did (the twin counts writes; an entry re-written with the same content).
-
-    Attributes:
-        count: how many entries the phase holds.
-        newest: the greatest ``updated_at`` among them (``None`` when there are none).
-        digest: what tells the rest apart: on SQL the sum of a digest of each entry's id,
-            ``updated_at`` and payload, computed by the database (two different sets of entries with
-            the same count and newest time collide with a chance of about 2**-32 on SQLite, 2**-64 on
-            PostgreSQL); on the twin the
-            number of writes that touched the phase.
-    """
-
-    count: int
-    newest: datetime | None
-    digest: int
-
-
-@dataclass(frozen=True, slots=True)
-class JournalPage:
-    """The newest journal entries and the journal's counts, read without loading every entry.
-
-    Attributes:
-        entries: the newest entries, newest first (:func:`newest_first`, descending).
-        total: how many entries the journal holds.
-        unfinished: how many of them are not finished (:func:`is_unfinished`).
-    """
-
-    entries: tuple[JournalEntry, ...]
-    total: int
-    unfinished: int
-
-
-def check_limit(limit: int) -> None:
-    """Raise ``ValueError`` when a row limit is negative."""
-    if limit < 0:
-        raise ValueError(f"limit is at least 0, not {limit}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,33 +319,6 @@ class Inventory(Protocol):
     def snapshot(self) -> InventorySnapshot:
         """Return the fleet as plain data (hosts and the profiles they use)."""
 
-    def journal_put(self, id: str, phase: str, payload: Mapping[str, Any],
-                    now: datetime) -> None:
-        """Record the current phase of a migration (insert or replace)."""
-
-    def journal_get(self, id: str) -> JournalEntry:
-        """Return a migration's journal entry (``JOURNAL_UNKNOWN`` when absent)."""
-
-    def journal_list(self, phase: str | None = None) -> list[JournalEntry]:
-        """Return every journal entry (in one phase, when given), by id."""
-
-    def journal_mark(self, phase: str | None = None) -> JournalMark:
-        """Return a marker of the entries in ``phase`` (every entry when ``None``) that changes with them.
-
-        One query of one row, however long the journal: a reader that keeps something computed from
-        :meth:`journal_list` (the matrix cache) compares marks instead of reading every entry. Read the
-        mark *before* the entries it stands for, so that a write in between makes the next mark differ.
-        See :class:`JournalMark` for what equal marks mean.
-        """
-
-    def journal_newest(self, limit: int) -> JournalPage:
-        """Return the ``limit`` newest entries (:func:`newest_first`) and the journal's counts; no other
-        entry is read.
-
-        The entries are the first ``limit`` of every entry sorted newest first (a ``created_at``
-        that is not text counts as ``""`` on SQL); ``total`` and ``unfinished`` count every entry
-        (:func:`is_unfinished`: the payload's ``finished`` is not ``true``).
-
-        Raises:
-            ValueError: ``limit`` is negative.
-        """
+    def journal(self, journal: Journal) -> JournalStore:
+        """Return the store of ``journal`` in this inventory (its database's table; for the twin, a
+        :class:`~devmig.inventory.MemoryJournalStore` kept with the inventory)."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import copy
-import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 from devmig.inventory._interface import (
     DEFAULT_MAX_MISSED,
@@ -16,19 +14,13 @@ from devmig.inventory._interface import (
     HostSnapshot,
     HostView,
     InventorySnapshot,
-    JournalEntry,
-    JournalMark,
-    JournalPage,
     RunState,
-    check_limit,
     inventory_error,
-    is_unfinished,
-    newest_first,
     profile_documents,
     report_profile,
     require_open,
-    utc,
 )
+from devmig.inventory._journal import Journal, MemoryJournalStore, utc
 from devmig.model import HostReport, ModelDocument
 
 __all__ = ["MemoryInventory"]
@@ -53,8 +45,7 @@ class MemoryInventory:
         self._hosts: dict[str, _Host] = {}
         self._profiles: dict[str, tuple[str, tuple[ModelDocument, ...]]] = {}
         self._pools: dict[str, set[str]] = {}
-        self._journal: dict[str, JournalEntry] = {}
-        self._journal_writes: dict[str | None, int] = {}  # per phase (None: any), for journal_mark
+        self._journals: dict[str, MemoryJournalStore] = {}  # by table
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -301,43 +292,11 @@ class MemoryInventory:
         used = sorted({v.fingerprint for v in views if v.fingerprint is not None})
         return InventorySnapshot(hosts, {fp: self._profiles[fp][1] for fp in used})
 
-    # -- journal -------------------------------------------------------------------
+    # -- journals ------------------------------------------------------------------
 
-    def journal_put(self, id: str, phase: str, payload: Mapping[str, Any],
-                    now: datetime) -> None:
-        """See :meth:`Inventory.journal_put`."""
-        require_open(self.state)
-        before = self._journal.get(id)
-        self._journal[id] = JournalEntry(id, phase, copy.deepcopy(dict(payload)), utc(now))
-        for touched in {None, phase, None if before is None else before.phase}:
-            self._journal_writes[touched] = self._journal_writes.get(touched, 0) + 1
-
-    def journal_get(self, id: str) -> JournalEntry:
-        """See :meth:`Inventory.journal_get`."""
-        require_open(self.state)
-        try:
-            return self._journal[id]
-        except KeyError:
-            raise inventory_error("JOURNAL_UNKNOWN", ("journal", id),
-                                  f"no journal entry for migration {id!r}", value=id) from None
-
-    def journal_list(self, phase: str | None = None) -> list[JournalEntry]:
-        """See :meth:`Inventory.journal_list`."""
-        require_open(self.state)
-        return [self._journal[k] for k in sorted(self._journal)
-                if phase is None or self._journal[k].phase == phase]
-
-    def journal_mark(self, phase: str | None = None) -> JournalMark:
-        """See :meth:`Inventory.journal_mark`: the count and newest time of the phase's entries, and the
-        number of writes that put an entry in the phase or took one out of it (nothing is copied)."""
-        require_open(self.state)
-        times = [e.updated_at for e in self._journal.values() if phase is None or e.phase == phase]
-        return JournalMark(len(times), max(times, default=None), self._journal_writes.get(phase, 0))
-
-    def journal_newest(self, limit: int) -> JournalPage:
-        """See :meth:`Inventory.journal_newest` (the entries themselves, as :meth:`journal_list` gives them)."""
-        require_open(self.state)
-        check_limit(limit)
-        entries = self._journal.values()
-        top = heapq.nlargest(limit, entries, key=newest_first)
-        return JournalPage(tuple(top), len(entries), sum(1 for e in entries if is_unfinished(e)))
+    def journal(self, journal: Journal) -> MemoryJournalStore:
+        """See :meth:`Inventory.journal`: one :class:`MemoryJournalStore` per journal, kept here."""
+        store = self._journals.get(journal.table)
+        if store is None:
+            store = self._journals[journal.table] = MemoryJournalStore(journal, lambda: require_open(self.state))
+        return store

@@ -29,13 +29,16 @@ from devmig.inventory._interface import (
     HostSnapshot,
     HostView,
     InventorySnapshot,
+    RunState,
+    inventory_error,
+    require_open,
+)
+from devmig.inventory._journal import (
+    Journal,
     JournalEntry,
     JournalMark,
     JournalPage,
-    RunState,
     check_limit,
-    inventory_error,
-    require_open,
     utc,
 )
 from devmig.inventory._profiles import ProfileCache
@@ -43,7 +46,7 @@ from devmig.inventory._schema import (
     devices,
     host_profile_history,
     hosts,
-    migration_journal,
+    metadata,
     newest_page,
     pool_members,
     pools,
@@ -52,7 +55,7 @@ from devmig.inventory._schema import (
 from devmig.inventory._schema_upgrade import upgrade
 from devmig.model import HostReport, ModelDocument
 
-__all__ = ["SqlInventory", "sqlite_url"]
+__all__ = ["SqlInventory", "SqlJournalStore", "sqlite_url"]
 
 _hosts_table = hosts
 """The ``hosts`` table under a name that :meth:`SqlInventory.devices_by_host`'s ``hosts`` argument does not hide."""
@@ -66,7 +69,7 @@ def sqlite_url(path: str | Path) -> str:
 
 
 _ENTRY_DIGEST = "devmig_entry_digest"
-"""The SQL function (SQLite: registered on every connection) behind :meth:`SqlInventory.journal_mark`."""
+"""The SQL function (SQLite: registered on every connection) behind :meth:`SqlJournalStore.mark`."""
 
 
 def _entry_digest(*columns: object) -> int:
@@ -636,51 +639,64 @@ class SqlInventory:
             docs = self._documents(conn, used)
         return InventorySnapshot(views, docs)
 
-    # -- journal -------------------------------------------------------------------
+    # -- journals ------------------------------------------------------------------
 
-    def journal_put(self, id: str, phase: str, payload: Mapping[str, Any],
-                    now: datetime) -> None:
-        """See :meth:`Inventory.journal_put`."""
-        row = {"phase": phase, "payload": json.loads(json.dumps(dict(payload))),
-               "updated_at": utc(now)}
-        with self._tx() as conn:
-            done = conn.execute(migration_journal.update()
-                                .where(migration_journal.c.id == id).values(**row))
+    def journal(self, journal: Journal) -> SqlJournalStore:
+        """See :meth:`Inventory.journal`: the journal's table in this database."""
+        return SqlJournalStore(self, journal)
+
+
+class SqlJournalStore:
+    """A :class:`~devmig.inventory.JournalStore` on its table in an inventory's database.
+
+    Every call is one transaction of the inventory (its errors: ``DB_UNAVAILABLE``, ``DB_ERROR``, ...).
+    """
+
+    def __init__(self, inventory: SqlInventory, journal: Journal) -> None:
+        self.inventory = inventory
+        self.journal = journal
+        self.table = metadata.tables[journal.table]
+
+    def put(self, id: str, phase: str, payload: Mapping[str, Any], now: datetime) -> None:
+        """See :meth:`JournalStore.put`."""
+        table = self.table
+        row = {"phase": phase, "payload": json.loads(json.dumps(dict(payload))), "updated_at": utc(now)}
+        with self.inventory._tx() as conn:
+            done = conn.execute(table.update().where(table.c.id == id).values(**row))
             if done.rowcount == 0:
-                conn.execute(migration_journal.insert().values(id=id, **row))
+                conn.execute(table.insert().values(id=id, **row))
 
     @staticmethod
     def _entry(row: sa.Row[Any]) -> JournalEntry:
-        return JournalEntry(row.id, row.phase, row.payload, utc(row.updated_at))
+        return JournalEntry(row.id, row.phase, dict(row.payload), utc(row.updated_at))
 
-    def journal_get(self, id: str) -> JournalEntry:
-        """See :meth:`Inventory.journal_get`."""
-        with self._tx() as conn:
-            row = conn.execute(sa.select(migration_journal)
-                               .where(migration_journal.c.id == id)).first()
+    def get(self, id: str) -> JournalEntry:
+        """See :meth:`JournalStore.get`."""
+        table = self.table
+        with self.inventory._tx() as conn:
+            row = conn.execute(sa.select(table).where(table.c.id == id)).first()
             if row is None:
-                raise inventory_error("JOURNAL_UNKNOWN", ("journal", id),
-                                      f"no journal entry for migration {id!r}", value=id)
+                raise self.journal.unknown_error(id)
             return self._entry(row)
 
-    def journal_list(self, phase: str | None = None) -> list[JournalEntry]:
-        """See :meth:`Inventory.journal_list`."""
-        query = sa.select(migration_journal).order_by(migration_journal.c.id)
+    def list(self, phase: str | None = None) -> list[JournalEntry]:
+        """See :meth:`JournalStore.list`."""
+        query = sa.select(self.table).order_by(self.table.c.id)
         if phase is not None:
-            query = query.where(migration_journal.c.phase == phase)
-        with self._tx() as conn:
+            query = query.where(self.table.c.phase == phase)
+        with self.inventory._tx() as conn:
             return [self._entry(row) for row in conn.execute(query)]
 
-    def journal_mark(self, phase: str | None = None) -> JournalMark:
-        """See :meth:`Inventory.journal_mark`: one ``SELECT count(*), max(updated_at), sum(digest)``.
+    def mark(self, phase: str | None = None) -> JournalMark:
+        """See :meth:`JournalStore.mark`: one ``SELECT count(*), max(updated_at), sum(digest)``.
 
         Each row's digest is computed by the database from its id, ``updated_at`` and payload text:
         on PostgreSQL its 64-bit ``hashtextextended`` (summed as ``numeric``: no overflow), on SQLite
         the 32-bit :func:`_entry_digest` (a Python function SQLite calls; registered per connection).
         Only the one row of aggregates leaves the database.
         """
-        journal = migration_journal
-        with self._tx() as conn:
+        journal = self.table
+        with self.inventory._tx() as conn:
             digest: sa.ColumnElement[Any]
             if conn.dialect.name == "postgresql":
                 text = sa.func.concat_ws(":", journal.c.id, sa.cast(sa.extract("epoch", journal.c.updated_at), sa.Text),
@@ -697,15 +713,21 @@ class SqlInventory:
             count, newest, total = conn.execute(query).one()
         return JournalMark(int(count), None if newest is None else utc(newest), int(total))
 
-    def journal_newest(self, limit: int) -> JournalPage:
-        """See :meth:`Inventory.journal_newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query,
+    def newest(self, limit: int) -> JournalPage:
+        """See :meth:`JournalStore.newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query,
         in one transaction.
 
-        The order is :func:`~devmig.inventory._interface.newest_first`'s (see
-        :func:`~devmig.inventory._schema.newest_page`).
+        The order is :func:`~devmig.inventory.newest_first`'s (see
+        :func:`~devmig.inventory._schema.newest_page`); :meth:`Journal.finished` is asked of the
+        database: the phase is not final and no finished flag of the payload is true.
         """
         check_limit(limit)
-        finished = sa.func.coalesce(migration_journal.c.payload["finished"].as_boolean(), sa.false())
-        with self._tx() as conn:
-            rows, total, unfinished = newest_page(conn, migration_journal, sa.not_(finished), limit)
-        return JournalPage(tuple(self._entry(r) for r in rows), total, unfinished)
+        table, journal = self.table, self.journal
+        unfinished: list[sa.ColumnElement[bool]] = []
+        if journal.final_phases:
+            unfinished.append(table.c.phase.not_in(sorted(journal.final_phases)))
+        for flag in journal.finished_flags:
+            unfinished.append(sa.not_(sa.func.coalesce(table.c.payload[flag].as_boolean(), sa.false())))
+        with self.inventory._tx() as conn:
+            rows, total, open_rows = newest_page(conn, table, sa.and_(sa.true(), *unfinished), limit)
+        return JournalPage(tuple(self._entry(r) for r in rows), total, open_rows)

@@ -29,7 +29,7 @@ matrix's own inputs, read in one go by :func:`read_inputs`: the snapshot's hosts
 and profile fingerprints, every host's device list (one query for the whole fleet:
 :meth:`~devmig.inventory.Inventory.devices_by_host`), and a marker of the journal's
 finished (``done``) migrations (the devices' history; one row of aggregates:
-:meth:`~devmig.inventory.Inventory.journal_mark`) — a hit costs the same few statements
+:meth:`~devmig.inventory.JournalStore.mark`) — a hit costs the same few statements
 on 20 hosts as on 2000, and on 20 finished migrations as on 20000; only a miss reads
 the finished migrations themselves. Those reads are cheap next to the
 computation (a fleet snapshot, one rollback set per device, each device's
@@ -55,6 +55,7 @@ from devmig.inventory import (
     JournalMark,
 )
 from devmig.orchestration import (
+    MIGRATIONS,
     Created,
     catalogue_of,
     created_devices,
@@ -112,7 +113,7 @@ class MatrixInputs:
 def read_key(inventory: Inventory, snap: InventorySnapshot
              ) -> tuple[MatrixKey, dict[str, tuple[DeviceRecord, ...]]]:
     """Read the cache key of the matrix of ``snap`` and every host's devices (part of the key), not the finished
-    migrations: their mark stands for them (:meth:`~devmig.inventory.Inventory.journal_mark`, one row).
+    migrations: their mark stands for them (:meth:`~devmig.inventory.JournalStore.mark`, one row).
 
     Two statements on SQL, however many hosts, devices and finished migrations.
 
@@ -122,7 +123,7 @@ def read_key(inventory: Inventory, snap: InventorySnapshot
     listed = inventory.devices_by_host([host.name for host in snap.hosts])  # one query, not one per host
     devices = {host.name: tuple(listed[host.name]) for host in snap.hosts
                if host.name in listed}  # a host removed since the snapshot is left out
-    mark = inventory.journal_mark("done")
+    mark = inventory.journal(MIGRATIONS).mark("done")
     return (snap.hosts, tuple(sorted(snap.profiles)), tuple(devices.items()), mark), devices
 
 
@@ -138,7 +139,7 @@ def read_inputs(inventory: Inventory, snap: InventorySnapshot, *,
         DevmigError: the database's errors (``DB_UNAVAILABLE``...).
     """
     matrix_key, devices = read_key(inventory, snap) if key is None else key
-    done = inventory.journal_list("done")
+    done = inventory.journal(MIGRATIONS).list("done")
     return MatrixInputs(snap, devices, created_devices(done), matrix_key)
 
 

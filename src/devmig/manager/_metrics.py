@@ -32,6 +32,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from devmig.orchestration import MIGRATIONS
+
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
@@ -69,7 +71,7 @@ class _Fleet(Collector):
         self.drainer = drainer
 
     def collect(self) -> Iterator[Metric]:
-        entries = self.inventory.journal_list()
+        entries = self.inventory.journal(MIGRATIONS).list()
         by_phase = GaugeMetricFamily(
             "devmig_manager_migrations",
             "The journal's migrations by phase and outcome.",

@@ -7,6 +7,11 @@ agents say (:data:`PHASES`, :data:`FORWARD`, :data:`TRANSITIONS`, :class:`AgentV
 :class:`Decision`). A drain empties a host: the pure :func:`plan_drain` places every device it runs,
 and :class:`Drainer` migrates them through the orchestrator, journalled and resumable too.
 
+Both write ahead through one interface, :class:`JournalStore` (defined beside the journal's rows in
+:mod:`devmig.inventory`, whose SQL and in-memory stores implement it): :data:`MIGRATIONS` and
+:data:`DRAINS` say, as data, which table each journal is, the error code of an unknown id
+(``JOURNAL_UNKNOWN``, ``DRAIN_UNKNOWN``) and what counts as finished.
+
 The fleet questions — placement, pool baselines, rollback sets, upgrade plans — are answered from an
 inventory snapshot and the journal (:func:`answer_place` and its siblings): the orchestrator places
 with them, the manager's HTTP API serves them.
@@ -22,20 +27,18 @@ from typing import TYPE_CHECKING
 from devmig._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from devmig.inventory import JournalStore
     from devmig.orchestration._drain import (
+        DRAINS,
         Drainer,
         DrainPlan,
-        DrainStore,
-        DrainTally,
-        MemoryDrainStore,
         PlannedMove,
-        SqlDrainStore,
         Stranded,
         plan_drain,
-        store_for,
     )
     from devmig.orchestration._journal_phases import (
         FORWARD,
+        MIGRATIONS,
         PHASES,
         TRANSITIONS,
         AgentView,
@@ -62,7 +65,9 @@ if TYPE_CHECKING:
     from devmig.orchestration._run_state import RUN_STATE_MOVES, RunState
 
 __all__ = [
+    "DRAINS",
     "FORWARD",
+    "MIGRATIONS",
     "PHASES",
     "RUN_STATE_MOVES",
     "TRANSITIONS",
@@ -70,16 +75,13 @@ __all__ = [
     "Created",
     "Decision",
     "DrainPlan",
-    "DrainStore",
-    "DrainTally",
     "Drainer",
-    "MemoryDrainStore",
+    "JournalStore",
     "Orchestrator",
     "PlaceRequest",
     "PlannedMove",
     "RunState",
     "RunningRef",
-    "SqlDrainStore",
     "Stranded",
     "UpgradeRequest",
     "answer_baseline",
@@ -95,23 +97,20 @@ __all__ = [
     "plan_drain",
     "profile_docs",
     "running_device",
-    "store_for",
 ]
 
 _WHERE = {
     "RUN_STATE_MOVES": "devmig.orchestration._run_state",
     "RunState": "devmig.orchestration._run_state",
+    "JournalStore": "devmig.inventory",
+    "DRAINS": "devmig.orchestration._drain",
     "DrainPlan": "devmig.orchestration._drain",
-    "DrainStore": "devmig.orchestration._drain",
-    "DrainTally": "devmig.orchestration._drain",
     "Drainer": "devmig.orchestration._drain",
-    "MemoryDrainStore": "devmig.orchestration._drain",
     "PlannedMove": "devmig.orchestration._drain",
-    "SqlDrainStore": "devmig.orchestration._drain",
     "Stranded": "devmig.orchestration._drain",
     "plan_drain": "devmig.orchestration._drain",
-    "store_for": "devmig.orchestration._drain",
     "FORWARD": "devmig.orchestration._journal_phases",
+    "MIGRATIONS": "devmig.orchestration._journal_phases",
     "PHASES": "devmig.orchestration._journal_phases",
     "TRANSITIONS": "devmig.orchestration._journal_phases",
     "AgentView": "devmig.orchestration._journal_phases",

@@ -29,11 +29,11 @@ host (not for a dry run), plans, and then:
 A drain ends ``done`` (every device moved), ``partial`` (``partial`` was
 asked and some device stayed: stranded or rolled back) or ``failed``.
 
-The drains live in the ``drain_journal`` table of the inventory's database
-(:class:`SqlDrainStore`), or in memory for the in-memory inventory
-(:class:`MemoryDrainStore`, the twin). The dashboard polls the newest few every
-second: :meth:`DrainStore.newest` reads only those rows and the two counts
-(``ORDER BY ... LIMIT`` and one ``COUNT``), however long the journal grows.
+The drains live in the inventory's :data:`DRAINS` journal (the ``drain_journal`` table of its
+database, or memory for the in-memory twin), through the same
+:class:`~devmig.inventory.JournalStore` interface as the migrations. The dashboard polls the newest
+few every second: :meth:`~devmig.inventory.JournalStore.newest` reads only those rows and the two
+counts (``ORDER BY ... LIMIT`` and one ``COUNT``), however long the journal grows.
 
 HTTP (``POST /v1/drains``, ``GET /v1/drains``, ``GET /v1/drains/{id}``) is the manager's
 (:mod:`devmig.manager`), whose lifespan opens the drainer.
@@ -43,17 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import heapq
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Protocol, TypedDict, cast
-
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
+from typing import Any, TypedDict, cast
 
 from devmig._errors import DevmigError, Problem
 from devmig._json import JsonObject, JsonValue
@@ -63,29 +57,24 @@ from devmig.inventory import (
     DeviceRecord,
     Inventory,
     InventorySnapshot,
+    Journal,
+    JournalEntry,
+    JournalStore,
     Poller,
     SystemClock,
-    check_limit,
-    drain_journal,
     newest_first,
-    newest_page,
-    utc,
 )
 from devmig.orchestration._orchestrator import Orchestrator
 from devmig.orchestration._run_state import Lifecycle, RunState
 from devmig.orchestration._sweep import sweep_forever
 
 __all__ = [
+    "DRAINS",
     "DrainPlan",
-    "DrainStore",
-    "DrainTally",
     "Drainer",
-    "MemoryDrainStore",
     "PlannedMove",
-    "SqlDrainStore",
     "Stranded",
     "plan_drain",
-    "store_for",
 ]
 
 log = logging.getLogger("devmig.manager.drain")
@@ -94,6 +83,11 @@ PHASES = ("planned", "running", "done", "failed", "partial")
 """A drain's phases; the last three are final."""
 
 _FINAL = frozenset({"done", "failed", "partial"})
+
+DRAINS = Journal(table="drain_journal", unknown="DRAIN_UNKNOWN", loc="drains", noun="drain",
+                 final_phases=_FINAL, finished_flags=("dry_run",))
+"""The drains' journal: a drain is finished in a final phase, or when it was a dry run."""
+
 # refusals of a planned destination that a new placement may get around
 _REPLACE = frozenset({"HOST_CORDONED", "HOST_UNREACHABLE", "HOST_NOT_REPORTED", "INCOMPATIBLE", "NO_HOST"})
 
@@ -194,7 +188,7 @@ def stranded_error(drain_id: str, host: str, stranded: Sequence[Stranded]) -> De
     return DevmigError(problems)
 
 
-# -- the store (I/O, with a twin) --------------------------------------------------------------------
+# -- the payload (checked where it leaves the journal) --------------------------------------------------------------------
 
 
 class MoveJson(TypedDict):
@@ -257,153 +251,6 @@ def drain_payload(drain_id: str, raw: Mapping[str, JsonValue]) -> DrainPayload:
     return cast(DrainPayload, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class DrainRow:
-    """A drain as stored: its phase, its payload (the record without id/phase/updated_at)."""
-
-    id: str
-    phase: str
-    payload: DrainPayload
-    updated_at: datetime
-
-
-def is_finished(phase: str, payload: DrainPayload) -> bool:
-    """Whether a drain is over: a final phase (``done``, ``failed``, ``partial``), or a dry run."""
-    return phase in _FINAL or bool(payload.get("dry_run"))
-
-
-@dataclass(frozen=True, slots=True)
-class DrainTally:
-    """The newest drains and the journal's counts, read without loading every drain.
-
-    Attributes:
-        rows: the newest drains, newest first (:func:`newest_first`, descending: the order of
-            :meth:`Drainer.list`).
-        total: how many drains the journal holds.
-        running: how many of them are not finished (:func:`is_finished`).
-    """
-
-    rows: tuple[DrainRow, ...]
-    total: int
-    running: int
-
-
-class DrainStore(Protocol):
-    """Where the drains are journalled."""
-
-    def put(self, id: str, phase: str, payload: DrainPayload, now: datetime) -> None:
-        """Insert or replace a drain's row."""
-
-    def get(self, id: str) -> DrainRow:
-        """A drain's row (``DRAIN_UNKNOWN`` when absent)."""
-
-    def list(self, phase: str | None = None) -> list[DrainRow]:
-        """Every drain's row (in ``phase``, when given), by id."""
-
-    def newest(self, limit: int) -> DrainTally:
-        """The ``limit`` newest drains and the journal's counts; no other row is read.
-
-        Raises:
-            ValueError: ``limit`` is negative.
-        """
-
-
-class MemoryDrainStore:
-    """The in-memory twin of :class:`SqlDrainStore`."""
-
-    def __init__(self) -> None:
-        self._rows: dict[str, DrainRow] = {}
-
-    def put(self, id: str, phase: str, payload: DrainPayload, now: datetime) -> None:
-        """See :meth:`DrainStore.put`."""
-        self._rows[id] = DrainRow(id, phase, copy.deepcopy(payload), utc(now))
-
-    def get(self, id: str) -> DrainRow:
-        """See :meth:`DrainStore.get`."""
-        try:
-            row = self._rows[id]
-        except KeyError:
-            raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id) from None
-        return DrainRow(row.id, row.phase, copy.deepcopy(row.payload), row.updated_at)
-
-    def list(self, phase: str | None = None) -> list[DrainRow]:
-        """See :meth:`DrainStore.list`."""
-        return [self.get(k) for k in sorted(self._rows) if phase is None or self._rows[k].phase == phase]
-
-    def newest(self, limit: int) -> DrainTally:
-        """See :meth:`DrainStore.newest`: only the ``limit`` newest payloads are copied."""
-        check_limit(limit)
-        rows = self._rows.values()
-        top = heapq.nlargest(limit, rows, key=newest_first)
-        running = sum(1 for r in rows if not is_finished(r.phase, r.payload))
-        return DrainTally(tuple(self.get(r.id) for r in top), len(self._rows), running)
-
-
-class SqlDrainStore:
-    """The drains in the inventory's database (table ``drain_journal``)."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa_exc.OperationalError as exc:
-            raise DevmigError([Problem("DB_UNAVAILABLE", ("database",), f"the database failed: {exc.orig}")]) from exc
-        except sa_exc.SQLAlchemyError as exc:
-            raise DevmigError([Problem("DB_ERROR", ("database",), f"the database failed: {exc}")]) from exc
-
-    def put(self, id: str, phase: str, payload: DrainPayload, now: datetime) -> None:
-        """See :meth:`DrainStore.put`."""
-        row = {"phase": phase, "payload": payload, "updated_at": utc(now)}
-        with self._tx() as conn:
-            done = conn.execute(drain_journal.update().where(drain_journal.c.id == id).values(**row))
-            if done.rowcount == 0:
-                conn.execute(drain_journal.insert().values(id=id, **row))
-
-    def get(self, id: str) -> DrainRow:
-        """See :meth:`DrainStore.get`."""
-        with self._tx() as conn:
-            found = conn.execute(sa.select(drain_journal).where(drain_journal.c.id == id)).first()
-        if found is None:
-            raise drain_error("DRAIN_UNKNOWN", ("drains", id), f"no drain {id!r}", value=id)
-        return DrainRow(found.id, found.phase, drain_payload(id, found.payload), utc(found.updated_at))
-
-    def list(self, phase: str | None = None) -> list[DrainRow]:
-        """See :meth:`DrainStore.list`."""
-        query = sa.select(drain_journal).order_by(drain_journal.c.id)
-        if phase is not None:
-            query = query.where(drain_journal.c.phase == phase)
-        with self._tx() as conn:
-            rows = conn.execute(query).all()
-        return [DrainRow(r.id, r.phase, drain_payload(r.id, r.payload), utc(r.updated_at)) for r in rows]
-
-    def newest(self, limit: int) -> DrainTally:
-        """See :meth:`DrainStore.newest`: one ``COUNT`` query and one ``ORDER BY ... LIMIT`` query, in one
-        transaction.
-
-        The order is :func:`newest_first`'s (see :func:`~devmig.inventory._schema.newest_page`).
-        """
-        check_limit(limit)
-        dry_run = sa.func.coalesce(drain_journal.c.payload["dry_run"].as_boolean(), sa.false())
-        running = sa.and_(drain_journal.c.phase.not_in(sorted(_FINAL)), sa.not_(dry_run))
-        with self._tx() as conn:
-            rows, total, unfinished = newest_page(conn, drain_journal, running, limit)
-        return DrainTally(tuple(DrainRow(r.id, r.phase, drain_payload(r.id, r.payload), utc(r.updated_at))
-                                for r in rows),
-                          total, unfinished)
-
-
-def store_for(inventory: Inventory) -> DrainStore:
-    """The drain store beside an inventory: its database's table, or memory for the twin."""
-    engine = getattr(inventory, "engine", None)
-    if isinstance(engine, sa.Engine):
-        return SqlDrainStore(engine)
-    return MemoryDrainStore()
-
-
 # -- the drainer (I/O) -------------------------------------------------------------------------------
 
 
@@ -411,11 +258,11 @@ Records = list[JsonObject]
 """Drain records (:func:`record_of`)."""
 
 
-def record_of(row: DrainRow) -> JsonObject:
-    """The public drain record of a row."""
+def record_of(row: JournalEntry) -> JsonObject:
+    """The public drain record of a journal entry."""
     stored = cast(JsonObject, row.payload)  # a DrainPayload holds JSON values only
     record: JsonObject = {k: v for k, v in stored.items() if not k.startswith("_")}
-    record.update(id=row.id, phase=row.phase, finished=is_finished(row.phase, row.payload),
+    record.update(id=row.id, phase=row.phase, finished=DRAINS.finished(row.phase, row.payload),
                   updated_at=row.updated_at.isoformat())
     return record
 
@@ -426,7 +273,7 @@ class Drainer:
     Args:
         inventory: the open inventory.
         orchestrator: migrates the devices (journalled, idempotent by id).
-        store: where drains are journalled (default: :func:`store_for` the inventory).
+        store: where drains are journalled (default: the inventory's :data:`DRAINS` journal).
         poller: refreshes the drained host's devices before planning (``None``: the inventory's view).
         clock: wall time of the journal.
         migration_timeout: seconds one migration may take before the drain stops waiting for it.
@@ -436,12 +283,12 @@ class Drainer:
     Run-state: created → :meth:`open` (resumes, then sweeps) → :meth:`aclose`.
     """
 
-    def __init__(self, inventory: Inventory, orchestrator: Orchestrator, store: DrainStore | None = None, *,
+    def __init__(self, inventory: Inventory, orchestrator: Orchestrator, store: JournalStore | None = None, *,
                  poller: Poller | None = None, clock: Clock | None = None,
                  migration_timeout: float = 600.0, sweep_interval: float | None = 5.0) -> None:
         self.inventory = inventory
         self.orchestrator = orchestrator
-        self.store = store if store is not None else store_for(inventory)
+        self.store = store if store is not None else inventory.journal(DRAINS)
         self.poller = poller
         self.clock: Clock = clock or SystemClock()
         self.migration_timeout = migration_timeout
@@ -463,13 +310,13 @@ class Drainer:
 
     def newest(self, limit: int) -> tuple[Records, int, int]:
         """The ``limit`` newest drains' records (``list()[:limit]``), how many drains there are, and how
-        many run (are not ``finished``) — without reading the other drains (:meth:`DrainStore.newest`).
+        many run (are not ``finished``) — without reading the other drains (:meth:`JournalStore.newest`).
 
         Raises:
             ValueError: ``limit`` is negative.
         """
-        tally = self.store.newest(limit)
-        return [record_of(r) for r in tally.rows], tally.total, tally.running
+        page = self.store.newest(limit)
+        return [record_of(r) for r in page.entries], page.total, page.unfinished
 
     async def wait(self, drain_id: str, timeout: float | None = None) -> JsonObject:
         """The record once the drain finished (``TIMEOUT`` when ``timeout`` passed first)."""
@@ -597,7 +444,7 @@ class Drainer:
     async def _run(self, drain_id: str) -> None:
         try:
             row = self.store.get(drain_id)
-            payload = row.payload
+            payload = drain_payload(drain_id, row.payload)  # checked where it leaves the journal
             slots = asyncio.Semaphore(max(1, int(payload.get("parallel", 1))))
 
             async def one(index: int, move: MoveJson) -> None:

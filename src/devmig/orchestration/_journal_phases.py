@@ -49,10 +49,12 @@ from enum import Enum
 from typing import Any
 
 from devmig._errors import DevmigError, Problem
+from devmig.inventory import Journal
 
 __all__ = [
     "FINISHED",
     "FORWARD",
+    "MIGRATIONS",
     "PHASES",
     "SOURCE_PHASE_TO_JOURNAL",
     "TRANSITIONS",
@@ -82,6 +84,10 @@ PHASES: tuple[str, ...] = (*FORWARD, "rolling_back", "rolled_back", "resolving")
 
 FINISHED = frozenset({"done", "rolled_back"})
 """Phases after which nothing changes any more."""
+
+MIGRATIONS = Journal(table="migration_journal", unknown="JOURNAL_UNKNOWN", loc="journal",
+                     noun="journal entry for migration", finished_flags=("finished",))
+"""The migrations' journal: an entry counts as finished when its payload says ``finished``."""
 
 _UNSTARTED = frozenset({"planned", "destination_created"})
 """Journal phases in which the source may never have received the outgoing call."""

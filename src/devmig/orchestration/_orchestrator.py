@@ -55,6 +55,7 @@ from devmig.inventory import (
     Clock,
     Inventory,
     InventorySnapshot,
+    JournalStore,
     Poller,
     PollStatus,
     SystemClock,
@@ -62,6 +63,7 @@ from devmig.inventory import (
 )
 from devmig.orchestration._journal_phases import (
     FINISHED,
+    MIGRATIONS,
     Action,
     AgentView,
     Decision,
@@ -148,6 +150,7 @@ class Orchestrator:
                  crash_at: str | None = None, agent_timeout: float = 5.0,
                  sweep_interval: float | None = 5.0) -> None:
         self.inventory = inventory
+        self.journal: JournalStore = inventory.journal(MIGRATIONS)
         self.poller = poller
         self._token_for = token_for or (lambda _host: None)
         self.clock: Clock = clock or SystemClock()
@@ -213,7 +216,7 @@ class Orchestrator:
             DevmigError: ``MIGRATION_UNKNOWN`` (404); the database's errors.
         """
         try:
-            entry = self.inventory.journal_get(migration_id)
+            entry = self.journal.get(migration_id)
         except DevmigError as exc:
             if exc.code == "JOURNAL_UNKNOWN":
                 raise orchestrator_error("MIGRATION_UNKNOWN", ("migrations", migration_id),
@@ -222,27 +225,27 @@ class Orchestrator:
         return record_of(entry)
 
     def list(self, *, active: bool = False) -> list[MigrationRecord]:
-        """Every migration's record, newest first (:func:`~devmig.inventory._interface.newest_first`; ``active``:
+        """Every migration's record, newest first (:func:`~devmig.inventory.newest_first`; ``active``:
         only unfinished ones)."""
-        entries = sorted(self.inventory.journal_list(), key=newest_first, reverse=True)
+        entries = sorted(self.journal.list(), key=newest_first, reverse=True)
         return [record_of(e) for e in entries if not active or e.phase not in FINISHED]
 
     def newest(self, limit: int) -> tuple[Records, int, int]:
         """The ``limit`` newest migrations' records (``list()[:limit]``), how many migrations the journal holds,
         and how many of them are not ``finished`` — without reading the others
-        (:meth:`~devmig.inventory.Inventory.journal_newest`: two statements on SQL, however long the journal).
+        (:meth:`~devmig.inventory.JournalStore.newest`: two statements on SQL, however long the journal).
 
         Raises:
             ValueError: ``limit`` is negative.
             DevmigError: the database's errors.
         """
-        page = self.inventory.journal_newest(limit)
+        page = self.journal.newest(limit)
         return [record_of(e) for e in page.entries], page.total, page.unfinished
 
     def arriving(self) -> dict[str, int]:
         """Unfinished migrations per destination host (they count in its load)."""
         counts: dict[str, int] = {}
-        for entry in self.inventory.journal_list():
+        for entry in self.journal.list():
             if entry.phase not in FINISHED and isinstance(entry.payload.get("destination"), str):
                 host = str(entry.payload["destination"])
                 counts[host] = counts.get(host, 0) + 1
@@ -375,7 +378,7 @@ class Orchestrator:
                 existing = self._existing(migration_id, device, destination)
                 if existing is not None:
                     return existing, False
-            for entry in self.inventory.journal_list():
+            for entry in self.journal.list():
                 if entry.phase not in FINISHED and entry.payload.get("device") == device:
                     raise orchestrator_error("DEVICE_BUSY", ("device",),
                                              f"{device} is being migrated ({entry.id}, {entry.phase})",
@@ -442,7 +445,7 @@ class Orchestrator:
 
     def _commit(self, mid: str, phase: str, payload: MigrationPayload) -> None:
         """Commit a phase (write-ahead: before the call that enters it); the crash hook fires here."""
-        self.inventory.journal_put(mid, phase, payload, self.clock.now())
+        self.journal.put(mid, phase, payload, self.clock.now())
         log.info("migration %s: %s", mid, phase,
                  extra={"migration_id": mid, "phase": phase, "device_id": payload.get("device_id"),
                         "outcome": payload.get("outcome"), "drain_id": payload.get("drain"),
@@ -453,7 +456,7 @@ class Orchestrator:
 
     def _save(self, mid: str, phase: str, payload: MigrationPayload) -> None:
         """Store progress (same phase; never the crash hook)."""
-        self.inventory.journal_put(mid, phase, payload, self.clock.now())
+        self.journal.put(mid, phase, payload, self.clock.now())
 
     def _move(self, mid: str, phase: str, payload: MigrationPayload, new: str) -> str:
         """Journal ``new`` after ``phase`` (checked against the transition table); return it."""
@@ -469,7 +472,7 @@ class Orchestrator:
 
         Each driver asks both agents before doing anything; see the module docstring.
         """
-        for entry in self.inventory.journal_list():
+        for entry in self.journal.list():
             if entry.phase not in FINISHED and entry.id not in self._runs:
                 self._spawn(entry.id)
 
@@ -509,7 +512,7 @@ class Orchestrator:
             log.exception("driving migration %s failed; it will be resumed", mid)
 
     async def _drive_one(self, mid: str, fresh: bool) -> None:
-        entry = self.inventory.journal_get(mid)
+        entry = self.journal.get(mid)
         phase, payload = entry.phase, payload_of(entry)
         if phase in FINISHED:
             return

@@ -41,6 +41,7 @@ from devmig.inventory import (
     InventorySnapshot,
 )
 from devmig.model import DeviceModel, ModelDocument, load_document, parse_canonical
+from devmig.orchestration._journal_phases import MIGRATIONS
 from devmig.orchestration._migration_records import Created, lineage
 
 __all__ = [
@@ -292,7 +293,7 @@ def device_history(inventory: Inventory, fleet: FleetSnapshot, host: str, device
         The profiles (most recent first, as found) and the history as the API shows it:
         ``[{"migration", "host", "device", "profile"}]`` (``profile`` ``None`` when unknown).
     """
-    hops = lineage(inventory.journal_list() if created is None else created, host, device_id)
+    hops = lineage(inventory.journal(MIGRATIONS).list() if created is None else created, host, device_id)
     profiles: list[Profile] = []
     shown: list[dict[str, Any]] = []
     for hop in hops:

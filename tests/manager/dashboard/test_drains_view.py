@@ -20,24 +20,25 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sql_statements import executed
 
-from devmig.inventory import MemoryInventory, SqlInventory, sqlite_url
+from devmig.inventory import (
+    JournalEntry,
+    JournalStore,
+    MemoryInventory,
+    MemoryJournalStore,
+    SqlInventory,
+    sqlite_url,
+)
 from devmig.manager import ManagerSettings, create_manager_app
 from devmig.manager._dashboard import DRAINS_SHOWN, drain_row, drains_view
-from devmig.orchestration._drain import (
-    PHASES,
-    Drainer,
-    DrainRow,
-    DrainStore,
-    MemoryDrainStore,
-    store_for,
-)
+from devmig.orchestration import DRAINS
+from devmig.orchestration._drain import PHASES, Drainer
 from devmig.orchestration._orchestrator import Orchestrator
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=2)
 
 
-def _fill(store: DrainStore, start: int, stop: int) -> None:
+def _fill(store: JournalStore, start: int, stop: int) -> None:
     """Drains ``start`` .. ``stop - 1`` in every phase (``planned`` ones are dry runs), some with moved
     devices and stranded ones, ids unrelated to their age."""
     for i in range(start, stop):
@@ -60,14 +61,14 @@ def _before(app: FastAPI) -> dict[str, Any]:
             "running": sum(1 for r in records if not r.get("finished"))}
 
 
-class _CountingStore(MemoryDrainStore):
+class _CountingStore(MemoryJournalStore):
     """The twin, counting the drains it hands out (each :meth:`get` copies one record)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(DRAINS)
         self.read = 0
 
-    def get(self, id: str) -> DrainRow:
+    def get(self, id: str) -> JournalEntry:
         self.read += 1
         return super().get(id)
 
@@ -96,7 +97,7 @@ def test_the_fragment_on_a_sqlite_manager_reads_the_same_statements_at_30_and_30
     with TestClient(app) as client:
         inventory: SqlInventory = app.state.inventory
         store = app.state.drainer.store
-        assert store_for(inventory).__class__ is store.__class__  # the drains live in the inventory's database
+        assert inventory.journal(DRAINS).__class__ is store.__class__  # the drains live in the inventory's database
         statements: dict[int, int] = {}
         for start, stop in ((0, 30), (30, 300)):
             _fill(store, start, stop)

@@ -26,6 +26,7 @@ from devmig.inventory import MemoryInventory
 from devmig.manager import ManagerSettings, create_manager_app
 from devmig.manager._dashboard import DRAINS_SHOWN, drain_row
 from devmig.manager._matrix import MatrixCache, compatibility_matrix
+from devmig.orchestration import MIGRATIONS
 
 
 @pytest.fixture()
@@ -67,12 +68,12 @@ def test_the_matrix_is_served_from_the_cache_until_the_fleet_or_the_journal_chan
     assert page.status_code == 200 and 'data-device="mid/d1"' in page.text and cache.computations == 1
 
     # a finished migration: mid/d1 came from old (2.1.0), so 2.2.0 is one-way for it now
-    inventory.journal_put("m1", "done", migration("old", "d0", "mid", "d1"), at(12))
+    inventory.journal(MIGRATIONS).put("m1", "done", migration("old", "d0", "mid", "d1"), at(12))
     after, how = _served(client, cache)
     assert how == "miss" and cache.computations == 2
     assert _cells(after)["mid/d1"]["x"][0] == "one_way" and _cells(after)["twin/fresh"]["x"][0] == "round_trip"
     assert _served(client, cache)[1] == "hit"
-    inventory.journal_put("m2", "rolled_back", migration("twin", "z", "mid", "z2"), at(13))  # created nothing
+    inventory.journal(MIGRATIONS).put("m2", "rolled_back", migration("twin", "z", "mid", "z2"), at(13))  # created nothing
     assert _served(client, cache)[1] == "hit" and cache.computations == 2
 
     # a host change: x cordoned

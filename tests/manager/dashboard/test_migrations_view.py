@@ -22,8 +22,15 @@ from fastapi.testclient import TestClient
 from sql_statements import executed
 
 from devmig._humanize import ago, seconds_since
-from devmig.inventory import Inventory, MemoryInventory, SqlInventory, sqlite_url
-from devmig.inventory._interface import JournalEntry
+from devmig.inventory import (
+    Inventory,
+    Journal,
+    JournalEntry,
+    MemoryInventory,
+    MemoryJournalStore,
+    SqlInventory,
+    sqlite_url,
+)
 from devmig.manager._dashboard import (
     MIGRATIONS_SHOWN,
     MOVED_RECENT_S,
@@ -32,7 +39,7 @@ from devmig.manager._dashboard import (
     mount_dashboard,
     progress_of,
 )
-from devmig.orchestration._journal_phases import PHASES
+from devmig.orchestration._journal_phases import MIGRATIONS, PHASES
 from devmig.orchestration._migration_records import copy_progress, enter_phase, new_payload
 from devmig.orchestration._orchestrator import Orchestrator
 
@@ -59,7 +66,7 @@ def _fill(inventory: Inventory, start: int, stop: int) -> datetime:
         if i % 13 == 0:
             del payload["created_at"]
         last = created + timedelta(seconds=3)
-        inventory.journal_put(f"mig-{(i * 7919) % 10007:05d}", phase, payload, last - timedelta(seconds=1))
+        inventory.journal(MIGRATIONS).put(f"mig-{(i * 7919) % 10007:05d}", phase, payload, last - timedelta(seconds=1))
     return last
 
 
@@ -69,7 +76,7 @@ def _just_finished(inventory: Inventory, now: datetime) -> None:
                           destination="h1", source_url="http://s", destination_url="http://d", lease="lease",
                           drain=None, now=now - timedelta(seconds=2))
     enter_phase(payload, "done", now - timedelta(seconds=1))
-    inventory.journal_put("mig-just-done", "done", payload, now - timedelta(seconds=1))
+    inventory.journal(MIGRATIONS).put("mig-just-done", "done", payload, now - timedelta(seconds=1))
 
 
 def _before(orchestrator: Orchestrator, now: datetime) -> dict[str, Any]:
@@ -89,17 +96,28 @@ def _before(orchestrator: Orchestrator, now: datetime) -> dict[str, Any]:
     return {"migrations": rows, "total": len(records), "active": active, "moved": moved}
 
 
+class _CountingJournal(MemoryJournalStore):
+    """The twin's journal, counting the entries it hands out in lists."""
+
+    def __init__(self) -> None:
+        super().__init__(MIGRATIONS)
+        self.listed = 0
+
+    def list(self, phase: str | None = None) -> list[JournalEntry]:
+        got = super().list(phase)
+        self.listed += len(got)
+        return got
+
+
 class _CountingInventory(MemoryInventory):
-    """The twin, counting the journal entries it hands out in lists."""
+    """The twin, whose migrations' journal counts the entries it hands out in lists."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.listed = 0
+        self.migrations = _CountingJournal()
 
-    def journal_list(self, phase: str | None = None) -> list[JournalEntry]:
-        got = super().journal_list(phase)
-        self.listed += len(got)
-        return got
+    def journal(self, journal: Journal) -> MemoryJournalStore:
+        return self.migrations if journal == MIGRATIONS else super().journal(journal)
 
 
 def _app(inventory: Inventory) -> FastAPI:
@@ -121,9 +139,9 @@ def test_the_view_is_unchanged_and_reads_no_list_of_the_journal_on_the_twin(migr
             expected = _before(app.state.orchestrator, now)
             assert 0 < expected["active"] < expected["total"] == migrations  # running and finished mixed
             assert len(expected["migrations"]) == MIGRATIONS_SHOWN
-            inventory.listed = 0
+            inventory.migrations.listed = 0
             view = migrations_view(app, now)
-            assert inventory.listed == 0  # not one entry of the journal listed (the old view listed all)
+            assert inventory.migrations.listed == 0  # not one entry of the journal listed (the old view listed all)
             assert view == expected
         assert _before(app.state.orchestrator, last)["moved"] and not expected["moved"]
         assert migrations_view(app, last)["migrations"][0]["id"] == "mig-just-done"
