@@ -346,7 +346,14 @@ def main() -> None:
           f"{step['dirtied_per_step'] / 1024:.1f} KiB of pages, {step['step_us']:.0f} us of CPU; "
           f"pacing {per_tick} steps per {args.work_interval * 1000:g} ms tick "
           f"= {per_tick * step['dirtied_per_step'] / args.work_interval / 1e6:.0f} MB/s dirtied (nominal)")
-    agent_args = ["--steps-per-tick", str(per_tick), "--work-interval", str(args.work_interval), "--stall-timeout", "30"]
+    agent_args = [
+        "--steps-per-tick",
+        str(per_tick),
+        "--work-interval",
+        str(args.work_interval),
+        "--stall-timeout",
+        "30",
+    ]
 
     raw: list[float] = []
     runs: list[dict[str, Any]] = []
@@ -370,11 +377,13 @@ def main() -> None:
                 print(f"    round {r['round']}: {r['bytes'] / 1e6:8.1f} MB in {r['seconds']:.3f} s, "
                       f"dirty after {r['dirty_bytes'] / 1e6:.1f} MB")
             print(_phases(run))
-            print(f"    CPU while streaming (first byte -> trailer): source {run['source'].get('stream_cpu_s', 0):.2f} s "
-                  f"(its workload included), destination {run['destination'].get('stream_cpu_s', 0):.2f} s "
-                  f"in {run['destination'].get('stream_reads', 0)} receives; "
-                  f"start -> both finished (destination set-up included): source {run['cpu_s'][0]:.2f} s, "
-                  f"destination {run['cpu_s'][1]:.2f} s")
+            print(
+                f"    CPU while streaming (first byte -> trailer): source {run['source'].get('stream_cpu_s', 0):.2f} s "
+                f"(its workload included), destination {run['destination'].get('stream_cpu_s', 0):.2f} s "
+                f"in {run['destination'].get('stream_reads', 0)} receives; "
+                f"start -> both finished (destination set-up included): source {run['cpu_s'][0]:.2f} s, "
+                f"destination {run['cpu_s'][1]:.2f} s"
+            )
 
         tls_runs: list[dict[str, Any]] = []
         if args.tls_runs > 0:

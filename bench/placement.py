@@ -292,7 +292,9 @@ def random_config(rng: random.Random, model: DeviceModel) -> Config:
 
 
 def make_vms(rng: random.Random, snapshot: FleetSnapshot) -> list[list[Any]]:
-    definitions = [m for fp in sorted(snapshot.profiles) for d in snapshot.profiles[fp].implementations for m in d.models]
+    definitions = [
+        m for fp in sorted(snapshot.profiles) for d in snapshot.profiles[fp].implementations for m in d.models
+    ]
     hosts = sorted(snapshot.hosts)
     by_model: dict[str, list[DeviceModel]] = {}
     for m in definitions:
@@ -346,7 +348,9 @@ def make_vms(rng: random.Random, snapshot: FleetSnapshot) -> list[list[Any]]:
 # -- the naive loop --------------------------------------------------------------------------------
 
 
-def naive(snapshot: FleetSnapshot, reports: dict[str, HostReport], vm_resolved: Any, sources: frozenset[str]) -> set[str]:
+def naive(
+    snapshot: FleetSnapshot, reports: dict[str, HostReport], vm_resolved: Any, sources: frozenset[str]
+) -> set[str]:
     out = set()
     hosts = snapshot.hosts
     for name, report in reports.items():
@@ -368,7 +372,10 @@ def main() -> int:
     t_profiles = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         snapshot, register_per_s, load_s = register(rng, profiles, Path(tmp) / "fleet.db")
-    assert len(snapshot.hosts) == HOSTS and len(snapshot.profiles) == PROFILES, (len(snapshot.hosts), len(snapshot.profiles))
+    assert len(snapshot.hosts) == HOSTS and len(snapshot.profiles) == PROFILES, (
+        len(snapshot.hosts),
+        len(snapshot.profiles),
+    )
     start = time.perf_counter()
     index = fleet_index(snapshot)
     index_s = time.perf_counter() - start

@@ -136,7 +136,10 @@ def test_the_private_import_checker(files: dict[str, str], expected: list[str]) 
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
-        ({"devmig.inventory._m": "from devmig.orchestration import X"}, ["devmig.inventory._m:1 imports devmig.orchestration"]),
+        (
+            {"devmig.inventory._m": "from devmig.orchestration import X"},
+            ["devmig.inventory._m:1 imports devmig.orchestration"],
+        ),
         ({"devmig.orchestration._m": "import devmig.manager"}, ["devmig.orchestration._m:1 imports devmig.manager"]),
         ({"devmig.local._m": "from devmig import inventory"}, ["devmig.local._m:1 imports devmig.inventory"]),
         ({"devmig.manager._m": "from devmig.orchestration import X\nfrom devmig.inventory import Y"}, []),

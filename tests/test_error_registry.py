@@ -55,13 +55,36 @@ def test_every_row_is_well_formed() -> None:
 
 def test_the_statuses_clients_rely_on() -> None:
     """The statuses docs/api.md's conventions promise (the old per-app tables, merged)."""
-    expected = {"AUTH_REQUIRED": 401, "AUTH_FAILED": 401, "DEVICE_NOT_FOUND": 404, "MODEL_UNKNOWN": 404,
-                "HOST_UNKNOWN": 404, "POOL_UNKNOWN": 404, "MIGRATION_UNKNOWN": 404, "DRAIN_UNKNOWN": 404,
-                "DEVICE_BUSY": 409, "TOO_LATE": 409, "LEASE_HELD": 409, "INCOMPATIBLE": 409, "STRANDED": 409,
-                "HOST_CONFLICT": 409, "VERSION_UNKNOWN": 422, "REQUEST_INVALID": 422, "RECORD_CORRUPT": 422,
-                "AGENT_UNREACHABLE": 502, "DESTINATION_UNREACHABLE": 502, "DB_UNAVAILABLE": 503,
-                "JOURNAL_FAILED": 503, "TIMEOUT": 504, "INSUFFICIENT_RESOURCES": 507,
-                "BODY_TOO_LARGE": 413, "BODY_TIMEOUT": 408, "IMAGE_IN_USE": 409, "IMAGE_OUTSIDE": 422, "URL_INVALID": 422}
+    expected = {
+        "AUTH_REQUIRED": 401,
+        "AUTH_FAILED": 401,
+        "DEVICE_NOT_FOUND": 404,
+        "MODEL_UNKNOWN": 404,
+        "HOST_UNKNOWN": 404,
+        "POOL_UNKNOWN": 404,
+        "MIGRATION_UNKNOWN": 404,
+        "DRAIN_UNKNOWN": 404,
+        "DEVICE_BUSY": 409,
+        "TOO_LATE": 409,
+        "LEASE_HELD": 409,
+        "INCOMPATIBLE": 409,
+        "STRANDED": 409,
+        "HOST_CONFLICT": 409,
+        "VERSION_UNKNOWN": 422,
+        "REQUEST_INVALID": 422,
+        "RECORD_CORRUPT": 422,
+        "AGENT_UNREACHABLE": 502,
+        "DESTINATION_UNREACHABLE": 502,
+        "DB_UNAVAILABLE": 503,
+        "JOURNAL_FAILED": 503,
+        "TIMEOUT": 504,
+        "INSUFFICIENT_RESOURCES": 507,
+        "BODY_TOO_LARGE": 413,
+        "BODY_TIMEOUT": 408,
+        "IMAGE_IN_USE": 409,
+        "IMAGE_OUTSIDE": 422,
+        "URL_INVALID": 422,
+    }
     assert {name: CODES[name].status for name in expected} == expected
 
 

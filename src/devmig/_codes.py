@@ -68,7 +68,12 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("VERSION_UNKNOWN", 422, OPTIONS, "version=NAME names no published version of the model"),
     Code("PARAM_UNKNOWN", 422, OPTIONS, "a parameter the model (or the destination's implementation) does not define"),
     Code("TYPE_MISMATCH", 422, OPTIONS, "a value is not of its parameter's type"),
-    Code("VALUE_NOT_ALLOWED", 422, OPTIONS, "a value its parameter does not allow (also an off value the destination refuses)"),
+    Code(
+        "VALUE_NOT_ALLOWED",
+        422,
+        OPTIONS,
+        "a value its parameter does not allow (also an off value the destination refuses)",
+    ),
     Code("CONSTRAINT_VIOLATED", 422, OPTIONS, "a configuration violates one of the model's constraints"),
     Code("CONFIG_INVALID", 422, OPTIONS, "a configuration is refused (the class default of ConfigError)"),
     # -- documents (DESIGN §7) --
@@ -81,7 +86,9 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("VERSION_VALUE_NOT_ALLOWED", 422, DOCUMENTS, "a version's expansion has a value that is not allowed"),
     Code("VERSION_CONSTRAINT_VIOLATED", 422, DOCUMENTS, "a version's expansion violates a constraint"),
     Code("CONSTRAINT_PARAM_UNKNOWN", 422, DOCUMENTS, "a constraint names a parameter the model does not define"),
-    Code("STATE_PARAM_UNKNOWN", 422, DOCUMENTS, "a published state layout names a parameter the document does not define"),
+    Code(
+        "STATE_PARAM_UNKNOWN", 422, DOCUMENTS, "a published state layout names a parameter the document does not define"
+    ),
     Code("DOCUMENT_INVALID", 422, DOCUMENTS, "a document is refused (the class default of DocumentError)"),
     Code("EXAMPLE_UNKNOWN", 422, DOCUMENTS, "example:NAME names no shipped example document"),
     Code("FILE_UNREADABLE", 422, DOCUMENTS, "a file argument cannot be read"),
@@ -108,9 +115,21 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("OFF_VALUE_CHANGED", None, DIFF, "a parameter's off value changed (it changes the model itself)"),
     Code("VERSION_REDEFINED", None, DIFF, "a version both publish expands to different canonical configurations"),
     Code("VERSION_REMOVED", None, DIFF, "NEW no longer publishes a version OLD publishes"),
-    Code("STATE_SECTION_REMOVED", None, DIFF, "a state section OLD publishes is not in NEW's layout (not an optional one)"),
-    Code("STATE_SECTION_ADDED", None, DIFF, "NEW's layout has a state section OLD's does not (not an optional one), or another order"),
-    Code("STATE_FIELD_REMOVED", None, DIFF, "a field of a state section is not in NEW's (a rename is removed and added)"),
+    Code(
+        "STATE_SECTION_REMOVED",
+        None,
+        DIFF,
+        "a state section OLD publishes is not in NEW's layout (not an optional one)",
+    ),
+    Code(
+        "STATE_SECTION_ADDED",
+        None,
+        DIFF,
+        "NEW's layout has a state section OLD's does not (not an optional one), or another order",
+    ),
+    Code(
+        "STATE_FIELD_REMOVED", None, DIFF, "a field of a state section is not in NEW's (a rename is removed and added)"
+    ),
     Code("STATE_FIELD_ADDED", None, DIFF, "a field of a state section is new in NEW's, or moved"),
     Code("STATE_FIELD_TYPE_CHANGED", None, DIFF, "a state field's type changed"),
     Code("STATE_FIELD_MAX_CHANGED", None, DIFF, "a state field's maximum changed"),
@@ -219,7 +238,9 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("AUTH_FAILED", 401, AGENT, "a wrong bearer token (or per-migration token)"),
     Code("BODY_TOO_LARGE", 413, AGENT, "a request body larger than the service accepts"),
     Code("BODY_TIMEOUT", 408, AGENT, "a request body that did not arrive in time", retryable=True),
-    Code("URL_INVALID", 422, AGENT, "an agent URL that is not http(s)://HOST:PORT, carries credentials, or is too long"),
+    Code(
+        "URL_INVALID", 422, AGENT, "an agent URL that is not http(s)://HOST:PORT, carries credentials, or is too long"
+    ),
     Code("REQUEST_INVALID", 422, AGENT, "a request body or query that does not have the documented shape"),
     Code("NOT_FOUND", 404, AGENT, "no such path"),
     Code("METHOD_NOT_ALLOWED", 405, AGENT, "the path does not take that method"),
@@ -252,7 +273,13 @@ _TABLE: Final[tuple[Code, ...]] = (
     Code("DRAIN_UNKNOWN", 404, MANAGER, "no such drain"),
     Code("DRAIN_BUSY", 409, MANAGER, "a drain of that host is already running", retryable=True),
     Code("STRANDED", 409, MANAGER, "draining would strand devices with nowhere to go; each one's reasons follow"),
-    Code("POLL_FAILED", 400, MANAGER, "polling a host failed in an unexpected way (a malformed URL, a broken agent)", retryable=True),
+    Code(
+        "POLL_FAILED",
+        400,
+        MANAGER,
+        "polling a host failed in an unexpected way (a malformed URL, a broken agent)",
+        retryable=True,
+    ),
     Code("DB_UNAVAILABLE", 503, MANAGER, "the inventory's database cannot be reached", retryable=True),
     Code("DB_CONFLICT", 409, MANAGER, "a concurrent write to the inventory won", retryable=True),
     Code("DB_ERROR", 500, MANAGER, "the inventory's database failed"),

@@ -138,7 +138,9 @@ def test_incompatible_destination_is_refused_before_anything(pair: tuple[AgentPr
 def test_concurrent_migrate_and_delete_are_409(pair: tuple[AgentProcess, AgentProcess]) -> None:
     old, new = pair
     with old.client() as c:
-        dev = c.post("/v1/devices", json={"model": "example.org/devices/accel", "config": "version=1,mem-size-mib=64"}).json()
+        dev = c.post(
+            "/v1/devices", json={"model": "example.org/devices/accel", "config": "version=1,mem-size-mib=64"}
+        ).json()
         body = {"device_id": dev["id"], "destination": {"url": new.url, "token": new.token}}
         first = c.post("/v1/migrations/outgoing", json={**body, "migration_id": "mig-concurrent-1"})
         assert first.status_code == 202

@@ -427,55 +427,115 @@ def _dest_commit_refused(b: Bench, mid: str) -> Run:
 
 
 ROWS: dict[str, tuple[Callable[[Bench, str], Run], Expect]] = {
-    "dest-SIGKILL-precopy": (_dest_killed_in("precopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
-    "dest-SIGKILL-stopcopy": (_dest_killed_in("stopcopy"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING")),
-    "dest-SIGKILL-after-READY": (_dest_killed_holding("hold-go", "WAIT_GO"),
-                                 E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST PEER_STALLED DESTINATION_LOST",
-                                   "COMMITTED",
-                                   "DESTROYED")),
+    "dest-SIGKILL-precopy": (
+        _dest_killed_in("precopy"),
+        E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING"),
+    ),
+    "dest-SIGKILL-stopcopy": (
+        _dest_killed_in("stopcopy"),
+        E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING"),
+    ),
+    "dest-SIGKILL-after-READY": (
+        _dest_killed_holding("hold-go", "WAIT_GO"),
+        E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST PEER_STALLED DESTINATION_LOST", "COMMITTED", "DESTROYED"),
+    ),
     # the ACK is held: the source is in doubt (lost, or stalled while the ACK is held) until the
     # restarted destination's journal says STARTED; the device died with the destination
-    "dest-SIGKILL-after-GO": (_dest_killed_holding("hold-ack", "STARTING RUNNING"),
-                              E("nowhere", "DONE", "PEER_LOST CONNECTION_LOST PEER_STALLED", "COMMITTED", "RUNNING")),
-    "source-SIGKILL-precopy": (_source_killed_in_precopy,
-                               E("nowhere", None, destination_phase="DESTROYED", destination_codes="SOURCE_LOST",
-                                 destination_phases="RESUMING")),
-    "source-SIGKILL-stopcopy": (_source_killed_in_stopcopy,
-                                E("nowhere", None, destination_phase="DESTROYED",
-                                  destination_codes="SOURCE_LOST PEER_LOST CONNECTION_LOST", destination_phases="RESUMING")),
+    "dest-SIGKILL-after-GO": (
+        _dest_killed_holding("hold-ack", "STARTING RUNNING"),
+        E("nowhere", "DONE", "PEER_LOST CONNECTION_LOST PEER_STALLED", "COMMITTED", "RUNNING"),
+    ),
+    "source-SIGKILL-precopy": (
+        _source_killed_in_precopy,
+        E(
+            "nowhere",
+            None,
+            destination_phase="DESTROYED",
+            destination_codes="SOURCE_LOST",
+            destination_phases="RESUMING",
+        ),
+    ),
+    "source-SIGKILL-stopcopy": (
+        _source_killed_in_stopcopy,
+        E(
+            "nowhere",
+            None,
+            destination_phase="DESTROYED",
+            destination_codes="SOURCE_LOST PEER_LOST CONNECTION_LOST",
+            destination_phases="RESUMING",
+        ),
+    ),
     # the device died with the source; its restarted journal (OUTGOING, no COMMITTED) says ROLLED_BACK,
     # and device_is says nowhere (checked for every row below)
-    "source-SIGKILL-WAIT_READY": (_source_killed_waiting_ready, E("nowhere", "ROLLED_BACK", destination_phase="DESTROYED")),
+    "source-SIGKILL-WAIT_READY": (
+        _source_killed_waiting_ready,
+        E("nowhere", "ROLLED_BACK", destination_phase="DESTROYED"),
+    ),
     # READY waits in the stopped source's socket; the destination, stalled at WAIT_GO, asks the source; the
     # source wakes, commits, finds the connection closed, and learns from the destination that it runs there
-    "source-SIGSTOP-WAIT_READY": (_source_stopped_waiting_ready,
-                                  E("destination", "DONE", "CONNECTION_LOST PEER_LOST PEER_STALLED", "COMMITTED",
-                                    destination_phase="RUNNING")),
-    "dest-SIGSTOP-precopy": (_stopped("dst"), E("source", "ROLLED_BACK", "PEER_STALLED", "STREAMING WAIT_READY",
-                                                "DESTROYED")),
-    "source-SIGSTOP-precopy": (_stopped("src"),
-                               E("source", "ROLLED_BACK", "", "", "DESTROYED", "PEER_STALLED", "RESUMING")),
+    "source-SIGSTOP-WAIT_READY": (
+        _source_stopped_waiting_ready,
+        E("destination", "DONE", "CONNECTION_LOST PEER_LOST PEER_STALLED", "COMMITTED", destination_phase="RUNNING"),
+    ),
+    "dest-SIGSTOP-precopy": (
+        _stopped("dst"),
+        E("source", "ROLLED_BACK", "PEER_STALLED", "STREAMING WAIT_READY", "DESTROYED"),
+    ),
+    "source-SIGSTOP-precopy": (
+        _stopped("src"),
+        E("source", "ROLLED_BACK", "", "", "DESTROYED", "PEER_STALLED", "RESUMING"),
+    ),
     # the destination refuses; the source's error is the destination's (side ``destination``)
     # a stop-copy BULK: the destination refuses it while the source still streams, and lingers (drops
     # what still comes) until the source read the refusal and closed -- not a reset that loses it
-    "proxy-flip-bulk": (_proxied("flip-bulk"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED",
-                                                 "RECORD_CORRUPT", "RESUMING")),
+    "proxy-flip-bulk": (
+        _proxied("flip-bulk"),
+        E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED", "RECORD_CORRUPT", "RESUMING"),
+    ),
     # a LIVE (pre-copy) record is discarded, not refused; its digest is in the framing: refused at the trailer
-    "proxy-flip-live-bulk": (_proxied("flip-live-bulk"), E("source", "ROLLED_BACK", "DIGEST_MISMATCH", "RESUMING",
-                                                           "DESTROYED", "DIGEST_MISMATCH", "RESUMING")),
+    "proxy-flip-live-bulk": (
+        _proxied("flip-live-bulk"),
+        E("source", "ROLLED_BACK", "DIGEST_MISMATCH", "RESUMING", "DESTROYED", "DIGEST_MISMATCH", "RESUMING"),
+    ),
     # a refused HELLO: the source drops the destination's waiting copy at once (not at the secret's expiry)
-    "proxy-flip-hello": (_proxied("flip-hello"), E("source", "ROLLED_BACK", "AUTH_FAILED HELLO_INVALID", "WAIT_HELLO",
-                                                   "DESTROYED", "CANCELLED", "WAIT_HELLO")),
-    "proxy-flip-section": (_proxied("flip-section"), E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING",
-                                                       "DESTROYED", "RECORD_CORRUPT", "RESUMING")),
+    "proxy-flip-hello": (
+        _proxied("flip-hello"),
+        E("source", "ROLLED_BACK", "AUTH_FAILED HELLO_INVALID", "WAIT_HELLO", "DESTROYED", "CANCELLED", "WAIT_HELLO"),
+    ),
+    "proxy-flip-section": (
+        _proxied("flip-section"),
+        E("source", "ROLLED_BACK", "RECORD_CORRUPT", "RESUMING", "DESTROYED", "RECORD_CORRUPT", "RESUMING"),
+    ),
     # the destination sees the cut itself, or the source's cancel first
-    "proxy-truncate": (_proxied("truncate"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING",
-                                               "DESTROYED", "PEER_LOST CONNECTION_LOST CANCELLED", "RESUMING")),
-    "proxy-reset": (_proxied("reset"), E("source", "ROLLED_BACK", "PEER_LOST CONNECTION_LOST", "STREAMING",
-                                         "DESTROYED", "PEER_LOST CONNECTION_LOST CANCELLED", "RESUMING")),
+    "proxy-truncate": (
+        _proxied("truncate"),
+        E(
+            "source",
+            "ROLLED_BACK",
+            "PEER_LOST CONNECTION_LOST",
+            "STREAMING",
+            "DESTROYED",
+            "PEER_LOST CONNECTION_LOST CANCELLED",
+            "RESUMING",
+        ),
+    ),
+    "proxy-reset": (
+        _proxied("reset"),
+        E(
+            "source",
+            "ROLLED_BACK",
+            "PEER_LOST CONNECTION_LOST",
+            "STREAMING",
+            "DESTROYED",
+            "PEER_LOST CONNECTION_LOST CANCELLED",
+            "RESUMING",
+        ),
+    ),
     # the stream validated, the commit (RESUMING -> STOP) is refused: the source resumes, the copy is destroyed
-    "dest-commit-refused": (_dest_commit_refused, E("source", "ROLLED_BACK", "SECTION_INVALID", "RESUMING",
-                                                    "DESTROYED", "SECTION_INVALID", "RESUMING")),
+    "dest-commit-refused": (
+        _dest_commit_refused,
+        E("source", "ROLLED_BACK", "SECTION_INVALID", "RESUMING", "DESTROYED", "SECTION_INVALID", "RESUMING"),
+    ),
     "cli-killed-precopy": (_cli_killed("precopy"), E("destination", "DONE", destination_phase="RUNNING")),
     "cli-killed-after-COMMITTED": (_cli_killed("committed"), E("destination", "DONE", destination_phase="RUNNING")),
 }

@@ -18,8 +18,20 @@ def test_unknown_release_is_refused_before_serving() -> None:
 
 def test_print_migration_info_json_is_the_host_report() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "devmig", "agent", "--release", "nic=1.0.0", "--host-name", "h", "--print-migration-info-json"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "devmig",
+            "agent",
+            "--release",
+            "nic=1.0.0",
+            "--host-name",
+            "h",
+            "--print-migration-info-json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0
     assert '"format": "devmig/host-report/1"' in proc.stdout

@@ -158,7 +158,9 @@ def state_layouts(draw: st.DrawFn, ps: dict[str, Raw]) -> Raw:
             if draw(st.booleans()):
                 fields.append({"name": f"f{j}", "type": draw(st.sampled_from(FIXED_KINDS))})
             else:
-                fields.append({"name": f"f{j}", "type": draw(st.sampled_from(VARIABLE_KINDS)), "max": draw(size_expr(ps))})
+                fields.append(
+                    {"name": f"f{j}", "type": draw(st.sampled_from(VARIABLE_KINDS)), "max": draw(size_expr(ps))}
+                )
         section: Raw = {"name": f"s{i}", "fields": fields}
         if ps and draw(st.integers(0, 2)) == 0:
             name = draw(st.sampled_from(sorted(ps)))

@@ -96,7 +96,9 @@ CASES: list[tuple[str, list[Any], str, list[tuple[str, tuple[Any, ...], int]]]] 
 
 
 @pytest.mark.parametrize(("edits", "config", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_check_reports_every_reason(edits: list[Any], config: str, expected: list[tuple[str, tuple[Any, ...], int]]) -> None:
+def test_check_reports_every_reason(
+    edits: list[Any], config: str, expected: list[tuple[str, tuple[Any, ...], int]]
+) -> None:
     dest = variant(*edits, release="9.0.0")
     verdict = check(SRC, expand(SRC, config), dest)
     got = [(p.code, p.loc, p.context["rule"]) for p in verdict.reasons]
@@ -215,7 +217,10 @@ def test_history_hint_names_the_release_that_added_a_parameter() -> None:
     assert history.added_in(NIC_ID, "rx-table-size", "acme-nic") == new.implementation
     assert history.added_in(NIC_ID, "rx-table-size") == new.implementation
     assert history.added_in(NIC_ID, "nope") is None
-    assert check(SRC, expand(SRC, "version=2"), old, history=history).reasons[0].hint == "rx-table-size is introduced in acme-nic 2.0.0"
+    assert (
+        check(SRC, expand(SRC, "version=2"), old, history=history).reasons[0].hint
+        == "rx-table-size is introduced in acme-nic 2.0.0"
+    )
     # without history the hint still says what would work
     plain = check(SRC, expand(SRC, "version=2"), old).reasons[0].hint
     assert plain is not None and "off value" in plain
@@ -304,4 +309,10 @@ def test_fast_path_agrees_with_the_reasons(data: st.DataObject) -> None:
     assert verdict.compatible is (not slow)
     assert verdict.reasons == slow
     codes = {p.code for p in slow}
-    assert codes <= {"PARAM_UNKNOWN", "VALUE_NOT_ALLOWED", "CONSTRAINT_VIOLATED", "OFF_VALUE_MISMATCH", "STATE_LAYOUT_MISMATCH"}
+    assert codes <= {
+        "PARAM_UNKNOWN",
+        "VALUE_NOT_ALLOWED",
+        "CONSTRAINT_VIOLATED",
+        "OFF_VALUE_MISMATCH",
+        "STATE_LAYOUT_MISMATCH",
+    }

@@ -79,13 +79,19 @@ def _in_state(edit: Any) -> Any:
 
 
 _drop_rss = _in_state(lambda s, st: st["sections"].remove(s["rss"]))
-_extra_section = _in_state(lambda s, st: st["sections"].append({"name": "extra", "fields": [{"name": "n", "type": "u8"}]}))
+_extra_section = _in_state(
+    lambda s, st: st["sections"].append({"name": "extra", "fields": [{"name": "n", "type": "u8"}]})
+)
 _rename_rx = _in_state(lambda s, st: s["queues"]["fields"][0].update(name="rx_head"))
 _narrow_rx = _in_state(lambda s, st: s["queues"]["fields"][0].update(type="u16[]"))
 _table_plus_one = _in_state(lambda s, st: s["rss"]["fields"][1].update(max={"param": "rx-table-size", "plus": 1}))
 _bigger_ring = _in_state(lambda s, st: st["regions"][0].update(size={"param": "rx-queues", "times": 8192}))
 _rss_always = _in_state(lambda s, st: s["rss"].pop("when"))
-_tso_section = _in_state(lambda s, st: st["sections"].append({"name": "tso", "when": {"tso": True}, "fields": [{"name": "n", "type": "u64"}]}))
+_tso_section = _in_state(
+    lambda s, st: st["sections"].append(
+        {"name": "tso", "when": {"tso": True}, "fields": [{"name": "n", "type": "u64"}]}
+    )
+)
 
 
 def _constraint(when: dict[str, Any], require: dict[str, Any]) -> Any:

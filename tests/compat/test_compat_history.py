@@ -85,6 +85,8 @@ def test_a_parameter_of_a_later_release_is_hinted_as_introduced_not_as_a_typo(tm
     assert with_history.exit_code == 1
     hint = json.loads(with_history.output)["errors"][0]["hint"]
     assert hint == "tso is introduced in acme-nic 3.0.0: this release predates it"
-    checked = runner.invoke(app, ["check", str(new), str(old), NIC, "", "--history", str(old), "--history", str(new), "--json"])
+    checked = runner.invoke(
+        app, ["check", str(new), str(old), NIC, "", "--history", str(old), "--history", str(new), "--json"]
+    )
     reasons = json.loads(checked.output)["reasons"]
     assert any(r["hint"] == "tso is introduced in acme-nic 3.0.0" for r in reasons), reasons

@@ -36,7 +36,9 @@ from hypothesis import strategies as st
 from devmig.compat import ReleaseDiff, check, diff
 from devmig.model import Config, DeviceModel, ModelDocument, check_full, expand
 
-PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 
 def _upgrade_broken(d: ReleaseDiff, model: str) -> bool:

@@ -103,7 +103,11 @@ def test_rule_6_needs_a_layout_on_both_sides_and_stays_quiet_behind_other_reason
 def _fleet() -> FleetSnapshot:
     good = Profile.of([V3])
     bad = Profile.of([nic(narrowed, "3.0.1")])
-    hosts = [HostState("good", good.fingerprint), HostState("bad", bad.fingerprint), HostState("home", good.fingerprint)]
+    hosts = [
+        HostState("good", good.fingerprint),
+        HostState("bad", bad.fingerprint),
+        HostState("home", good.fingerprint),
+    ]
     return FleetSnapshot.build([good, bad], hosts)
 
 

@@ -15,7 +15,9 @@ from devmig.compat import Baseline, FleetSnapshot, ProfileRegistry, baseline, ch
 from devmig.compat._baseline import creation_string
 from devmig.model import Config, DeviceModel, IntParam, ModelDocument, expand, same_value
 
-PROPS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPS = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 
 def pool(*docs: list[ModelDocument]) -> FleetSnapshot:
@@ -60,7 +62,9 @@ def test_a_pool_without_the_model_is_blocked_by_each_host() -> None:
 
 
 def test_refused_off_values_block_with_reasons() -> None:
-    needs_rss = variant(lambda m: m["params"]["rss"].update(allowed=[True]), lambda m: m.update(versions=[]), release="3.1.0")
+    needs_rss = variant(
+        lambda m: m["params"]["rss"].update(allowed=[True]), lambda m: m.update(versions=[]), release="3.1.0"
+    )
     no_rss = variant(lambda m: m["params"]["rss"].update(allowed=[False], init=False),
                      lambda m: m["params"]["rx-table-size"].update(init=0),
                      lambda m: m.update(versions=[{"name": "1", "params": {}}]), release="3.0.1")
@@ -114,7 +118,11 @@ def test_baseline_is_accepted_by_all_locally_maximal_and_deterministic(data: st.
     model_id = data.draw(st.sampled_from(models))
     hosts = data.draw(st.lists(st.sampled_from(sorted(snap.hosts)), min_size=1, unique=True))
     b = baseline(snap, hosts, model_id)
-    again = baseline(FleetSnapshot.build(reversed(list(snap.profiles.values())), reversed(list(snap.hosts.values()))), list(reversed(hosts)), model_id)
+    again = baseline(
+        FleetSnapshot.build(reversed(list(snap.profiles.values())), reversed(list(snap.hosts.values()))),
+        list(reversed(hosts)),
+        model_id,
+    )
     assert again.to_dict() == b.to_dict()
     if b.reference is None:
         assert set(b.blocking) == set(hosts)

@@ -31,7 +31,9 @@ from devmig.compat._index import fleet_index, model_key, published_configs
 from devmig.compat._placement import resolve
 from devmig.model import ModelDocument, expand
 
-PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROPS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 
 def docs() -> dict[str, ModelDocument]:
@@ -131,15 +133,32 @@ SNAP = fleet(
 @pytest.mark.parametrize(
     ("vm", "accepted", "codes"),
     [
-        ([RunningDevice(NIC_ID, V4, NIC3, "new4")], ["new1"], {
-            "new4": ["SAME_HOST"], "new2": ["HOST_CORDONED"], "new3": ["HOST_UNREACHABLE"],
-            "blk": ["MODEL_UNKNOWN"], "mid1": ["VALUE_NOT_ALLOWED", "VALUE_NOT_ALLOWED", "PARAM_UNKNOWN"],
-            "old1": ["VALUE_NOT_ALLOWED", "VALUE_NOT_ALLOWED", "PARAM_UNKNOWN", "PARAM_UNKNOWN", "VALUE_NOT_ALLOWED"],
-        }),
+        (
+            [RunningDevice(NIC_ID, V4, NIC3, "new4")],
+            ["new1"],
+            {
+                "new4": ["SAME_HOST"],
+                "new2": ["HOST_CORDONED"],
+                "new3": ["HOST_UNREACHABLE"],
+                "blk": ["MODEL_UNKNOWN"],
+                "mid1": ["VALUE_NOT_ALLOWED", "VALUE_NOT_ALLOWED", "PARAM_UNKNOWN"],
+                "old1": [
+                    "VALUE_NOT_ALLOWED",
+                    "VALUE_NOT_ALLOWED",
+                    "PARAM_UNKNOWN",
+                    "PARAM_UNKNOWN",
+                    "VALUE_NOT_ALLOWED",
+                ],
+            },
+        ),
         # version 2 runs everywhere a NIC is; 1.0.0 accepts fewest versions: ranked first, then
         # load; new1 also offers a block device: richest, last
         ([RunningDevice(NIC_ID, V2, NIC3)], ["old1", "mid2", "mid1", "new4", "new1"], {"blk": ["MODEL_UNKNOWN"]}),
-        ([NewDevice(NIC_ID, "version=3")], ["mid2", "mid1", "new4", "new1"], {"old1": ["VALUE_NOT_ALLOWED", "PARAM_UNKNOWN", "VALUE_NOT_ALLOWED"]}),
+        (
+            [NewDevice(NIC_ID, "version=3")],
+            ["mid2", "mid1", "new4", "new1"],
+            {"old1": ["VALUE_NOT_ALLOWED", "PARAM_UNKNOWN", "VALUE_NOT_ALLOWED"]},
+        ),
         (
             [NewDevice(NIC_ID, "version=2"), NewDevice("example.org/devices/blk", "")],
             ["new1"],
@@ -192,7 +211,10 @@ def test_running_device_must_match_its_model() -> None:
 
 def test_spare_capabilities_count_published_versions_accepted() -> None:
     index = fleet_index(SNAP)
-    spare = {SNAP.profile_of(h).fingerprint: int(index.spare[index.position[SNAP.profile_of(h).fingerprint]]) for h in SNAP.hosts}
+    spare = {
+        SNAP.profile_of(h).fingerprint: int(index.spare[index.position[SNAP.profile_of(h).fingerprint]])
+        for h in SNAP.hosts
+    }
     assert spare[SNAP.profile_of("old1").fingerprint] < spare[SNAP.profile_of("mid1").fingerprint]
     assert spare[SNAP.profile_of("mid1").fingerprint] < spare[SNAP.profile_of("new4").fingerprint]
     assert spare[SNAP.profile_of("new4").fingerprint] < spare[SNAP.profile_of("new1").fingerprint]

@@ -127,7 +127,9 @@ def test_hosts_that_do_not_change_are_left_out() -> None:
 # -- the order against exhaustive search ------------------------------------------------------------
 
 
-def simulate(snap: FleetSnapshot, plan_profiles: dict[str, Profile], order: list[str], running: dict[str, list[RunningDevice]]) -> bool:
+def simulate(
+    snap: FleetSnapshot, plan_profiles: dict[str, Profile], order: list[str], running: dict[str, list[RunningDevice]]
+) -> bool:
     upgraded: set[str] = set()
     for h in order:
         for d in running.get(h, ()):

@@ -58,7 +58,11 @@ ACCEL_STATE = StateDeclaration(
         SectionSpec("fp16", [FieldSpec("acc", "u16[]", max="engines"), FieldSpec("ops", "u64")], when=_fp16_on),
         SectionSpec(
             "stats",
-            [FieldSpec("peak_queue", "u32"), FieldSpec("busy_engine_steps", "u64"), FieldSpec("idle_engine_steps", "u64")],
+            [
+                FieldSpec("peak_queue", "u32"),
+                FieldSpec("busy_engine_steps", "u64"),
+                FieldSpec("idle_engine_steps", "u64"),
+            ],
             optional=True,
         ),
     ],
@@ -111,7 +115,11 @@ BLK_STATE = StateDeclaration(
         ),
         SectionSpec(
             "stats",
-            [FieldSpec("cache_hits", "u64"), FieldSpec("writeback_blocks", "u64"), FieldSpec("capacity_flushes", "u64")],
+            [
+                FieldSpec("cache_hits", "u64"),
+                FieldSpec("writeback_blocks", "u64"),
+                FieldSpec("capacity_flushes", "u64"),
+            ],
             optional=True,
         ),
     ],

@@ -74,7 +74,9 @@ def test_strict_mode_fails_a_release_that_strands_old_devices(newer: type[Device
 
 
 def test_the_report_shows_generated_and_extra_configurations() -> None:
-    report = cross_release_matrix([NicV3], steps=20, migrate_at=10, configs=["rss=off,rx-queues=3,rx-table-size=0", "rx-queues=99"])
+    report = cross_release_matrix(
+        [NicV3], steps=20, migrate_at=10, configs=["rss=off,rx-queues=3,rx-table-size=0", "rx-queues=99"]
+    )
     assert not report.failures, report.render()
     assert "extra:rss=off,rx-queues=3,rx-table-size=0" in report.configs
     assert "extra:rx-queues=99" not in report.configs  # NicV3 refuses it: not a configuration of the source

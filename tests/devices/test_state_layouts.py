@@ -93,9 +93,19 @@ def _nic_doc(edit: Any) -> Any:
 @pytest.mark.parametrize(
     ("edit", "config", "loc", "message"),
     [
-        (lambda s: s["sections"][0]["fields"][0].update(type="u16[]"), "", ("state", "section", "queues", "field", "rx_index"), "type u32[]"),
+        (
+            lambda s: s["sections"][0]["fields"][0].update(type="u16[]"),
+            "",
+            ("state", "section", "queues", "field", "rx_index"),
+            "type u32[]",
+        ),
         (lambda s: s["sections"][3].pop("when"), "version=1", ("state", "section", "rss"), "is in"),
-        (lambda s: s["sections"][3]["fields"][1].update(max={"param": "rx-table-size", "plus": 1}), "", ("state", "section", "rss", "field", "table"), "max 128"),
+        (
+            lambda s: s["sections"][3]["fields"][1].update(max={"param": "rx-table-size", "plus": 1}),
+            "",
+            ("state", "section", "rss", "field", "table"),
+            "max 128",
+        ),
         (lambda s: s["sections"][5].update(optional=False), "", ("state", "section", "stats"), "optional"),
     ],
 )

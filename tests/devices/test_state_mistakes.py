@@ -34,7 +34,12 @@ DOCUMENT = {
             "model": MODEL,
             "description": "A watchdog timer with an optional pre-timeout interrupt",
             "params": {
-                "timeout-ms": {"type": "int", "allowed": [{"min": 100, "max": 60000, "step": 100}], "off": 1000, "init": 5000},
+                "timeout-ms": {
+                    "type": "int",
+                    "allowed": [{"min": 100, "max": 60000, "step": 100}],
+                    "off": 1000,
+                    "init": 5000,
+                },
                 "pretimeout": {"type": "bool", "off": False, "init": True},
                 "history": {"type": "int", "allowed": [{"min": 1, "max": 16}], "off": 1, "init": 8},
             },
@@ -45,9 +50,13 @@ DOCUMENT = {
 
 BASE = StateDeclaration(
     [
-        SectionSpec("timer", [FieldSpec("counter", "u32"), FieldSpec("reload", "u32"), FieldSpec("log", "u32[]", max="history")]),
+        SectionSpec(
+            "timer", [FieldSpec("counter", "u32"), FieldSpec("reload", "u32"), FieldSpec("log", "u32[]", max="history")]
+        ),
         SectionSpec("pretimeout", [FieldSpec("fired", "u32"), FieldSpec("margin", "u32")], when={"pretimeout": True}),
-        SectionSpec("trace", [FieldSpec("events", "u32"), FieldSpec("last", "u32")], when={"pretimeout": True}, optional=True),
+        SectionSpec(
+            "trace", [FieldSpec("events", "u32"), FieldSpec("last", "u32")], when={"pretimeout": True}, optional=True
+        ),
     ]
 )  # fmt: skip
 
@@ -93,7 +102,9 @@ MISTAKES: dict[str, tuple[StateDeclaration, str, set[str]]] = {
         "pretimeout=off",
         {"STATE_CONDITION_CHANGED"},
     ),
-    "optional: field renamed": (_field("trace", "events", name="count"), "", {"STATE_FIELD_REMOVED", "STATE_FIELD_ADDED"}),
+    "optional: field renamed": (
+        _field("trace", "events", name="count"), "", {"STATE_FIELD_REMOVED", "STATE_FIELD_ADDED"}
+    ),
     "optional: u32 to u16": (_field("trace", "events", kind="u16"), "", {"STATE_FIELD_TYPE_CHANGED"}),
     "optional: u32 to u8": (_field("trace", "events", kind="u8"), "", {"STATE_FIELD_TYPE_CHANGED"}),
     "optional: made required": (

@@ -51,7 +51,9 @@ def _fill(inventory: Inventory, start: int, stop: int, now: datetime | None = No
 def _expected(inventory: Inventory, limit: int) -> JournalPage:
     """What the dashboard computed before: every entry read, sorted, cut, counted."""
     entries = sorted(inventory.journal(MIGRATIONS).list(), key=newest_first, reverse=True)
-    return JournalPage(tuple(entries[:limit]), len(entries), sum(1 for e in entries if not MIGRATIONS.finished(e.phase, e.payload)))
+    return JournalPage(
+        tuple(entries[:limit]), len(entries), sum(1 for e in entries if not MIGRATIONS.finished(e.phase, e.payload))
+    )
 
 
 
@@ -88,7 +90,9 @@ def test_the_mark_changes_with_every_change_of_the_phase(make_inventory: Callabl
     inventory.journal(MIGRATIONS).put("c", "done", {"destination_device_id": "y"}, frozen + timedelta(microseconds=1))
     later = inventory.journal(MIGRATIONS).mark("done")
     assert later.newest == frozen + timedelta(microseconds=1) and later not in (two, amended, swapped)
-    inventory.journal(MIGRATIONS).put("a", "rolled_back", {"destination_device_id": "x2"}, frozen + timedelta(seconds=9))
+    inventory.journal(MIGRATIONS).put(
+        "a", "rolled_back", {"destination_device_id": "x2"}, frozen + timedelta(seconds=9)
+    )
     left = inventory.journal(MIGRATIONS).mark("done")
     assert (left.count, left.newest) == (1, frozen + timedelta(microseconds=1))
     assert left not in (two, amended, swapped, later)
@@ -111,7 +115,9 @@ def test_the_mark_sees_a_write_by_another_inventory_on_the_same_database(
         1 for e in writer.journal(MIGRATIONS).list() if e.phase == "done")
     entry = writer.journal(MIGRATIONS).get("m-074-2")
     assert entry.phase == "done"
-    writer.journal(MIGRATIONS).put(entry.id, "done", {**entry.payload, "incidents": [{"code": "LATE"}]}, entry.updated_at)
+    writer.journal(MIGRATIONS).put(
+        entry.id, "done", {**entry.payload, "incidents": [{"code": "LATE"}]}, entry.updated_at
+    )
     assert reader.journal(MIGRATIONS).mark("done") != before
 
 
@@ -130,7 +136,9 @@ def test_newest_equals_every_entry_sorted_and_counted(make_inventory: Callable[[
         "m-000-0", "m-443-39", "m-406-38", "m-369-37", "m-332-36", "m-295-35",
         "m-258-34", "m-184-32", "m-147-31", "m-110-30"]
     assert (got.total, got.unfinished) == (40, 20)  # planned, streaming and resolving ones (half of each six)
-    undated = inventory.journal(MIGRATIONS).newest(40).entries[-3:]  # 11, 22 and 33 have no created_at: the oldest, by id
+    undated = (
+        inventory.journal(MIGRATIONS).newest(40).entries[-3:]
+    )  # 11, 22 and 33 have no created_at: the oldest, by id
     assert [e.id for e in undated] == ["m-814-22", "m-407-11", "m-221-33"]
     assert all(e == inventory.journal(MIGRATIONS).get(e.id) for e in got.entries)  # whole entries, payload and all
     with pytest.raises(ValueError):

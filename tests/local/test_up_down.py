@@ -93,7 +93,9 @@ def test_up_foreground_refuses_a_second_up_and_stops_everything_on_sigint(tmp_pa
         assert leader.wait(timeout=60) == 0
         assert_nothing_left(state_dir, state)
         assert read_state(state_dir) is None
-        lines = [json.loads(line) for line in (tmp_path / "leader.log").read_text().splitlines() if line.startswith("{")]
+        lines = [
+            json.loads(line) for line in (tmp_path / "leader.log").read_text().splitlines() if line.startswith("{")
+        ]
         assert [line["event"] for line in lines] == ["up", "down"]
     finally:
         kill_group(leader)

@@ -197,7 +197,9 @@ def test_rollback_set_and_upgrade_plan(fleet: Fleet) -> None:
 
     plan = fleet.http.post("/v1/pools/p/plan-upgrade", json={"to": {"nic": "3.0.0"}}).json()
     assert plan["unchanged"] == ["h3"]
-    assert {h: p["releases"]["acme-nic"] for h, p in plan["planned"].items()} == {h: "3.0.0" for h in ("h1", "h2", "h3")}
+    assert {h: p["releases"]["acme-nic"] for h, p in plan["planned"].items()} == {
+        h: "3.0.0" for h in ("h1", "h2", "h3")
+    }
     assert plan["order"] is not None and sorted(plan["order"]) == ["h1", "h2"]
     assert plan["stranded"] == []
     bad = fleet.http.post("/v1/pools/p/plan-upgrade", json={"to": {"nic": "9.9.9"}})

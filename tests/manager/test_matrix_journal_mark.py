@@ -30,9 +30,13 @@ def _history(inventory: Inventory, start: int, stop: int) -> None:
     """Finished migrations ``start`` .. ``stop - 1`` that created devices no host runs now (and some rolled
     back ones), all at the same instant."""
     for i in range(start, stop):
-        inventory.journal(MIGRATIONS).put(f"old-{i:04d}", "done", migration("twin", f"a{i}", "x", f"gone{i}", finished=True), at(50))
+        inventory.journal(MIGRATIONS).put(
+            f"old-{i:04d}", "done", migration("twin", f"a{i}", "x", f"gone{i}", finished=True), at(50)
+        )
         if i % 4 == 0:
-            inventory.journal(MIGRATIONS).put(f"back-{i:04d}", "rolled_back", migration("mid", f"b{i}", "x", f"none{i}", finished=True), at(50))
+            inventory.journal(MIGRATIONS).put(
+                f"back-{i:04d}", "rolled_back", migration("mid", f"b{i}", "x", f"none{i}", finished=True), at(50)
+            )
 
 
 def _the_old_way(inventory: Inventory, window: int = 0) -> dict[str, Any]:
@@ -121,7 +125,9 @@ def test_a_finished_migration_rewritten_at_the_same_instant_changes_the_matrix(
     assert _verdict(third, "mid/d1", "x") == "one_way" and _verdict(third, "twin/fresh", "x") == "round_trip"
     # a migration still running, saving its progress, leaves the finished ones (and the cache) alone
     inventory.journal(MIGRATIONS).put("m2", "streaming", migration("twin", "fresh", "x", "f2", finished=True), at(13))
-    inventory.journal(MIGRATIONS).put("m2", "streaming", {**migration("twin", "fresh", "x", "f2", finished=True), "progress": 7}, at(14))
+    inventory.journal(MIGRATIONS).put(
+        "m2", "streaming", {**migration("twin", "fresh", "x", "f2", finished=True), "progress": 7}, at(14)
+    )
     assert cache.get(inventory, inventory.snapshot()) == (third, True)
     # m1 leaves done (rolled back, say, by hand) at the same instant: the past is forgotten again
     inventory.journal(MIGRATIONS).put("m1", "rolled_back", migration("old", "d0", "mid", "d1", finished=True), at(12))

@@ -45,15 +45,35 @@ def test_a_published_layout_loads_frozen_and_resolves() -> None:
     ("state", "code", "loc"),
     [
         ({"sections": [{"name": "s", "when": {"nope": True}}]}, "STATE_PARAM_UNKNOWN", ("sections", 0, "when", "nope")),
-        ({"regions": [{"name": "r", "size": {"param": "queue-depth", "times": "nope"}}]}, "STATE_PARAM_UNKNOWN", ("regions", 0, "size", "times")),
+        (
+            {"regions": [{"name": "r", "size": {"param": "queue-depth", "times": "nope"}}]},
+            "STATE_PARAM_UNKNOWN",
+            ("regions", 0, "size", "times"),
+        ),
         ({"regions": [{"name": "r", "size": "write-cache"}]}, "SCHEMA", ("regions", 0, "size")),
-        ({"sections": [{"name": "s", "fields": [{"name": "f", "type": "u32", "max": 4}]}]}, "SCHEMA", ("sections", 0, "fields", 0, "max")),
-        ({"sections": [{"name": "s", "fields": [{"name": "f", "type": "u32[]"}]}]}, "SCHEMA", ("sections", 0, "fields", 0, "max")),
+        (
+            {"sections": [{"name": "s", "fields": [{"name": "f", "type": "u32", "max": 4}]}]},
+            "SCHEMA",
+            ("sections", 0, "fields", 0, "max"),
+        ),
+        (
+            {"sections": [{"name": "s", "fields": [{"name": "f", "type": "u32[]"}]}]},
+            "SCHEMA",
+            ("sections", 0, "fields", 0, "max"),
+        ),
         ({"sections": [{"name": "s"}, {"name": "s"}]}, "SCHEMA", ("sections", 1, "name")),
         ({"sections": [{"name": "s", "when": {"write-cache": 1}}]}, "SCHEMA", ("sections", 0, "when", "write-cache")),
-        ({"sections": [{"name": "s", "fields": [{"name": "f", "type": "u33"}]}]}, "SCHEMA", ("sections", 0, "fields", 0, "type")),
+        (
+            {"sections": [{"name": "s", "fields": [{"name": "f", "type": "u33"}]}]},
+            "SCHEMA",
+            ("sections", 0, "fields", 0, "type"),
+        ),
         ({"regions": [{"name": "r", "size": -1}]}, "SCHEMA", ("regions", 0, "size")),
-        ({"regions": [{"name": "r", "size": {"param": "queue-depth", "div": 0}}]}, "SCHEMA", ("regions", 0, "size", "div")),
+        (
+            {"regions": [{"name": "r", "size": {"param": "queue-depth", "div": 0}}]},
+            "SCHEMA",
+            ("regions", 0, "size", "div"),
+        ),
         ({"sections": [], "extra": 1}, "SCHEMA", ("extra",)),
     ],
 )

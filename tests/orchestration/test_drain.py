@@ -130,7 +130,10 @@ def test_drainer_dry_run_refusal_and_unknowns_on_the_twin(twin: Twin) -> None:
             await drainer.start("src")
         first = refused.value.problems[0]
         assert first.code == "STRANDED" and first.value == ["src/v4"]
-        assert refused.value.problems[1].code == "NO_HOST" and refused.value.problems[1].loc[:2] == ("devices", "src/v4")
+        assert refused.value.problems[1].code == "NO_HOST" and refused.value.problems[1].loc[:2] == (
+            "devices",
+            "src/v4",
+        )
         assert inventory.get_host("src").cordoned  # stays cordoned
         failed = drainer.get(first.context["drain"])
         assert failed["phase"] == "failed" and failed["migrations"] == [] and failed["error"]["code"] == "STRANDED"

@@ -219,7 +219,11 @@ def test_idempotent_by_id_and_busy_devices(fleet: Fleet) -> None:
     first = fleet.migrate(f"a/{device}", "b", mid)
     assert first.status_code == 202, first.text
     again = fleet.migrate(f"a/{device}", "b", mid)
-    assert again.status_code == 200 and again.json()["id"] == mid and again.json()["created_at"] == first.json()["created_at"]
+    assert (
+        again.status_code == 200
+        and again.json()["id"] == mid
+        and again.json()["created_at"] == first.json()["created_at"]
+    )
     busy = fleet.migrate(f"a/{device}", "b", mid + "-other")
     assert busy.status_code == 409 and busy.json()["code"] == "DEVICE_BUSY", busy.text
     done = wait_finished(fleet.http, mid)
@@ -254,7 +258,11 @@ def test_the_agent_only_path_needs_no_lease_and_a_fence_stops_a_late_start(agent
     a, b = agents["a"], agents["b"]
     device = create_device(a, "version=2")
     with a.http(AGENT_TOKEN) as agent:
-        body = {"migration_id": f"cli-{device}", "device_id": device, "destination": {"url": b.url, "token": AGENT_TOKEN}}
+        body = {
+            "migration_id": f"cli-{device}",
+            "device_id": device,
+            "destination": {"url": b.url, "token": AGENT_TOKEN},
+        }
         started = agent.post("/v1/migrations/outgoing", json=body)
         assert started.status_code == 202, started.text
         assert agent.post("/v1/migrations/outgoing", json=body).status_code == 202  # idempotent, no lease

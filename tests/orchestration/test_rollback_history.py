@@ -32,10 +32,18 @@ NIC = "example.org/devices/nic"
 
 def _migration(source: str, device_id: str, destination: str, new_id: str, streaming: datetime,
                phase: str = "done") -> dict[str, Any]:
-    return {"source": source, "device_id": device_id, "destination": destination,
-            "destination_device_id": new_id, "created_at": at(0).isoformat(),
-            "history": [{"phase": "planned", "at": at(0).isoformat()},
-                        {"phase": "streaming", "at": streaming.isoformat()}, {"phase": phase, "at": streaming.isoformat()}]}
+    return {
+        "source": source,
+        "device_id": device_id,
+        "destination": destination,
+        "destination_device_id": new_id,
+        "created_at": at(0).isoformat(),
+        "history": [
+            {"phase": "planned", "at": at(0).isoformat()},
+            {"phase": "streaming", "at": streaming.isoformat()},
+            {"phase": phase, "at": streaming.isoformat()},
+        ],
+    }
 
 
 def test_lineage_follows_finished_migrations_back_and_stops_on_a_cycle() -> None:
@@ -55,9 +63,15 @@ def test_a_device_must_be_able_to_return_to_a_profile_it_ran_on(make_inventory: 
     inventory = make_inventory()
     h21, h22 = nic_with_wol("2.1.0", "none"), nic_with_wol("2.2.0", "magic")
     v200 = load_example("acme-nic/2.0.0")
-    inventory.register_reports([("old", "http://old", host_report("old", h21)), ("mid", "http://mid", host_report("mid", v200)),
-                                ("x", "http://x", host_report("x", h22)), ("twin", "http://twin", host_report("twin", v200))],
-                               at(0))
+    inventory.register_reports(
+        [
+            ("old", "http://old", host_report("old", h21)),
+            ("mid", "http://mid", host_report("mid", v200)),
+            ("x", "http://x", host_report("x", h22)),
+            ("twin", "http://twin", host_report("twin", v200)),
+        ],
+        at(0),
+    )
     # the device ran on old (2.1.0) as d0 and moved to mid as d1; later old was upgraded to 2.0.0
     inventory.journal(MIGRATIONS).put("m1", "done", _migration("old", "d0", "mid", "d1", at(10)), at(12))
     inventory.register_reports([("old", "http://old", host_report("old", v200))], at(100))

@@ -109,8 +109,8 @@ def test_kernel_devices_are_created_listed_refused_and_deleted(
     assert refused.json()["errors"][0]["loc"] == ["config", "framebuffer"]
     assert set(twin.mdevs()) == {name}
     # the agent does not carry a kernel device's data
-    moved = agent.post("/v1/migrations/outgoing",
-                       json={"device_id": device["id"], "destination": {"url": "http://127.0.0.1:9", "token": "x"}})  # fmt: skip
+    destination = {"url": "http://127.0.0.1:9", "token": "x"}
+    moved = agent.post("/v1/migrations/outgoing", json={"device_id": device["id"], "destination": destination})
     assert moved.status_code == 409 and moved.json()["code"] == "KERNEL_DEVICE_DATA_BY_VMM"
     assert "VMM" in moved.json()["errors"][0]["hint"]
     assert agent.delete(f"/v1/devices/{device['id']}").status_code == 204

@@ -170,7 +170,9 @@ def bodies_bounded(lab: Lab) -> None:
         status, answer, took = raw_request(url, head)  # not one byte of the body is sent
         assert status == 401 and b"AUTH_REQUIRED" in answer and took < 2.0, (url, answer[:200], took)
     with lab.a("dst") as a:
-        r = a.post("/v1/devices", content=b"[" + b"1," * (1 << 20) + b"1]", headers={"content-type": "application/json"})
+        r = a.post(
+            "/v1/devices", content=b"[" + b"1," * (1 << 20) + b"1]", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 413 and codes(r) == ["BODY_TOO_LARGE"], r.text[:300]
         assert a.get("/v1/health").status_code == 200
 

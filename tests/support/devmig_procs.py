@@ -1,8 +1,9 @@
 """Real ``python -m devmig ...`` processes for the tests of every folder (agents and managers).
 
-The one copy of what the process helpers of ``tests/agent``, ``tests/inventory``, ``tests/orchestration`` and ``tests/manager``
-share: the command lines of an agent and a manager, starting an agent with piped output, reading a process's one-line JSON announcement,
-SIGKILLing a process and closing its pipes, :class:`Proc` (a process and its announced URL),
+The one copy of what the process helpers of ``tests/agent``, ``tests/inventory``,
+``tests/orchestration`` and ``tests/manager`` share: the command lines of an agent and a manager,
+starting an agent with piped output, reading a process's one-line JSON announcement, SIGKILLing a
+process and closing its pipes, :class:`Proc` (a process and its announced URL),
 :class:`DevmigFleet` (agents and one manager whose stderr goes to files, all killed by
 :meth:`DevmigFleet.close`) and polling a migration (or drain) record until it finished.
 
@@ -172,7 +173,10 @@ class DevmigFleet:
         return self.manager
 
     def launch(self, db_url: str, hosts: Mapping[str, str], extra: Mapping[str, Sequence[str]] | None = None) -> None:
-        """Start the agents (``name -> releases``, ``extra`` options by name) and the manager at once; register every agent."""
+        """Start the agents (``name -> releases``, ``extra`` options by name) and the manager at once.
+
+        Every agent is registered with the manager.
+        """
         for name, releases in hosts.items():
             state = self.root / f"agent-{name}"
             state.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ NIC = "example.org/devices/nic"
 
 _GATE = """
 import runpy, sys
-import uvicorn, devmig.cli, devmig.cli._fleet, devmig.manager._app, devmig.inventory._sql, devmig.inventory._schema_upgrade
+import uvicorn, devmig.cli, devmig.cli._fleet, devmig.manager._app
+import devmig.inventory._sql, devmig.inventory._schema_upgrade
 sys.stdin.readline()
 sys.argv = ["devmig", *sys.argv[1:]]
 runpy.run_module("devmig", run_name="__main__", alter_sys=True)

@@ -37,7 +37,9 @@ __all__ = ["FileJournal", "Journal", "JournalRecord", "MemoryJournal"]
 
 #: Record kinds. The source writes OUTGOING, COMMITTED, then DONE or
 #: ROLLED_BACK; the destination INCOMING, STARTED, then RUNNING, or DESTROYED.
-RECORDS = frozenset({"OUTGOING", "INCOMING", "COMMITTED", "STARTED", "DONE", "ROLLED_BACK", "RUNNING", "DESTROYED", "IN_DOUBT"})
+RECORDS = frozenset(
+    {"OUTGOING", "INCOMING", "COMMITTED", "STARTED", "DONE", "ROLLED_BACK", "RUNNING", "DESTROYED", "IN_DOUBT"}
+)
 
 
 @dataclass(frozen=True, slots=True)

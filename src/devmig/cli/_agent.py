@@ -25,28 +25,43 @@ __all__ = ["register"]
 
 
 def agent_cmd(
-    host_name: Annotated[str, typer.Option("--host-name", help="This host's name in its report.")] = socket.gethostname(),
-    release: Annotated[str, typer.Option(help="Releases to host: nic=2.0.0,blk=1.0.0,accel=3.0.0 (default: newest).")] = "",
+    host_name: Annotated[
+        str, typer.Option("--host-name", help="This host's name in its report.")
+    ] = socket.gethostname(),
+    release: Annotated[
+        str, typer.Option(help="Releases to host: nic=2.0.0,blk=1.0.0,accel=3.0.0 (default: newest).")
+    ] = "",
     listen: Annotated[str, typer.Option(help="HTTP API address: HOST:PORT or unix:/path.")] = "127.0.0.1:8470",
-    stream_listen: Annotated[str, typer.Option(help="Migration stream address: HOST:PORT or unix:/path.")] = "127.0.0.1:0",
+    stream_listen: Annotated[
+        str, typer.Option(help="Migration stream address: HOST:PORT or unix:/path.")
+    ] = "127.0.0.1:0",
     token: Annotated[
         str | None,
-        typer.Option(envvar="DEVMIG_TOKEN", help="Bearer token for mutating calls (generated if unset). On the "
-                                                 "command line it shows in ps: prefer DEVMIG_TOKEN or --token-file."),
+        typer.Option(
+            envvar="DEVMIG_TOKEN",
+            help="Bearer token for mutating calls (generated if unset). On the "
+            "command line it shows in ps: prefer DEVMIG_TOKEN or --token-file.",
+        ),
     ] = None,
     token_file: Annotated[
         Path | None, typer.Option(envvar="DEVMIG_TOKEN_FILE", help="Read the bearer token from this file.")
     ] = None,
     max_device_memory: Annotated[str | None, typer.Option(help="Device memory all devices may use, e.g. 8G.")] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="Journal and block images (default: a temporary directory).")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Journal and block images (default: a temporary directory).")
+    ] = None,
     image_dir: Annotated[
         Path | None,
-        typer.Option(help="The only directory block-device images may be in (default: STATE_DIR/images); "
-                          "agents migrating block devices share one."),
+        typer.Option(
+            help="The only directory block-device images may be in (default: STATE_DIR/images); "
+            "agents migrating block devices share one."
+        ),
     ] = None,
     steps_per_tick: Annotated[int, typer.Option(help="Work steps per running device per tick.")] = 1,
     work_interval: Annotated[float, typer.Option(help="Seconds between workload ticks.")] = 0.01,
-    downtime_target_ms: Annotated[float, typer.Option(help="Leave pre-copy when the rest fits in this downtime.")] = 100.0,
+    downtime_target_ms: Annotated[
+        float, typer.Option(help="Leave pre-copy when the rest fits in this downtime.")
+    ] = 100.0,
     max_rounds: Annotated[int, typer.Option(help="Most pre-copy rounds.")] = 10,
     stall_timeout: Annotated[float, typer.Option(help="Seconds of silence before a peer is PEER_STALLED.")] = 10.0,
     mem_prealloc: Annotated[
@@ -57,17 +72,22 @@ def agent_cmd(
     ] = None,
     secret_ttl: Annotated[float, typer.Option(help="Seconds an incoming migration's secret stays valid.")] = 60.0,
     max_stream_rate: Annotated[
-        str | None, typer.Option(help="Pace outgoing streams at this many bytes per second, e.g. 50M (default: no limit).")
+        str | None,
+        typer.Option(help="Pace outgoing streams at this many bytes per second, e.g. 50M (default: no limit)."),
     ] = None,
     advertise_url: Annotated[
         str | None,
-        typer.Option(help="The URL peers reach this API at, sent to destinations for in-doubt queries "
-                          "(default: the --listen address, unless it is a wildcard)."),
+        typer.Option(
+            help="The URL peers reach this API at, sent to destinations for in-doubt queries "
+            "(default: the --listen address, unless it is a wildcard)."
+        ),
     ] = None,
     advertise_stream: Annotated[
         str | None,
-        typer.Option(help="Stream address handed to sources, when they reach this agent through NAT or a proxy "
-                          "(default: the bound --stream-listen)."),
+        typer.Option(
+            help="Stream address handed to sources, when they reach this agent through NAT or a proxy "
+            "(default: the bound --stream-listen)."
+        ),
     ] = None,
     max_pending_streams: Annotated[
         int, typer.Option(help="Stream connections whose HELLO is not proved yet, at once (more are closed at accept).")
@@ -78,24 +98,44 @@ def agent_cmd(
     ] = False,
     provider: Annotated[
         list[str] | None,
-        typer.Option("--provider", help="Also host kernel VFIO/mdev devices: kernel[:SYSFS_ROOT] (default root /sys), "
-                                     "or vfio-user backends: vfio-user:SETTINGS.json (docs/vfio-user.md)."),
+        typer.Option(
+            "--provider",
+            help="Also host kernel VFIO/mdev devices: kernel[:SYSFS_ROOT] (default root /sys), "
+            "or vfio-user backends: vfio-user:SETTINGS.json (docs/vfio-user.md).",
+        ),
     ] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="TLS: this agent's certificate (PEM) for its API and stream; "
-                                                       "also its client certificate towards peers.")] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="TLS: this agent's certificate (PEM) for its API and stream; "
+            "also its client certificate towards peers."
+        ),
+    ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS: the certificate's private key (PEM).")] = None,
-    tls_ca: Annotated[Path | None, typer.Option(help="TLS: the CA peers' certificates are signed by "
-                                                     "(agents it calls; client certificates).")] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(help="TLS: the CA peers' certificates are signed by (agents it calls; client certificates)."),
+    ] = None,
     tls_client_certs: Annotated[
-        bool, typer.Option("--tls-client-certs", help="Require a client certificate signed by --tls-ca on the API "
-                                                       "and the stream (agent-to-agent, manager-to-agent).")
+        bool,
+        typer.Option(
+            "--tls-client-certs",
+            help="Require a client certificate signed by --tls-ca on the API "
+            "and the stream (agent-to-agent, manager-to-agent).",
+        ),
     ] = False,
     insecure_plain_tcp: Annotated[
-        bool, typer.Option("--insecure-plain-tcp", help="Serve plain TCP on a non-loopback address (a trusted "
-                                                         "network only: tokens and device state cross in clear).")
+        bool,
+        typer.Option(
+            "--insecure-plain-tcp",
+            help="Serve plain TCP on a non-loopback address (a trusted "
+            "network only: tokens and device state cross in clear).",
+        ),
     ] = False,
     log_format: Annotated[str, typer.Option(help="Log lines on stderr: text or json (one object a line).")] = "text",
-    json_mode: Annotated[bool, typer.Option("--json", help="Announce the listening addresses as one JSON line.")] = False,
+    json_mode: Annotated[
+        bool, typer.Option("--json", help="Announce the listening addresses as one JSON line.")
+    ] = False,
 ) -> None:
     """Run this host's agent: the query mechanism, its devices, and migrations.
 

@@ -91,7 +91,9 @@ class ManagerClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise DevmigError([Problem("MANAGER_ERROR", ("body",), "the manager answered something that is not JSON")]) from exc
+            raise DevmigError(
+                [Problem("MANAGER_ERROR", ("body",), "the manager answered something that is not JSON")]
+            ) from exc
 
 
 def _ask(out: Output, manager: str, token: str | None, method: str, path: str, **kw: Any) -> Any:
@@ -519,7 +521,9 @@ def plan_upgrade_cmd(
         for col in ("host", "planned profile", "releases"):
             table.add_column(col)
         for h, p in data["planned"].items():
-            table.add_row(h + (" (unchanged)" if h in data["unchanged"] else ""), p["profile"], _releases(p["releases"]))
+            table.add_row(
+                h + (" (unchanged)" if h in data["unchanged"] else ""), p["profile"], _releases(p["releases"])
+            )
         out.console.print(table)
         if data["order"] is None:
             out.console.print("[red]no order keeps every device placeable[/]")

@@ -106,10 +106,12 @@ def _fail(out: Output, exc: DevmigError) -> None:
 # -- devmig up -------------------------------------------------------------------------------
 
 
-def up_cmd(state_dir: StateDirOpt = None,
-           detach: Annotated[bool, typer.Option("--detach", help="Run in the background; return once it is up.")] = False,
-           insecure_plain_tcp: PlainOpt = False,
-           json_mode: JsonOpt = False) -> None:
+def up_cmd(
+    state_dir: StateDirOpt = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background; return once it is up.")] = False,
+    insecure_plain_tcp: PlainOpt = False,
+    json_mode: JsonOpt = False,
+) -> None:
     """Start a local fleet: a manager (SQLite) and four agents on loopback, in pool `local`, with devices running.
 
     One agent runs the oldest releases of the reference devices, two the
@@ -291,9 +293,14 @@ class ConsoleNarrator:
 
         if self._progress is None or self._last is None or self._last[0] != label:
             self._stop_progress()
-            self._progress = Progress(TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[sent]}"),
-                                      TextColumn("[cyan]{task.fields[phase]}"), TimeElapsedColumn(),
-                                      console=self.console)
+            self._progress = Progress(
+                TextColumn("  {task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[sent]}"),
+                TextColumn("[cyan]{task.fields[phase]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
             self._progress.start()
             self._task = self._progress.add_task(escape(label), total=None, sent=sent, phase=phase)
         assert self._task is not None
@@ -417,9 +424,12 @@ def tour_cmd(
         clean = not alive and free
         ok = ok and clean
         if not json_mode:
-            narrator.line(f"{'✓' if clean else '✗'} torn down in {report['teardown_seconds']:.1f} s: {len(pids) - len(alive)} of {len(pids)} processes "
-                          f"exited (pids {', '.join(map(str, pids))}), "
-                          + ("every port free" if free else f"ports still bound: {', '.join(busy)}"))
+            narrator.line(
+                f"{'✓' if clean else '✗'} torn down in {report['teardown_seconds']:.1f} s: "
+                f"{len(pids) - len(alive)} of {len(pids)} processes "
+                f"exited (pids {', '.join(map(str, pids))}), "
+                + ("every port free" if free else f"ports still bound: {', '.join(busy)}")
+            )
     report["ok"] = ok
     if json_mode:
         out.json(report)

@@ -159,20 +159,33 @@ def _report(st: dict[str, Any], where: str, from_url: str, to_url: str, out: Out
 
 
 def migrate_cmd(
-    device_ref: Annotated[str | None, typer.Argument(
-        metavar="[HOST/ID]", help="With a manager: the device to move, HOST/ID.")] = None,
+    device_ref: Annotated[
+        str | None, typer.Argument(metavar="[HOST/ID]", help="With a manager: the device to move, HOST/ID.")
+    ] = None,
     from_url: Annotated[str | None, typer.Option("--from", help="The source agent's URL (agent-direct form).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="The device id on the source (agent-direct form).")] = None,
-    to_url: Annotated[str | None, typer.Option(
-        "--to", help="The destination: an agent's URL (agent-direct), or a host name (with a manager; "
-                     "default: the best host by placement).")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="The device id on the source (agent-direct form).")
+    ] = None,
+    to_url: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="The destination: an agent's URL (agent-direct), or a host name (with a manager; "
+            "default: the best host by placement).",
+        ),
+    ] = None,
     from_token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="The source agent's token.")] = None,
     to_token: Annotated[str | None, typer.Option(envvar="DEVMIG_TOKEN", help="The destination agent's token.")] = None,
     migration_id: Annotated[str | None, typer.Option("--migration-id", help="Id to use (idempotent retries).")] = None,
-    manager: Annotated[str | None, typer.Option(
-        "--manager", envvar="DEVMIG_MANAGER", help="Go through this manager (journalled): devmig migrate HOST/ID.")] = None,
-    token: Annotated[str | None, typer.Option(
-        "--token", envvar="DEVMIG_TOKEN", help="The manager's bearer token.")] = None,
+    manager: Annotated[
+        str | None,
+        typer.Option(
+            "--manager", envvar="DEVMIG_MANAGER", help="Go through this manager (journalled): devmig migrate HOST/ID."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="DEVMIG_TOKEN", help="The manager's bearer token.")
+    ] = None,
     json_mode: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
 ) -> None:
     """Live-migrate a device: between two agents, or through the manager (journalled).

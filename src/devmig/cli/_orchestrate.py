@@ -245,12 +245,18 @@ def _stranded_from(error: DevmigError) -> list[dict[str, Any]]:
 
 def drain_cmd(
     host: Annotated[str, typer.Argument(help="The host to drain.")],
-    partial: Annotated[bool, typer.Option("--partial", help="Move what can move even if some device is stranded.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the plan (nothing moves, not cordoned).")] = False,
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Move what can move even if some device is stranded.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show the plan (nothing moves, not cordoned).")
+    ] = False,
     parallel: Annotated[int, typer.Option("--parallel", min=1, max=64, help="Migrations at once.")] = 1,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Start the drain and return its id.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for the drain.")] = 3600.0,
-    manager: ManagerOpt = DEFAULT_MANAGER, token: TokenOpt = None, json_mode: JsonOpt = False,
+    manager: ManagerOpt = DEFAULT_MANAGER,
+    token: TokenOpt = None,
+    json_mode: JsonOpt = False,
 ) -> None:
     """Empty HOST: cordon it and migrate every device it runs to the best other host (journalled).
 
@@ -267,7 +273,9 @@ def drain_cmd(
         except DevmigError as exc:
             if exc.code == "STRANDED":
                 if not json_mode:
-                    out.console.print(f"[bold red]drain of {escape(host)} refused[/]: {escape(exc.problems[0].message)}")
+                    out.console.print(
+                        f"[bold red]drain of {escape(host)} refused[/]: {escape(exc.problems[0].message)}"
+                    )
                     _stranded(out, _stranded_from(exc))
                     out.console.print(f"nothing moved; {escape(host)} stays cordoned "
                                       f"(devmig hosts uncordon {escape(host)}), or drain with --partial")

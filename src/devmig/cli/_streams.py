@@ -21,7 +21,9 @@ from devmig.state import RoundEndSignal, inspect_stream
 __all__ = ["register"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for programs.")]
-ReleaseArg = Annotated[str, typer.Argument(help="A reference device release: IMPLEMENTATION/RELEASE, e.g. acme-nic/3.0.0.")]
+ReleaseArg = Annotated[
+    str, typer.Argument(help="A reference device release: IMPLEMENTATION/RELEASE, e.g. acme-nic/3.0.0.")
+]
 
 
 def _release(out: Output, name: str) -> type[Device]:

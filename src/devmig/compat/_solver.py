@@ -345,7 +345,10 @@ class Space:
         return self._seeds
 
     def simplest(self) -> tuple[str | None, Mapping[str, Value]]:
-        """Return the published version with the fewest non-off values (the newest of equals), else the init configuration."""
+        """Return the published version with the fewest non-off values (the newest of equals).
+
+        Without a published version, the init configuration.
+        """
         if self._simplest is not None:
             return self._simplest
         best: tuple[str | None, Mapping[str, Value]] | None = None

@@ -246,8 +246,11 @@ class SqlInventory:
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
                 sa_exc.TimeoutError) as exc:
             raise inventory_error(
-                "DB_UNAVAILABLE", ("database",), f"the database is unavailable: {exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc}",
-                value=self._safe_url(), hint="is the database running and reachable?",
+                "DB_UNAVAILABLE",
+                ("database",),
+                f"the database is unavailable: {exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc}",
+                value=self._safe_url(),
+                hint="is the database running and reachable?",
             ) from exc
         except sa_exc.SQLAlchemyError as exc:
             raise inventory_error("DB_ERROR", ("database",), f"database error: {exc}") from exc

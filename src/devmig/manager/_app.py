@@ -118,7 +118,9 @@ class ManagerSettings(BaseModel):
     migration_concurrency: int = Field(8, ge=1, description="Migrations driven at once.")
     max_body_bytes: int = Field(1 << 20, ge=1024,
                                 description="Bytes a request body may have (413 BODY_TOO_LARGE past it).")
-    tls: TlsConfig | None = Field(None, description="TLS of the API; its CA and certificate also serve calls to agents.")
+    tls: TlsConfig | None = Field(
+        None, description="TLS of the API; its CA and certificate also serve calls to agents."
+    )
     crash_at: str | None = Field(
         default_factory=lambda: os.environ.get("DEVMIG_TEST_CRASH_AT") or None,
         description="TEST HOOK (env DEVMIG_TEST_CRASH_AT): exit at once right after committing this journal phase.",

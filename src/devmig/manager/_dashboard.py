@@ -97,7 +97,10 @@ def _size(n: float | int | None) -> str:
 
 
 def health_of(host: Mapping[str, Any]) -> list[str]:
-    """A host's health badges: ``unreachable`` or ``reachable`` (``not reported`` before its first report), and ``cordoned``."""
+    """A host's health badges: ``unreachable`` or ``reachable``, and ``cordoned``.
+
+    ``not reported`` stands for reachability before the host's first report.
+    """
     badges = []
     if not host["reachable"]:
         badges.append("unreachable")

@@ -188,7 +188,7 @@ def stranded_error(drain_id: str, host: str, stranded: Sequence[Stranded]) -> De
     return DevmigError(problems)
 
 
-# -- the payload (checked where it leaves the journal) --------------------------------------------------------------------
+# -- the payload (checked where it leaves the journal) ------------------------------------------------------------
 
 
 class MoveJson(TypedDict):

@@ -29,8 +29,9 @@ missing. Its rules, in order:
    destination holds no copy (unknown there, or destroyed); while it holds an
    unfinished one, cancel it; while it cannot be asked, ``resolving``;
 4. the source does not know the migration → while the journal says the
-   outgoing call may not have reached it (``planned``, ``destination_created``): fence the id on the source (it records the id as
-   rolled back, so a late outgoing call cannot start it) and roll back as in 3;
+   outgoing call may not have reached it (``planned``, ``destination_created``): fence the id on
+   the source (it records the id as rolled back, so a late outgoing call cannot start it) and roll
+   back as in 3;
    once the journal saw it streaming the source must know it: ``resolving``
    with ``SOURCE_LOST`` (an agent that lost its journal; never a guess);
 5. the source cannot be asked → ``resolving`` (retry with backoff);
@@ -299,8 +300,12 @@ def decide(journal_phase: str, last_forward: str, source: AgentView, destination
             return Decision("resolving", code="SPLIT_OUTCOME",
                             reason="the source says rolled back after the destination's copy was seen running")
         if d.reach is Reach.UNREACHABLE:
-            return Decision("resolving", outcome="rolled_back", code="AGENT_UNREACHABLE",
-                            reason="the source rolled back; the destination cannot be asked whether it dropped its copy")
+            return Decision(
+                "resolving",
+                outcome="rolled_back",
+                code="AGENT_UNREACHABLE",
+                reason="the source rolled back; the destination cannot be asked whether it dropped its copy",
+            )
         if d_phase in _DESTINATION_UNFINISHED:
             return Decision("rolling_back", Action.CANCEL_DESTINATION, outcome="rolled_back",
                             reason=f"the destination still holds its copy ({d_phase})")

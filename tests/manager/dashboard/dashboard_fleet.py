@@ -68,7 +68,10 @@ class DashboardFleet(DevmigFleet):
         super().__init__(root, manager_token=MANAGER_TOKEN, agent_token=AGENT_TOKEN, announce_timeout=120.0)
 
     def start(self, hosts: Mapping[str, str], extra: Mapping[str, Sequence[str]] | None = None) -> None:
-        """Start the agents (``name -> releases``, ``extra`` options by name) and the manager at once; register every agent."""
+        """Start the agents (``name -> releases``, ``extra`` options by name) and the manager at once.
+
+        Every agent is registered with the manager.
+        """
         self.launch(sqlite_url(self.root / "manager.db"), hosts, extra)
 
     def cli(self, *args: str) -> subprocess.Popen[str]:
@@ -78,7 +81,10 @@ class DashboardFleet(DevmigFleet):
 
     @contextmanager
     def cli_running(self, *args: str) -> Iterator[subprocess.Popen[str]]:
-        """:meth:`cli`, for a ``with`` block: at its end a ``devmig`` still running (the test failed first) is killed."""
+        """:meth:`cli`, for a ``with`` block: at its end a ``devmig`` still running is killed.
+
+        (It is still running when the test failed first.)
+        """
         process = self.cli(*args)
         try:
             yield process

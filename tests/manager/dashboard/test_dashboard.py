@@ -194,8 +194,10 @@ def test_overview_renders_without_console_errors(dashboard: Dashboard, browser: 
     with dashboard.fleet.m() as m:
         nic = m.get("/v1/pools/prod/baseline", params={"model": "example.org/devices/nic"}).json()
     shown = browser.execute_script(
-        "const r = document.querySelector('#baselines table[data-pool=\"prod\"] tr[data-model=\"example.org/devices/nic\"]');"
-        "return r ? r.textContent : null")
+        "const r = document.querySelector("
+        '\'#baselines table[data-pool="prod"] tr[data-model="example.org/devices/nic"]\');'
+        "return r ? r.textContent : null"
+    )
     assert shown is not None and nic["version_string"] in shown
     screenshot(browser, "overview", shots)
     _no_console_errors(browser)
@@ -303,8 +305,11 @@ def test_cli_migration_appears_within_seconds_and_rises_to_done(dashboard: Dashb
         rows = browser.execute_script(
             "return Array.from(document.querySelectorAll('#matrix tr[data-device]')).map(r => r.dataset.device)")
         current = browser.execute_script(
-            "const td = document.querySelector('#matrix td[data-device=\"' + arguments[0] + '\"][data-host=\"cur-rack2-c\"]');"
-            "return td ? td.dataset.verdict : null", new_ref)
+            "const td = document.querySelector("
+            "'#matrix td[data-device=\"' + arguments[0] + '\"][data-host=\"cur-rack2-c\"]');"
+            "return td ? td.dataset.verdict : null",
+            new_ref,
+        )
         if current == "current" and f"{PACED}/{mover['id']}" not in rows:
             break
         assert time.monotonic() < deadline, (rows, current)
@@ -438,7 +443,9 @@ def test_a_drain_shows_its_host_progress_final_state_and_stranded_device(dashboa
     # the refused drain: failed, STRANDED
     refused_row = _drain_rows(shown)[failed["id"]]
     assert refused_row["phase"] == "failed" and refused_row["moved"] == "0"
-    assert 'class="err" title="' in _row_html(shown, failed["id"]) and ">STRANDED</code>" in _row_html(shown, failed["id"])
+    assert 'class="err" title="' in _row_html(shown, failed["id"]) and ">STRANDED</code>" in _row_html(
+        shown, failed["id"]
+    )
     # the drain's migrations link to their rows, which link back
     (mid,) = record["migrations"]
     assert f'href="#migration-{mid}"' in shown and f'id="migration-{mid}"' in migrations

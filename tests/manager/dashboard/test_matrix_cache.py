@@ -73,7 +73,9 @@ def test_the_matrix_is_served_from_the_cache_until_the_fleet_or_the_journal_chan
     assert how == "miss" and cache.computations == 2
     assert _cells(after)["mid/d1"]["x"][0] == "one_way" and _cells(after)["twin/fresh"]["x"][0] == "round_trip"
     assert _served(client, cache)[1] == "hit"
-    inventory.journal(MIGRATIONS).put("m2", "rolled_back", migration("twin", "z", "mid", "z2"), at(13))  # created nothing
+    inventory.journal(MIGRATIONS).put(
+        "m2", "rolled_back", migration("twin", "z", "mid", "z2"), at(13)
+    )  # created nothing
     assert _served(client, cache)[1] == "hit" and cache.computations == 2
 
     # a host change: x cordoned
@@ -124,15 +126,36 @@ def _drain_payload(host: str, **extra: Any) -> dict[str, Any]:
 
 def test_drain_row_counts_moved_devices_and_lists_what_stayed() -> None:
     record = {
-        "id": "drain-1", "phase": "partial", "finished": True, "host": "h", "partial": True, "parallel": 3,
+        "id": "drain-1",
+        "phase": "partial",
+        "finished": True,
+        "host": "h",
+        "partial": True,
+        "parallel": 3,
         "created_at": at(0).isoformat(),
-        "plan": [{"device": "h/a", "model": NIC, "destination": "d"}, {"device": "h/b", "model": NIC, "destination": "d"}],
-        "stranded": [{"device": "h/c", "model": NIC, "errors": [
-            {"code": "INCOMPATIBLE", "message": "no"}, {"code": "HOST_CORDONED", "message": "c"},
-            {"code": "INCOMPATIBLE", "message": "again"}]}],
-        "results": {"h/a": {"migration": "drain-1-0", "outcome": "migrated"},
-                    "h/b": {"migration": "drain-1-1", "outcome": "rolled_back",
-                            "error": {"code": "AGENT_ERROR", "message": "gone"}}},
+        "plan": [
+            {"device": "h/a", "model": NIC, "destination": "d"},
+            {"device": "h/b", "model": NIC, "destination": "d"},
+        ],
+        "stranded": [
+            {
+                "device": "h/c",
+                "model": NIC,
+                "errors": [
+                    {"code": "INCOMPATIBLE", "message": "no"},
+                    {"code": "HOST_CORDONED", "message": "c"},
+                    {"code": "INCOMPATIBLE", "message": "again"},
+                ],
+            }
+        ],
+        "results": {
+            "h/a": {"migration": "drain-1-0", "outcome": "migrated"},
+            "h/b": {
+                "migration": "drain-1-1",
+                "outcome": "rolled_back",
+                "error": {"code": "AGENT_ERROR", "message": "gone"},
+            },
+        },
     }
     row = drain_row(record, at(75))
     assert (row["moved"], row["total"], row["bar"]) == (1, 3, {"percent": 33, "state": "partial"})

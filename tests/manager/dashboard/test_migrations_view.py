@@ -54,10 +54,18 @@ def _fill(inventory: Inventory, start: int, stop: int) -> datetime:
     for i in range(start, stop):
         phase = PHASES[i % len(PHASES)]
         created = T0 + timedelta(minutes=i - 1 if i % 9 == 0 else i)
-        payload = new_payload(device=f"h{i % 7}/d{i}", device_id=f"d{i}", model="example.org/devices/nic",
-                              source=f"h{i % 7}", destination=f"h{(i + 3) % 7}", source_url="http://s",
-                              destination_url="http://d", lease=f"lease-{i}", drain=f"drain-{i}" if i % 5 == 0 else None,
-                              now=created)
+        payload = new_payload(
+            device=f"h{i % 7}/d{i}",
+            device_id=f"d{i}",
+            model="example.org/devices/nic",
+            source=f"h{i % 7}",
+            destination=f"h{(i + 3) % 7}",
+            source_url="http://s",
+            destination_url="http://d",
+            lease=f"lease-{i}",
+            drain=f"drain-{i}" if i % 5 == 0 else None,
+            now=created,
+        )
         if phase != "planned":
             copy_progress(payload, {"stage": "bulk", "round": i % 3, "bytes_sent": 1000 * i, "rate": 10.0 * (i % 4),
                                     "downtime_ms": 1.5 if phase == "done" else None}, {"phase": "RUNNING"})

@@ -370,7 +370,13 @@ class BlkV1(Device):
         last = -1
         for i, r in enumerate(requests):
             if not last < r.tag < next_tag:
-                bad("tag", i, "tags must increase and stay below next_tag", r.tag, {"min": last + 1, "max": next_tag - 1})
+                bad(
+                    "tag",
+                    i,
+                    "tags must increase and stay below next_tag",
+                    r.tag,
+                    {"min": last + 1, "max": next_tag - 1},
+                )
             last = max(last, r.tag)
             if r.queue < self.num_queues:
                 depth[r.queue] += 1

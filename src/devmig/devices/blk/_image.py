@@ -38,8 +38,11 @@ def _open_image(host: Mapping[str, Any], block_size: int) -> tuple[int, int]:
     raw = host.get("image")
     given = host.get("image_fd")
     if isinstance(given, int) and not isinstance(given, bool):
-        return _sized(os.dup(given), os.fsdecode(os.fspath(raw)) if isinstance(raw, (str, os.PathLike)) else "the image",
-                      block_size)
+        return _sized(
+            os.dup(given),
+            os.fsdecode(os.fspath(raw)) if isinstance(raw, (str, os.PathLike)) else "the image",
+            block_size,
+        )
     if raw is None:
         raise _image_problem(
             "IMAGE_MISSING",

@@ -88,7 +88,11 @@ BLK_STATE = StateDeclaration(
         ),
         SectionSpec(
             "stats",
-            [FieldSpec("cache_hits", "u64"), FieldSpec("writeback_blocks", "u64"), FieldSpec("capacity_flushes", "u64")],
+            [
+                FieldSpec("cache_hits", "u64"),
+                FieldSpec("writeback_blocks", "u64"),
+                FieldSpec("capacity_flushes", "u64"),
+            ],
             optional=True,
         ),
     ],
