@@ -164,7 +164,11 @@ def test_the_report_is_the_union_and_backends_are_hosted(
         if b"acme-nic/2.0.0" in cmd:
             os.kill(pid, signal.SIGKILL)
             assert _gone(pid)
+    deadline = time.monotonic() + 10  # the agent learns of the death when it reaps the process
     lost = client.get(f"/v1/devices/{second['id']}").json()
+    while lost["state"] != "LOST" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lost = client.get(f"/v1/devices/{second['id']}").json()
     assert (lost["state"], lost["exit_status"]) == ("LOST", -signal.SIGKILL)
     time.sleep(0.3)
     assert len(_children(agent_pid)) == len(before) - 1
