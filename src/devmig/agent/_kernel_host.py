@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devmig._errors import CompatibilityError, ConfigError, DevmigError, Problem
-from devmig.model import Config, DeviceModel, Implementation, expand, parse_canonical, version_of
-from devmig.providers import CreateRequest, DeviceStatus, KernelDevice, KernelProvider, Offer
+from devmig._errors import CompatibilityError, DevmigError, Problem
+from devmig.agent._provider_create import create_through, parse_config
+from devmig.model import Config, DeviceModel, Implementation, version_of
+from devmig.providers import DeviceStatus, KernelDevice, KernelProvider, Offer
 
 __all__ = ["KernelHost", "KernelHosted", "kernel_root"]
 
@@ -134,25 +135,8 @@ class KernelHost:
                 ]
             )
         implementation, model = found
-        if isinstance(config, Config):
-            parsed = (
-                parse_canonical(model, config.values) if canonical else expand(model, config.string)
-            )
-        elif canonical:
-            if isinstance(config, str):
-                parsed = parse_canonical(model, config)
-            else:
-                parsed = parse_canonical(model, dict(config or {}))
-        else:
-            parsed = expand(model, config)
-        try:
-            device = await self.provider.create(
-                CreateRequest(implementation, parsed, dict(host_settings or {}))
-            )
-        except DevmigError as e:
-            if "BACKEND_REFUSED" in e.codes and not isinstance(e, ConfigError):
-                raise ConfigError(e.problems) from e
-            raise
+        parsed = parse_config(model, config, canonical=canonical)
+        device = await create_through(self.provider.create, implementation, parsed, host_settings)
         hosted = KernelHosted("kdev-" + uuid.uuid4().hex[:12], device, self.provider)
         self.devices[hosted.id] = hosted
         return hosted

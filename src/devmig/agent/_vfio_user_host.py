@@ -51,13 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from devmig._errors import ConfigError, DevmigError, Problem
-from devmig.model import Config, DeviceModel, Implementation, expand, parse_canonical, version_of
+from devmig._errors import DevmigError, Problem
+from devmig.agent._provider_create import create_through, parse_config
+from devmig.model import Config, DeviceModel, Implementation, version_of
 from devmig.providers import (
     CARRIERS,
     BackendSpec,
     Carrier,
-    CreateRequest,
     DeviceStatus,
     Offer,
     VfioUserDevice,
@@ -294,24 +294,8 @@ class VfioUserHost:
                 ]
             )
         impl, model = found
-        if isinstance(config, Config):
-            parsed = (
-                parse_canonical(model, config.values) if canonical else expand(model, config.string)
-            )
-        elif canonical:
-            parsed = parse_canonical(
-                model, config if isinstance(config, str) else dict(config or {})
-            )
-        else:
-            parsed = expand(model, config)
-        try:
-            device = await self.provider.create(
-                CreateRequest(impl, parsed, dict(host_settings or {}))
-            )
-        except DevmigError as e:
-            if "BACKEND_REFUSED" in e.codes and not isinstance(e, ConfigError):
-                raise ConfigError(e.problems) from e
-            raise
+        parsed = parse_config(model, config, canonical=canonical)
+        device = await create_through(self.provider.create, impl, parsed, host_settings)
         hosted = VfioUserHosted(
             "vdev-" + uuid.uuid4().hex[:12], device, self.provider, origin=origin
         )
