@@ -7,11 +7,12 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from devmig._errors import DevmigError
+from devmig._json import JsonObject
 from devmig._logs import configure_logging
 from devmig.agent import AgentSettings, PrecopyPolicy, agent_url, parse_releases, parse_size
 from devmig.cli._output import EXIT_USAGE, Output
@@ -199,7 +200,7 @@ def agent_cmd(
 
 def _announce(app: FastAPI, settings: AgentSettings, url: str, generated: bool) -> Announcement:
     stream = getattr(app.state, "stream_address", None)
-    data: dict[str, Any] = {"event": "listening", "host": settings.host_name, "url": url, "stream": stream}
+    data: JsonObject = {"event": "listening", "host": settings.host_name, "url": url, "stream": stream}
     lines = [f"devmig agent [bold]{settings.host_name}[/] listening on {url}"]
     if stream:
         lines.append(f"  migration streams on {stream}")

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import ago
+from devmig._json import JsonObject, JsonValue, object_at, str_at
 from devmig._logs import configure_logging
 from devmig._tls import client_tls
 from devmig.agent import remote_error
@@ -110,8 +111,22 @@ def _usage(out: Output, loc: str, message: str, value: object = None, hint: str 
     out.fail(DevmigError([Problem("USAGE", (loc,), message, value=value, hint=hint)]), EXIT_USAGE)
 
 
-def _codes(problems: list[dict[str, Any]]) -> str:
-    return ", ".join(dict.fromkeys(p["code"] for p in problems))
+def _codes(problems: list[JsonObject]) -> str:
+    return ", ".join(dict.fromkeys(str_at(p, "code") for p in problems))
+
+
+def _opt_str(value: JsonValue) -> str | None:
+    """``value`` read as a string or null (a timestamp the manager may not have yet)."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"a {type(value).__name__}, not a string or null")
+    return value
+
+
+def _list(value: JsonValue) -> list[JsonValue]:
+    """``value`` read as a list."""
+    if not isinstance(value, list):
+        raise TypeError(f"a {type(value).__name__}, not a list")
+    return value
 
 
 def _releases(releases: dict[str, str]) -> str:
@@ -192,7 +207,7 @@ def manager_cmd(
 
 
 def _announce(settings: ManagerSettings, url: str, generated: bool) -> Announcement:
-    data: dict[str, Any] = {"event": "listening", "url": url, "db": settings.db_url}
+    data: JsonObject = {"event": "listening", "url": url, "db": settings.db_url}
     lines = [f"devmig manager listening on {url} (inventory {escape(settings.db_url)})"]
     if generated:
         data["token"] = settings.token
@@ -205,7 +220,7 @@ def _announce(settings: ManagerSettings, url: str, generated: bool) -> Announcem
 hosts_app = typer.Typer(help="Hosts of the fleet (through the manager).", no_args_is_help=True)
 
 
-def _host_table(out: Output, hosts: list[dict[str, Any]]) -> None:
+def _host_table(out: Output, hosts: list[JsonObject]) -> None:
     # releases one per line and never split; an URL folds rather than loses its port; the profile
     # sits under the host's name and the last poll under its state, so 80 columns hold the table
     table = Table(title=None)
@@ -220,10 +235,10 @@ def _host_table(out: Output, hosts: list[dict[str, Any]]) -> None:
         state = [] if h["reachable"] else ["[red]unreachable[/]"]
         state += ["[yellow]cordoned[/]"] if h["cordoned"] else []
         table.add_row(
-            f"{escape(h['name'])}\n[dim]{h['profile'] or '-'}[/]", h["url"],
-            "\n".join(f"{k} {v}" for k, v in sorted(h["releases"].items())) or "-",
-            "\n".join([*(state or ["[green]ok[/]"]), f"[dim]{ago(h['last_seen'], now)}[/]"]),
-            str(h["load"]), ", ".join(h["pools"]),
+            f"{escape(str_at(h, 'name'))}\n[dim]{h['profile'] or '-'}[/]", str_at(h, "url"),
+            "\n".join(f"{k} {v}" for k, v in sorted(object_at(h, "releases").items())) or "-",
+            "\n".join([*(state or ["[green]ok[/]"]), f"[dim]{ago(_opt_str(h['last_seen']), now)}[/]"]),
+            str(h["load"]), ", ".join(str(p) for p in _list(h["pools"])),
         )
     out.console.print(table)
 

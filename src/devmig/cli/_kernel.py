@@ -81,7 +81,7 @@ def _document(
 def _device(
     out: Output, device: str, options: str | None, doc: ModelDocument
 ) -> tuple[DeviceModel, Config]:
-    raw: Any
+    raw: Any  # JSON boundary
     if device.lstrip().startswith("{") or device == "-" or Path(device).is_file():
         text = device if device.lstrip().startswith("{") else read_source(device)
         try:

@@ -22,7 +22,7 @@ qemu_app = typer.Typer(
 )
 
 
-def _read(dump: str) -> Any:
+def _read(dump: str) -> Any:  # JSON boundary
     """Read a dump: a file (``.gz``/``.zst`` decompressed) or - for stdin."""
     try:
         raw = sys.stdin.buffer.read() if dump == "-" else Path(dump).read_bytes()

@@ -9,9 +9,10 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from devmig._errors import DevmigError, Problem
+from devmig._json import JsonObject
 from devmig._tls import TlsConfig, is_loopback, server_tls
 from devmig.cli._output import Output
 
@@ -99,7 +100,7 @@ def bind(listen: str, *, tls: bool = False) -> tuple[socket.socket, str]:
         ) from exc
 
 
-Announcement = tuple[dict[str, Any], list[str]]
+Announcement = tuple[JsonObject, list[str]]
 """What a started service says: one JSON object for programs, lines for people."""
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from devmig._errors import DevmigError, Problem
+from devmig._json import JsonObject
 from devmig.cli._output import EXIT_NO, EXIT_USAGE, Output
 from devmig.device import Device
 from devmig.devices import CATALOG, device_class, model_classes
@@ -34,7 +35,7 @@ def _release(out: Output, name: str) -> type[Device]:
         out.fail(exc, EXIT_USAGE)
 
 
-def _host(device_cls: type[Device], image: Path | None) -> dict[str, Any]:
+def _host(device_cls: type[Device], image: Path | None) -> JsonObject:
     """Host-only settings a reference device needs (the block device's image)."""
     if device_cls.model_id != "example.org/devices/blk":
         return {}
