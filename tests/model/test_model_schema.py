@@ -159,6 +159,9 @@ def test_consistency_problems_are_no_shape_problems(change: Callable[[Doc], obje
         {"format": "devmig/host-report/1", "host": "h", "implementations": [], "x": 1},
         {"format": "devmig/host-report/1", "host": "h", "implementations": [NIC_DOC], "x": 1},
         {"format": "devmig/host-report/1", "host": "h", "implementations": [[]]},
+        {"format": "devmig/host-report/1", "host": "h", "carriers": {"acme-nic/3.0.0": "qemu"}},
+        {"format": "devmig/host-report/1", "host": "h", "carriers": {"acme-nic": "vmm"}},
+        {"format": "devmig/host-report/1", "host": "h", "carriers": ["acme-nic/3.0.0"]},
         {
             "format": "devmig/host-report/1",
             "host": "h",
@@ -171,6 +174,24 @@ def test_shape_invalid_host_reports_fail_the_schema_and_the_loader(report: Doc) 
     with pytest.raises(DocumentError) as info:
         load_host_report(report)
     assert set(info.value.codes) == {"SCHEMA"}
+
+
+@pytest.mark.parametrize(
+    "carriers", [None, {}, {"acme-nic/3.0.0": "vmm"}, {"acme-nic/3.0.0": "agent", "kernel:p/t/1": "vmm"}]
+)
+def test_host_reports_with_and_without_carriers_pass_the_schema_and_the_loader(
+    carriers: dict[str, str] | None,
+) -> None:
+    report = {"format": "devmig/host-report/1", "host": "h", "implementations": [NIC_DOC]}
+    if carriers is not None:
+        report["carriers"] = carriers
+    REPORT_SCHEMA.validate(report)
+    loaded = load_host_report(report)
+    REPORT_SCHEMA.validate(loaded.to_json())
+    assert loaded.to_json().get("carriers") == carriers
+    # absent means the agent carries it
+    impl = loaded.implementations[0].implementation
+    assert loaded.carrier(impl) == (carriers or {}).get("acme-nic/3.0.0", "agent")
 
 
 def test_the_broken_document_fails_the_schema_only_on_shape() -> None:

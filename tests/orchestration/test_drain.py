@@ -281,3 +281,33 @@ def test_a_drain_resumes_after_the_manager_is_killed(small_fleet: tuple[Fleet, s
     assert len(on_b) == 3 and all(d["running"] for d in on_b.values())
     assert sorted(r["destination_device_id"] for r in records) == sorted(on_b)
     assert sorted(r["device"] for r in records) == sorted(f"a/{i}" for i in ids)
+
+
+def test_plan_strands_a_vmm_carried_device_and_still_plans_the_sdk_ones(twin: Twin) -> None:
+    # DESIGN §9: the report says who carries each implementation's data; the agents would refuse (409)
+    # to move a device whose data the VMM carries, so the planner strands it with that reason.
+    inventory, orchestrator = twin
+    accel = load_example("acme-accel/3.0.0")
+    accel_model = accel.find(ACCEL)
+    assert accel_model is not None
+    inventory.record_devices("src", [*inventory.list_devices("src"),
+                                     DeviceRecord("a1", ACCEL, dict(expand(accel_model, "version=1").values),
+                                                  "RUNNING", True)])
+    source = report("src", "acme-nic/3.0.0", "acme-accel/3.0.0").model_copy(
+        update={"carriers": {"acme-accel/3.0.0": "vmm", "acme-nic/3.0.0": "agent"}})
+    assert source.carrier(accel.implementation) == "vmm"
+
+    def place(device: str, snap: InventorySnapshot) -> str:
+        return orchestrator.place_device(device, snapshot=snap)
+
+    plan = plan_drain("src", inventory.list_devices("src"), orchestrator.snapshot(), place, source=source)
+    assert [m.device for m in plan.moves] == ["src/n0", "src/n1", "src/n2", "src/n3"]
+    stuck = {s.device: s.errors for s in plan.stranded}
+    assert [p.code for p in stuck["src/a1"]] == ["KERNEL_DEVICE_DATA_BY_VMM"]
+    assert "VMM" in stuck["src/a1"][0].message and stuck["src/a1"][0].value == ACCEL
+    assert stuck["src/v4"][0].code == "NO_HOST"
+    # without the carriers (an old report) the planner places it as before: the codes are placement's
+    old = plan_drain("src", inventory.list_devices("src"), orchestrator.snapshot(), place,
+                     source=report("src", "acme-nic/3.0.0", "acme-accel/3.0.0"))
+    assert "KERNEL_DEVICE_DATA_BY_VMM" not in {p.code for s in old.stranded for p in s.errors}
+    assert [m.device for m in old.moves] == [m.device for m in plan.moves]

@@ -70,6 +70,11 @@ def test_the_report_is_the_union_and_providers_say_who_carries(agent: httpx2.Cli
         "vmm",
     )
     assert providers["acme-vgpu"]["capacity"] == 2
+    # the host report says it too (DESIGN §9): a manager plans no move whose data nobody carries
+    impls = {d["implementation"]["name"]: d["implementation"]["release"] for d in report["implementations"]}
+    assert report["carriers"][f"acme-vgpu/{impls['acme-vgpu']}"] == "vmm"
+    assert report["carriers"][f"acme-nic/{impls['acme-nic']}"] == "agent"
+    assert set(report["carriers"]) == {f"{n}/{r}" for n, r in impls.items()}
     assert (providers["acme-nic"]["provider"], providers["acme-nic"]["carrier"]) == ("sdk", "agent")
     model = agent.get(f"/v1/models/{VGPU}").json()
     assert (

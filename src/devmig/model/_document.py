@@ -378,6 +378,18 @@ class HostReport(_Frozen):
     format: Literal["devmig/host-report/1"]
     host: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     implementations: tuple[ModelDocument, ...] = ()
+    carriers: (
+        dict[Annotated[StrictStr, Field(min_length=3, max_length=385, pattern=r"^.+/.+$")],
+             Literal["agent", "vmm"]]
+        | None
+    ) = None
+    """``"NAME/RELEASE"`` → who carries its devices' migration data (DESIGN §9); absent: ``agent``."""
+
+    def carrier(self, implementation: Implementation) -> Literal["agent", "vmm"]:
+        """Return who carries the migration data of an implementation's devices (``agent`` unless said)."""
+        if self.carriers is None:
+            return "agent"
+        return self.carriers.get(f"{implementation.name}/{implementation.release}", "agent")
 
     def candidates(self, model_id: str) -> list[tuple[Implementation, DeviceModel]]:
         """Return every ``(implementation, model)`` on this host that supports ``model_id``."""

@@ -64,6 +64,7 @@ from devmig.inventory import (
     SystemClock,
     newest_first,
 )
+from devmig.model import HostReport
 from devmig.orchestration._orchestrator import Orchestrator
 from devmig.orchestration._run_state import Lifecycle, RunState
 from devmig.orchestration._sweep import sweep_forever
@@ -137,7 +138,7 @@ class DrainPlan:
 
 
 def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySnapshot,
-               place: Callable[[str, InventorySnapshot], str]) -> DrainPlan:
+               place: Callable[[str, InventorySnapshot], str], *, source: HostReport | None = None) -> DrainPlan:
     """Place every running device of ``host`` (pure: no I/O but what ``place`` does).
 
     Args:
@@ -147,6 +148,10 @@ def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySn
             before the next device is placed.
         place: ``(HOST/ID, snapshot) -> destination``, raising
             :class:`~devmig.DevmigError` with the reasons when no host accepts.
+        source: the drained host's report: a device whose implementation there
+            is VMM-carried (its ``carriers``, DESIGN §9) is stranded with
+            ``KERNEL_DEVICE_DATA_BY_VMM``, the move the agent would refuse;
+            ``None``: every implementation is taken as agent-carried.
 
     Returns:
         The plan: moves in device id order, and the stranded devices with their reasons.
@@ -157,6 +162,10 @@ def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySn
     stranded: list[Stranded] = []
     for device in sorted((d for d in devices if d.running), key=lambda d: d.id):
         ref = f"{host}/{device.id}"
+        by_vmm = _vmm_carried(source, device.model)
+        if by_vmm is not None:
+            stranded.append(Stranded(ref, device.model, (by_vmm,)))
+            continue
         try:
             destination = place(ref, snap)
         except DevmigError as exc:
@@ -166,6 +175,19 @@ def plan_drain(host: str, devices: Sequence[DeviceRecord], snapshot: InventorySn
             tuple(replace(h, load=h.load + 1) if h.name == destination else h for h in snap.hosts), snap.profiles)
         moves.append(PlannedMove(ref, device.model, destination))
     return DrainPlan(host, tuple(moves), tuple(stranded), snap)
+
+
+def _vmm_carried(source: HostReport | None, model: str) -> Problem | None:
+    """The reason a device of ``model`` cannot be moved by the agents, or ``None``."""
+    if source is None:
+        return None
+    impls = [impl for impl, _ in source.candidates(model)]
+    if not impls or any(source.carrier(impl) == "agent" for impl in impls):
+        return None
+    names = ", ".join(impl.render() for impl in impls)
+    return Problem("KERNEL_DEVICE_DATA_BY_VMM", ("model",),
+                   f"the VMM, not the agent, carries the migration data of {model} ({names})",
+                   value=model, hint="migrate it with its VM (the VMM can still be told where to go), then drain")
 
 
 def drain_error(code: str, loc: tuple[str | int, ...], message: str, *, value: object = None,

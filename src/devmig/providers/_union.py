@@ -105,5 +105,9 @@ def merge_offers(host: str, offers: Iterable[Offer]) -> HostCatalog:
         format=HOST_REPORT_FORMAT,
         host=host,
         implementations=tuple(p.document for p in provided.values()),
+        # Said only when some release is VMM-carried: absent means ``agent`` for all (old reports stay valid).
+        carriers={f"{i.name}/{i.release}": p.carrier for i, p in provided.items()}
+        if any(p.carrier == "vmm" for p in provided.values())
+        else None,
     )
     return HostCatalog(report, owners, provided, tuple(problems))
