@@ -47,6 +47,7 @@ from typing import Any
 import httpx2
 
 from devmig._errors import DevmigError
+from devmig._json import JsonObject
 from devmig._tls import TlsConfig, client_tls
 from devmig.local._procs import (
     STATE_FORMAT,
@@ -298,18 +299,18 @@ class LocalFleet:
                     *tls.get(host.name, [])]
             self.children.append(spawn(host.name, "agent", args, env, logs))
 
-    def _configure(self) -> list[dict[str, Any]]:
+    def _configure(self) -> list[JsonObject]:
         manager = self.children[0].announce["url"]
         agents = {c.name: c.announce["url"] for c in self.children[1:]}
         auth = {"Authorization": f"Bearer {self.token}"}
-        created: list[dict[str, Any]] = []
+        created: list[JsonObject] = []
         with httpx2.Client(headers=auth, timeout=30, verify=client_tls(self.client_tls)) as http:
             _ok(http.post(f"{manager}/v1/pools", json={"name": POOL}))
             for name, url in agents.items():
                 _ok(http.post(f"{manager}/v1/hosts", json={"url": url, "name": name, "token": self.token}))
                 _ok(http.put(f"{manager}/v1/pools/{POOL}/hosts/{name}"))
             for n, spec in enumerate(self.devices):
-                host: dict[str, Any] = {}
+                host: JsonObject = {}
                 if spec.model == BLK:
                     image = self.state_dir / "images" / f"{spec.host}-{n}.img"
                     with image.open("wb") as f:
@@ -322,7 +323,7 @@ class LocalFleet:
             _ok(http.post(f"{manager}/v1/poll"))
         return created
 
-    def _state(self, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    def _state(self, devices: list[JsonObject]) -> dict[str, Any]:
         manager = self.children[0]
         specs = {h.name: h for h in self.hosts}
         return {
@@ -382,7 +383,7 @@ class LocalFleet:
         self._lock.release()
 
 
-def _ok(response: httpx2.Response) -> Any:
+def _ok(response: httpx2.Response) -> Any:  # JSON boundary
     if response.status_code >= 400:
         from devmig.agent import remote_error
 

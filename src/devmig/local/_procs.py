@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from devmig._errors import DevmigError
+from devmig._json import JsonObject
 
 __all__ = [
     "STATE_FORMAT",
@@ -119,7 +120,7 @@ class Child:
     out_path: Path
     log_path: Path
     files: list[IO[bytes]] = field(default_factory=list)
-    announce: dict[str, Any] = field(default_factory=dict)
+    announce: JsonObject = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -151,7 +152,7 @@ def spawn(name: str, kind: str, args: list[str], env: dict[str, str], logs: Path
     return Child(name, kind, process, out_path, log_path, [out, err])
 
 
-def announced(child: Child, deadline: float) -> dict[str, Any]:
+def announced(child: Child, deadline: float) -> JsonObject:
     """Wait for the child's JSON announce line (its first line on stdout)."""
     while True:
         try:
@@ -177,7 +178,7 @@ def announced(child: Child, deadline: float) -> dict[str, Any]:
 # -- state file ----------------------------------------------------------------------------
 
 
-def read_state(state_dir: Path) -> dict[str, Any] | None:
+def read_state(state_dir: Path) -> dict[str, Any] | None:  # JSON boundary
     """The fleet's ``state.json`` in ``state_dir``, or ``None`` when there is none.
 
     Raises:
