@@ -21,9 +21,9 @@ the loaders raise nothing but :class:`~devmig.DocumentError`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from devmig._errors import DocumentError, Loc, Problem
 from devmig.model._config import check_full, constraint_problems
@@ -45,7 +45,7 @@ __all__ = ["load_document", "load_host_report", "load_any"]
 _MODEL_ADAPTER: TypeAdapter[DeviceModel] = TypeAdapter(DeviceModel)
 
 
-def _real_loc(raw: Any, loc: tuple[Any, ...]) -> Loc:
+def _real_loc(raw: object, loc: tuple[int | str, ...]) -> Loc:
     """Keep only the parts of a pydantic ``loc`` that are real keys/indices of ``raw``.
 
     pydantic inserts union member tags (``int``, ``range``, ...) into locations;
@@ -58,7 +58,7 @@ def _real_loc(raw: Any, loc: tuple[Any, ...]) -> Loc:
             isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node)
         ):
             out.append(part)
-            node = node[part]
+            node = node[part] if isinstance(node, Mapping) else node[int(part)]
         elif isinstance(node, Mapping) and part in _FIELD_NAMES:
             # A missing field: a real location, where nothing is yet.
             out.append(part)
@@ -66,7 +66,7 @@ def _real_loc(raw: Any, loc: tuple[Any, ...]) -> Loc:
     return tuple(out)
 
 
-def _has_key(node: Mapping[Any, Any], key: Any) -> bool:
+def _has_key(node: Mapping[object, object], key: object) -> bool:
     try:
         return key in node
     except TypeError:  # pragma: no cover - a key type the mapping cannot hash
@@ -81,7 +81,7 @@ _FIELD_NAMES = {
 }  # fmt: skip
 
 
-def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Problem]:
+def _schema_problems(raw: object, exc: ValidationError, prefix: Loc) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[Loc, str]] = set()
     for err in exc.errors(include_url=False):
@@ -113,7 +113,7 @@ def _schema_problems(raw: Any, exc: ValidationError, prefix: Loc) -> list[Proble
     return list(by_loc.values())
 
 
-def _long_enough(err: Any) -> bool:
+def _long_enough(err: ErrorDetails) -> bool:
     given = err.get("input")
     need = err.get("ctx", {}).get("min_length")
     return isinstance(given, (list, tuple, Mapping)) and isinstance(need, int) and len(given) >= need
@@ -233,7 +233,7 @@ def model_problems(model: DeviceModel, loc: Loc) -> list[Problem]:
     return problems
 
 
-def _condition_type_problem(type_name: str, cond: Any) -> str | None:
+def _condition_type_problem(type_name: str, cond: object) -> str | None:
     if isinstance(cond, Range):
         return None if type_name == "int" else f"a min/max condition needs an int parameter, not {type_name}"
     values = cond.in_ if isinstance(cond, InSet) else (cond,)
@@ -243,7 +243,7 @@ def _condition_type_problem(type_name: str, cond: Any) -> str | None:
     return None
 
 
-def _format_problem(raw: Mapping[Any, Any], expected: str, loc: Loc = ("format",)) -> Problem:
+def _format_problem(raw: Mapping[str, object], expected: str, loc: Loc = ("format",)) -> Problem:
     fmt = raw.get("format")
     other = {MODEL_DOCUMENT_FORMAT: "model document", HOST_REPORT_FORMAT: "host report"}
     hint = None
@@ -259,7 +259,7 @@ def _format_problem(raw: Mapping[Any, Any], expected: str, loc: Loc = ("format",
     )
 
 
-def _not_an_object(raw: Any, what: str, loc: Loc = ()) -> Problem:
+def _not_an_object(raw: object, what: str, loc: Loc = ()) -> Problem:
     return Problem(
         "SCHEMA",
         loc,
@@ -269,7 +269,7 @@ def _not_an_object(raw: Any, what: str, loc: Loc = ()) -> Problem:
     )
 
 
-def _json_kind(raw: Any) -> str:
+def _json_kind(raw: object) -> str:
     if raw is None:
         return "null"
     if isinstance(raw, bool):
@@ -283,7 +283,7 @@ def _json_kind(raw: Any) -> str:
     return f"a {type(raw).__name__}"
 
 
-def _shape_problems(raw: Mapping[Any, Any], exc: ValidationError, expected: str) -> list[Problem]:
+def _shape_problems(raw: Mapping[str, object], exc: ValidationError, expected: str) -> list[Problem]:
     """Return the ``SCHEMA`` problems of ``exc``, with one clear problem for the format."""
     problems = [p for p in _schema_problems(raw, exc, ()) if p.loc != ("format",)]
     if raw.get("format") != expected:
@@ -291,7 +291,7 @@ def _shape_problems(raw: Mapping[Any, Any], exc: ValidationError, expected: str)
     return problems
 
 
-def _document_problems(raw: Any, prefix: Loc) -> tuple[ModelDocument | None, list[Problem]]:
+def _document_problems(raw: object, prefix: Loc) -> tuple[ModelDocument | None, list[Problem]]:
     if not isinstance(raw, Mapping):
         return None, [_not_an_object(raw, "model document", prefix)]
     problems: list[Problem] = []
@@ -335,7 +335,7 @@ def _document_problems(raw: Any, prefix: Loc) -> tuple[ModelDocument | None, lis
     return (doc if not problems else None), problems
 
 
-def load_document(source: str | bytes | Mapping[str, Any]) -> ModelDocument:
+def load_document(source: str | bytes | Mapping[str, object]) -> ModelDocument:
     """Load and fully validate a model document.
 
     Args:
@@ -353,7 +353,7 @@ def load_document(source: str | bytes | Mapping[str, Any]) -> ModelDocument:
     return doc
 
 
-def load_host_report(source: str | bytes | Mapping[str, Any]) -> HostReport:
+def load_host_report(source: str | bytes | Mapping[str, object]) -> HostReport:
     """Load and fully validate a host report; every implementation is checked as a document.
 
     Raises:
@@ -404,7 +404,7 @@ def load_host_report(source: str | bytes | Mapping[str, Any]) -> HostReport:
     return HostReport.model_validate({**envelope, "implementations": docs}, by_alias=True, by_name=False)
 
 
-def load_any(source: str | bytes | Mapping[str, Any]) -> ModelDocument | HostReport:
+def load_any(source: str | bytes | Mapping[str, object]) -> ModelDocument | HostReport:
     """Load a model document or a host report, telling them apart by ``format``.
 
     Raises:
