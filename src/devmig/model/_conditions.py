@@ -70,7 +70,7 @@ class InSet(_Frozen):
     in_: Annotated[tuple[ScalarValue, ...], Field(alias="in", min_length=1)]
 
 
-def _condition_tag(value: Any) -> str | None:
+def _condition_tag(value: object) -> str | None:
     """Tell which kind of condition a raw value is, so errors come from that kind only.
 
     The tags appear in pydantic's error locations; they contain a ``:`` so

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from devmig._errors import DocumentError, Loc, Problem
 from devmig.model._values import show_value
@@ -28,11 +28,11 @@ class _NotJson(ValueError):
     """A token Python's ``json`` accepts but JSON does not (``NaN``, ``Infinity``)."""
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise _NotJson(name)
 
 
-def parse_json(text: str | bytes | bytearray) -> Any:
+def parse_json(text: str | bytes | bytearray) -> Any:  # JSON boundary
     """Parse JSON text, mapping a syntax error to ``JSON_SYNTAX`` with line and column.
 
     ``NaN``, ``Infinity`` and integers of more than 4300 digits (which Python
@@ -94,7 +94,7 @@ def _position(text: str) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
-def json_data(source: Any) -> Any:
+def json_data(source: Any) -> Any:  # JSON boundary
     """Return JSON data: text and bytes are parsed, anything else is taken as parsed data.
 
     The data is checked for what JSON text cannot carry and the rest of devmig

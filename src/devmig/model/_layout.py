@@ -107,7 +107,7 @@ class ConditionalSize(_FastEqual):
     then: Size
 
 
-def _size_tag(value: Any) -> str | None:
+def _size_tag(value: object) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -315,7 +315,7 @@ class LayoutDifference:
         return f"{place}: {self.what} {_show(self.left)} in {left}'s state layout, {_show(self.right)} in {right}'s"
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return "none" if value is None else str(value)
