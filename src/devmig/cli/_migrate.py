@@ -27,10 +27,10 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from devmig._errors import DevmigError, Problem
 from devmig._humanize import size
-from devmig._json import object_at, str_at
+from devmig._json import JsonObject, object_at, str_at
 from devmig.agent import AgentClient
 from devmig.cli._output import EXIT_NO, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Output
-from devmig.compat import check
+from devmig.compat import Verdict, check
 from devmig.model import load_host_report, parse_canonical
 
 __all__ = ["register"]
@@ -39,7 +39,7 @@ _REFUSALS = {"INCOMPATIBLE", "DEVICE_BUSY", "MIGRATION_CONFLICT", "DEVICE_NOT_FO
 _IN_DOUBT_GRACE_S = 30.0
 
 
-async def _check(source: AgentClient, destination: AgentClient, device_id: str) -> tuple[dict[str, Any], Any]:
+async def _check(source: AgentClient, destination: AgentClient, device_id: str) -> tuple[JsonObject, Verdict]:
     """Read the device and both reports; return the device and the verdict."""
     device = await source.get_device(device_id)
     source_raw, _ = await source.report()

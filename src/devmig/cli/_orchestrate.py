@@ -51,7 +51,7 @@ def _call(out: Output, client: ManagerClient, method: str, path: str, **kw: Any)
         out.fail(exc, exit_for(exc))
 
 
-def _bytes(n: Any) -> str:
+def _bytes(n: float | None) -> str:
     return size(n or 0)
 
 
