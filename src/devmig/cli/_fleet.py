@@ -39,6 +39,8 @@ from devmig.cli._secrets import secret_from
 from devmig.cli._serve import Announcement, bind, refuse_plain, serve, tls_config
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from devmig.manager import ManagerSettings
 
 __all__ = ["ManagerClient", "register"]
@@ -364,7 +366,7 @@ def pools_delete(name: Annotated[str, typer.Argument(help="The pool's name.")],
         out.console.print(f"deleted pool {escape(name)}")
 
 
-def _members(method: str, verb: str) -> Any:
+def _members(method: str, verb: str) -> Callable[..., None]:
     def command(
         pool: Annotated[str, typer.Argument(help="The pool's name.")],
         hosts: Annotated[list[str], typer.Argument(help="Host names.")],
