@@ -101,11 +101,7 @@ class KernelHost:
 
     def definition(self, model_id: str) -> tuple[Implementation, DeviceModel] | None:
         """Return the first implementation release here serving a model, with its definition."""
-        for doc in self.offer().documents:
-            found = doc.find(model_id)
-            if found is not None:
-                return doc.implementation, found
-        return None
+        return self.offer().serving(model_id)
 
     async def create(
         self,

@@ -255,14 +255,7 @@ class VfioUserHost:
         self, model_id: str, implementation: str | None = None
     ) -> tuple[Implementation, DeviceModel] | None:
         """The first backend release serving ``model_id`` (that release, when named), with its definition."""
-        for provided in self.offer().provided:
-            impl = provided.implementation
-            if implementation is not None and f"{impl.name}/{impl.release}" != implementation:
-                continue
-            found = provided.document.find(model_id)
-            if found is not None:
-                return provided.implementation, found
-        return None
+        return self.offer().serving(model_id, implementation)
 
     async def create(
         self,

@@ -102,6 +102,17 @@ class Offer:
                 return p
         return None
 
+    def serving(self, model_id: str, implementation: str | None = None) -> tuple[Implementation, DeviceModel] | None:
+        """The first release here serving ``model_id`` (only ``NAME/RELEASE`` when named), with its definition."""
+        for p in self.provided:
+            impl = p.implementation
+            if implementation is not None and f"{impl.name}/{impl.release}" != implementation:
+                continue
+            found = p.document.find(model_id)
+            if found is not None:
+                return impl, found
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
